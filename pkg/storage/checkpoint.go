@@ -1,0 +1,358 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// readerEpochs tracks open readers so that chunks written to Pebble are
+// dropped from memory only when every open reader can find them there: a
+// reader that started before a checkpoint may hold a Pebble view without
+// the checkpoint's chunks.
+type readerEpochs struct {
+	mu      sync.Mutex
+	current uint64
+	active  map[uint64]int
+}
+
+func (r *readerEpochs) init() {
+	r.current = 1
+	r.active = map[uint64]int{}
+}
+
+func (r *readerEpochs) acquire() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active[r.current]++
+	return r.current
+}
+
+func (r *readerEpochs) release(e uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.active[e]--; r.active[e] <= 0 {
+		delete(r.active, e)
+	}
+}
+
+func (r *readerEpochs) advance() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.current++
+	return r.current
+}
+
+// minActive is the oldest epoch a reader still holds.
+func (r *readerEpochs) minActive() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.current
+	for e := range r.active {
+		m = min(m, e)
+	}
+	return m
+}
+
+// checkpoint writes every chunk sample not yet in Pebble, then, in one
+// synced batch, records the covered write-ahead sequence and deletes the
+// records it covers. Chunks are written in batches of their own first; a
+// crash before the final batch leaves the records, and replaying them onto
+// chunks that already hold their samples is harmless.
+func (db *DB) checkpoint(ctx context.Context) error {
+	db.checkpointMu.Lock()
+	defer db.checkpointMu.Unlock()
+	start := time.Now()
+
+	db.applyMu.Lock()
+	covered := db.seq
+	walBytes := db.walBytes.Load()
+	db.applyMu.Unlock()
+
+	type written struct {
+		s *memSeries
+		c *memChunk
+		n int
+	}
+	var done []written
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	flush := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return fmt.Errorf("write chunks: %w", err)
+		}
+		_ = b.Close()
+		b = db.pdb.NewBatch()
+		return nil
+	}
+	var val []byte
+	nChunks := 0
+	for _, th := range db.tenantHeads() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		for _, s := range th.seriesSnapshot() {
+			s.mu.Lock()
+			if len(s.ooo) > 0 {
+				for _, c := range buildChunks(s.ooo, covered) {
+					s.oooChunks = append(s.oooChunks, c)
+				}
+				s.ooo = nil
+			}
+			for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
+				for _, c := range list {
+					n := c.chunk.NumSamples()
+					if n == 0 || n == c.persisted {
+						continue
+					}
+					val = encodeChunkValue(val[:0], c.chunk.Encoding(), c.minT, c.maxT, c.chunk.Bytes())
+					if err := b.Set(chunkKey(th.id, s.ref, c.minT, c.part), val, nil); err != nil {
+						s.mu.Unlock()
+						return fmt.Errorf("write chunk: %w", err)
+					}
+					done = append(done, written{s, c, n})
+					nChunks++
+				}
+			}
+			var rec []byte
+			if s.durable && s.daysDirty {
+				rec = encodeSeriesRecord(nil, s.firstDay, s.lastDay, s.lset)
+				s.daysDirty = false
+			}
+			s.mu.Unlock()
+			if rec != nil {
+				if err := b.Set(seriesKey(th.id, s.ref), rec, nil); err != nil {
+					return fmt.Errorf("write series: %w", err)
+				}
+			}
+			if b.Len() >= 32<<20 {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(th.maxT.Load())^(1<<63))
+		if err := b.Set(tenantStateKey(th.id, "maxt"), v[:], nil); err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint64(v[:], uint64(th.minT.Load())^(1<<63))
+		if err := b.Set(tenantStateKey(th.id, "mint"), v[:], nil); err != nil {
+			return err
+		}
+		if err := b.DeleteRange(walKey(th.id, 0), walKey(th.id, covered+1), nil); err != nil {
+			return fmt.Errorf("delete WAL records: %w", err)
+		}
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], covered)
+	if err := b.Set(globalKey(globalCheckpoint, ""), v[:], nil); err != nil {
+		return err
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		err = fmt.Errorf("commit checkpoint: %w", err)
+		db.fail(err)
+		return err
+	}
+	epoch := db.readers.advance()
+	for _, w := range done {
+		w.s.mu.Lock()
+		w.c.persisted = max(w.c.persisted, w.n)
+		if w.c.closed && w.c.persisted == w.c.chunk.NumSamples() {
+			w.c.droppableAt = epoch
+		}
+		w.s.mu.Unlock()
+	}
+	db.walBytes.Add(-walBytes)
+	db.lastCheckpoint.Store(time.Now().UnixNano())
+	if db.metrics != nil {
+		db.metrics.checkpoints.Inc()
+		db.metrics.checkpointDuration.Observe(time.Since(start).Seconds())
+	}
+	db.logger.Debug("checkpoint", "covered", covered, "chunks", nChunks, "duration", time.Since(start))
+	return nil
+}
+
+// buildChunks encodes out-of-order samples (sorted by time) into closed
+// chunks that never cross an aligned chunk range nor mix value types.
+// Histogram counter-reset hints are left unknown, as in Prometheus'
+// out-of-order chunks.
+func buildChunks(samples []sample, part uint64) []*memChunk {
+	var out []*memChunk
+	var cur *memChunk
+	var app chunkenc.Appender
+	for _, smp := range samples {
+		enc := encodingFor(smp.valueType())
+		if cur == nil || cur.chunk.Encoding() != enc || smp.t >= rangeForTimestamp(cur.minT, chunkRange) || cur.chunk.NumSamples() >= math.MaxUint16-1 {
+			cur = newClosedChunk(enc, smp.t, part)
+			out = append(out, cur)
+			app, _ = cur.chunk.Appender()
+		}
+		var c chunkenc.Chunk
+		var recoded bool
+		switch {
+		case smp.h != nil:
+			h := smp.h.Copy()
+			h.CounterResetHint = histogram.UnknownCounterReset
+			c, recoded, app, _ = app.AppendHistogram(nil, smp.st, smp.t, h, false)
+		case smp.fh != nil:
+			fh := smp.fh.Copy()
+			fh.CounterResetHint = histogram.UnknownCounterReset
+			c, recoded, app, _ = app.AppendFloatHistogram(nil, smp.st, smp.t, fh, false)
+		default:
+			app.Append(smp.st, smp.t, smp.v)
+		}
+		switch {
+		case c == nil:
+		case recoded:
+			cur.chunk = c
+		default:
+			cur = &memChunk{chunk: c, minT: smp.t, part: part, closed: true}
+			out = append(out, cur)
+		}
+		cur.maxT = smp.t
+	}
+	return out
+}
+
+func encodingFor(vt chunkenc.ValueType) chunkenc.Encoding {
+	return vt.ChunkEncoding(true, true)
+}
+
+func newClosedChunk(enc chunkenc.Encoding, minT int64, part uint64) *memChunk {
+	c, err := chunkenc.NewEmptyChunk(enc)
+	if err != nil {
+		panic(err) // enc comes from encodingFor; unreachable.
+	}
+	return &memChunk{chunk: c, minT: minT, maxT: math.MinInt64, part: part, closed: true}
+}
+
+// reclaim drops chunks from memory that every reader can find in Pebble.
+func (db *DB) reclaim() {
+	safe := db.readers.minActive()
+	for _, th := range db.tenantHeads() {
+		for _, s := range th.seriesSnapshot() {
+			s.mu.Lock()
+			s.chunks = dropPersisted(s.chunks, safe)
+			s.oooChunks = dropPersisted(s.oooChunks, safe)
+			s.mu.Unlock()
+		}
+	}
+}
+
+func dropPersisted(cs []*memChunk, safe uint64) []*memChunk {
+	keep := cs[:0]
+	for _, c := range cs {
+		if c.droppableAt != 0 && c.droppableAt <= safe {
+			continue
+		}
+		keep = append(keep, c)
+	}
+	clear(cs[len(keep):])
+	return keep
+}
+
+// ensureLoaded reads the newest stored sample of a series that has not been
+// written to since the DB was opened. The caller holds s.mu.
+func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
+	if s.loaded {
+		return nil
+	}
+	for day := s.lastDay; day >= s.firstDay && day != math.MinInt32; day-- {
+		best, found, err := db.newestInDay(th, s, day)
+		if err != nil {
+			return err
+		}
+		if found {
+			s.lastT, s.lastV, s.lastH, s.lastFH = best.t, best.v, best.h, best.fh
+			break
+		}
+	}
+	s.loaded = true
+	return nil
+}
+
+// newestInDay returns the newest sample of the series stored in a partition.
+func (db *DB) newestInDay(th *tenantHead, s *memSeries, day int32) (sample, bool, error) {
+	p := chunkSeriesPrefix(th.id, day, s.ref)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return sample{}, false, fmt.Errorf("read chunks: %w", err)
+	}
+	defer it.Close()
+	var bestData []byte
+	var bestEnc chunkenc.Encoding
+	bestMax := int64(math.MinInt64)
+	for it.First(); it.Valid(); it.Next() {
+		kp, err := parseChunkKey(it.Key())
+		if err != nil {
+			return sample{}, false, err
+		}
+		enc, maxT, data, err := decodeChunkValue(it.Value(), kp.minT)
+		if err != nil {
+			return sample{}, false, fmt.Errorf("series %d: %w", s.ref, err)
+		}
+		if maxT > bestMax {
+			bestMax, bestEnc = maxT, enc
+			bestData = append(bestData[:0], data...)
+		}
+	}
+	if err := it.Error(); err != nil {
+		return sample{}, false, err
+	}
+	if bestData == nil {
+		return sample{}, false, nil
+	}
+	c, err := chunkenc.FromData(bestEnc, bestData)
+	if err != nil {
+		return sample{}, false, fmt.Errorf("series %d: %w: %w", s.ref, err, errCorruptValue)
+	}
+	smp, ok := chunkSampleAt(c, bestMax)
+	return smp, ok, nil
+}
+
+// persistedAt looks for a stored sample of the series at t.
+func (db *DB) persistedAt(th *tenantHead, s *memSeries, t int64) (sample, bool, error) {
+	day := dayOf(t)
+	p := chunkSeriesPrefix(th.id, day, s.ref)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return sample{}, false, fmt.Errorf("read chunks: %w", err)
+	}
+	defer it.Close()
+	lo := alignDown(t, chunkRange)
+	for it.SeekGE(chunkKey(th.id, s.ref, lo, 0)); it.Valid(); it.Next() {
+		kp, err := parseChunkKey(it.Key())
+		if err != nil {
+			return sample{}, false, err
+		}
+		if kp.minT > t {
+			break
+		}
+		enc, maxT, data, err := decodeChunkValue(it.Value(), kp.minT)
+		if err != nil {
+			return sample{}, false, err
+		}
+		if maxT < t {
+			continue
+		}
+		c, err := chunkenc.FromData(enc, append([]byte(nil), data...))
+		if err != nil {
+			return sample{}, false, fmt.Errorf("%w: %w", err, errCorruptValue)
+		}
+		if smp, ok := chunkSampleAt(c, t); ok {
+			return smp, true, nil
+		}
+	}
+	return sample{}, false, it.Error()
+}

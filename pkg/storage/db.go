@@ -1,0 +1,373 @@
+package storage
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// ErrClosed is returned by operations on a closed DB.
+var ErrClosed = errors.New("storage: closed")
+
+// DB is levitated's time-series store: a Prometheus storage.Storage over one
+// Pebble database. Samples are made durable as write-ahead records in Pebble
+// (a commit returns after a synced Pebble batch) and kept in memory as
+// Prometheus chunks, which checkpoints write to Pebble; see FORMAT.md.
+//
+// The tenant of every call is taken from its context (pkg/tenant).
+type DB struct {
+	pdb    *pebble.DB
+	opts   Options
+	logger *slog.Logger
+	cache  *pebble.Cache
+
+	// applyMu orders the application of committed samples to memory with
+	// the sequence numbers of their write-ahead records.
+	applyMu sync.Mutex
+	seq     uint64
+
+	walBytes       atomic.Int64
+	lastCheckpoint atomic.Int64 // unix nanoseconds
+	checkpointMu   sync.Mutex
+
+	tenantsMu    sync.RWMutex
+	tenants      map[string]*tenantHead
+	tenantsByID  map[uint32]*tenantHead
+	nextTenantID uint32
+
+	nextSeriesRef atomic.Uint64
+	readers       readerEpochs
+
+	// failed holds the error that made the DB unusable (a failed sync).
+	failed atomic.Pointer[error]
+
+	closeOnce sync.Once
+	closing   chan struct{}
+	bgDone    chan struct{}
+	closed    atomic.Bool
+
+	metrics *dbMetrics
+}
+
+// Open opens or creates the store in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	popts := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		FormatMajorVersion: pebble.FormatNewest,
+		MemTableSize:       64 << 20,
+		Logger:             pebbleLogger{opts.Logger},
+	}
+	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
+	popts.EnsureDefaults()
+	pdb, err := pebble.Open(dir, popts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
+	}
+	db := &DB{
+		pdb:          pdb,
+		opts:         opts,
+		logger:       opts.Logger,
+		cache:        cache,
+		tenants:      map[string]*tenantHead{},
+		tenantsByID:  map[uint32]*tenantHead{},
+		nextTenantID: 1,
+		closing:      make(chan struct{}),
+		bgDone:       make(chan struct{}),
+	}
+	db.readers.init()
+	db.lastCheckpoint.Store(time.Now().UnixNano())
+	start := time.Now()
+	if err := db.load(); err != nil {
+		_ = pdb.Close()
+		cache.Unref()
+		return nil, err
+	}
+	db.metrics = newDBMetrics(db, opts.Registerer)
+	db.logger.Info("storage opened", "dir", dir, "tenants", len(db.tenants), "duration", time.Since(start))
+	go db.background()
+	return db, nil
+}
+
+// load reads the format, tenants and series, then replays the write-ahead
+// records that no checkpoint covers.
+func (db *DB) load() error {
+	fk := globalKey(globalFormat, "")
+	v, closer, err := db.pdb.Get(fk)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if err := db.pdb.Set(fk, []byte(formatVersion), pebble.Sync); err != nil {
+			return fmt.Errorf("write format version: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("read format version: %w", err)
+	default:
+		got := string(v)
+		_ = closer.Close()
+		if got != formatVersion {
+			return fmt.Errorf("storage: data was written in format %q, this version reads %q", got, formatVersion)
+		}
+	}
+
+	v, closer, err = db.pdb.Get(globalKey(globalCheckpoint, ""))
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read checkpoint: %w", err)
+	default:
+		if len(v) == 8 {
+			db.seq = binary.BigEndian.Uint64(v)
+		}
+		_ = closer.Close()
+	}
+
+	if err := db.loadTenants(); err != nil {
+		return err
+	}
+	var maxRef uint64
+	for _, th := range db.tenants {
+		r, err := db.loadSeries(th)
+		if err != nil {
+			return err
+		}
+		maxRef = max(maxRef, r)
+		if err := db.loadTenantState(th); err != nil {
+			return err
+		}
+	}
+	db.nextSeriesRef.Store(maxRef)
+	for _, th := range db.tenants {
+		if err := db.replay(th); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) loadTenants() error {
+	p := TenantPrefix(0, globalTenantName)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("read tenants: %w", err)
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		name := string(it.Key()[len(p):])
+		if len(it.Value()) != 4 {
+			return fmt.Errorf("tenant %q: id of %d bytes: %w", name, len(it.Value()), errCorruptValue)
+		}
+		id := binary.BigEndian.Uint32(it.Value())
+		th := newTenantHead(id, name)
+		db.tenants[name] = th
+		db.tenantsByID[id] = th
+		db.nextTenantID = max(db.nextTenantID, id+1)
+	}
+	return it.Error()
+}
+
+func (db *DB) loadSeries(th *tenantHead) (maxRef uint64, err error) {
+	p := TenantPrefix(th.id, kindSeries)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return 0, fmt.Errorf("read series of tenant %q: %w", th.name, err)
+	}
+	defer it.Close()
+	var sb labels.ScratchBuilder
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != prefixLen+8 {
+			return 0, fmt.Errorf("series key of %d bytes: %w", len(k), errCorruptKey)
+		}
+		ref := binary.BigEndian.Uint64(k[prefixLen:])
+		first, last, ls, err := decodeSeriesRecord(it.Value(), &sb)
+		if err != nil {
+			return 0, fmt.Errorf("series %d of tenant %q: %w", ref, th.name, err)
+		}
+		s := newMemSeries(ref, ls, ls.Hash())
+		s.durable = true
+		s.loaded = false
+		s.firstDay, s.lastDay = first, last
+		th.addLoaded(s)
+		maxRef = max(maxRef, ref)
+	}
+	return maxRef, it.Error()
+}
+
+func (db *DB) loadTenantState(th *tenantHead) error {
+	for _, f := range []struct {
+		name string
+		v    *atomic.Int64
+	}{{"maxt", &th.maxT}, {"mint", &th.minT}} {
+		v, closer, err := db.pdb.Get(tenantStateKey(th.id, f.name))
+		if errors.Is(err, pebble.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s of tenant %q: %w", f.name, th.name, err)
+		}
+		if len(v) == 8 {
+			f.v.Store(getInt64(v))
+		}
+		_ = closer.Close()
+	}
+	return nil
+}
+
+// replay applies the write-ahead records of a tenant that no checkpoint
+// covers to memory, in sequence order. Applying a record twice is harmless:
+// samples already present are skipped.
+func (db *DB) replay(th *tenantHead) error {
+	p := TenantPrefix(th.id, kindWAL)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return fmt.Errorf("read WAL of tenant %q: %w", th.name, err)
+	}
+	defer it.Close()
+	o := db.chunkOpts()
+	records, samples, skipped := 0, 0, 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != prefixLen+8 {
+			return fmt.Errorf("WAL key of %d bytes: %w", len(k), errCorruptKey)
+		}
+		seq := binary.BigEndian.Uint64(k[prefixLen:])
+		db.seq = max(db.seq, seq)
+		db.walBytes.Add(int64(len(it.Value())))
+		err := decodeWAL(it.Value(), func(ref uint64, smp sample) error {
+			s := th.byRef[ref]
+			if s == nil {
+				// Retention removed the series after the record was
+				// written: its samples are expired.
+				skipped++
+				return nil
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if err := db.ensureLoaded(th, s); err != nil {
+				return err
+			}
+			if _, err := db.applyLocked(th, s, smp, o, true); err != nil {
+				return err
+			}
+			th.observeTime(smp.t)
+			samples++
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("replay WAL record %d of tenant %q: %w", seq, th.name, err)
+		}
+		records++
+	}
+	if records > 0 {
+		db.logger.Info("replayed write-ahead records", "tenant", th.name, "records", records, "samples", samples, "skipped_expired", skipped)
+	}
+	return it.Error()
+}
+
+func (db *DB) chunkOpts() chunkOpts {
+	return chunkOpts{samplesPerChunk: db.opts.SamplesPerChunk}
+}
+
+// checkUsable returns the error that keeps the DB from accepting writes.
+func (db *DB) checkUsable() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if p := db.failed.Load(); p != nil {
+		return fmt.Errorf("storage: unusable after an earlier write failure: %w", *p)
+	}
+	return nil
+}
+
+func (db *DB) fail(err error) {
+	db.failed.CompareAndSwap(nil, &err)
+	db.logger.Error("storage write failed; refusing further writes", "err", err)
+}
+
+// Pebble returns the shared Pebble database, for the event store.
+func (db *DB) Pebble() *pebble.DB { return db.pdb }
+
+// StartTime returns the oldest sample time of the default tenant, or
+// math.MaxInt64 if it has none.
+func (db *DB) StartTime() (int64, error) {
+	th := db.tenantFor(context.Background())
+	if th == nil {
+		return math.MaxInt64, nil
+	}
+	return th.minT.Load(), nil
+}
+
+// Close writes a final checkpoint and closes Pebble.
+func (db *DB) Close() error {
+	var err error
+	db.closeOnce.Do(func() {
+		close(db.closing)
+		<-db.bgDone
+		if db.failed.Load() == nil {
+			if cerr := db.checkpoint(context.Background()); cerr != nil {
+				err = fmt.Errorf("final checkpoint: %w", cerr)
+			}
+		}
+		db.closed.Store(true)
+		// Wait for in-flight commits that passed checkUsable.
+		db.applyMu.Lock()
+		db.applyMu.Unlock()
+		if db.metrics != nil {
+			db.metrics.unregister()
+		}
+		if cerr := db.pdb.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close pebble: %w", cerr)
+		}
+		db.cache.Unref()
+	})
+	return err
+}
+
+// background runs checkpoints, retention and memory reclamation until Close.
+func (db *DB) background() {
+	defer close(db.bgDone)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	lastRetention := time.Time{}
+	for {
+		select {
+		case <-db.closing:
+			return
+		case <-tick.C:
+		}
+		if db.failed.Load() != nil {
+			continue
+		}
+		since := time.Since(time.Unix(0, db.lastCheckpoint.Load()))
+		if db.walBytes.Load() >= db.opts.CheckpointWALBytes || (since >= db.opts.CheckpointInterval && db.walBytes.Load() > 0) {
+			if err := db.checkpoint(context.Background()); err != nil {
+				db.logger.Error("checkpoint", "err", err)
+			}
+		}
+		db.reclaim()
+		if time.Since(lastRetention) >= retentionInterval {
+			lastRetention = time.Now()
+			if err := db.applyRetention(context.Background()); err != nil {
+				db.logger.Error("retention", "err", err)
+			}
+		}
+	}
+}
+
+// retentionInterval is how often expired partitions are looked for.
+const retentionInterval = 10 * time.Minute

@@ -1,0 +1,351 @@
+package storage
+
+import (
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// chunkRange is the width of the aligned windows chunks never cross, as in
+// Prometheus' head (2h). Partitions (days) are a multiple of it.
+const chunkRange = 2 * 60 * 60 * 1000
+
+// memChunk is one chunk held in memory: the open head chunk of a series, a
+// closed chunk not yet dropped, or an out-of-order chunk.
+type memChunk struct {
+	chunk      chunkenc.Chunk
+	minT, maxT int64
+	part       uint64 // 0 for in-order chunks; see chunkKey
+	closed     bool   // no more appends
+
+	// persisted is the number of samples of this chunk in Pebble.
+	persisted int
+	// droppableAt is the reader epoch from which on every reader sees the
+	// fully persisted chunk in Pebble; 0 while it is not fully persisted.
+	droppableAt uint64
+}
+
+// memSeries is the in-memory state of one series. Fields below mu are
+// guarded by it.
+type memSeries struct {
+	ref  uint64
+	lset labels.Labels
+	hash uint64
+
+	mu sync.Mutex
+	// durable is set once the series record is committed; until then every
+	// appender that uses the series writes it again.
+	durable bool
+	// indexed is set once the series is in the tenant's postings.
+	indexed bool
+	// deleted is set when retention removed the series; appenders holding
+	// it look the labels up again.
+	deleted bool
+	// firstDay and lastDay are the partitions of the first and the newest
+	// sample, as recorded in the series record.
+	firstDay, lastDay int32
+	// daysDirty is set when firstDay or lastDay changed since the series
+	// record was last written.
+	daysDirty bool
+	// loaded is false after a restart until the newest stored sample has
+	// been read back from Pebble into last*.
+	loaded bool
+
+	chunks []*memChunk // in-order chunks by time; the last may be open
+	app    chunkenc.Appender
+	nextAt int64
+	// histogramEndComputed mirrors Prometheus' flag for histogram chunk cuts.
+	histogramEndComputed bool
+
+	lastT  int64 // math.MinInt64 when the series has no sample
+	lastV  float64
+	lastH  *histogram.Histogram
+	lastFH *histogram.FloatHistogram
+
+	ooo       []sample    // out-of-order samples not yet in a chunk, by time
+	oooChunks []*memChunk // out-of-order chunks kept until droppable
+}
+
+func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
+	return &memSeries{
+		ref:      ref,
+		lset:     lset,
+		hash:     hash,
+		loaded:   true,
+		lastT:    math.MinInt64,
+		firstDay: math.MaxInt32,
+		lastDay:  math.MinInt32,
+	}
+}
+
+func (s *memSeries) headChunk() *memChunk {
+	if n := len(s.chunks); n > 0 && !s.chunks[n-1].closed {
+		return s.chunks[n-1]
+	}
+	return nil
+}
+
+// chunkOpts are the cut parameters of in-order chunks.
+type chunkOpts struct {
+	samplesPerChunk int
+}
+
+// sameAsLast reports whether smp repeats the newest sample exactly.
+func (s *memSeries) sameAsLast(smp sample) bool {
+	switch {
+	case smp.h != nil:
+		return s.lastH != nil && smp.h.Equals(s.lastH)
+	case smp.fh != nil:
+		return s.lastFH != nil && smp.fh.Equals(s.lastFH)
+	default:
+		return s.lastH == nil && s.lastFH == nil && math.Float64bits(smp.v) == math.Float64bits(s.lastV)
+	}
+}
+
+// appendInOrder appends a sample newer than lastT to the open chunk,
+// cutting a new chunk as Prometheus' head does. The caller holds s.mu.
+func (s *memSeries) appendInOrder(smp sample, o chunkOpts) {
+	switch {
+	case smp.h != nil:
+		s.appendHistogram(smp, o)
+	case smp.fh != nil:
+		s.appendFloatHistogram(smp, o)
+	default:
+		c := s.appendPreprocessor(smp.t, chunkenc.EncXOR2, o)
+		s.app.Append(smp.st, smp.t, smp.v)
+		c.maxT = smp.t
+		s.lastV, s.lastH, s.lastFH = smp.v, nil, nil
+	}
+	s.lastT = smp.t
+}
+
+func (s *memSeries) appendHistogram(smp sample, o chunkOpts) {
+	prevApp := s.app
+	c, created := s.histogramsAppendPreprocessor(smp.t, chunkenc.EncHistogramST)
+	if !created {
+		prevApp = nil
+	}
+	newChunk, recoded, app, _ := s.app.AppendHistogram(prevApp, smp.st, smp.t, smp.h, false)
+	s.app = app
+	s.lastV, s.lastH, s.lastFH = 0, smp.h, nil
+	s.afterHistogramAppend(c, newChunk, recoded, smp.t)
+}
+
+func (s *memSeries) appendFloatHistogram(smp sample, o chunkOpts) {
+	prevApp := s.app
+	c, created := s.histogramsAppendPreprocessor(smp.t, chunkenc.EncFloatHistogramST)
+	if !created {
+		prevApp = nil
+	}
+	newChunk, recoded, app, _ := s.app.AppendFloatHistogram(prevApp, smp.st, smp.t, smp.fh, false)
+	s.app = app
+	s.lastV, s.lastH, s.lastFH = 0, nil, smp.fh
+	s.afterHistogramAppend(c, newChunk, recoded, smp.t)
+}
+
+func (s *memSeries) afterHistogramAppend(c *memChunk, newChunk chunkenc.Chunk, recoded bool, t int64) {
+	switch {
+	case newChunk == nil:
+		c.maxT = t
+	case recoded:
+		c.maxT = t
+		c.chunk = newChunk
+	default:
+		c.closed = true
+		s.chunks = append(s.chunks, &memChunk{chunk: newChunk, minT: t, maxT: t})
+		s.nextAt = rangeForTimestamp(t, chunkRange)
+	}
+}
+
+// appendPreprocessor mirrors Prometheus' memSeries.appendPreprocessor
+// (tsdb/head_append.go): it cuts a new chunk at the end of the aligned
+// chunk range, when the chunk is full, or when the encoding changes.
+func (s *memSeries) appendPreprocessor(t int64, e chunkenc.Encoding, o chunkOpts) *memChunk {
+	c := s.headChunk()
+	created := false
+	if c == nil {
+		c = s.cutNewHeadChunk(t, e)
+		created = true
+	}
+	if !created && len(c.chunk.Bytes()) > chunkenc.MaxBytesPerXORChunkBeforeAppend {
+		c = s.cutNewHeadChunk(t, e)
+		created = true
+	}
+	if c.chunk.Encoding() != e {
+		c = s.cutNewHeadChunk(t, e)
+		created = true
+	}
+	numSamples := c.chunk.NumSamples()
+	if numSamples == 0 {
+		c.minT = t
+		s.nextAt = rangeForTimestamp(c.minT, chunkRange)
+	}
+	if numSamples == o.samplesPerChunk/4 {
+		s.nextAt = computeChunkEndTime(c.minT, c.maxT, s.nextAt, 4)
+	}
+	if !created && (t >= s.nextAt || numSamples >= o.samplesPerChunk*2) {
+		c = s.cutNewHeadChunk(t, e)
+	}
+	return c
+}
+
+// histogramsAppendPreprocessor mirrors Prometheus' function of that name.
+func (s *memSeries) histogramsAppendPreprocessor(t int64, e chunkenc.Encoding) (*memChunk, bool) {
+	c := s.headChunk()
+	created := false
+	if c == nil {
+		c = s.cutNewHeadChunk(t, e)
+		created = true
+	}
+	if c.chunk.Encoding() != e {
+		c = s.cutNewHeadChunk(t, e)
+		created = true
+	}
+	numSamples := c.chunk.NumSamples()
+	targetBytes := chunkenc.TargetBytesPerHistogramChunk
+	numBytes := len(c.chunk.Bytes())
+	if numSamples == 0 {
+		c.minT = t
+		s.nextAt = rangeForTimestamp(c.minT, chunkRange)
+	}
+	var nextChunkRangeStart int64
+	if s.histogramEndComputed {
+		nextChunkRangeStart = rangeForTimestamp(c.minT, chunkRange)
+	} else {
+		nextChunkRangeStart = s.nextAt
+	}
+	if !s.histogramEndComputed && numBytes >= targetBytes/4 {
+		ratioToFull := float64(targetBytes) / float64(numBytes)
+		s.nextAt = computeChunkEndTime(c.minT, c.maxT, s.nextAt, ratioToFull)
+		s.histogramEndComputed = true
+	}
+	if !created && (t >= s.nextAt || numBytes >= targetBytes*2) && (numSamples >= chunkenc.MinSamplesPerHistogramChunk || t >= nextChunkRangeStart) {
+		c = s.cutNewHeadChunk(t, e)
+		created = true
+	}
+	if created {
+		s.histogramEndComputed = false
+	}
+	return c, created
+}
+
+func (s *memSeries) cutNewHeadChunk(mint int64, e chunkenc.Encoding) *memChunk {
+	if h := s.headChunk(); h != nil {
+		h.closed = true
+	}
+	chk, err := chunkenc.NewEmptyChunk(e)
+	if err != nil {
+		panic(err) // e is one of the encodings this file passes; unreachable.
+	}
+	c := &memChunk{chunk: chk, minT: mint, maxT: math.MinInt64}
+	s.chunks = append(s.chunks, c)
+	s.nextAt = rangeForTimestamp(mint, chunkRange)
+	app, err := chk.Appender()
+	if err != nil {
+		panic(err) // An empty chunk always has an appender.
+	}
+	s.app = app
+	return c
+}
+
+// rangeForTimestamp returns the end of the aligned range t is in.
+func rangeForTimestamp(t, width int64) int64 {
+	return alignDown(t, width) + width
+}
+
+// alignDown returns the start of the aligned range t is in (floor, also for
+// negative t).
+func alignDown(t, width int64) int64 {
+	r := t % width
+	if r < 0 {
+		r += width
+	}
+	return t - r
+}
+
+// computeChunkEndTime is Prometheus' function of that name.
+func computeChunkEndTime(start, cur, maxT int64, ratioToFull float64) int64 {
+	n := float64(maxT-start) / (float64(cur-start+1) * ratioToFull)
+	if n <= 1 {
+		return maxT
+	}
+	return int64(float64(start) + float64(maxT-start)/math.Floor(n))
+}
+
+// oooFind returns the index of the out-of-order sample at t, or where it
+// would be inserted, and whether it is there.
+func (s *memSeries) oooFind(t int64) (int, bool) {
+	i := sort.Search(len(s.ooo), func(i int) bool { return s.ooo[i].t >= t })
+	return i, i < len(s.ooo) && s.ooo[i].t == t
+}
+
+// insertOOO keeps an out-of-order sample. It returns false if a different
+// value is already buffered at the same time.
+func (s *memSeries) insertOOO(smp sample) bool {
+	i, found := s.oooFind(smp.t)
+	if found {
+		return sameSample(s.ooo[i], smp)
+	}
+	s.ooo = append(s.ooo, sample{})
+	copy(s.ooo[i+1:], s.ooo[i:])
+	s.ooo[i] = smp
+	return true
+}
+
+// sameSample reports whether two samples have the same value, bit for bit
+// for floats.
+func sameSample(a, b sample) bool {
+	switch {
+	case a.h != nil:
+		return b.h != nil && a.h.Equals(b.h)
+	case a.fh != nil:
+		return b.fh != nil && a.fh.Equals(b.fh)
+	default:
+		return b.h == nil && b.fh == nil && math.Float64bits(a.v) == math.Float64bits(b.v)
+	}
+}
+
+// inMemoryAt looks for a sample at t in the series' memory.
+func (s *memSeries) inMemoryAt(t int64) (sample, bool) {
+	if i, ok := s.oooFind(t); ok {
+		return s.ooo[i], true
+	}
+	for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
+		for _, c := range list {
+			if c.chunk.NumSamples() == 0 || t < c.minT || t > c.maxT {
+				continue
+			}
+			if smp, ok := chunkSampleAt(c.chunk, t); ok {
+				return smp, true
+			}
+		}
+	}
+	return sample{}, false
+}
+
+// chunkSampleAt decodes the sample at t from a chunk.
+func chunkSampleAt(c chunkenc.Chunk, t int64) (sample, bool) {
+	it := c.Iterator(nil)
+	vt := it.Seek(t)
+	if vt == chunkenc.ValNone || it.AtT() != t {
+		return sample{}, false
+	}
+	return iteratorSample(it, vt), true
+}
+
+func iteratorSample(it chunkenc.Iterator, vt chunkenc.ValueType) sample {
+	smp := sample{t: it.AtT(), st: it.AtST()}
+	switch vt {
+	case chunkenc.ValFloat:
+		_, smp.v = it.At()
+	case chunkenc.ValHistogram:
+		_, smp.h = it.AtHistogram(nil)
+	case chunkenc.ValFloatHistogram:
+		_, smp.fh = it.AtFloatHistogram(nil)
+	}
+	return smp
+}

@@ -1,0 +1,155 @@
+package storage
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type dbMetrics struct {
+	reg                prometheus.Registerer
+	collectors         []prometheus.Collector
+	samplesAppended    prometheus.Counter
+	commitConflicts    prometheus.Counter
+	checkpoints        prometheus.Counter
+	checkpointDuration prometheus.Histogram
+	seriesRemoved      prometheus.Counter
+}
+
+func newDBMetrics(db *DB, reg prometheus.Registerer) *dbMetrics {
+	m := &dbMetrics{
+		reg: reg,
+		samplesAppended: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levitated_storage_samples_appended_total",
+			Help: "Samples committed to the store.",
+		}),
+		commitConflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levitated_storage_commit_conflicts_total",
+			Help: "Samples dropped at commit because a concurrent commit wrote another value at the same timestamp.",
+		}),
+		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levitated_storage_checkpoints_total",
+			Help: "Checkpoints that wrote in-memory chunks to Pebble.",
+		}),
+		checkpointDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "levitated_storage_checkpoint_duration_seconds",
+			Help:    "Duration of checkpoints.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		seriesRemoved: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levitated_storage_series_removed_total",
+			Help: "Series removed by retention.",
+		}),
+	}
+	m.collectors = []prometheus.Collector{
+		m.samplesAppended, m.commitConflicts, m.checkpoints, m.checkpointDuration, m.seriesRemoved,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "levitated_storage_series",
+			Help: "Series in memory, all tenants.",
+		}, func() float64 {
+			n := 0
+			for _, th := range db.tenantHeads() {
+				n += th.numSeries()
+			}
+			return float64(n)
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "levitated_storage_wal_bytes",
+			Help: "Bytes of write-ahead records not yet covered by a checkpoint.",
+		}, func() float64 { return float64(db.walBytes.Load()) }),
+		newPebbleCollector(db),
+	}
+	if reg != nil {
+		for _, c := range m.collectors {
+			if err := reg.Register(c); err != nil {
+				db.logger.Warn("register storage metric", "err", err)
+			}
+		}
+	}
+	return m
+}
+
+func (m *dbMetrics) unregister() {
+	if m.reg == nil {
+		return
+	}
+	for _, c := range m.collectors {
+		m.reg.Unregister(c)
+	}
+}
+
+// pebbleCollector exports Pebble's own metrics (pebble.Metrics).
+type pebbleCollector struct {
+	db    *DB
+	descs map[string]*prometheus.Desc
+}
+
+func newPebbleCollector(db *DB) *pebbleCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("levitated_pebble_"+name, help, labels, nil)
+	}
+	return &pebbleCollector{db: db, descs: map[string]*prometheus.Desc{
+		"disk":        d("disk_space_usage_bytes", "Bytes used on disk by the Pebble database."),
+		"level_files": d("level_files", "SSTable files per LSM level.", "level"),
+		"level_bytes": d("level_bytes", "Bytes of SSTables per LSM level.", "level"),
+		"compactions": d("compactions_total", "Compactions completed."),
+		"flushes":     d("flushes_total", "Memtable flushes completed."),
+		"memtable":    d("memtable_bytes", "Bytes allocated to memtables."),
+		"wal_bytes":   d("wal_bytes_written_total", "Bytes written to Pebble's write-ahead log."),
+		"wal_files":   d("wal_files", "Live write-ahead log files."),
+		"cache_size":  d("block_cache_bytes", "Bytes in the block cache."),
+		"cache_hits":  d("block_cache_hits_total", "Block cache hits."),
+		"cache_miss":  d("block_cache_misses_total", "Block cache misses."),
+		"read_amp":    d("read_amplification", "Sublevels a point read may consult."),
+	}}
+}
+
+func (c *pebbleCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range c.descs {
+		ch <- d
+	}
+}
+
+func (c *pebbleCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.db.closed.Load() {
+		return
+	}
+	m := c.db.pdb.Metrics()
+	g := func(name string, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.GaugeValue, v, labels...)
+	}
+	cnt := func(name string, v float64) {
+		ch <- prometheus.MustNewConstMetric(c.descs[name], prometheus.CounterValue, v)
+	}
+	g("disk", float64(m.DiskSpaceUsage()))
+	for i, l := range m.Levels {
+		g("level_files", float64(l.TablesCount), fmt.Sprint(i))
+		g("level_bytes", float64(l.TablesSize), fmt.Sprint(i))
+	}
+	cnt("compactions", float64(m.Compact.Count))
+	cnt("flushes", float64(m.Flush.Count))
+	g("memtable", float64(m.MemTable.Size))
+	cnt("wal_bytes", float64(m.WAL.BytesWritten))
+	g("wal_files", float64(m.WAL.Files))
+	g("cache_size", float64(m.BlockCache.Size))
+	cnt("cache_hits", float64(m.BlockCache.Hits))
+	cnt("cache_miss", float64(m.BlockCache.Misses))
+	g("read_amp", float64(m.ReadAmp()))
+}
+
+// pebbleLogger routes Pebble's logs to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}

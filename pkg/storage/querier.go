@@ -1,0 +1,576 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/oklog/ulid/v2"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+	"github.com/prometheus/prometheus/tsdb/index"
+	"github.com/prometheus/prometheus/tsdb/tombstones"
+	"github.com/prometheus/prometheus/util/annotations"
+)
+
+// Querier returns a querier over [mint, maxt]. Each call reads the tenant
+// from its context. Reading is done by Prometheus' own block querier
+// (tsdb.NewBlockQuerier) over a view of one tenant (rangeHead), so matcher,
+// label and trimming semantics are Prometheus'.
+func (db *DB) Querier(mint, maxt int64) (storage.Querier, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	return &querier{db: db, mint: mint, maxt: maxt, open: map[*tenantHead]*tenantQuerier{}}, nil
+}
+
+// ChunkQuerier returns a chunk querier over [mint, maxt].
+func (db *DB) ChunkQuerier(mint, maxt int64) (storage.ChunkQuerier, error) {
+	if db.closed.Load() {
+		return nil, ErrClosed
+	}
+	return &chunkQuerier{querier{db: db, mint: mint, maxt: maxt, open: map[*tenantHead]*tenantQuerier{}}}, nil
+}
+
+type tenantQuerier struct {
+	rh *rangeHead
+	q  storage.Querier
+	cq storage.ChunkQuerier
+}
+
+type querier struct {
+	db         *DB
+	mint, maxt int64
+
+	mu   sync.Mutex
+	open map[*tenantHead]*tenantQuerier
+}
+
+func (q *querier) forTenant(ctx context.Context, chunked bool) (*tenantQuerier, error) {
+	th := q.db.tenantFor(ctx)
+	if th == nil {
+		return nil, nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	tq := q.open[th]
+	if tq == nil {
+		tq = &tenantQuerier{rh: q.db.newRangeHead(th, q.mint, q.maxt)}
+		q.open[th] = tq
+	}
+	var err error
+	if chunked && tq.cq == nil {
+		tq.cq, err = tsdb.NewBlockChunkQuerier(tq.rh, q.mint, q.maxt)
+	}
+	if !chunked && tq.q == nil {
+		tq.q, err = tsdb.NewBlockQuerier(tq.rh, q.mint, q.maxt)
+	}
+	return tq, err
+}
+
+func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	tq, err := q.forTenant(ctx, false)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	if tq == nil {
+		return storage.EmptySeriesSet()
+	}
+	return tq.q.Select(ctx, sortSeries, hints, ms...)
+}
+
+func (q *querier) labelQuerier(ctx context.Context) (storage.LabelQuerier, error) {
+	tq, err := q.forTenant(ctx, false)
+	if err != nil || tq == nil {
+		return nil, err
+	}
+	return tq.q, nil
+}
+
+func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	lq, err := q.labelQuerier(ctx)
+	if err != nil || lq == nil {
+		return nil, nil, err
+	}
+	return lq.LabelValues(ctx, name, hints, ms...)
+}
+
+func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	lq, err := q.labelQuerier(ctx)
+	if err != nil || lq == nil {
+		return nil, nil, err
+	}
+	return lq.LabelNames(ctx, hints, ms...)
+}
+
+func (q *querier) Close() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var firstErr error
+	for th, tq := range q.open {
+		for _, c := range []interface{ Close() error }{tq.q, tq.cq} {
+			if c == nil {
+				continue
+			}
+			if err := c.Close(); err != nil && firstErr == nil {
+				firstErr = err
+			}
+		}
+		tq.rh.close()
+		delete(q.open, th)
+	}
+	return firstErr
+}
+
+type chunkQuerier struct{ querier }
+
+func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
+	tq, err := q.forTenant(ctx, true)
+	if err != nil {
+		return storage.ErrChunkSeriesSet(err)
+	}
+	if tq == nil {
+		return storage.EmptyChunkSeriesSet()
+	}
+	return tq.cq.Select(ctx, sortSeries, hints, ms...)
+}
+
+func (q *chunkQuerier) labelQuerier(ctx context.Context) (storage.LabelQuerier, error) {
+	tq, err := q.forTenant(ctx, true)
+	if err != nil || tq == nil {
+		return nil, err
+	}
+	return tq.cq, nil
+}
+
+func (q *chunkQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	lq, err := q.labelQuerier(ctx)
+	if err != nil || lq == nil {
+		return nil, nil, err
+	}
+	return lq.LabelValues(ctx, name, hints, ms...)
+}
+
+func (q *chunkQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	lq, err := q.labelQuerier(ctx)
+	if err != nil || lq == nil {
+		return nil, nil, err
+	}
+	return lq.LabelNames(ctx, hints, ms...)
+}
+
+// rangeHead is a tsdb.BlockReader over one tenant's data in [mint, maxt]:
+// the in-memory index, the in-memory chunks and the chunks in Pebble. It
+// holds a reader epoch from creation to close so that the chunks it may
+// need stay in memory or in its Pebble view.
+type rangeHead struct {
+	db         *DB
+	th         *tenantHead
+	mint, maxt int64
+	epoch      uint64
+
+	mu     sync.Mutex
+	iters  map[int32]*pebble.Iterator
+	merged [][]chunks.Meta // chunk groups that overlap; ChunkRef i+1 names merged[i]
+	closed bool
+}
+
+func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
+	return &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire(), iters: map[int32]*pebble.Iterator{}}
+}
+
+func (h *rangeHead) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return
+	}
+	h.closed = true
+	for _, it := range h.iters {
+		_ = it.Close()
+	}
+	h.iters = nil
+	h.merged = nil
+	h.db.readers.release(h.epoch)
+}
+
+func (h *rangeHead) Index() (tsdb.IndexReader, error)  { return (*rangeIndex)(h), nil }
+func (h *rangeHead) Chunks() (tsdb.ChunkReader, error) { return (*rangeChunks)(h), nil }
+func (h *rangeHead) Tombstones() (tombstones.Reader, error) {
+	return tombstones.NewMemTombstones(), nil
+}
+func (h *rangeHead) Size() int64 { return 0 }
+func (h *rangeHead) Meta() tsdb.BlockMeta {
+	return tsdb.BlockMeta{ULID: ulid.ULID{}, MinTime: h.mint, MaxTime: h.maxt}
+}
+
+// outside reports whether the tenant has no data in the range.
+func (h *rangeHead) outside() bool {
+	return h.maxt < h.th.minT.Load() || h.mint > h.th.maxT.Load()
+}
+
+// rangeIndex implements tsdb.IndexReader over the tenant's postings.
+type rangeIndex rangeHead
+
+func (r *rangeIndex) Close() error { return nil }
+
+func (r *rangeIndex) Symbols() index.StringIter { return r.th.postings.Symbols() }
+
+func (r *rangeIndex) SortedLabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, error) {
+	values, err := r.LabelValues(ctx, name, hints, ms...)
+	if err == nil {
+		slices.Sort(values)
+	}
+	return values, err
+}
+
+func (r *rangeIndex) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, error) {
+	if (*rangeHead)(r).outside() {
+		return []string{}, nil
+	}
+	if len(ms) == 0 {
+		return r.th.postings.LabelValues(ctx, name, hints), nil
+	}
+	return labelValuesWithMatchers(ctx, r, name, hints, ms...)
+}
+
+func (r *rangeIndex) LabelNames(ctx context.Context, ms ...*labels.Matcher) ([]string, error) {
+	if (*rangeHead)(r).outside() {
+		return []string{}, nil
+	}
+	if len(ms) == 0 {
+		names := r.th.postings.LabelNames()
+		slices.Sort(names)
+		return names, nil
+	}
+	p, err := tsdb.PostingsForMatchers(ctx, r, ms...)
+	if err != nil {
+		return nil, err
+	}
+	return r.LabelNamesFor(ctx, p)
+}
+
+func (r *rangeIndex) Postings(ctx context.Context, name string, values ...string) (index.Postings, error) {
+	return r.th.postings.Postings(ctx, name, values...), nil
+}
+
+func (r *rangeIndex) PostingsForLabelMatching(ctx context.Context, name string, match func(string) bool) index.Postings {
+	return r.th.postings.PostingsForLabelMatching(ctx, name, match)
+}
+
+func (r *rangeIndex) PostingsForAllLabelValues(ctx context.Context, name string) index.Postings {
+	return r.th.postings.PostingsForAllLabelValues(ctx, name)
+}
+
+func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
+	var ss []*memSeries
+	for p.Next() {
+		if s := r.th.getByRef(uint64(p.At())); s != nil {
+			ss = append(ss, s)
+		}
+	}
+	if err := p.Err(); err != nil {
+		return index.ErrPostings(fmt.Errorf("expand postings: %w", err))
+	}
+	slices.SortFunc(ss, func(a, b *memSeries) int { return labels.Compare(a.lset, b.lset) })
+	refs := make([]storage.SeriesRef, len(ss))
+	for i, s := range ss {
+		refs[i] = storage.SeriesRef(s.ref)
+	}
+	return index.NewListPostings(refs)
+}
+
+func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount uint64) index.Postings {
+	var out []storage.SeriesRef
+	for p.Next() {
+		s := r.th.getByRef(uint64(p.At()))
+		if s != nil && labels.StableHash(s.lset)%shardCount == shardIndex {
+			out = append(out, storage.SeriesRef(s.ref))
+		}
+	}
+	if err := p.Err(); err != nil {
+		return index.ErrPostings(fmt.Errorf("expand postings: %w", err))
+	}
+	return index.NewListPostings(out)
+}
+
+func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]string, error) {
+	names := map[string]struct{}{}
+	for i := 0; p.Next(); i++ {
+		if i%100 == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if s := r.th.getByRef(uint64(p.At())); s != nil {
+			s.lset.Range(func(l labels.Label) { names[l.Name] = struct{}{} })
+		}
+	}
+	if err := p.Err(); err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(names))
+	for n := range names {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Series fills the labels and the chunk metas, with chunk data, of a series
+// in the range: in-memory chunks first, then chunks in Pebble that memory
+// does not hold. Overlapping chunks (out-of-order data) are grouped into one
+// meta whose ChunkRef names a merge.
+func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilder, chks *[]chunks.Meta) error {
+	h := (*rangeHead)(r)
+	s := h.th.getByRef(uint64(ref))
+	if s == nil {
+		return storage.ErrNotFound
+	}
+	builder.Assign(s.lset)
+	*chks = (*chks)[:0]
+
+	type ident struct {
+		minT int64
+		part uint64
+	}
+	var inMem map[ident]struct{}
+	s.mu.Lock()
+	firstDay, lastDay := s.firstDay, s.lastDay
+	for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
+		for _, c := range list {
+			if c.chunk.NumSamples() == 0 {
+				continue
+			}
+			if inMem == nil {
+				inMem = map[ident]struct{}{}
+			}
+			inMem[ident{c.minT, c.part}] = struct{}{}
+			if c.maxT < h.mint || c.minT > h.maxt {
+				continue
+			}
+			chk := c.chunk
+			if !c.closed {
+				b := slices.Clone(chk.Bytes())
+				var err error
+				if chk, err = chunkenc.FromData(chk.Encoding(), b); err != nil {
+					s.mu.Unlock()
+					return fmt.Errorf("copy head chunk: %w", err)
+				}
+			}
+			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: c.minT, MaxTime: c.maxT})
+		}
+	}
+	if len(s.ooo) > 0 {
+		var buf []sample
+		for _, smp := range s.ooo {
+			if smp.t >= h.mint && smp.t <= h.maxt {
+				buf = append(buf, smp)
+			}
+		}
+		for _, c := range buildChunks(buf, 0) {
+			*chks = append(*chks, chunks.Meta{Chunk: c.chunk, MinTime: c.minT, MaxTime: c.maxT})
+		}
+	}
+	s.mu.Unlock()
+
+	from, to := max(dayOf(h.mint), firstDay), min(dayOf(h.maxt), lastDay)
+	for day := from; day <= to; day++ {
+		it, err := h.dayIter(day)
+		if err != nil {
+			return err
+		}
+		lo := max(alignDown(h.mint, chunkRange), int64(day)*dayMillis)
+		if h.mint == math.MinInt64 {
+			lo = int64(day) * dayMillis
+		}
+		prefix := chunkSeriesPrefix(h.th.id, day, s.ref)
+		for it.SeekGE(chunkKey(h.th.id, s.ref, lo, 0)); it.Valid(); it.Next() {
+			k := it.Key()
+			if !hasPrefix(k, prefix) {
+				break
+			}
+			kp, err := parseChunkKey(k)
+			if err != nil {
+				return err
+			}
+			if kp.minT > h.maxt {
+				break
+			}
+			if _, ok := inMem[ident{kp.minT, kp.part}]; ok {
+				continue
+			}
+			enc, maxT, data, err := decodeChunkValue(it.Value(), kp.minT)
+			if err != nil {
+				return fmt.Errorf("series %d: %w", s.ref, err)
+			}
+			if maxT < h.mint {
+				continue
+			}
+			chk, err := chunkenc.FromData(enc, slices.Clone(data))
+			if err != nil {
+				return fmt.Errorf("series %d chunk at %d: %w: %w", s.ref, kp.minT, err, errCorruptValue)
+			}
+			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: kp.minT, MaxTime: maxT})
+		}
+		if err := it.Error(); err != nil {
+			return fmt.Errorf("read chunks: %w", err)
+		}
+	}
+	h.groupOverlaps(chks)
+	return nil
+}
+
+func hasPrefix(k, p []byte) bool {
+	return len(k) >= len(p) && string(k[:len(p)]) == string(p)
+}
+
+// groupOverlaps sorts metas by time and replaces every group of
+// overlapping chunks by one meta that refers to a merge of the group.
+func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta) {
+	cs := *chks
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].MinTime < cs[j].MinTime })
+	overlap := false
+	for i := 1; i < len(cs); i++ {
+		if cs[i].MinTime <= cs[i-1].MaxTime {
+			overlap = true
+			break
+		}
+	}
+	if !overlap {
+		return
+	}
+	out := cs[:0:0]
+	for i := 0; i < len(cs); {
+		j, maxT := i+1, cs[i].MaxTime
+		for j < len(cs) && cs[j].MinTime <= maxT {
+			maxT = max(maxT, cs[j].MaxTime)
+			j++
+		}
+		if j-i == 1 {
+			out = append(out, cs[i])
+		} else {
+			h.mu.Lock()
+			h.merged = append(h.merged, slices.Clone(cs[i:j]))
+			ref := chunks.ChunkRef(len(h.merged))
+			h.mu.Unlock()
+			out = append(out, chunks.Meta{Ref: ref, MinTime: cs[i].MinTime, MaxTime: maxT})
+		}
+		i = j
+	}
+	*chks = out
+}
+
+// dayIter returns the reader's iterator over one partition's chunks.
+func (h *rangeHead) dayIter(day int32) (*pebble.Iterator, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrClosed
+	}
+	if it := h.iters[day]; it != nil {
+		return it, nil
+	}
+	p := chunkDayPrefix(h.th.id, day)
+	it, err := h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, fmt.Errorf("read chunks: %w", err)
+	}
+	h.iters[day] = it
+	return it, nil
+}
+
+// rangeChunks implements tsdb.ChunkReader: chunk data is already in the
+// metas, except for merged groups.
+type rangeChunks rangeHead
+
+func (r *rangeChunks) Close() error { return nil }
+
+func (r *rangeChunks) ChunkOrIterable(meta chunks.Meta) (chunkenc.Chunk, chunkenc.Iterable, error) {
+	if meta.Chunk != nil {
+		return meta.Chunk, nil, nil
+	}
+	h := (*rangeHead)(r)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	i := int(meta.Ref) - 1
+	if i < 0 || i >= len(h.merged) {
+		return nil, nil, fmt.Errorf("chunk reference %d: %w", meta.Ref, storage.ErrNotFound)
+	}
+	return nil, mergedIterable(h.merged[i]), nil
+}
+
+// mergedIterable iterates overlapping chunks as one, in time order; of
+// samples with the same timestamp it keeps one.
+type mergedIterable []chunks.Meta
+
+func (m mergedIterable) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	its := make([]chunkenc.Iterator, len(m))
+	for i, c := range m {
+		its[i] = c.Chunk.Iterator(nil)
+	}
+	return storage.ChainSampleIteratorFromIterators(it, its)
+}
+
+// labelValuesWithMatchers is Prometheus' function of that name
+// (tsdb/querier.go), which tsdb does not export.
+func labelValuesWithMatchers(ctx context.Context, r tsdb.IndexReader, name string, hints *storage.LabelHints, matchers ...*labels.Matcher) ([]string, error) {
+	allValues, err := r.LabelValues(ctx, name, nil)
+	if err != nil {
+		return nil, fmt.Errorf("fetching values of label %s: %w", name, err)
+	}
+	hasMatchersForOtherLabels := false
+	for _, m := range matchers {
+		if m.Name != name {
+			hasMatchersForOtherLabels = true
+			continue
+		}
+		filtered := allValues[:0]
+		for i, v := range allValues {
+			if i%100 == 0 && ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			if m.Matches(v) {
+				filtered = append(filtered, v)
+			}
+		}
+		allValues = filtered
+	}
+	if len(allValues) == 0 {
+		return nil, nil
+	}
+	if !hasMatchersForOtherLabels {
+		allValues, _ = hints.ApplyLimit(allValues)
+		return allValues, nil
+	}
+	p, err := tsdb.PostingsForMatchers(ctx, r, matchers...)
+	if err != nil {
+		return nil, fmt.Errorf("fetching postings for matchers: %w", err)
+	}
+	valuesPostings := make([]index.Postings, len(allValues))
+	for i, value := range allValues {
+		valuesPostings[i], err = r.Postings(ctx, name, value)
+		if err != nil {
+			return nil, fmt.Errorf("fetching postings for %s=%q: %w", name, value, err)
+		}
+	}
+	indexes, err := index.FindIntersectingPostings(p, valuesPostings)
+	if err != nil {
+		return nil, fmt.Errorf("intersecting postings: %w", err)
+	}
+	earlyLimit := hints.AllowsEarlyStop()
+	values := make([]string, 0, len(indexes))
+	for _, idx := range indexes {
+		values = append(values, allValues[idx])
+		if earlyLimit && len(values) >= hints.Limit {
+			break
+		}
+	}
+	values, _ = hints.ApplyLimit(values)
+	return values, nil
+}

@@ -1,0 +1,87 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// applyRetention deletes, for each tenant, the partitions that lie entirely
+// before its newest sample minus the retention, with range deletions, and
+// forgets the series that have no sample left. Live partitions are not
+// touched.
+func (db *DB) applyRetention(ctx context.Context) error {
+	retention := db.opts.Retention.Milliseconds()
+	for _, th := range db.tenantHeads() {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		maxT := th.maxT.Load()
+		if maxT == math.MinInt64 {
+			continue
+		}
+		dayCut := dayOf(maxT - retention)
+		cutT := int64(dayCut) * dayMillis
+		b := db.pdb.NewBatch()
+		if err := b.DeleteRange(chunkDayPrefix(th.id, math.MinInt32), chunkDayPrefix(th.id, dayCut), nil); err != nil {
+			_ = b.Close()
+			return fmt.Errorf("delete expired chunks: %w", err)
+		}
+		if err := b.DeleteRange(exemplarDayPrefix(th.id, math.MinInt32), exemplarDayPrefix(th.id, dayCut), nil); err != nil {
+			_ = b.Close()
+			return fmt.Errorf("delete expired exemplars: %w", err)
+		}
+		var gone []*memSeries
+		for _, s := range th.seriesSnapshot() {
+			s.mu.Lock()
+			s.chunks = dropBefore(s.chunks, cutT, true)
+			s.oooChunks = dropBefore(s.oooChunks, cutT, false)
+			for len(s.ooo) > 0 && s.ooo[0].t < cutT {
+				s.ooo = s.ooo[1:]
+			}
+			expired := s.durable && s.lastDay < dayCut && len(s.chunks) == 0 && len(s.ooo) == 0 && len(s.oooChunks) == 0
+			if expired {
+				s.deleted = true
+			}
+			s.mu.Unlock()
+			if expired {
+				gone = append(gone, s)
+				if err := b.Delete(seriesKey(th.id, s.ref), nil); err != nil {
+					_ = b.Close()
+					return fmt.Errorf("delete expired series: %w", err)
+				}
+			}
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			_ = b.Close()
+			return fmt.Errorf("commit retention: %w", err)
+		}
+		_ = b.Close()
+		th.remove(gone)
+		if th.minT.Load() < cutT {
+			th.minT.Store(cutT)
+		}
+		if len(gone) > 0 {
+			db.logger.Info("retention removed series", "tenant", th.name, "series", len(gone), "before", cutT)
+		}
+		if db.metrics != nil {
+			db.metrics.seriesRemoved.Add(float64(len(gone)))
+		}
+	}
+	return nil
+}
+
+// dropBefore drops chunks that end before t; keepOpen keeps an open chunk.
+func dropBefore(cs []*memChunk, t int64, keepOpen bool) []*memChunk {
+	keep := cs[:0]
+	for _, c := range cs {
+		if c.maxT < t && c.chunk.NumSamples() > 0 && !(keepOpen && !c.closed) {
+			continue
+		}
+		keep = append(keep, c)
+	}
+	clear(cs[len(keep):])
+	return keep
+}

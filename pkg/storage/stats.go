@@ -1,0 +1,42 @@
+package storage
+
+import (
+	"context"
+	"math"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/index"
+)
+
+// Stats returns the cardinality statistics of the tenant in ctx, in the
+// shape of Prometheus' head statistics, for /api/v1/status/tsdb.
+func (db *DB) Stats(ctx context.Context, statsByLabelName string, limit int) (*tsdb.Stats, error) {
+	th := db.tenantFor(ctx)
+	if th == nil {
+		return &tsdb.Stats{MinTime: math.MaxInt64, MaxTime: math.MinInt64, IndexPostingStats: &index.PostingsStats{}}, nil
+	}
+	return &tsdb.Stats{
+		NumSeries:         uint64(th.numSeries()),
+		MinTime:           th.minT.Load(),
+		MaxTime:           th.maxT.Load(),
+		IndexPostingStats: th.postings.Stats(statsByLabelName, limit, labels.SizeOfLabels),
+	}, ctx.Err()
+}
+
+// Flush writes every in-memory chunk to Pebble, drops what readers no
+// longer need from memory, and compacts the whole key space, so that the
+// data directory holds only compressed chunks and indexes.
+func (db *DB) Flush(ctx context.Context) error {
+	if err := db.checkUsable(); err != nil {
+		return err
+	}
+	if err := db.checkpoint(ctx); err != nil {
+		return err
+	}
+	db.reclaim()
+	if err := db.pdb.Flush(); err != nil {
+		return err
+	}
+	return db.pdb.Compact(ctx, []byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff}, true)
+}
