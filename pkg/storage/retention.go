@@ -36,8 +36,8 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		var gone []*memSeries
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
-			s.chunks = dropBefore(s.chunks, cutT, true)
-			s.oooChunks = dropBefore(s.oooChunks, cutT, false)
+			s.chunks = dropBefore(s.chunks, cutT)
+			s.oooChunks = dropBefore(s.oooChunks, cutT)
 			for len(s.ooo) > 0 && s.ooo[0].t < cutT {
 				s.ooo = s.ooo[1:]
 			}
@@ -73,11 +73,12 @@ func (db *DB) applyRetention(ctx context.Context) error {
 	return nil
 }
 
-// dropBefore drops chunks that end before t; keepOpen keeps an open chunk.
-func dropBefore(cs []*memChunk, t int64, keepOpen bool) []*memChunk {
+// dropBefore drops chunks that end before t. An open chunk dropped this way
+// is replaced by a new one on the series' next append.
+func dropBefore(cs []*memChunk, t int64) []*memChunk {
 	keep := cs[:0]
 	for _, c := range cs {
-		if c.maxT < t && c.chunk.NumSamples() > 0 && !(keepOpen && !c.closed) {
+		if c.maxT < t && c.chunk.NumSamples() > 0 {
 			continue
 		}
 		keep = append(keep, c)

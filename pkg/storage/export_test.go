@@ -1,0 +1,16 @@
+package storage
+
+import "context"
+
+// CheckpointForTest writes every in-memory chunk to Pebble and drops from
+// memory what readers can find there, so that reads go to Pebble.
+func CheckpointForTest(db *DB) error {
+	if err := db.checkpoint(context.Background()); err != nil {
+		return err
+	}
+	db.reclaim()
+	return nil
+}
+
+// RetentionForTest runs one retention pass.
+func RetentionForTest(db *DB) error { return db.applyRetention(context.Background()) }
