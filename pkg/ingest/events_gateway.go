@@ -37,7 +37,7 @@ func RegisterEventGateway(ctx context.Context, mux *runtime.ServeMux, svc *Event
 	// (the gateway's mux tries the latest registration first).
 	routes := []struct {
 		method, path string
-		h        runtime.HandlerFunc
+		h            runtime.HandlerFunc
 	}{
 		{http.MethodPost, "/api/v1/events", svc.handleCreate(mux, false)},
 		{http.MethodPost, "/api/v1/events:batch", svc.handleCreate(mux, true)},
