@@ -105,6 +105,9 @@ func classifySeries(pair MetricSetPair, groups []string, a MetricAnalysis, exper
 		return CanaryAnalysisResult{}, err
 	}
 
+	if groups == nil {
+		groups = []string{} // Kayenta's config builder never leaves groups null
+	}
 	result := CanaryAnalysisResult{
 		Name:               pair.Name,
 		ID:                 pair.ID,

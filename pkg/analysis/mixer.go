@@ -185,10 +185,14 @@ func mixOne(control, experiment MetricSet) (MetricSetPair, error) {
 	case !maps.Equal(control.Tags, experiment.Tags):
 		return MetricSetPair{}, fmt.Errorf("control metric set tags %s do not match experiment metric set tags %s", formatTags(control.Tags), formatTags(experiment.Tags))
 	}
+	tags := control.Tags
+	if tags == nil {
+		tags = map[string]string{} // Kayenta's builder never leaves tags null
+	}
 	p := MetricSetPair{
 		Name: control.Name,
 		ID:   pairID(control.Name, control.Tags),
-		Tags: control.Tags,
+		Tags: tags,
 		Values: map[string]Series{
 			Control:    padNaN(control.Values, control.ExpectedDataPoints()),
 			Experiment: padNaN(experiment.Values, experiment.ExpectedDataPoints()),

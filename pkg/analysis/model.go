@@ -106,25 +106,25 @@ func (s *Series) UnmarshalJSON(b []byte) error {
 
 // CanaryConfig is Kayenta's canary configuration (canary/CanaryConfig.java).
 type CanaryConfig struct {
-	CreatedTimestamp    *int64                  `json:"createdTimestamp,omitempty"`
-	UpdatedTimestamp    *int64                  `json:"updatedTimestamp,omitempty"`
-	CreatedTimestampIso string                  `json:"createdTimestampIso,omitempty"`
-	UpdatedTimestampIso string                  `json:"updatedTimestampIso,omitempty"`
-	Name                string                  `json:"name,omitempty"`
-	ID                  string                  `json:"id,omitempty"`
-	Description         string                  `json:"description,omitempty"`
-	ConfigVersion       json.RawMessage         `json:"configVersion,omitempty"` // a string in Kayenta, often written as a number
-	Applications        []string                `json:"applications,omitempty"`
-	Judge               *CanaryJudgeConfig      `json:"judge,omitempty"`
+	CreatedTimestamp    *int64                  `json:"createdTimestamp,omitzero"`
+	UpdatedTimestamp    *int64                  `json:"updatedTimestamp,omitzero"`
+	CreatedTimestampIso string                  `json:"createdTimestampIso,omitzero"`
+	UpdatedTimestampIso string                  `json:"updatedTimestampIso,omitzero"`
+	Name                string                  `json:"name,omitzero"`
+	ID                  string                  `json:"id,omitzero"`
+	Description         string                  `json:"description,omitzero"`
+	ConfigVersion       json.RawMessage         `json:"configVersion,omitzero"` // a string in Kayenta, often written as a number
+	Applications        []string                `json:"applications,omitzero"`
+	Judge               *CanaryJudgeConfig      `json:"judge,omitzero"`
 	Metrics             []CanaryMetricConfig    `json:"metrics"`
-	Templates           map[string]string       `json:"templates,omitempty"`
-	Classifier          *CanaryClassifierConfig `json:"classifier,omitempty"`
+	Templates           map[string]string       `json:"templates,omitzero"`
+	Classifier          *CanaryClassifierConfig `json:"classifier,omitzero"`
 }
 
 // CanaryJudgeConfig names the judge (canary/CanaryJudgeConfig.java).
 type CanaryJudgeConfig struct {
 	Name                string         `json:"name"`
-	JudgeConfigurations map[string]any `json:"judgeConfigurations,omitempty"`
+	JudgeConfigurations map[string]any `json:"judgeConfigurations,omitzero"`
 }
 
 // CanaryMetricConfig is one metric of a canary config
@@ -134,10 +134,10 @@ type CanaryJudgeConfig struct {
 // [ParseMetricAnalysis].
 type CanaryMetricConfig struct {
 	Name                   string          `json:"name"`
-	Query                  json.RawMessage `json:"query,omitempty"`
+	Query                  json.RawMessage `json:"query,omitzero"`
 	Groups                 []string        `json:"groups"`
-	AnalysisConfigurations map[string]any  `json:"analysisConfigurations,omitempty"`
-	ScopeName              string          `json:"scopeName,omitempty"`
+	AnalysisConfigurations map[string]any  `json:"analysisConfigurations,omitzero"`
+	ScopeName              string          `json:"scopeName,omitzero"`
 }
 
 // CanaryClassifierConfig holds the group weights
@@ -145,7 +145,7 @@ type CanaryMetricConfig struct {
 // without a weight share what is left.
 type CanaryClassifierConfig struct {
 	GroupWeights    map[string]float64                `json:"groupWeights"`
-	ScoreThresholds *CanaryClassifierThresholdsConfig `json:"scoreThresholds,omitempty"`
+	ScoreThresholds *CanaryClassifierThresholdsConfig `json:"scoreThresholds,omitzero"`
 }
 
 // CanaryClassifierThresholdsConfig are the score thresholds
@@ -190,8 +190,8 @@ type MetricSetPair struct {
 	ID         string                       `json:"id"`
 	Tags       map[string]string            `json:"tags"`
 	Values     map[string]Series            `json:"values"`
-	Scopes     map[string]MetricSetScope    `json:"scopes,omitempty"`
-	Attributes map[string]map[string]string `json:"attributes,omitempty"`
+	Scopes     map[string]MetricSetScope    `json:"scopes,omitzero"`
+	Attributes map[string]map[string]string `json:"attributes,omitzero"`
 }
 
 // MetricSetScope is where a side of a MetricSetPair starts and its step.
@@ -214,14 +214,14 @@ type CanaryJudgeResult struct {
 // Classification* constants.
 type CanaryAnalysisResult struct {
 	Name                 string            `json:"name"`
-	Tags                 map[string]string `json:"tags,omitempty"`
+	Tags                 map[string]string `json:"tags,omitzero"`
 	ID                   string            `json:"id"`
 	Classification       string            `json:"classification"`
-	ClassificationReason string            `json:"classificationReason,omitempty"`
+	ClassificationReason string            `json:"classificationReason,omitzero"`
 	Groups               []string          `json:"groups"`
 	ExperimentMetadata   StatsMetadata     `json:"experimentMetadata"`
 	ControlMetadata      StatsMetadata     `json:"controlMetadata"`
-	ResultMetadata       *ResultMetadata   `json:"resultMetadata,omitempty"`
+	ResultMetadata       *ResultMetadata   `json:"resultMetadata,omitzero"`
 	Critical             bool              `json:"critical"`
 	Muted                bool              `json:"muted"`
 
