@@ -325,6 +325,26 @@ func TestLast9Path(t *testing.T) {
 	require.Len(t, v, 1)
 }
 
+// TestLast9TokenExchange: the deployment-marker-action first trades its
+// refresh token for an access token; the levitated token comes back as is.
+func TestLast9TokenExchange(t *testing.T) {
+	s := startServer(t)
+	code, body := s.do(t, http.MethodPost, "/api/v4/oauth/access_token", `{"refresh_token":"lev-token","grant_type":"refresh_token"}`)
+	require.Equal(t, http.StatusOK, code, body)
+	resp := decode[struct {
+		AccessToken string   `json:"access_token"`
+		Type        string   `json:"type"`
+		ExpiresAt   int64    `json:"expires_at"`
+		Scopes      []string `json:"scopes"`
+	}](t, body)
+	require.Equal(t, "lev-token", resp.AccessToken)
+	require.Equal(t, "Bearer", resp.Type)
+	require.Greater(t, resp.ExpiresAt, time.Now().Unix())
+	code, body = s.do(t, http.MethodPost, "/api/v4/oauth/access_token", `{}`)
+	require.Equal(t, http.StatusBadRequest, code)
+	require.JSONEq(t, `{"error":"refresh_token: required (a levitated API token)","message":"refresh_token: required (a levitated API token)"}`, body)
+}
+
 func TestGrafanaAnnotationPath(t *testing.T) {
 	s := startServer(t)
 	b := base()

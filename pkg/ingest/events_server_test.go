@@ -106,6 +106,7 @@ func startServer(t *testing.T) *testServer {
 	mux.Handle("/api/v1/", gw)
 	mux.Handle("PUT /api/v4/organizations/{org}/change_events", NewLast9Handler(svc))
 	mux.Handle("POST /api/annotations", NewAnnotationsHandler(svc))
+	mux.Handle("POST /api/v4/oauth/access_token", NewLast9TokenHandler(nil))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			gs.ServeHTTP(w, r)

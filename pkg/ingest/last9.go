@@ -208,3 +208,55 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	_, _ = w.Write(append(b, '\n'))
 }
+
+// Last9TokenHandler serves Last9's token exchange,
+// POST /api/v4/oauth/access_token with {"refresh_token":…}, which the
+// last9/deployment-marker-action calls before sending events. levitated has
+// no refresh tokens: the "refresh token" given to the action is a levitated
+// API token, and it comes back unchanged as the access token, which the
+// action then sends as X-LAST9-API-TOKEN: Bearer <token>. The server's auth
+// checks it there as on any request; this handler checks nothing.
+type Last9TokenHandler struct {
+	now func() time.Time
+}
+
+// NewLast9TokenHandler returns the token-exchange handler; now may be nil.
+func NewLast9TokenHandler(now func() time.Time) *Last9TokenHandler {
+	if now == nil {
+		now = time.Now
+	}
+	return &Last9TokenHandler{now: now}
+}
+
+func (h *Last9TokenHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
+		return
+	}
+	body, err := readBody(r, 64<<10)
+	if err != nil {
+		writeHTTPError(w, err)
+		return
+	}
+	var req struct {
+		RefreshToken string `json:"refresh_token"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		writeHTTPError(w, &events.FieldError{Field: "body", Rule: "not a JSON object: " + err.Error()})
+		return
+	}
+	if req.RefreshToken == "" {
+		writeHTTPError(w, &events.FieldError{Field: "refresh_token", Rule: "required (a levitated API token)"})
+		return
+	}
+	now := h.now()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"access_token":  req.RefreshToken,
+		"refresh_token": req.RefreshToken,
+		"type":          "Bearer",
+		"issued_at":     now.Unix(),
+		"expires_at":    now.Add(24 * time.Hour).Unix(),
+		"scopes":        []string{"write"},
+	})
+}
