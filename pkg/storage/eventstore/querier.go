@@ -315,7 +315,11 @@ func (q *querier) windowSeries(ctx context.Context, mint, maxt int64, want map[s
 			}
 			s := &listSeries{lset: ls}
 			if withSamples {
-				s.samples = gridSamples(segs, metric, mint, maxt)
+				// An open window is active until now (plus the future
+				// limit), not forever: that bounds the samples of
+				// unbounded selects.
+				limit := q.s.opts.Now().Add(q.s.opts.Limits.MaxFuture).UnixMilli()
+				s.samples = gridSamples(segs, metric, mint, min(maxt, limit))
 				if len(s.samples) == 0 {
 					continue
 				}

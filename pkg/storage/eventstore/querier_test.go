@@ -121,9 +121,19 @@ func TestActiveSeriesAtEveryInstantInsideTheWindow(t *testing.T) {
 		v := p.instant(t, `change_event_active{event_name="deploy"}`, at(sec))
 		require.Len(t, v, want, "at %d", sec)
 	}
-	// The open window runs to the end of any query.
-	v := p.instant(t, `change_event_active{event_name="canary-step"}`, at(3600+2*86400))
+	// The open window runs until now (the store's clock, t0 = at(3600)) and
+	// the future limit, not further.
+	v := p.instant(t, `change_event_active{event_name="canary-step"}`, at(3600+600))
 	require.Len(t, v, 1)
+	require.Empty(t, p.instant(t, `change_event_active{event_name="canary-step"}`, at(3600+86400)))
+	// An unbounded select stays bounded.
+	ss := p.store.Querier(1, math.MinInt64, math.MaxInt64).Select(context.Background(), true, nil,
+		labels.MustNewMatcher(labels.MatchEqual, "__name__", "change_event_active"), labels.MustNewMatcher(labels.MatchEqual, "event_name", "canary-step"))
+	require.True(t, ss.Next())
+	n := 0
+	for it := ss.At().Iterator(nil); it.Next() != chunkenc.ValNone; n++ {
+	}
+	require.Equal(t, (600+600)/15+1, n, "from the start to now+10m, every 15 s")
 	require.Equal(t, labels.FromStrings("__name__", "change_event_active", "event_name", "canary-step", "service", "api", "weight", "20"), v[0].Metric)
 }
 
