@@ -18,7 +18,7 @@ const (
 // DefaultNoiseSeed seeds the noise added to constant series. Kayenta's noise
 // is unseeded, so any seed reproduces Kayenta's behaviour; a fixed one makes
 // verdicts reproducible.
-const DefaultNoiseSeed = 0x6b6179656e7461 // "kayenta"
+const DefaultNoiseSeed = 0x6b617965 // "kaye"; an Int, so Kayenta's RandomUtils.init can take it
 
 // Options adjusts Judge. The zero value is Kayenta's judge.
 type Options struct {

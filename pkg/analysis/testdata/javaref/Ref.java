@@ -15,7 +15,7 @@ public class Ref {
       double z = n.inverseCumulativeProbability((1.0 - conf) / 2);
       System.out.println("zQuant " + conf + " " + Double.toHexString(z) + " " + z);
     }
-    for (long seed : new long[] {12345L, 123456789L, 0x6b6179656e7461L}) {
+    for (long seed : new long[] {12345L, 123456789L, 0x6b617965L}) {
       java.util.Random r = new java.util.Random(seed);
       StringBuilder sb = new StringBuilder("nextGaussian seed=" + seed);
       for (int i = 0; i < 6; i++) {
