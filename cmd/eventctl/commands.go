@@ -44,6 +44,15 @@ Run 'eventctl COMMAND -h' for the flags of a command.
 Environment: LEVITATED_SERVER, LEVITATED_TOKEN, LEVITATED_ORG.
 `
 
+var synopsis = map[string]string{
+	"start": "start NAME [flags]",
+	"stop":  "stop NAME [flags]",
+	"run":   "run NAME [flags] -- COMMAND [ARGS...]",
+	"list":  "list [flags]",
+	"get":   "get ID [flags]",
+	"tail":  "tail [flags]",
+}
+
 // config holds the flags every command has.
 type config struct {
 	server  string
@@ -61,7 +70,7 @@ func (c *config) register(fs *flag.FlagSet, e env) {
 		server = "http://127.0.0.1:9090"
 	}
 	fs.StringVar(&c.server, "server", server, "levitated server URL (env LEVITATED_SERVER)")
-	fs.StringVar(&c.token, "token", e.getenv("LEVITATED_TOKEN"), "API token (env LEVITATED_TOKEN)")
+	fs.StringVar(&c.token, "token", "", "API token (default $LEVITATED_TOKEN; not shown here)")
 	fs.StringVar(&c.org, "org", e.getenv("LEVITATED_ORG"), "tenant, sent as X-Scope-OrgID when the server trusts it (env LEVITATED_ORG)")
 	fs.IntVar(&c.retries, "retries", 3, "retries when the server is unreachable")
 	fs.DurationVar(&c.backoff, "retry-backoff", 500*time.Millisecond, "wait before the first retry; doubles each time")
@@ -207,7 +216,14 @@ func run(ctx context.Context, args []string, e env) int {
 		fmt.Fprintf(e.stderr, "eventctl: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
 	}
+	fs.Usage = func() {
+		fmt.Fprintf(e.stderr, "Usage: eventctl %s\n\nFlags:\n", synopsis[cmd])
+		fs.PrintDefaults()
+	}
 	pos, err := parseInterspersed(fs, args)
+	if cfg.token == "" {
+		cfg.token = e.getenv("LEVITATED_TOKEN")
+	}
 	if errors.Is(err, flag.ErrHelp) {
 		return exitOK
 	}
