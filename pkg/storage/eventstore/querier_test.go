@@ -2,6 +2,7 @@ package eventstore
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sort"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/tenant"
 )
 
 // promEnv is Prometheus' test TSDB holding samples, merged with the event
@@ -354,4 +356,30 @@ func TestSegments(t *testing.T) {
 		}
 	}
 	require.Equal(t, []int64{200}, stale)
+}
+
+// TestContextQuerier: the tenant comes from each call's context.
+func TestContextQuerier(t *testing.T) {
+	p := newPromEnv(t)
+	seedWindows(t, p.store)
+	resolve := func(_ context.Context, name string) (uint32, error) {
+		switch name {
+		case "team-a":
+			return 1, nil
+		case "team-b":
+			return 2, nil
+		}
+		return 0, fmt.Errorf("no tenant %q", name)
+	}
+	q := p.store.ContextQuerier(resolve, at(0).UnixMilli(), at(3600).UnixMilli())
+	for name, want := range map[string][]string{"team-a": {"api", "web"}, "team-b": {"api"}} {
+		vals, _, err := q.LabelValues(tenant.NewContext(context.Background(), name), "service", nil, labels.MustNewMatcher(labels.MatchEqual, "event_name", "deploy"))
+		require.NoError(t, err)
+		require.Equal(t, want, vals, name)
+	}
+	_, _, err := q.LabelNames(tenant.NewContext(context.Background(), "nobody"), nil)
+	require.EqualError(t, err, `resolve tenant "nobody": no tenant "nobody"`)
+	ss := q.Select(tenant.NewContext(context.Background(), "nobody"), true, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "change_event_active"))
+	require.False(t, ss.Next())
+	require.Error(t, ss.Err())
 }

@@ -1,0 +1,65 @@
+package eventstore
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/levitated/levitated/pkg/tenant"
+)
+
+// TenantResolver maps a tenant name to the numeric id the store keys by
+// (storage.DB.TenantID is one).
+type TenantResolver func(ctx context.Context, name string) (uint32, error)
+
+// ContextQuerier returns a storage.Querier over [mint, maxt] that serves the
+// tenant named in the context of each call (tenant.FromContext), resolved
+// by resolve, as pkg/storage's querier does. Use it where the querier is
+// made before the tenant is known, as in storage.Queryable.Querier.
+func (s *Store) ContextQuerier(resolve TenantResolver, mint, maxt int64) storage.Querier {
+	return &contextQuerier{s: s, resolve: resolve, mint: mint, maxt: maxt}
+}
+
+type contextQuerier struct {
+	s          *Store
+	resolve    TenantResolver
+	mint, maxt int64
+}
+
+func (q *contextQuerier) querier(ctx context.Context) (storage.Querier, error) {
+	name := tenant.FromContext(ctx)
+	id, err := q.resolve(ctx, name)
+	if err != nil {
+		return nil, fmt.Errorf("resolve tenant %q: %w", name, err)
+	}
+	return q.s.Querier(id, q.mint, q.maxt), nil
+}
+
+func (q *contextQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	tq, err := q.querier(ctx)
+	if err != nil {
+		return storage.ErrSeriesSet(err)
+	}
+	return tq.Select(ctx, sortSeries, hints, ms...)
+}
+
+func (q *contextQuerier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	tq, err := q.querier(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tq.LabelValues(ctx, name, hints, ms...)
+}
+
+func (q *contextQuerier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	tq, err := q.querier(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	return tq.LabelNames(ctx, hints, ms...)
+}
+
+func (q *contextQuerier) Close() error { return nil }
