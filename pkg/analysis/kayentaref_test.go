@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"math"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,7 +18,9 @@ import (
 // DescriptiveStatistics (compiled from spinnaker/kayenta at kayentaCommit by
 // testdata/kayentaref/run.sh, Scala 2.11, Commons Math 3.6.1, OpenJDK 17)
 // print for the cases in input.txt: the golden cases plus 640 random metrics
-// with random judge settings (testdata/kayentaref/cases.py).
+// with random judge settings, and 400 random sets of classifications for
+// WeightedSumScorer and ThresholdScoreClassifier, whose CanaryAnalysisResult
+// input is a stand-in with the same getters (testdata/kayentaref/cases.py).
 func TestKayentaReference(t *testing.T) {
 	inputs := readTSV(t, "testdata/kayentaref/input.txt")
 	outputs := readTSV(t, "testdata/kayentaref/output.txt")
@@ -29,6 +32,10 @@ func TestKayentaReference(t *testing.T) {
 		name := in[0]
 		require.Equal(t, name, out[0])
 		t.Run(name, func(t *testing.T) {
+			if in[1] == "score" {
+				checkReferenceScore(t, in, out)
+				return
+			}
 			conf, tolerance := parseF(t, in[2]), parseF(t, in[3])
 			control, experiment := parseList(t, in[16]), parseList(t, in[17])
 			switch in[1] {
@@ -105,6 +112,57 @@ func checkReferenceMetric(t *testing.T, name string, in, out []string, conf, tol
 		requireBits(t, out[6], float64(got.details.UpperConfidence), "upper")
 		requireBits(t, out[7], float64(got.details.Estimate), "estimate")
 		requireBits(t, out[8], float64(got.details.EffectSize), "effect size")
+	}
+}
+
+func checkReferenceScore(t *testing.T, in, out []string) {
+	pass, marginal := parseF(t, in[2]), parseF(t, in[3])
+	weights := map[string]float64{}
+	for _, w := range strings.Split(in[4], ";") {
+		if g, v, ok := strings.Cut(w, "="); ok {
+			weights[g] = parseF(t, v)
+		}
+	}
+	var results []CanaryAnalysisResult
+	for _, r := range strings.Split(in[5], ";") {
+		if r == "" {
+			continue
+		}
+		f := strings.Split(r, "|")
+		require.Len(t, f, 4)
+		reason := f[3]
+		if reason == "-" {
+			reason = ""
+		}
+		results = append(results, CanaryAnalysisResult{Classification: f[0], Groups: strings.Split(f[1], "+"),
+			Critical: f[2] == "true", ClassificationReason: reason})
+	}
+	got := weightedSumScore(weights, results)
+	requireBits(t, out[1], got.summaryScore, "summary score")
+	require.Equal(t, out[2], classifyScore(got.summaryScore, pass, marginal))
+	reason := got.reason
+	if reason == "" {
+		reason = "-"
+	}
+	require.Equal(t, out[3], reason)
+	groups := make([]string, 0, len(got.groupScores))
+	for _, g := range got.groupScores {
+		groups = append(groups, g.name)
+	}
+	slices.Sort(groups)
+	wantGroups := []string{}
+	if out[4] != "-" {
+		wantGroups = strings.Split(out[4], ",")
+	}
+	require.Len(t, groups, len(wantGroups))
+	for i, w := range wantGroups {
+		name, bits, _ := strings.Cut(w, "=")
+		require.Equal(t, name, groups[i])
+		for _, g := range got.groupScores {
+			if g.name == name {
+				requireBits(t, bits, g.score, "group "+name)
+			}
+		}
 	}
 }
 

@@ -5,21 +5,30 @@
 // for bit. It is levitated's code; run.sh compiles it against Kayenta's
 // sources, which are not copied into this repository.
 //
-// Input, one case per line, tab-separated:
-//   name kind conf tolerance direction nanStrategy outlierStrategy outlierFactor
-//   critical mustHaveData measure allowedIncrease allowedDecrease criticalIncrease
-//   criticalDecrease seed control experiment
-// kind is "mw" (MannWhitney.mannWhitneyUTest(experiment, control, conf) only) or
-// "metric" (the judge's classifyMetric steps). Values are comma-separated.
+// Input, one case per line, tab-separated, "name kind ...":
+//   kind "mw" or "metric": conf tolerance direction nanStrategy outlierStrategy
+//   outlierFactor critical mustHaveData measure allowedIncrease allowedDecrease
+//   criticalIncrease criticalDecrease seed control experiment, values
+//   comma-separated; "mw" runs MannWhitney.mannWhitneyUTest(experiment, control,
+//   conf) only, "metric" the judge's classifyMetric steps.
+//   kind "score": pass marginal weights results, weights "group=weight;...",
+//   results "classification|group+group|critical|reason;...", muted results
+//   already left out as ScoringHelper does; runs WeightedSumScorer and
+//   ThresholdScoreClassifier.
 package levitated.kayentaref
 
+import com.netflix.kayenta.canary.results.CanaryAnalysisResult
 import com.netflix.kayenta.judge.Metric
+import com.netflix.kayenta.judge.classifiers.score.ThresholdScoreClassifier
+import com.netflix.kayenta.judge.scorers.WeightedSumScorer
 import com.netflix.kayenta.judge.classifiers.metric._
 import com.netflix.kayenta.judge.detectors.IQRDetector
 import com.netflix.kayenta.judge.preprocessing.Transforms
 import com.netflix.kayenta.judge.stats.{DescriptiveStatistics, MetricStatistics}
 import com.netflix.kayenta.judge.utils.RandomUtils
 import com.netflix.kayenta.mannwhitney.MannWhitney
+
+import scala.collection.JavaConverters._
 
 object Harness {
   def hex(d: Double): String = java.lang.Double.toHexString(d)
@@ -33,6 +42,27 @@ object Harness {
   def main(args: Array[String]): Unit = {
     for (line <- scala.io.Source.fromFile(args(0)).getLines() if line.nonEmpty && !line.startsWith("#")) {
       val f = line.split("\t", -1)
+      if (f(1) == "score") score(f) else metric(f)
+    }
+  }
+
+  def score(f: Array[String]): Unit = {
+    val Array(name, _, pass, marginal, weightsText, resultsText) = f
+    val weights = weightsText.split(";").filter(_.nonEmpty).map { w =>
+      val Array(g, v) = w.split("="); g -> v.toDouble
+    }.toMap
+    val results = resultsText.split(";").filter(_.nonEmpty).map { r =>
+      val Array(c, groups, critical, reason) = r.split("\\|", -1)
+      new CanaryAnalysisResult(c, if (reason == "-") null else reason, groups.split("\\+").toList.asJava, critical.toBoolean)
+    }.toList
+    val s = new WeightedSumScorer(weights).score(results)
+    val c = new ThresholdScoreClassifier(pass.toDouble, marginal.toDouble).classify(s)
+    val groups = s.groupScores.get.map(g => g.name + "=" + hex(g.score)).sorted.mkString(",")
+    println(Seq(name, hex(c.score), c.classification.toString, c.reason.getOrElse("-"), if (groups.isEmpty) "-" else groups).mkString("\t"))
+  }
+
+  def metric(f: Array[String]): Unit = {
+    {
       val Array(name, kind, conf, tolerance, direction, nanStrategy, outlierStrategy, outlierFactor,
         critical, mustHaveData, measure, allowedIncrease, allowedDecrease, criticalIncrease, criticalDecrease,
         seed, controlText, experimentText) = f

@@ -25,7 +25,8 @@ for f in \
   $j/classifiers/metric/BaseMetricClassifier.scala $j/classifiers/metric/MannWhitneyClassifier.scala \
   $j/detectors/BaseOutlierDetector.scala $j/detectors/IQRDetector.scala \
   $j/preprocessing/Transforms.scala $j/stats/DescriptiveStatistics.scala $j/stats/EffectSizes.scala \
-  $j/utils/RandomUtils.scala; do
+  $j/utils/RandomUtils.scala $j/scorers/BaseScorer.scala $j/scorers/WeightedSumScorer.scala \
+  $j/classifiers/score/BaseScoreClassifier.scala $j/classifiers/score/ThresholdScoreClassifier.scala; do
   if git -C "$kayenta" cat-file -e "HEAD:$f" 2>/dev/null; then
     git -C "$kayenta" show "HEAD:$f" >"$work/$(basename "$f")"
   else
@@ -33,7 +34,7 @@ for f in \
   fi
 done
 mkdir "$work/classes"
-javac -nowarn -d "$work/classes" -cp "$math" "$work/BrentSolver.java"
+javac -nowarn -d "$work/classes" -cp "$math" "$work/BrentSolver.java" "$here/CanaryAnalysisResult.java"
 scalac -nowarn -d "$work/classes" -cp "$math:$work/classes" "$work"/*.scala "$here/Metric.scala" "$here/Harness.scala"
 scala -cp "$math:$work/classes" levitated.kayentaref.Harness "$here/input.txt" >"$here/output.txt"
 echo "wrote $here/output.txt ($(wc -l <"$here/output.txt") cases)"
