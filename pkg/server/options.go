@@ -1,0 +1,160 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql"
+	"google.golang.org/grpc"
+
+	"github.com/levitated/levitated/pkg/ingest"
+	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/storage"
+)
+
+// DefaultListenAddress is Prometheus' port on the loopback interface: a
+// fresh levitated is reachable only from the machine it runs on.
+const DefaultListenAddress = "127.0.0.1:9090"
+
+// PrometheusVersion is the Prometheus release whose HTTP API levitated
+// serves (the v3 release of the pinned Prometheus module, v0.316.0).
+// /api/v1/status/buildinfo reports it as the version, so that clients which
+// choose API features by version (Grafana) treat levitated as that release.
+const PrometheusVersion = "3.16.0"
+
+// Options configure a Server. Start from DefaultOptions.
+type Options struct {
+	// ListenAddress is the one TCP address serving HTTP/1.1 and gRPC (h2c).
+	ListenAddress string
+	// DataDir holds the store.
+	DataDir string
+	// Storage configures the store; its Registerer and Logger default to
+	// the server's.
+	Storage storage.Options
+	// Query configures the PromQL engine (timeout, max samples, lookback
+	// delta, concurrency).
+	Query levpromql.Options
+	// Write configures remote write and OTLP (body and label limits).
+	Write ingest.RemoteWriteOptions
+	// ShutdownTimeout bounds how long in-flight requests may take to finish
+	// once Run's context ends.
+	ShutdownTimeout time.Duration
+
+	// Version is levitated's own version, reported as the revision in
+	// /api/v1/status/buildinfo.
+	Version string
+	// Flags are reported by /api/v1/status/flags, as Prometheus reports its
+	// command-line flags.
+	Flags map[string]string
+
+	// Registry receives every metric of the server, the store and the
+	// engine, and is served on /metrics. Nil means a fresh registry.
+	Registry *prometheus.Registry
+	// Logger may be nil (logs are discarded).
+	Logger *slog.Logger
+
+	// Register adds services once the store is open, before the server
+	// accepts connections. Other packages use it to mount their gRPC
+	// services, gateway and HTTP routes.
+	Register []func(ctx context.Context, s Services) error
+}
+
+// Services is what a registration function gets.
+type Services struct {
+	// GRPC is served on the listen address for requests with an
+	// application/grpc content type.
+	GRPC *grpc.Server
+	// HTTP is the server's mux; add routes with Handle/HandleFunc (Go 1.22
+	// patterns). The Prometheus API owns /api/v1/.
+	HTTP *http.ServeMux
+	// DB is the open store; it is closed after the server stops.
+	DB *storage.DB
+	// Engine is the PromQL engine of the HTTP API.
+	Engine *promql.Engine
+	// Registerer and Logger are the server's.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+}
+
+// DefaultOptions returns the defaults: 127.0.0.1:9090, ./data, Prometheus'
+// query defaults, 32 MiB remote-write bodies.
+func DefaultOptions() Options {
+	return Options{
+		ListenAddress:   DefaultListenAddress,
+		DataDir:         "./data",
+		Storage:         storage.DefaultOptions(),
+		Query:           levpromql.DefaultOptions(),
+		Write:           ingest.DefaultRemoteWriteOptions(),
+		ShutdownTimeout: 30 * time.Second,
+		Version:         "devel",
+	}
+}
+
+// EnsureDefaults fills zero fields with their defaults.
+func (o *Options) EnsureDefaults() {
+	d := DefaultOptions()
+	if o.ListenAddress == "" {
+		o.ListenAddress = d.ListenAddress
+	}
+	if o.DataDir == "" {
+		o.DataDir = d.DataDir
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if o.Version == "" {
+		o.Version = d.Version
+	}
+	if o.Registry == nil {
+		o.Registry = prometheus.NewRegistry()
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	o.Query.EnsureDefaults()
+	o.Storage.EnsureDefaults()
+	if o.Storage.Registerer == nil {
+		o.Storage.Registerer = o.Registry
+	}
+	if o.Storage.Logger == nil {
+		o.Storage.Logger = o.Logger
+	}
+	if o.Query.Registerer == nil {
+		o.Query.Registerer = o.Registry
+	}
+	if o.Query.Logger == nil {
+		o.Query.Logger = o.Logger
+	}
+	if o.Write.Registerer == nil {
+		o.Write.Registerer = o.Registry
+	}
+	if o.Write.Logger == nil {
+		o.Write.Logger = o.Logger
+	}
+	if o.Write.LookbackDelta == 0 {
+		o.Write.LookbackDelta = o.Query.LookbackDelta
+	}
+	o.Write.EnsureDefaults()
+}
+
+// Validate reports every field that cannot be used, in one error.
+func (o Options) Validate() error {
+	var errs []error
+	if o.ListenAddress == "" {
+		errs = append(errs, errors.New("server: listen address is empty"))
+	}
+	if o.DataDir == "" {
+		errs = append(errs, errors.New("server: data dir is empty"))
+	}
+	if o.ShutdownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("server: shutdown timeout %v is negative", o.ShutdownTimeout))
+	}
+	st := o.Storage
+	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate())
+	return errors.Join(errs...)
+}

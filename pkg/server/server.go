@@ -1,0 +1,201 @@
+// Package server runs levitated: it opens the store, builds the PromQL
+// engine, mounts remote write, OTLP and Prometheus' HTTP API, and serves
+// HTTP/1.1 and gRPC (h2c) on one listener. It owns the shutdown order:
+// stop accepting, drain in-flight requests, stop gRPC, close the engine,
+// close the store.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/promql"
+	"google.golang.org/grpc"
+
+	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/storage"
+)
+
+// Server is a running levitated. New opens everything and binds the
+// listener; Run serves until its context ends, then shuts down.
+type Server struct {
+	opts     Options
+	logger   *slog.Logger
+	listener net.Listener
+	db       *storage.DB
+	engine   *promql.Engine
+	grpc     *grpc.Server
+	http     *http.Server
+	mux      *http.ServeMux
+	ready    atomic.Bool
+	started  time.Time
+
+	runOnce sync.Once
+}
+
+// New opens the store in opts.DataDir, builds the engine and handlers, runs
+// the registration functions and binds opts.ListenAddress. It serves nothing
+// until Run. If New fails, everything it opened is closed.
+func New(opts Options) (_ *Server, err error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{opts: opts, logger: opts.Logger, started: time.Now()}
+	var closers []func() error
+	defer func() {
+		if err != nil {
+			for i := len(closers) - 1; i >= 0; i-- {
+				_ = closers[i]()
+			}
+		}
+	}()
+
+	s.db, err = storage.Open(opts.DataDir, opts.Storage)
+	if err != nil {
+		return nil, fmt.Errorf("open storage: %w", err)
+	}
+	closers = append(closers, s.db.Close)
+
+	s.engine, err = levpromql.New(opts.Query)
+	if err != nil {
+		return nil, fmt.Errorf("build query engine: %w", err)
+	}
+	closers = append(closers, s.engine.Close)
+
+	s.grpc = grpc.NewServer()
+	s.mux = http.NewServeMux()
+	m := newHTTPMetrics(opts.Registry)
+	if err := s.routes(m); err != nil {
+		return nil, err
+	}
+
+	ctx := context.Background()
+	for _, register := range opts.Register {
+		if err := register(ctx, Services{
+			GRPC:       s.grpc,
+			HTTP:       s.mux,
+			DB:         s.db,
+			Engine:     s.engine,
+			Registerer: opts.Registry,
+			Logger:     s.logger,
+		}); err != nil {
+			return nil, fmt.Errorf("register services: %w", err)
+		}
+	}
+
+	s.listener, err = net.Listen("tcp", opts.ListenAddress)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
+	}
+	closers = append(closers, s.listener.Close)
+
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true) // gRPC clients speak h2c with prior knowledge
+	s.http = &http.Server{
+		Handler:           s.handler(),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 30 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// handler routes gRPC requests to the gRPC server and the rest to the mux.
+func (s *Server) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			s.grpc.ServeHTTP(w, r)
+			return
+		}
+		s.mux.ServeHTTP(w, r)
+	})
+}
+
+// Addr is the address the server listens on (with the port chosen when
+// ListenAddress ends in :0).
+func (s *Server) Addr() net.Addr { return s.listener.Addr() }
+
+// DB is the open store.
+func (s *Server) DB() *storage.DB { return s.db }
+
+// Run serves until ctx ends, then stops accepting connections, waits up to
+// ShutdownTimeout for in-flight requests, and closes the engine and the
+// store. It returns nil after a clean shutdown. Run may be called once.
+func (s *Server) Run(ctx context.Context) error {
+	err := errors.New("server: Run called twice")
+	s.runOnce.Do(func() { err = s.run(ctx) })
+	return err
+}
+
+func (s *Server) run(ctx context.Context) error {
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- s.http.Serve(s.listener) }()
+	s.ready.Store(true)
+	s.logger.Info("levitated is ready", "address", s.Addr().String(), "data_dir", s.opts.DataDir, "startup", time.Since(s.started))
+
+	var errs []error
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		errs = append(errs, fmt.Errorf("serve: %w", err))
+	}
+
+	s.ready.Store(false)
+	s.logger.Info("shutting down: draining in-flight requests", "timeout", s.opts.ShutdownTimeout)
+	drainCtx, cancel := context.WithTimeout(context.Background(), s.opts.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(drainCtx); err != nil {
+		errs = append(errs, fmt.Errorf("drain HTTP: %w", err))
+		_ = s.http.Close()
+	}
+	s.grpc.Stop()
+	if err := s.engine.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close engine: %w", err))
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close storage: %w", err))
+	}
+	s.logger.Info("shut down")
+	return errors.Join(errs...)
+}
+
+// httpMetrics instrument every route.
+type httpMetrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inFlight prometheus.Gauge
+}
+
+func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
+	m := &httpMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levitated_http_requests_total",
+			Help: "HTTP requests by handler and status code.",
+		}, []string{"handler", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:                            "levitated_http_request_duration_seconds",
+			Help:                            "HTTP request latency by handler.",
+			Buckets:                         prometheus.DefBuckets,
+			NativeHistogramBucketFactor:     1.1,
+			NativeHistogramMaxBucketNumber:  100,
+			NativeHistogramMinResetDuration: time.Hour,
+		}, []string{"handler"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "levitated_http_requests_in_flight",
+			Help: "HTTP requests being served.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inFlight)
+	return m
+}
