@@ -49,10 +49,11 @@ func (h *tailHub) publish(tenant uint32, evs []events.Event) {
 	}
 }
 
-// Tail calls fn, in commit order, with every event of tenant that matches q
+// Tail calls fn with every event of tenant that matches q
 // (Name, Matchers, OpenOnly; the time range is ignored) committed after Tail
 // is called, until ctx is done (it then returns ctx.Err()) or fn returns an
-// error (returned as is). ready, if not nil, is called once the
+// error (returned as is). Events of one Append come in order; events of
+// concurrent Appends may come in either order. ready, if not nil, is called once the
 // subscription is in place, so a caller can tell its client that nothing
 // committed from then on will be missed. A subscriber more than
 // Options.TailBuffer events behind is dropped with an error matching

@@ -1,0 +1,169 @@
+// Package bench holds levitated's benchmarks; see RESULTS.md for figures.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
+	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/storage/eventstore"
+)
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)          {}
+func (quietLogger) Errorf(string, ...any)         {}
+func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
+
+// eventServer serves the event service as levitated does: gRPC and the REST
+// gateway on one h2c listener on 127.0.0.1, over a Pebble DB in b.TempDir()
+// (a real disk, so every acknowledged event costs a real fsync, shared by
+// concurrent commits).
+func eventServer(b *testing.B) (addr string) {
+	db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := eventstore.New(db, eventstore.Options{})
+	svc := ingest.NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, ingest.EventServiceOptions{})
+	gs := grpc.NewServer()
+	levitatedv1.RegisterEventServiceServer(gs, svc)
+	gw := runtime.NewServeMux()
+	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {
+		b.Fatal(err)
+	}
+	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+			gs.ServeHTTP(w, r)
+			return
+		}
+		gw.ServeHTTP(w, r)
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := &http.Server{Handler: h2c.NewHandler(root, &http2.Server{})}
+	go func() { _ = hs.Serve(ln) }()
+	b.Cleanup(func() {
+		_ = hs.Close()
+		gs.Stop()
+		_ = db.Close()
+	})
+	return ln.Addr().String()
+}
+
+// parallel runs b.N calls of op spread over n goroutines.
+func parallel(b *testing.B, n int, op func(worker, i int) error) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	b.ResetTimer()
+	for w := 0; w < n; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := op(w, int(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+var clientCounts = []int{1, 16, 64}
+
+// BenchmarkEventIngest measures durable event ingest (each call returns
+// after pebble.Sync) over gRPC and over REST, with 1, 16 and 64 concurrent
+// clients, against raw synced Pebble commits of a similar size.
+func BenchmarkEventIngest(b *testing.B) {
+	now := time.Now()
+	for _, clients := range clientCounts {
+		b.Run(fmt.Sprintf("transport=grpc,clients=%d", clients), func(b *testing.B) {
+			addr := eventServer(b)
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer conn.Close()
+			c := levitatedv1.NewEventServiceClient(conn)
+			b.ReportAllocs()
+			parallel(b, clients, func(w, i int) error {
+				_, err := c.CreateEvent(context.Background(), &levitatedv1.CreateEventRequest{Event: &levitatedv1.Event{
+					Name: "deploy", State: "start", Timestamp: timestamppb.New(now),
+					Attributes: map[string]string{"service": "api", "worker": fmt.Sprint(w), "i": fmt.Sprint(i)},
+				}})
+				return err
+			})
+		})
+		b.Run(fmt.Sprintf("transport=rest,clients=%d", clients), func(b *testing.B) {
+			addr := eventServer(b)
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+			defer hc.CloseIdleConnections()
+			b.ReportAllocs()
+			parallel(b, clients, func(w, i int) error {
+				body := fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%d,"attributes":{"service":"api","worker":"%d","i":"%d"}}`, now.UnixMilli(), w, i)
+				resp, err := hc.Post("http://"+addr+"/api/v1/events", "application/json", strings.NewReader(body))
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+					return err
+				}
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("status %d", resp.StatusCode)
+				}
+				return nil
+			})
+		})
+		b.Run(fmt.Sprintf("transport=pebble,clients=%d", clients), func(b *testing.B) {
+			db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: quietLogger{}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			value := bytes.Repeat([]byte("x"), 200)
+			b.ReportAllocs()
+			parallel(b, clients, func(w, i int) error {
+				batch := db.NewBatch()
+				defer batch.Close()
+				if err := batch.Set([]byte(fmt.Sprintf("k%08d-%08d", w, i)), value, nil); err != nil {
+					return err
+				}
+				return batch.Commit(pebble.Sync)
+			})
+		})
+	}
+}
