@@ -29,8 +29,8 @@ import (
 
 type quietLogger struct{}
 
-func (quietLogger) Infof(string, ...any)          {}
-func (quietLogger) Errorf(string, ...any)         {}
+func (quietLogger) Infof(string, ...any)           {}
+func (quietLogger) Errorf(string, ...any)          {}
 func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
 
 // eventServer serves the event service as levitated does: gRPC and the REST
