@@ -150,9 +150,15 @@ func newConcurrencyLimit(n int) *concurrencyLimit {
 
 func (c *concurrencyLimit) GetMaxConcurrent() int { return cap(c.slots) }
 
-// Insert waits for a free slot, or for ctx to end. The engine turns a
-// context error into Prometheus' timeout or canceled error.
+// Insert waits for a free slot, or for ctx to end. A free slot is taken
+// even if ctx has ended, so that the engine, not the queue, reports the
+// timeout (as Prometheus' timeout or canceled error).
 func (c *concurrencyLimit) Insert(ctx context.Context, _ string) (int, error) {
+	select {
+	case i := <-c.slots:
+		return i, nil
+	default:
+	}
 	select {
 	case i := <-c.slots:
 		return i, nil

@@ -52,10 +52,10 @@ func (s *Server) prometheusAPI() http.Handler {
 		0,     // max search limit
 		s.logger,
 		func(context.Context) v1.RulesRetriever { return none },
-		5e7,     // remote read sample limit (Prometheus' default)
-		10,      // remote read concurrency (Prometheus' default)
-		1048576, // remote read bytes per frame (Prometheus' default)
-		false,   // not an agent
+		5e7,                             // remote read sample limit (Prometheus' default)
+		10,                              // remote read concurrency (Prometheus' default)
+		1048576,                         // remote read bytes per frame (Prometheus' default)
+		false,                           // not an agent
 		regexp.MustCompile(`^(?s:.*)$`), // CORS origin, Prometheus' default ".*"
 		s.runtimeInfo,
 		&v1.PrometheusVersion{
@@ -124,14 +124,18 @@ func (s *Server) runtimeInfo() (v1.RuntimeInfo, error) {
 // nothing.
 type noScrapeState struct{}
 
-func (noScrapeState) ScrapePools() []string                          { return []string{} }
-func (noScrapeState) TargetsActive() map[string][]*scrape.Target     { return map[string][]*scrape.Target{} }
-func (noScrapeState) TargetsDropped() map[string][]*scrape.Target    { return map[string][]*scrape.Target{} }
-func (noScrapeState) TargetsDroppedCounts() map[string]int           { return map[string]int{} }
-func (noScrapeState) Alertmanagers() []*url.URL                       { return nil }
-func (noScrapeState) DroppedAlertmanagers() []*url.URL                { return nil }
-func (noScrapeState) RuleGroups() []*rules.Group                      { return nil }
-func (noScrapeState) AlertingRules() []*rules.AlertingRule            { return nil }
+func (noScrapeState) ScrapePools() []string { return []string{} }
+func (noScrapeState) TargetsActive() map[string][]*scrape.Target {
+	return map[string][]*scrape.Target{}
+}
+func (noScrapeState) TargetsDropped() map[string][]*scrape.Target {
+	return map[string][]*scrape.Target{}
+}
+func (noScrapeState) TargetsDroppedCounts() map[string]int { return map[string]int{} }
+func (noScrapeState) Alertmanagers() []*url.URL            { return nil }
+func (noScrapeState) DroppedAlertmanagers() []*url.URL     { return nil }
+func (noScrapeState) RuleGroups() []*rules.Group           { return nil }
+func (noScrapeState) AlertingRules() []*rules.AlertingRule { return nil }
 func (noScrapeState) ScrapePoolConfig(string) (*config.ScrapeConfig, error) {
 	return nil, errNoScrapePool
 }

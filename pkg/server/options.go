@@ -84,10 +84,12 @@ type Services struct {
 // DefaultOptions returns the defaults: 127.0.0.1:9090, ./data, Prometheus'
 // query defaults, 32 MiB remote-write bodies.
 func DefaultOptions() Options {
+	st := storage.DefaultOptions()
+	st.Logger, st.Registerer = nil, nil // the server's, set by EnsureDefaults
 	return Options{
 		ListenAddress:   DefaultListenAddress,
 		DataDir:         "./data",
-		Storage:         storage.DefaultOptions(),
+		Storage:         st,
 		Query:           levpromql.DefaultOptions(),
 		Write:           ingest.DefaultRemoteWriteOptions(),
 		ShutdownTimeout: 30 * time.Second,
@@ -117,13 +119,13 @@ func (o *Options) EnsureDefaults() {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	o.Query.EnsureDefaults()
-	o.Storage.EnsureDefaults()
 	if o.Storage.Registerer == nil {
 		o.Storage.Registerer = o.Registry
 	}
 	if o.Storage.Logger == nil {
 		o.Storage.Logger = o.Logger
 	}
+	o.Storage.EnsureDefaults()
 	if o.Query.Registerer == nil {
 		o.Query.Registerer = o.Registry
 	}

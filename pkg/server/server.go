@@ -108,6 +108,9 @@ func New(opts Options) (_ *Server, err error) {
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	// The store is open and every handler mounted: connections queue on the
+	// bound listener until Run serves them, and are answered as ready.
+	s.ready.Store(true)
 	return s, nil
 }
 
@@ -141,7 +144,6 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) run(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.listener) }()
-	s.ready.Store(true)
 	s.logger.Info("levitated is ready", "address", s.Addr().String(), "data_dir", s.opts.DataDir, "startup", time.Since(s.started))
 
 	var errs []error
