@@ -299,8 +299,18 @@ func TestLast9Path(t *testing.T) {
 		`{"event_name": "feature_flag", "attributes": {"flag": "new-checkout"}, "value": 7}`, org...)
 	require.Equal(t, http.StatusOK, code, body)
 
+	// An Idempotency-Key header makes a resend a no-op; another body is 409.
+	for i := 0; i < 2; i++ {
+		code, body = s.do(t, http.MethodPut, "/api/v4/organizations/acme/change_events",
+			`{"event_name": "feature_flag", "event_state": "stop", "attributes": {"flag": "new-checkout"}}`, append(org, "Idempotency-Key", "ff-1")...)
+		require.Equal(t, http.StatusOK, code, body)
+	}
+	code, body = s.do(t, http.MethodPut, "/api/v4/organizations/acme/change_events",
+		`{"event_name": "feature_flag", "event_state": "stop"}`, append(org, "Idempotency-Key", "ff-1")...)
+	require.Equal(t, http.StatusConflict, code, body)
+
 	evs := s.list(t, "", org...)
-	require.Len(t, evs, 3)
+	require.Len(t, evs, 4)
 	require.Equal(t, "new_deployment", evs[0].Name)
 	require.Equal(t, "start", evs[0].State)
 	require.Equal(t, b.Format(time.RFC3339), evs[0].Timestamp)
@@ -318,7 +328,7 @@ func TestLast9Path(t *testing.T) {
 	require.Equal(t, `{__name__="last9_change_events", app="backend-api", env="production", event_name="new_deployment", event_state="start", exported_event_name="push", run_number="17"}`, v[0].Metric.String())
 	require.Equal(t, 1.0, v[0].F)
 	require.Equal(t, 2.0, v[1].F)
-	v = promQuery(t, s, 1, `last9_change_events{event_name="feature_flag"}`, time.Now())
+	v = promQuery(t, s, 1, `last9_change_events{event_name="feature_flag", event_state="start"}`, time.Now())
 	require.Len(t, v, 1)
 	require.Equal(t, 7.0, v[0].F)
 	v = promQuery(t, s, 1, `change_event_active{event_name="new_deployment"}`, b.Add(time.Minute))
