@@ -1,0 +1,120 @@
+// Command levitated serves Prometheus remote write, OTLP and the Prometheus
+// HTTP API (and levitated's gRPC services) on one address, over a Pebble
+// store in --data-dir.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/levitated/levitated/pkg/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "devel"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run parses args, starts the server and serves until SIGTERM or SIGINT,
+// then drains in-flight requests and closes the store. It returns the exit
+// code.
+func run(args []string, stdout, stderr io.Writer) int {
+	opts := server.DefaultOptions()
+	fs, logLevel, showVersion := newFlagSet(&opts, stdout)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if *showVersion {
+		fmt.Fprintf(stdout, "levitated %s (Prometheus API %s)\n", version, server.PrometheusVersion)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "levitated: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "levitated: --log.level: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts.Registry = reg
+	opts.Logger = logger
+	opts.Version = version
+	opts.Flags = map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { opts.Flags[f.Name] = f.Value.String() })
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	s, err := server.New(opts)
+	if err != nil {
+		logger.Error("levitated could not start", "err", err)
+		return 1
+	}
+	if err := s.Run(ctx); err != nil {
+		logger.Error("levitated stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// newFlagSet binds every flag to opts. Help goes to out.
+func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *string, showVersion *bool) {
+	fs = flag.NewFlagSet("levitated", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, "Usage: levitated [flags]\n\n"+
+			"levitated receives Prometheus remote write (1.0 and 2.0, on /api/v1/write and\n"+
+			"/api/v1/push) and OTLP metrics (/api/v1/otlp/v1/metrics), and serves the\n"+
+			"Prometheus HTTP API (/api/v1/...) and levitated's gRPC services, all on one\n"+
+			"address. SIGTERM drains in-flight requests and closes the store cleanly.\n\n"+
+			"Flags (one or two dashes):\n")
+		fs.PrintDefaults()
+	}
+
+	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress,
+		"`address` serving HTTP/1.1 and gRPC (h2c); Prometheus' port on loopback by default, use :9090 to accept remote connections")
+	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "`directory` of the store (created if missing)")
+	fs.DurationVar(&o.Storage.Retention, "storage.retention", o.Storage.Retention, "how long samples and events are kept")
+	fs.DurationVar(&o.Storage.OutOfOrderWindow, "storage.out-of-order-window", o.Storage.OutOfOrderWindow,
+		"how far behind the newest sample a sample may arrive; negative disables out-of-order ingest")
+	fs.DurationVar(&o.Query.Timeout, "query.timeout", o.Query.Timeout, "maximum time a query may take, queueing included")
+	fs.IntVar(&o.Query.MaxSamples, "query.max-samples", o.Query.MaxSamples, "maximum samples a single query may load into memory")
+	fs.DurationVar(&o.Query.LookbackDelta, "query.lookback-delta", o.Query.LookbackDelta,
+		"how far back an instant selector looks for a sample")
+	fs.IntVar(&o.Query.MaxConcurrency, "query.max-concurrency", o.Query.MaxConcurrency,
+		"maximum queries evaluated at once; more wait for a slot")
+	fs.Int64Var(&o.Write.MaxBodyBytes, "write.max-body-bytes", o.Write.MaxBodyBytes,
+		"largest compressed remote-write or OTLP body accepted (at most 33554432); larger ones get 400")
+	fs.IntVar(&o.Write.MaxLabelsPerSeries, "write.max-labels-per-series", o.Write.MaxLabelsPerSeries,
+		"most labels a written series may have")
+	fs.IntVar(&o.Write.MaxLabelNameBytes, "write.max-label-name-bytes", o.Write.MaxLabelNameBytes,
+		"longest label name accepted")
+	fs.IntVar(&o.Write.MaxLabelValueBytes, "write.max-label-value-bytes", o.Write.MaxLabelValueBytes,
+		"longest label value accepted")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout,
+		"how long in-flight requests may take to finish after SIGTERM")
+	logLevel = fs.String("log.level", "info", "log `level`: debug, info, warn or error")
+	showVersion = fs.Bool("version", false, "print the version and exit")
+	return fs, logLevel, showVersion
+}
