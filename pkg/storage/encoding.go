@@ -390,3 +390,37 @@ func decodeSeriesRecord(v []byte, sb *labels.ScratchBuilder) (firstDay, lastDay 
 	ls, err = decodeLabels(v[8:], sb)
 	return firstDay, lastDay, ls, err
 }
+
+// chunkFromData builds a chunk from stored bytes, turning a panic of the
+// chunk decoder on corrupt data into an error.
+func chunkFromData(enc chunkenc.Encoding, data []byte) (c chunkenc.Chunk, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("chunk decoder: %v: %w", r, errCorruptValue)
+		}
+	}()
+	return chunkenc.FromData(enc, data)
+}
+
+// iterateChunk counts a chunk's samples, turning a decoder panic into an
+// error; used to validate untrusted chunks.
+func iterateChunk(c chunkenc.Chunk) (n int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("chunk decoder: %v: %w", r, errCorruptValue)
+		}
+	}()
+	it := c.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		switch vt {
+		case chunkenc.ValHistogram:
+			it.AtHistogram(nil)
+		case chunkenc.ValFloatHistogram:
+			it.AtFloatHistogram(nil)
+		default:
+			it.At()
+		}
+		n++
+	}
+	return n, it.Err()
+}
