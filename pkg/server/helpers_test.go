@@ -170,3 +170,5 @@ func startOnDir(t *testing.T, dir string) stoppable {
 		require.NoError(t, <-done)
 	}}
 }
+
+type serverServices = server.Services
