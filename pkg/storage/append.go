@@ -119,7 +119,9 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 		return nil, err
 	}
 	if ref != 0 {
-		if s := th.getByRef(uint64(ref)); s != nil && (ls.IsEmpty() || labels.Equal(s.lset, ls)) {
+		// As in Prometheus' head, a reference the store handed out names
+		// its series; the labels are not compared again.
+		if s := th.getByRef(uint64(ref)); s != nil {
 			return s, nil
 		}
 	}
@@ -129,8 +131,7 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 	if err := validateLabels(ls); err != nil {
 		return nil, err
 	}
-	s := th.getOrCreate(ls, func() uint64 { return a.db.nextSeriesRef.Add(1) })
-	return s, nil
+	return th.getOrCreate(ls), nil
 }
 
 // Append adds a sample to the batch after checking it against the stored
@@ -346,11 +347,12 @@ func (a *appender) Commit() (err error) {
 		s.mu.Lock()
 		if s.deleted {
 			s.mu.Unlock()
-			s = th.getOrCreate(s.lset, func() uint64 { return db.nextSeriesRef.Add(1) })
+			s = th.getOrCreate(s.lset)
 			p.s = s
 			s.mu.Lock()
 		}
-		if !s.durable && !containsSeries(a.newSeries, s) {
+		if !s.durable && !s.inBatch {
+			s.inBatch = true
 			a.newSeries = append(a.newSeries, s)
 		}
 		res, aerr := db.applyLocked(th, s, p.smp, o, false)
@@ -369,6 +371,11 @@ func (a *appender) Commit() (err error) {
 			db.fail(err)
 			return err
 		}
+	}
+	for _, s := range a.newSeries {
+		s.mu.Lock()
+		s.inBatch = false
+		s.mu.Unlock()
 	}
 	db.applyMu.Unlock()
 	if conflicts > 0 {
@@ -406,15 +413,6 @@ func (a *appender) Commit() (err error) {
 	}
 	th.index(a.newSeries)
 	return nil
-}
-
-func containsSeries(ss []*memSeries, s *memSeries) bool {
-	for _, o := range ss {
-		if o == s {
-			return true
-		}
-	}
-	return false
 }
 
 // applyResult is what applying one sample to memory did.

@@ -165,13 +165,22 @@ func (db *DB) checkpoint(ctx context.Context) error {
 		return err
 	}
 	epoch := db.readers.advance()
+	var droppable []*memSeries
 	for _, w := range done {
 		w.s.mu.Lock()
 		w.c.persisted = max(w.c.persisted, w.n)
 		if w.c.closed && w.c.persisted == w.c.chunk.NumSamples() {
 			w.c.droppableAt = epoch
+			if n := len(droppable); n == 0 || droppable[n-1] != w.s {
+				droppable = append(droppable, w.s)
+			}
 		}
 		w.s.mu.Unlock()
+	}
+	if len(droppable) > 0 {
+		db.dropMu.Lock()
+		db.dropQueue = append(db.dropQueue, dropBatch{epoch: epoch, series: droppable})
+		db.dropMu.Unlock()
 	}
 	db.walBytes.Add(-walBytes)
 	db.lastCheckpoint.Store(time.Now().UnixNano())
@@ -237,11 +246,24 @@ func newClosedChunk(enc chunkenc.Encoding, minT int64, part uint64) *memChunk {
 	return &memChunk{chunk: c, minT: minT, maxT: math.MinInt64, part: part, closed: true}
 }
 
+// dropBatch lists the series that got chunks droppable from an epoch on.
+type dropBatch struct {
+	epoch  uint64
+	series []*memSeries
+}
+
 // reclaim drops chunks from memory that every reader can find in Pebble.
 func (db *DB) reclaim() {
 	safe := db.readers.minActive()
-	for _, th := range db.tenantHeads() {
-		for _, s := range th.seriesSnapshot() {
+	db.dropMu.Lock()
+	var ready []dropBatch
+	for len(db.dropQueue) > 0 && db.dropQueue[0].epoch <= safe {
+		ready = append(ready, db.dropQueue[0])
+		db.dropQueue = db.dropQueue[1:]
+	}
+	db.dropMu.Unlock()
+	for _, b := range ready {
+		for _, s := range b.series {
 			s.mu.Lock()
 			s.chunks = dropPersisted(s.chunks, safe)
 			s.oooChunks = dropPersisted(s.oooChunks, safe)

@@ -44,8 +44,10 @@ type DB struct {
 	tenantsByID  map[uint32]*tenantHead
 	nextTenantID uint32
 
-	nextSeriesRef atomic.Uint64
 	readers       readerEpochs
+
+	dropMu    sync.Mutex
+	dropQueue []dropBatch
 
 	// failed holds the error that made the DB unusable (a failed sync).
 	failed atomic.Pointer[error]
@@ -139,18 +141,14 @@ func (db *DB) load() error {
 	if err := db.loadTenants(); err != nil {
 		return err
 	}
-	var maxRef uint64
 	for _, th := range db.tenants {
-		r, err := db.loadSeries(th)
-		if err != nil {
+		if err := db.loadSeries(th); err != nil {
 			return err
 		}
-		maxRef = max(maxRef, r)
 		if err := db.loadTenantState(th); err != nil {
 			return err
 		}
 	}
-	db.nextSeriesRef.Store(maxRef)
 	for _, th := range db.tenants {
 		if err := db.replay(th); err != nil {
 			return err
@@ -180,32 +178,31 @@ func (db *DB) loadTenants() error {
 	return it.Error()
 }
 
-func (db *DB) loadSeries(th *tenantHead) (maxRef uint64, err error) {
+func (db *DB) loadSeries(th *tenantHead) error {
 	p := TenantPrefix(th.id, kindSeries)
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
-		return 0, fmt.Errorf("read series of tenant %q: %w", th.name, err)
+		return fmt.Errorf("read series of tenant %q: %w", th.name, err)
 	}
 	defer it.Close()
 	var sb labels.ScratchBuilder
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != prefixLen+8 {
-			return 0, fmt.Errorf("series key of %d bytes: %w", len(k), errCorruptKey)
+			return fmt.Errorf("series key of %d bytes: %w", len(k), errCorruptKey)
 		}
 		ref := binary.BigEndian.Uint64(k[prefixLen:])
 		first, last, ls, err := decodeSeriesRecord(it.Value(), &sb)
 		if err != nil {
-			return 0, fmt.Errorf("series %d of tenant %q: %w", ref, th.name, err)
+			return fmt.Errorf("series %d of tenant %q: %w", ref, th.name, err)
 		}
 		s := newMemSeries(ref, ls, ls.Hash())
 		s.durable = true
 		s.loaded = false
 		s.firstDay, s.lastDay = first, last
 		th.addLoaded(s)
-		maxRef = max(maxRef, ref)
 	}
-	return maxRef, it.Error()
+	return it.Error()
 }
 
 func (db *DB) loadTenantState(th *tenantHead) error {
@@ -249,7 +246,7 @@ func (db *DB) replay(th *tenantHead) error {
 		db.seq = max(db.seq, seq)
 		db.walBytes.Add(int64(len(it.Value())))
 		err := decodeWAL(it.Value(), func(ref uint64, smp sample) error {
-			s := th.byRef[ref]
+			s := th.getByRef(ref)
 			if s == nil {
 				// Retention removed the series after the record was
 				// written: its samples are expired.

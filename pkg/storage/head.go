@@ -42,6 +42,9 @@ type memSeries struct {
 	durable bool
 	// indexed is set once the series is in the tenant's postings.
 	indexed bool
+	// inBatch marks a new series already queued by the committing
+	// appender; only read and written under db.applyMu.
+	inBatch bool
 	// deleted is set when retention removed the series; appenders holding
 	// it look the labels up again.
 	deleted bool

@@ -23,9 +23,7 @@ type tenantHead struct {
 	id   uint32
 	name string
 
-	mu       sync.RWMutex
-	byHash   map[uint64][]*memSeries
-	byRef    map[uint64]*memSeries
+	series   seriesRegistry
 	postings *index.MemPostings
 
 	minT, maxT atomic.Int64 // math.MaxInt64 / math.MinInt64 when empty
@@ -38,20 +36,74 @@ func newTenantHead(id uint32, name string) *tenantHead {
 	th := &tenantHead{
 		id:       id,
 		name:     name,
-		byHash:   map[uint64][]*memSeries{},
-		byRef:    map[uint64]*memSeries{},
 		postings: index.NewMemPostings(),
 		metadata: map[string][]metadata.Metadata{},
 	}
+	th.series.init()
 	th.minT.Store(math.MaxInt64)
 	th.maxT.Store(math.MinInt64)
 	return th
 }
 
-func (th *tenantHead) get(lset labels.Labels, hash uint64) *memSeries {
-	th.mu.RLock()
-	defer th.mu.RUnlock()
-	for _, s := range th.byHash[hash] {
+// seriesRegistry finds a tenant's series by label hash (in lock stripes)
+// and by reference (in a paged array read without locks). References are
+// dense per tenant, starting at 1.
+type seriesRegistry struct {
+	stripes [seriesStripes]struct {
+		sync.RWMutex
+		byHash map[uint64][]*memSeries
+	}
+	mu      sync.Mutex // guards growth of pages and nextRef
+	pages   atomic.Pointer[[]*seriesPage]
+	nextRef uint64
+	count   atomic.Int64
+}
+
+const (
+	seriesStripes = 64
+	pageBits      = 12
+	pageSize      = 1 << pageBits
+)
+
+type seriesPage [pageSize]atomic.Pointer[memSeries]
+
+func (r *seriesRegistry) init() {
+	for i := range r.stripes {
+		r.stripes[i].byHash = map[uint64][]*memSeries{}
+	}
+	r.pages.Store(&[]*seriesPage{})
+	r.nextRef = 1
+}
+
+func (r *seriesRegistry) byRef(ref uint64) *memSeries {
+	pages := *r.pages.Load()
+	if i := ref >> pageBits; i < uint64(len(pages)) {
+		return pages[i][ref&(pageSize-1)].Load()
+	}
+	return nil
+}
+
+// setRef stores s under its reference. The caller holds r.mu.
+func (r *seriesRegistry) setRef(s *memSeries) {
+	pages := *r.pages.Load()
+	i := s.ref >> pageBits
+	if i >= uint64(len(pages)) {
+		grown := make([]*seriesPage, i+1)
+		copy(grown, pages)
+		for j := len(pages); j < len(grown); j++ {
+			grown[j] = new(seriesPage)
+		}
+		r.pages.Store(&grown)
+		pages = grown
+	}
+	pages[i][s.ref&(pageSize-1)].Store(s)
+}
+
+func (r *seriesRegistry) get(lset labels.Labels, hash uint64) *memSeries {
+	st := &r.stripes[hash%seriesStripes]
+	st.RLock()
+	defer st.RUnlock()
+	for _, s := range st.byHash[hash] {
 		if labels.Equal(s.lset, lset) {
 			return s
 		}
@@ -59,36 +111,92 @@ func (th *tenantHead) get(lset labels.Labels, hash uint64) *memSeries {
 	return nil
 }
 
-func (th *tenantHead) getByRef(ref uint64) *memSeries {
-	th.mu.RLock()
-	defer th.mu.RUnlock()
-	return th.byRef[ref]
-}
-
-// getOrCreate returns the series of lset, creating it (not yet durable nor
-// indexed) if needed. newRef is called under the tenant's lock.
-func (th *tenantHead) getOrCreate(lset labels.Labels, newRef func() uint64) *memSeries {
-	hash := lset.Hash()
-	if s := th.get(lset, hash); s != nil {
+// getOrCreate returns the series of lset, creating it (neither durable nor
+// indexed yet) if needed.
+func (r *seriesRegistry) getOrCreate(lset labels.Labels, hash uint64) *memSeries {
+	if s := r.get(lset, hash); s != nil {
 		return s
 	}
-	th.mu.Lock()
-	defer th.mu.Unlock()
-	for _, s := range th.byHash[hash] {
+	st := &r.stripes[hash%seriesStripes]
+	st.Lock()
+	defer st.Unlock()
+	for _, s := range st.byHash[hash] {
 		if labels.Equal(s.lset, lset) {
 			return s
 		}
 	}
-	s := newMemSeries(newRef(), lset.Copy(), hash)
-	th.byHash[hash] = append(th.byHash[hash], s)
-	th.byRef[s.ref] = s
+	r.mu.Lock()
+	s := newMemSeries(r.nextRef, lset.Copy(), hash)
+	r.nextRef++
+	r.setRef(s)
+	r.mu.Unlock()
+	st.byHash[hash] = append(st.byHash[hash], s)
+	r.count.Add(1)
 	return s
+}
+
+// add inserts a series read back from Pebble at open.
+func (r *seriesRegistry) add(s *memSeries) {
+	st := &r.stripes[s.hash%seriesStripes]
+	st.Lock()
+	st.byHash[s.hash] = append(st.byHash[s.hash], s)
+	st.Unlock()
+	r.mu.Lock()
+	r.setRef(s)
+	r.nextRef = max(r.nextRef, s.ref+1)
+	r.mu.Unlock()
+	r.count.Add(1)
+}
+
+func (r *seriesRegistry) remove(s *memSeries) {
+	st := &r.stripes[s.hash%seriesStripes]
+	st.Lock()
+	list := st.byHash[s.hash]
+	for i, o := range list {
+		if o == s {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(st.byHash, s.hash)
+	} else {
+		st.byHash[s.hash] = list
+	}
+	st.Unlock()
+	r.mu.Lock()
+	pages := *r.pages.Load()
+	if i := s.ref >> pageBits; i < uint64(len(pages)) {
+		pages[i][s.ref&(pageSize-1)].CompareAndSwap(s, nil)
+	}
+	r.mu.Unlock()
+	r.count.Add(-1)
+}
+
+// each calls fn for every series, in reference order.
+func (r *seriesRegistry) each(fn func(*memSeries)) {
+	for _, p := range *r.pages.Load() {
+		for i := range p {
+			if s := p[i].Load(); s != nil {
+				fn(s)
+			}
+		}
+	}
+}
+
+func (th *tenantHead) get(lset labels.Labels, hash uint64) *memSeries {
+	return th.series.get(lset, hash)
+}
+
+func (th *tenantHead) getByRef(ref uint64) *memSeries { return th.series.byRef(ref) }
+
+func (th *tenantHead) getOrCreate(lset labels.Labels) *memSeries {
+	return th.series.getOrCreate(lset, lset.Hash())
 }
 
 // addLoaded inserts a series read back from Pebble at open.
 func (th *tenantHead) addLoaded(s *memSeries) {
-	th.byHash[s.hash] = append(th.byHash[s.hash], s)
-	th.byRef[s.ref] = s
+	th.series.add(s)
 	th.postings.Add(storage.SeriesRef(s.ref), s.lset)
 	s.indexed = true
 }
@@ -106,50 +214,28 @@ func (th *tenantHead) index(ss []*memSeries) {
 	}
 }
 
-// remove drops series from the maps and the index.
+// remove drops series from the registry and the index.
 func (th *tenantHead) remove(ss []*memSeries) {
 	if len(ss) == 0 {
 		return
 	}
 	deleted := make(map[storage.SeriesRef]struct{}, len(ss))
 	affected := map[labels.Label]struct{}{}
-	th.mu.Lock()
 	for _, s := range ss {
 		deleted[storage.SeriesRef(s.ref)] = struct{}{}
 		s.lset.Range(func(l labels.Label) { affected[l] = struct{}{} })
-		delete(th.byRef, s.ref)
-		list := th.byHash[s.hash]
-		for i, o := range list {
-			if o == s {
-				list = append(list[:i], list[i+1:]...)
-				break
-			}
-		}
-		if len(list) == 0 {
-			delete(th.byHash, s.hash)
-		} else {
-			th.byHash[s.hash] = list
-		}
+		th.series.remove(s)
 	}
-	th.mu.Unlock()
 	th.postings.Delete(deleted, affected)
 }
 
 func (th *tenantHead) seriesSnapshot() []*memSeries {
-	th.mu.RLock()
-	defer th.mu.RUnlock()
-	out := make([]*memSeries, 0, len(th.byRef))
-	for _, s := range th.byRef {
-		out = append(out, s)
-	}
+	out := make([]*memSeries, 0, th.numSeries())
+	th.series.each(func(s *memSeries) { out = append(out, s) })
 	return out
 }
 
-func (th *tenantHead) numSeries() int {
-	th.mu.RLock()
-	defer th.mu.RUnlock()
-	return len(th.byRef)
-}
+func (th *tenantHead) numSeries() int { return int(th.series.count.Load()) }
 
 func (th *tenantHead) observeTime(t int64) {
 	for {
