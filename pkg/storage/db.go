@@ -44,7 +44,7 @@ type DB struct {
 	tenantsByID  map[uint32]*tenantHead
 	nextTenantID uint32
 
-	readers       readerEpochs
+	readers readerEpochs
 
 	dropMu    sync.Mutex
 	dropQueue []dropBatch
