@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -137,10 +138,16 @@ func BenchmarkAppend(b *testing.B) {
 func dirSize(tb testing.TB, dir string) int64 {
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed by a compaction meanwhile
+		}
 		if err != nil || d.IsDir() {
 			return err
 		}
 		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -173,6 +180,9 @@ func BenchmarkDiskBytesPerSample(b *testing.B) {
 				switch d := db.(type) {
 				case *storage.DB:
 					if err := d.Flush(context.Background()); err != nil {
+						b.Fatal(err)
+					}
+					if err := d.Close(); err != nil {
 						b.Fatal(err)
 					}
 					size = dirSize(b, dir)

@@ -95,7 +95,7 @@ func (db *DB) checkpoint(ctx context.Context) error {
 		b = db.pdb.NewBatch()
 		return nil
 	}
-	var val []byte
+	var val, encBuf []byte
 	nChunks := 0
 	for _, th := range db.tenantHeads() {
 		if err := ctx.Err(); err != nil {
@@ -115,7 +115,11 @@ func (db *DB) checkpoint(ctx context.Context) error {
 					if n == 0 || n == c.persisted {
 						continue
 					}
-					val = encodeChunkValue(val[:0], c.chunk.Encoding(), c.minT, c.maxT, c.chunk.Bytes())
+					enc, data := storedChunk(encBuf[:0], c.chunk)
+					if enc == encDecimal {
+						encBuf = data[:0] // reuse; never a chunk's own bytes
+					}
+					val = encodeChunkValue(val[:0], enc, c.minT, c.maxT, data)
 					if err := b.Set(chunkKey(th.id, s.ref, c.minT, c.part), val, nil); err != nil {
 						s.mu.Unlock()
 						return fmt.Errorf("write chunk: %w", err)
@@ -314,7 +318,7 @@ func (db *DB) newestInDay(th *tenantHead, s *memSeries, day int32) (sample, bool
 	defer it.Close()
 	var bestData []byte
 	var bestEnc chunkenc.Encoding
-	bestMax := int64(math.MinInt64)
+	bestMax, bestMin := int64(math.MinInt64), int64(0)
 	for it.First(); it.Valid(); it.Next() {
 		kp, err := parseChunkKey(it.Key())
 		if err != nil {
@@ -325,7 +329,7 @@ func (db *DB) newestInDay(th *tenantHead, s *memSeries, day int32) (sample, bool
 			return sample{}, false, fmt.Errorf("series %d: %w", s.ref, err)
 		}
 		if maxT > bestMax {
-			bestMax, bestEnc = maxT, enc
+			bestMax, bestEnc, bestMin = maxT, enc, kp.minT
 			bestData = append(bestData[:0], data...)
 		}
 	}
@@ -335,7 +339,7 @@ func (db *DB) newestInDay(th *tenantHead, s *memSeries, day int32) (sample, bool
 	if bestData == nil {
 		return sample{}, false, nil
 	}
-	c, err := chunkenc.FromData(bestEnc, bestData)
+	c, err := openChunk(bestEnc, bestData, bestMin)
 	if err != nil {
 		return sample{}, false, fmt.Errorf("series %d: %w: %w", s.ref, err, errCorruptValue)
 	}
@@ -368,7 +372,7 @@ func (db *DB) persistedAt(th *tenantHead, s *memSeries, t int64) (sample, bool, 
 		if maxT < t {
 			continue
 		}
-		c, err := chunkenc.FromData(enc, append([]byte(nil), data...))
+		c, err := openChunk(enc, append([]byte(nil), data...), kp.minT)
 		if err != nil {
 			return sample{}, false, fmt.Errorf("%w: %w", err, errCorruptValue)
 		}

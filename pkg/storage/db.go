@@ -75,6 +75,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		Logger:             pebbleLogger{opts.Logger},
 	}
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
+	// Chunks are scanned, not looked up: larger blocks give zstd more
+	// context across neighbouring series.
+	for i := range popts.Levels {
+		popts.Levels[i].BlockSize = 32 << 10
+	}
 	popts.EnsureDefaults()
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {

@@ -160,7 +160,7 @@ func decodeChunkValue(v []byte, minT int64) (enc chunkenc.Encoding, maxT int64, 
 	if d.err != nil {
 		return 0, 0, nil, d.err
 	}
-	if !chunkenc.IsValidEncoding(enc) {
+	if !chunkenc.IsValidEncoding(enc) && enc != encDecimal {
 		return 0, 0, nil, fmt.Errorf("chunk encoding %d: %w", enc, errCorruptValue)
 	}
 	if span > math.MaxInt64 || minT > math.MaxInt64-int64(span) {
@@ -389,17 +389,6 @@ func decodeSeriesRecord(v []byte, sb *labels.ScratchBuilder) (firstDay, lastDay 
 	firstDay, lastDay = getInt32(v), getInt32(v[4:])
 	ls, err = decodeLabels(v[8:], sb)
 	return firstDay, lastDay, ls, err
-}
-
-// chunkFromData builds a chunk from stored bytes, turning a panic of the
-// chunk decoder on corrupt data into an error.
-func chunkFromData(enc chunkenc.Encoding, data []byte) (c chunkenc.Chunk, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("chunk decoder: %v: %w", r, errCorruptValue)
-		}
-	}()
-	return chunkenc.FromData(enc, data)
 }
 
 // iterateChunk counts a chunk's samples, turning a decoder panic into an

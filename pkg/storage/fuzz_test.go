@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"math"
 	"testing"
 
@@ -83,8 +84,8 @@ func readChunkValueSafely(v []byte) {
 	if err != nil {
 		return
 	}
-	c, err := chunkFromData(enc, append([]byte(nil), data...))
-	if err != nil || enc != chunkenc.EncXOR2 && enc != chunkenc.EncXOR {
+	c, err := openChunk(enc, append([]byte(nil), data...), 0)
+	if err != nil || enc != chunkenc.EncXOR2 && enc != chunkenc.EncXOR && enc != encDecimal {
 		return
 	}
 	_, _ = iterateChunk(c)
@@ -112,5 +113,58 @@ func FuzzDecodeRecords(f *testing.F) {
 		_, _, _, _ = decodeSeriesRecord(v, &sb)
 		_, _ = decodeExemplar(v, 0, &sb)
 		_, _ = decodeMetadata(v)
+	})
+}
+
+// FuzzDecimalChunkRoundTrip writes fuzzed float samples into a chunk,
+// stores it the way checkpoints do and reads it back bit for bit.
+func FuzzDecimalChunkRoundTrip(f *testing.F) {
+	f.Add(int64(1_700_000_000_000), uint16(15_000), []byte{1, 2, 3, 4, 5, 6, 7, 8, 9}, uint8(0))
+	f.Add(int64(-5), uint16(1), []byte{0, 0, 0, 0, 0, 0, 0xf8, 0x7f, 1, 2, 3, 4, 5, 6, 7, 8}, uint8(1))
+	f.Add(int64(0), uint16(1000), []byte{7, 7, 7}, uint8(2))
+	f.Fuzz(func(t *testing.T, t0 int64, step uint16, raw []byte, mode uint8) {
+		if step == 0 || t0 > math.MaxInt64/2 || t0 < math.MinInt64/2 {
+			return
+		}
+		var vs []float64
+		switch mode % 3 {
+		case 0: // decimals with two digits
+			for _, b := range raw {
+				vs = append(vs, float64(int(b)-100)/100)
+			}
+		case 1: // arbitrary bits
+			for i := 0; i+8 <= len(raw); i += 8 {
+				vs = append(vs, math.Float64frombits(binary.LittleEndian.Uint64(raw[i:])))
+			}
+		default: // counters
+			acc := 0.0
+			for _, b := range raw {
+				acc += float64(b)
+				vs = append(vs, acc)
+			}
+		}
+		if len(vs) < 2 || len(vs) > 1000 {
+			return
+		}
+		c := chunkenc.NewXOR2Chunk()
+		app, _ := c.Appender()
+		ts := make([]int64, len(vs))
+		tt := t0
+		for i, v := range vs {
+			ts[i] = tt
+			app.Append(0, tt, v)
+			tt += int64(step) + int64(i%3)*int64(mode/3%2)
+		}
+		enc, data := storedChunk(nil, c)
+		got, err := openChunk(enc, append([]byte(nil), data...), ts[0])
+		require.NoError(t, err)
+		it := got.Iterator(nil)
+		for i := range ts {
+			require.Equal(t, chunkenc.ValFloat, it.Next())
+			gt, gv := it.At()
+			require.Equal(t, ts[i], gt)
+			require.Equal(t, math.Float64bits(vs[i]), math.Float64bits(gv), "sample %d", i)
+		}
+		require.Equal(t, chunkenc.ValNone, it.Next())
 	})
 }

@@ -46,7 +46,7 @@ type Options struct {
 const (
 	DefaultRetention          = 15 * 24 * time.Hour
 	DefaultOutOfOrderWindow   = 10 * time.Minute
-	DefaultSamplesPerChunk    = 240
+	DefaultSamplesPerChunk    = 480
 	DefaultCheckpointInterval = 10 * time.Minute
 	DefaultCheckpointWALBytes = 256 << 20
 	DefaultCacheSize          = 128 << 20

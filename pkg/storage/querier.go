@@ -63,6 +63,7 @@ func (q *querier) forTenant(ctx context.Context, chunked bool) (*tenantQuerier, 
 	tq := q.open[th]
 	if tq == nil {
 		tq = &tenantQuerier{rh: q.db.newRangeHead(th, q.mint, q.maxt)}
+		tq.rh.standardChunks = chunked
 		q.open[th] = tq
 	}
 	var err error
@@ -180,6 +181,9 @@ type rangeHead struct {
 	iters  map[int32]*pebble.Iterator
 	merged [][]chunks.Meta // chunk groups that overlap; ChunkRef i+1 names merged[i]
 	closed bool
+	// standardChunks converts levitated's own chunk encodings to
+	// Prometheus' for readers that hand chunks on.
+	standardChunks bool
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
@@ -412,9 +416,12 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			if maxT < h.mint {
 				continue
 			}
-			chk, err := chunkenc.FromData(enc, slices.Clone(data))
+			chk, err := openChunk(enc, slices.Clone(data), kp.minT)
 			if err != nil {
 				return fmt.Errorf("series %d chunk at %d: %w: %w", s.ref, kp.minT, err, errCorruptValue)
+			}
+			if h.standardChunks {
+				chk = toStandard(chk)
 			}
 			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: kp.minT, MaxTime: maxT})
 		}

@@ -1,0 +1,482 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// encDecimal is levitated's own encoding of closed float chunks written to
+// Pebble: byte-aligned so that Pebble's block compression (zstd) can find
+// the regularities that Prometheus' bit-packed XOR encoding hides. See
+// FORMAT.md, "Float chunks".
+const encDecimal chunkenc.Encoding = 0x81
+
+const (
+	tsRegular = 0 // every delta equals the first
+	tsRice    = 2 // first delta, then Rice-coded (delta - first delta)
+
+	valXOR         = 1 // byte-aligned XOR with the previous value
+	valConstant    = 2 // one value, bit-identical throughout
+	valDecimalRice = 3 // integers v*10^k: first, mean delta, Rice-coded (delta - mean)
+
+	maxDecimalScale = 9
+)
+
+var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
+
+// decimalScale returns the smallest k such that v is exactly an integer
+// divided by 10^k (the division giving back v's bits), or -1.
+func decimalScale(v float64, from int) int {
+	for k := from; k <= maxDecimalScale; k++ {
+		m := v * pow10[k]
+		if m != math.Trunc(m) || math.Abs(m) >= 1<<53 {
+			continue
+		}
+		if math.Float64bits(float64(int64(m))/pow10[k]) == math.Float64bits(v) {
+			return k
+		}
+	}
+	return -1
+}
+
+// encodeDecimalChunk re-encodes a float chunk without start timestamps. It
+// returns false if the chunk is not one (then it is stored as it is).
+func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
+	if c.Encoding() != chunkenc.EncXOR2 && c.Encoding() != chunkenc.EncXOR {
+		return dst, false
+	}
+	n := c.NumSamples()
+	if n < 2 {
+		return dst, false
+	}
+	ts := make([]int64, 0, n)
+	vs := make([]float64, 0, n)
+	it := c.Iterator(nil)
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		if vt != chunkenc.ValFloat || it.AtST() != 0 {
+			return dst, false
+		}
+		t, v := it.At()
+		ts = append(ts, t)
+		vs = append(vs, v)
+	}
+	if it.Err() != nil || len(ts) != n {
+		return dst, false
+	}
+	dst = binary.AppendUvarint(dst, uint64(n))
+	// Timestamps after the first (which is the key's minT).
+	d0 := ts[1] - ts[0]
+	regular := true
+	for i := 2; i < n; i++ {
+		if ts[i]-ts[i-1] != d0 {
+			regular = false
+			break
+		}
+	}
+	if regular {
+		dst = append(dst, tsRegular)
+		dst = binary.AppendUvarint(dst, uint64(d0))
+	} else {
+		// The first delta, then the other deltas minus it, Rice-coded:
+		// scrape jitter costs a few bits per sample.
+		dst = append(dst, tsRice)
+		dst = binary.AppendUvarint(dst, uint64(d0))
+		rs := make([]int64, 0, n-2)
+		for i := 2; i < n; i++ {
+			rs = append(rs, ts[i]-ts[i-1]-d0)
+		}
+		dst = appendRice(dst, rs)
+	}
+	// Values.
+	constant := true
+	for _, v := range vs[1:] {
+		if math.Float64bits(v) != math.Float64bits(vs[0]) {
+			constant = false
+			break
+		}
+	}
+	if constant {
+		dst = append(dst, valConstant)
+		return binary.LittleEndian.AppendUint64(dst, math.Float64bits(vs[0])), true
+	}
+	k := 0
+	for _, v := range vs {
+		if k = decimalScale(v, k); k < 0 {
+			break
+		}
+	}
+	// A value exact at a smaller scale is not always exact at k.
+	for i := 0; k >= 0 && i < len(vs); i++ {
+		if decimalScale(vs[i], k) != k {
+			k = -1
+		}
+	}
+	if k >= 0 {
+		// Integers v*10^k (|m| < 2^53, so deltas cannot overflow): the
+		// first, then the deltas minus their mean, Rice-coded.
+		dst = append(dst, valDecimalRice, byte(k))
+		ds := make([]int64, n-1)
+		prev := int64(vs[0] * pow10[k])
+		dst = binary.AppendVarint(dst, prev)
+		var sum float64
+		for i, v := range vs[1:] {
+			m := int64(v * pow10[k])
+			ds[i] = m - prev
+			sum += float64(ds[i])
+			prev = m
+		}
+		center := int64(math.Round(sum / float64(len(ds))))
+		for i := range ds {
+			ds[i] -= center
+		}
+		dst = binary.AppendVarint(dst, center)
+		return appendRice(dst, ds), true
+	}
+	dst = append(dst, valXOR)
+	var prev uint64
+	for _, v := range vs {
+		x := math.Float64bits(v) ^ prev
+		prev = math.Float64bits(v)
+		lead, trail := bits.LeadingZeros64(x)/8, bits.TrailingZeros64(x)/8
+		if x == 0 {
+			dst = append(dst, 0xff)
+			continue
+		}
+		dst = append(dst, byte(lead<<4|trail))
+		for b := 7 - lead; b >= trail; b-- {
+			dst = append(dst, byte(x>>(8*b)))
+		}
+	}
+	return dst, true
+}
+
+var errDecimalChunk = errors.New("decimal chunk")
+
+// decimalChunk is a read-only chunk in encDecimal; its samples are decoded
+// once, when the chunk is built.
+type decimalChunk struct {
+	b  []byte
+	ts []int64
+	vs []float64
+}
+
+func newDecimalChunk(b []byte, minT int64) (*decimalChunk, error) {
+	c := &decimalChunk{b: b}
+	d := decoder{b: b}
+	n := d.uvarint("sample count")
+	if n < 2 || n > math.MaxUint16 {
+		return nil, fmt.Errorf("%w: %d samples: %w", errDecimalChunk, n, errCorruptValue)
+	}
+	c.ts = make([]int64, n)
+	c.vs = make([]float64, n)
+	c.ts[0] = minT
+	mode := d.byte("timestamp mode")
+	delta := int64(d.uvarint("first delta"))
+	c.ts[1] = minT + delta
+	switch mode {
+	case tsRegular:
+		for i := 2; i < int(n); i++ {
+			c.ts[i] = c.ts[i-1] + delta
+		}
+	case tsRice:
+		rs := make([]int64, n-2)
+		d.rice(rs)
+		for i := 2; i < int(n); i++ {
+			c.ts[i] = c.ts[i-1] + delta + rs[i-2]
+		}
+	default:
+		d.fail("timestamp mode")
+	}
+	switch d.byte("value mode") {
+	case valConstant:
+		v := d.float64("constant value")
+		for i := range c.vs {
+			c.vs[i] = v
+		}
+	case valDecimalRice:
+		k := int(d.byte("decimal scale"))
+		if k > maxDecimalScale {
+			d.fail("decimal scale")
+			break
+		}
+		m := d.varint("first value")
+		center := d.varint("mean delta")
+		c.vs[0] = float64(m) / pow10[k]
+		rs := make([]int64, n-1)
+		d.rice(rs)
+		for i, r := range rs {
+			m += center + r
+			c.vs[i+1] = float64(m) / pow10[k]
+		}
+	case valXOR:
+		var prev uint64
+		for i := range c.vs {
+			h := d.byte("xor header")
+			if h != 0xff {
+				lead, trail := int(h>>4), int(h&0x0f)
+				if lead > 7 || trail > 7 || lead+trail > 7 {
+					d.fail("xor header")
+					break
+				}
+				var x uint64
+				for b := 7 - lead; b >= trail; b-- {
+					x |= uint64(d.byte("xor byte")) << (8 * b)
+				}
+				prev ^= x
+			}
+			c.vs[i] = math.Float64frombits(prev)
+		}
+	default:
+		d.fail("value mode")
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %w", errDecimalChunk, d.err)
+	}
+	for i := 1; i < len(c.ts); i++ {
+		if c.ts[i] <= c.ts[i-1] {
+			return nil, fmt.Errorf("%w: timestamps out of order: %w", errDecimalChunk, errCorruptValue)
+		}
+	}
+	return c, nil
+}
+
+func (c *decimalChunk) Bytes() []byte               { return c.b }
+func (c *decimalChunk) Encoding() chunkenc.Encoding { return encDecimal }
+func (c *decimalChunk) NumSamples() int             { return len(c.ts) }
+func (c *decimalChunk) Compact()                    {}
+func (c *decimalChunk) Reset([]byte)                { panic("storage: decimal chunks are read-only") }
+func (c *decimalChunk) Appender() (chunkenc.Appender, error) {
+	return nil, errors.New("storage: decimal chunks are read-only")
+}
+
+func (c *decimalChunk) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	if di, ok := it.(*decimalIterator); ok {
+		di.c, di.i = c, -1
+		return di
+	}
+	return &decimalIterator{c: c, i: -1}
+}
+
+type decimalIterator struct {
+	c *decimalChunk
+	i int
+}
+
+func (it *decimalIterator) Next() chunkenc.ValueType {
+	if it.i+1 >= len(it.c.ts) {
+		it.i = len(it.c.ts)
+		return chunkenc.ValNone
+	}
+	it.i++
+	return chunkenc.ValFloat
+}
+
+func (it *decimalIterator) Seek(t int64) chunkenc.ValueType {
+	if it.i < 0 {
+		it.i = 0
+	}
+	for ; it.i < len(it.c.ts); it.i++ {
+		if it.c.ts[it.i] >= t {
+			return chunkenc.ValFloat
+		}
+	}
+	return chunkenc.ValNone
+}
+
+func (it *decimalIterator) At() (int64, float64) { return it.c.ts[it.i], it.c.vs[it.i] }
+func (it *decimalIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	panic("storage: decimal chunks hold floats")
+}
+func (it *decimalIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	panic("storage: decimal chunks hold floats")
+}
+func (it *decimalIterator) AtT() int64  { return it.c.ts[it.i] }
+func (it *decimalIterator) AtST() int64 { return 0 }
+func (it *decimalIterator) Err() error  { return nil }
+
+// openChunk builds a chunk from stored bytes (data is retained). A panic
+// of Prometheus' chunk decoder on corrupt bytes becomes an error.
+func openChunk(enc chunkenc.Encoding, data []byte, minT int64) (c chunkenc.Chunk, err error) {
+	if enc == encDecimal {
+		return newDecimalChunk(data, minT)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("chunk decoder: %v: %w", r, errCorruptValue)
+		}
+	}()
+	return chunkenc.FromData(enc, data)
+}
+
+// storedChunk returns the encoding and bytes a chunk is written with.
+func storedChunk(dst []byte, c chunkenc.Chunk) (chunkenc.Encoding, []byte) {
+	if b, ok := encodeDecimalChunk(dst, c); ok {
+		return encDecimal, b
+	}
+	return c.Encoding(), c.Bytes()
+}
+
+// toStandard re-encodes a decimal chunk as Prometheus' XOR2, for callers
+// that hand chunks on (the chunk querier).
+func toStandard(c chunkenc.Chunk) chunkenc.Chunk {
+	dc, ok := c.(*decimalChunk)
+	if !ok {
+		return c
+	}
+	x := chunkenc.NewXOR2Chunk()
+	app, _ := x.Appender()
+	for i := range dc.ts {
+		app.Append(0, dc.ts[i], dc.vs[i])
+	}
+	return x
+}
+
+// Rice coding of signed integers: a parameter byte k, then for each value
+// z = zigzag(v): q = z>>k in unary (q one bits and a zero) followed by the
+// k low bits of z; a q of riceEscape or more is written as riceEscape one
+// bits and z in 64 bits. The bit stream is padded to a byte.
+const riceEscape = 32
+
+func zigzag(v int64) uint64   { return uint64(v<<1) ^ uint64(v>>63) }
+func unzigzag(z uint64) int64 { return int64(z>>1) ^ -int64(z&1) }
+
+func riceCost(zs []uint64, k uint) int {
+	bits := 0
+	for _, z := range zs {
+		if q := z >> k; q < riceEscape {
+			bits += int(q) + 1 + int(k)
+		} else {
+			bits += riceEscape + 64
+		}
+	}
+	return bits
+}
+
+func appendRice(dst []byte, vs []int64) []byte {
+	zs := make([]uint64, len(vs))
+	for i, v := range vs {
+		zs[i] = zigzag(v)
+	}
+	best, bestCost := uint(0), riceCost(zs, 0)
+	for k := uint(1); k < 63; k++ {
+		if c := riceCost(zs, k); c < bestCost {
+			best, bestCost = k, c
+		}
+	}
+	dst = append(dst, byte(best))
+	var acc uint64
+	var nacc uint
+	put := func(v uint64, n uint) {
+		for n > 0 {
+			take := min(n, 64-nacc)
+			// the top `take` bits of the low n bits of v
+			chunk := (v >> (n - take)) & (1<<take - 1)
+			if take == 64 {
+				chunk = v >> (n - take)
+			}
+			acc = acc<<take | chunk
+			nacc += take
+			n -= take
+			if nacc == 64 {
+				dst = binary.BigEndian.AppendUint64(dst, acc)
+				acc, nacc = 0, 0
+			}
+		}
+	}
+	for _, z := range zs {
+		q := z >> best
+		if q < riceEscape {
+			put((1<<q-1)<<1, uint(q)+1)
+			put(z, best)
+		} else {
+			put(1<<riceEscape-1, riceEscape)
+			put(z, 64)
+		}
+	}
+	for nacc%8 != 0 {
+		put(0, 1)
+	}
+	for nacc > 0 {
+		nacc -= 8
+		dst = append(dst, byte(acc>>nacc))
+	}
+	return dst
+}
+
+// rice decodes len(out) values written by appendRice.
+func (d *decoder) rice(out []int64) {
+	k := uint(d.byte("rice parameter"))
+	if k > 63 {
+		d.fail("rice parameter")
+	}
+	if d.err != nil {
+		return
+	}
+	r := bitReader{b: d.b}
+	for i := range out {
+		w := r.peek()
+		q := uint(bits.LeadingZeros64(^w))
+		var z uint64
+		if q < riceEscape {
+			r.skip(q + 1)
+			z = uint64(q)<<k | r.read(k)
+		} else {
+			r.skip(riceEscape)
+			z = r.read(64)
+		}
+		out[i] = unzigzag(z)
+	}
+	if r.pos > 8*len(r.b) {
+		d.fail("rice bits")
+		return
+	}
+	d.b = d.b[(r.pos+7)/8:]
+}
+
+// bitReader reads a big-endian bit stream; reads past the end return zero
+// bits and leave pos past the end, which the caller checks.
+type bitReader struct {
+	b   []byte
+	pos int
+}
+
+// peek returns the next 57 or more bits, left-aligned.
+func (r *bitReader) peek() uint64 {
+	i := r.pos / 8
+	var w uint64
+	if i+8 <= len(r.b) {
+		w = binary.BigEndian.Uint64(r.b[i:])
+	} else {
+		for j := 0; j < 8; j++ {
+			w <<= 8
+			if i+j < len(r.b) {
+				w |= uint64(r.b[i+j])
+			}
+		}
+	}
+	return w << (r.pos % 8)
+}
+
+func (r *bitReader) skip(n uint) { r.pos += int(n) }
+
+func (r *bitReader) read(n uint) uint64 {
+	if n == 0 {
+		return 0
+	}
+	if n <= 56 {
+		v := r.peek() >> (64 - n)
+		r.pos += int(n)
+		return v
+	}
+	hi := r.read(n - 32)
+	return hi<<32 | r.read(32)
+}
