@@ -35,7 +35,7 @@ func (s *Server) prometheusAPI() http.Handler {
 	var none noScrapeState
 	api := v1.NewAPI(
 		s.engine,
-		s.db, // storage.SampleAndChunkQueryable
+		s.query, // samples merged with change-event series
 		nil,  // AppendableV2: remote write is mounted separately
 		s.db, // ExemplarQueryable
 		func(context.Context) v1.ScrapePoolsRetriever { return none },

@@ -38,6 +38,9 @@ func (s *Server) routes(m *httpMetrics) error {
 	handle("GET /api/v1/metadata", s.whenReady(s.metadata))
 	handle("GET /api/v1/status/tsdb", s.whenReady(s.tsdbStatus))
 	handle("POST /api/v1/admin/flush", s.whenReady(s.flush))
+	if err := s.mountEvents(handle); err != nil {
+		return err
+	}
 	// Everything else under /api/v1/ is Prometheus' API.
 	handle("/api/v1/", s.prometheusAPI())
 

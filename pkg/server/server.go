@@ -23,6 +23,7 @@ import (
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
 
 // Server is a running levitated. New opens everything and binds the
@@ -32,6 +33,8 @@ type Server struct {
 	logger   *slog.Logger
 	listener net.Listener
 	db       *storage.DB
+	events   *eventstore.Store
+	query    queryable
 	engine   *promql.Engine
 	grpc     *grpc.Server
 	http     *http.Server
@@ -65,6 +68,8 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	closers = append(closers, s.db.Close)
+	s.events = eventstore.New(s.db.Pebble(), eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger})
+	s.query = queryable{db: s.db, events: s.events}
 
 	s.engine, err = levpromql.New(opts.Query)
 	if err != nil {
@@ -142,6 +147,9 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) run(ctx context.Context) error {
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	defer stopBackground()
+	go s.eventRetention(bgCtx)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.listener) }()
 	s.logger.Info("levitated is ready", "address", s.Addr().String(), "data_dir", s.opts.DataDir, "startup", time.Since(s.started))
@@ -162,6 +170,7 @@ func (s *Server) run(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	s.grpc.Stop()
+	stopBackground()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close engine: %w", err))
 	}
