@@ -36,8 +36,8 @@ func (s *Server) prometheusAPI() http.Handler {
 	api := v1.NewAPI(
 		s.engine,
 		s.query, // samples merged with change-event series
-		nil,  // AppendableV2: remote write is mounted separately
-		s.db, // ExemplarQueryable
+		nil,     // AppendableV2: remote write is mounted separately
+		s.db,    // ExemplarQueryable
 		func(context.Context) v1.ScrapePoolsRetriever { return none },
 		func(context.Context) v1.TargetRetriever { return none },
 		func(context.Context) v1.AlertmanagerRetriever { return none },

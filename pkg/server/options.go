@@ -10,11 +10,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
 
 	"github.com/levitated/levitated/pkg/ingest"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
 
 // DefaultListenAddress is Prometheus' port on the loopback interface: a
@@ -76,6 +78,11 @@ type Services struct {
 	DB *storage.DB
 	// Engine is the PromQL engine of the HTTP API.
 	Engine *promql.Engine
+	// Queryable is what the HTTP API queries: the store's series merged
+	// with the change-event series, for the tenant of each call's context.
+	Queryable promstorage.SampleAndChunkQueryable
+	// Events is the change-event store.
+	Events *eventstore.Store
 	// Registerer and Logger are the server's.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger

@@ -91,6 +91,8 @@ func New(opts Options) (_ *Server, err error) {
 			HTTP:       s.mux,
 			DB:         s.db,
 			Engine:     s.engine,
+			Queryable:  s.query,
+			Events:     s.events,
 			Registerer: opts.Registry,
 			Logger:     s.logger,
 		}); err != nil {
