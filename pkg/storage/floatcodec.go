@@ -91,7 +91,9 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 		for i := 2; i < n; i++ {
 			rs = append(rs, ts[i]-ts[i-1]-d0)
 		}
-		dst = appendRice(dst, rs)
+		rb := appendRice(nil, rs)
+		dst = binary.AppendUvarint(dst, uint64(len(rb)))
+		dst = append(dst, rb...)
 	}
 	// Values.
 	constant := true
@@ -158,100 +160,75 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 
 var errDecimalChunk = errors.New("decimal chunk")
 
-// decimalChunk is a read-only chunk in encDecimal; its samples are decoded
-// once, when the chunk is built.
+// decimalChunk is a read-only chunk in encDecimal. Building it parses the
+// header; iterators decode the samples as they go, without allocating.
 type decimalChunk struct {
-	b  []byte
-	ts []int64
-	vs []float64
+	b    []byte
+	minT int64
+	n    int
+
+	tsMode byte
+	d0     int64
+	tsBits []byte // Rice section of the timestamps (tsRice)
+
+	valMode  byte
+	constant float64
+	scale    int
+	m0       int64
+	center   int64
+	valBits  []byte // Rice section (valDecimalRice) or XOR bytes (valXOR)
 }
 
 func newDecimalChunk(b []byte, minT int64) (*decimalChunk, error) {
-	c := &decimalChunk{b: b}
+	c := &decimalChunk{b: b, minT: minT}
 	d := decoder{b: b}
 	n := d.uvarint("sample count")
-	if n < 2 || n > math.MaxUint16 {
-		return nil, fmt.Errorf("%w: %d samples: %w", errDecimalChunk, n, errCorruptValue)
+	if d.err == nil && (n < 2 || n > math.MaxUint16) {
+		d.fail("sample count")
 	}
-	c.ts = make([]int64, n)
-	c.vs = make([]float64, n)
-	c.ts[0] = minT
-	mode := d.byte("timestamp mode")
-	delta := int64(d.uvarint("first delta"))
-	c.ts[1] = minT + delta
-	switch mode {
+	c.n = int(n)
+	c.tsMode = d.byte("timestamp mode")
+	c.d0 = int64(d.uvarint("first delta"))
+	switch c.tsMode {
 	case tsRegular:
-		for i := 2; i < int(n); i++ {
-			c.ts[i] = c.ts[i-1] + delta
-		}
 	case tsRice:
-		rs := make([]int64, n-2)
-		d.rice(rs)
-		for i := 2; i < int(n); i++ {
-			c.ts[i] = c.ts[i-1] + delta + rs[i-2]
-		}
+		l := d.uvarint("timestamp section length")
+		c.tsBits = d.bytes("timestamp section", l)
 	default:
 		d.fail("timestamp mode")
 	}
-	switch d.byte("value mode") {
+	c.valMode = d.byte("value mode")
+	switch c.valMode {
 	case valConstant:
-		v := d.float64("constant value")
-		for i := range c.vs {
-			c.vs[i] = v
+		c.constant = d.float64("constant value")
+		if d.err == nil && len(d.b) != 0 {
+			d.fail("trailing bytes")
 		}
 	case valDecimalRice:
-		k := int(d.byte("decimal scale"))
-		if k > maxDecimalScale {
+		c.scale = int(d.byte("decimal scale"))
+		if c.scale > maxDecimalScale {
 			d.fail("decimal scale")
-			break
 		}
-		m := d.varint("first value")
-		center := d.varint("mean delta")
-		c.vs[0] = float64(m) / pow10[k]
-		rs := make([]int64, n-1)
-		d.rice(rs)
-		for i, r := range rs {
-			m += center + r
-			c.vs[i+1] = float64(m) / pow10[k]
-		}
+		c.m0 = d.varint("first value")
+		c.center = d.varint("mean delta")
+		c.valBits = d.b
 	case valXOR:
-		var prev uint64
-		for i := range c.vs {
-			h := d.byte("xor header")
-			if h != 0xff {
-				lead, trail := int(h>>4), int(h&0x0f)
-				if lead > 7 || trail > 7 || lead+trail > 7 {
-					d.fail("xor header")
-					break
-				}
-				var x uint64
-				for b := 7 - lead; b >= trail; b-- {
-					x |= uint64(d.byte("xor byte")) << (8 * b)
-				}
-				prev ^= x
-			}
-			c.vs[i] = math.Float64frombits(prev)
-		}
+		c.valBits = d.b
 	default:
 		d.fail("value mode")
-	}
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("trailing bytes")
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %w", errDecimalChunk, d.err)
 	}
-	for i := 1; i < len(c.ts); i++ {
-		if c.ts[i] <= c.ts[i-1] {
-			return nil, fmt.Errorf("%w: timestamps out of order: %w", errDecimalChunk, errCorruptValue)
-		}
+	if c.tsMode == tsRegular && c.d0 <= 0 {
+		return nil, fmt.Errorf("%w: timestamps out of order: %w", errDecimalChunk, errCorruptValue)
 	}
 	return c, nil
 }
 
 func (c *decimalChunk) Bytes() []byte               { return c.b }
 func (c *decimalChunk) Encoding() chunkenc.Encoding { return encDecimal }
-func (c *decimalChunk) NumSamples() int             { return len(c.ts) }
+func (c *decimalChunk) NumSamples() int             { return c.n }
 func (c *decimalChunk) Compact()                    {}
 func (c *decimalChunk) Reset([]byte)                { panic("storage: decimal chunks are read-only") }
 func (c *decimalChunk) Appender() (chunkenc.Appender, error) {
@@ -259,49 +236,146 @@ func (c *decimalChunk) Appender() (chunkenc.Appender, error) {
 }
 
 func (c *decimalChunk) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
-	if di, ok := it.(*decimalIterator); ok {
-		di.c, di.i = c, -1
-		return di
+	di, ok := it.(*decimalIterator)
+	if !ok {
+		di = &decimalIterator{}
 	}
-	return &decimalIterator{c: c, i: -1}
+	*di = decimalIterator{c: c, i: -1}
+	if c.tsMode == tsRice {
+		di.tr, di.tk = riceStream(c.tsBits)
+	}
+	if c.valMode == valDecimalRice {
+		di.vr, di.vk = riceStream(c.valBits)
+	}
+	return di
+}
+
+// riceStream starts reading a Rice section: its parameter byte, then bits.
+func riceStream(b []byte) (bitReader, uint) {
+	if len(b) == 0 {
+		return bitReader{pos: 1}, 0 // reading fails at once
+	}
+	return bitReader{b: b[1:]}, uint(b[0])
 }
 
 type decimalIterator struct {
-	c *decimalChunk
-	i int
+	c     *decimalChunk
+	i     int
+	t     int64
+	v     float64
+	delta int64 // current timestamp delta
+	m     int64 // current decimal integer
+	prev  uint64
+	xpos  int // byte position in the XOR section
+	tr    bitReader
+	tk    uint
+	vr    bitReader
+	vk    uint
+	err   error
+}
+
+func (it *decimalIterator) fail(what string) chunkenc.ValueType {
+	if it.err == nil {
+		it.err = fmt.Errorf("%w: %s: %w", errDecimalChunk, what, errCorruptValue)
+	}
+	it.i = it.c.n
+	return chunkenc.ValNone
 }
 
 func (it *decimalIterator) Next() chunkenc.ValueType {
-	if it.i+1 >= len(it.c.ts) {
-		it.i = len(it.c.ts)
+	c := it.c
+	if it.i+1 >= c.n || it.err != nil {
+		it.i = c.n
 		return chunkenc.ValNone
 	}
 	it.i++
+	// Timestamp.
+	switch {
+	case it.i == 0:
+		it.t = c.minT
+	case it.i == 1:
+		it.delta = c.d0
+		it.t += it.delta
+	case c.tsMode == tsRegular:
+		it.t += c.d0
+	default:
+		r, ok := it.tr.rice(it.tk)
+		if !ok {
+			return it.fail("timestamp bits")
+		}
+		d := c.d0 + r
+		if d <= 0 {
+			return it.fail("timestamps out of order")
+		}
+		it.t += d
+	}
+	// Value.
+	switch c.valMode {
+	case valConstant:
+		it.v = c.constant
+	case valDecimalRice:
+		if it.i == 0 {
+			it.m = c.m0
+		} else {
+			r, ok := it.vr.rice(it.vk)
+			if !ok {
+				return it.fail("value bits")
+			}
+			it.m += c.center + r
+		}
+		it.v = float64(it.m) / pow10[c.scale]
+	case valXOR:
+		b := c.valBits
+		if it.xpos >= len(b) {
+			return it.fail("xor bytes")
+		}
+		h := b[it.xpos]
+		it.xpos++
+		if h != 0xff {
+			lead, trail := int(h>>4), int(h&0x0f)
+			if lead+trail > 7 {
+				return it.fail("xor header")
+			}
+			nb := 8 - lead - trail
+			if it.xpos+nb > len(b) {
+				return it.fail("xor bytes")
+			}
+			var x uint64
+			for k := 0; k < nb; k++ {
+				x = x<<8 | uint64(b[it.xpos+k])
+			}
+			it.xpos += nb
+			it.prev ^= x << (8 * trail)
+		}
+		it.v = math.Float64frombits(it.prev)
+	}
 	return chunkenc.ValFloat
 }
 
 func (it *decimalIterator) Seek(t int64) chunkenc.ValueType {
-	if it.i < 0 {
-		it.i = 0
+	if it.i >= 0 && it.i < it.c.n && it.t >= t {
+		return chunkenc.ValFloat
 	}
-	for ; it.i < len(it.c.ts); it.i++ {
-		if it.c.ts[it.i] >= t {
+	for {
+		if it.Next() == chunkenc.ValNone {
+			return chunkenc.ValNone
+		}
+		if it.t >= t {
 			return chunkenc.ValFloat
 		}
 	}
-	return chunkenc.ValNone
 }
 
-func (it *decimalIterator) At() (int64, float64) { return it.c.ts[it.i], it.c.vs[it.i] }
+func (it *decimalIterator) At() (int64, float64) { return it.t, it.v }
 func (it *decimalIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
 	panic("storage: decimal chunks hold floats")
 }
 func (it *decimalIterator) AtFloatHistogram(*histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
 	panic("storage: decimal chunks hold floats")
 }
-func (it *decimalIterator) AtT() int64  { return it.c.ts[it.i] }
+func (it *decimalIterator) AtT() int64  { return it.t }
 func (it *decimalIterator) AtST() int64 { return 0 }
-func (it *decimalIterator) Err() error  { return nil }
+func (it *decimalIterator) Err() error  { return it.err }
 
 // openChunk builds a chunk from stored bytes (data is retained). A panic
 // of Prometheus' chunk decoder on corrupt bytes becomes an error.
@@ -328,14 +402,15 @@ func storedChunk(dst []byte, c chunkenc.Chunk) (chunkenc.Encoding, []byte) {
 // toStandard re-encodes a decimal chunk as Prometheus' XOR2, for callers
 // that hand chunks on (the chunk querier).
 func toStandard(c chunkenc.Chunk) chunkenc.Chunk {
-	dc, ok := c.(*decimalChunk)
-	if !ok {
+	if _, ok := c.(*decimalChunk); !ok {
 		return c
 	}
 	x := chunkenc.NewXOR2Chunk()
 	app, _ := x.Appender()
-	for i := range dc.ts {
-		app.Append(0, dc.ts[i], dc.vs[i])
+	it := c.Iterator(nil)
+	for it.Next() == chunkenc.ValFloat {
+		t, v := it.At()
+		app.Append(0, t, v)
 	}
 	return x
 }
@@ -412,38 +487,24 @@ func appendRice(dst []byte, vs []int64) []byte {
 	return dst
 }
 
-// rice decodes len(out) values written by appendRice.
-func (d *decoder) rice(out []int64) {
-	k := uint(d.byte("rice parameter"))
-	if k > 63 {
-		d.fail("rice parameter")
+// rice reads one value written by appendRice with parameter k; false if
+// the stream ends first.
+func (r *bitReader) rice(k uint) (int64, bool) {
+	w := r.peek()
+	q := uint(bits.LeadingZeros64(^w))
+	var z uint64
+	if q < riceEscape {
+		r.skip(q + 1)
+		z = uint64(q)<<k | r.read(k)
+	} else {
+		r.skip(riceEscape)
+		z = r.read(64)
 	}
-	if d.err != nil {
-		return
-	}
-	r := bitReader{b: d.b}
-	for i := range out {
-		w := r.peek()
-		q := uint(bits.LeadingZeros64(^w))
-		var z uint64
-		if q < riceEscape {
-			r.skip(q + 1)
-			z = uint64(q)<<k | r.read(k)
-		} else {
-			r.skip(riceEscape)
-			z = r.read(64)
-		}
-		out[i] = unzigzag(z)
-	}
-	if r.pos > 8*len(r.b) {
-		d.fail("rice bits")
-		return
-	}
-	d.b = d.b[(r.pos+7)/8:]
+	return unzigzag(z), r.pos <= 8*len(r.b)
 }
 
 // bitReader reads a big-endian bit stream; reads past the end return zero
-// bits and leave pos past the end, which the caller checks.
+// bits and leave pos past the end, which rice reports.
 type bitReader struct {
 	b   []byte
 	pos int
