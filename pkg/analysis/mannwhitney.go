@@ -3,6 +3,7 @@ package analysis
 import (
 	"errors"
 	"math"
+	"slices"
 )
 
 // This file ports kayenta-mannwhitney (MannWhitney.scala, BrentSolver.java):
@@ -66,6 +67,92 @@ func wilcoxonDiff(mu, quantile float64, x, y []float64) (float64, error) {
 	return (dz-correction)/sigma - quantile, nil
 }
 
+// sortedWilcoxon computes wilcoxonDiff from x and y sorted once: x - mu is
+// still sorted (rounding is monotonic), so ranking x - mu together with y is
+// a merge instead of a sort, without allocation. Ranks are halves of
+// integers and tie terms integers, so their sums are exact in any order and
+// the result is bit for bit wilcoxonDiff's. It applies when no value is NaN.
+type sortedWilcoxon struct {
+	xs, ys  []float64
+	shifted []float64
+}
+
+func newSortedWilcoxon(x, y []float64) (*sortedWilcoxon, bool) {
+	for _, v := range x {
+		if math.IsNaN(v) {
+			return nil, false
+		}
+	}
+	for _, v := range y {
+		if math.IsNaN(v) {
+			return nil, false
+		}
+	}
+	w := &sortedWilcoxon{xs: slices.Clone(x), ys: slices.Clone(y), shifted: make([]float64, len(x))}
+	slices.SortFunc(w.xs, javaCompare)
+	slices.SortFunc(w.ys, javaCompare)
+	return w, true
+}
+
+// diff has wilcoxonDiff's signature; x and y are those given to
+// newSortedWilcoxon.
+func (w *sortedWilcoxon) diff(mu, quantile float64, x, y []float64) (float64, error) {
+	xs := w.shifted
+	for i, v := range w.xs {
+		xs[i] = v - mu
+		if math.IsNaN(xs[i]) || (i > 0 && javaCompare(xs[i-1], xs[i]) > 0) {
+			return wilcoxonDiff(mu, quantile, x, y) // an infinite mu; never for finite data
+		}
+	}
+	ys := w.ys
+	xLen, yLen := float64(len(xs)), float64(len(ys))
+	var rankSum, tieSum float64
+	i, j, pos := 0, 0, 0
+	for i < len(xs) || j < len(ys) {
+		var v float64
+		switch {
+		case j == len(ys) || (i < len(xs) && javaCompare(xs[i], ys[j]) <= 0):
+			v = xs[i]
+		default:
+			v = ys[j]
+		}
+		cx, cy := 0, 0
+		for i < len(xs) && javaCompare(xs[i], v) == 0 {
+			i++
+			cx++
+		}
+		for j < len(ys) && javaCompare(ys[j], v) == 0 {
+			j++
+			cy++
+		}
+		t := cx + cy
+		c := float64(pos + 1)
+		rank := c
+		if t > 1 {
+			rank = (2*c + float64(t) - 1) / 2
+		}
+		rankSum += rank * float64(cx)
+		ft := float64(t)
+		tieSum += math.Pow(ft, 3) - ft
+		pos += t
+	}
+	dz := rankSum - float64(xLen*(xLen+1))/2 - float64(xLen*yLen)/2
+
+	correction := 0.0
+	switch {
+	case dz > 0:
+		correction = 0.5
+	case dz < 0:
+		correction = -0.5
+	}
+	sigma := math.Sqrt(float64(xLen*yLen/12) *
+		((xLen + yLen + 1) - tieSum/float64((xLen+yLen)*(xLen+yLen-1))))
+	if sigma == 0 {
+		return 0, errAllTied
+	}
+	return (dz-correction)/sigma - quantile, nil
+}
+
 // mannWhitneyUTest is MannWhitney.mannWhitneyUTest (calculateConfidenceInterval):
 // x is the experiment, y the control, confidenceLevel e.g. 0.98.
 func mannWhitneyUTest(x, y []float64, confidenceLevel float64) (mannWhitneyResult, error) {
@@ -76,15 +163,19 @@ func mannWhitneyUTest(x, y []float64, confidenceLevel float64) (mannWhitneyResul
 	muMin := scalaMin(x) - scalaMax(y)
 	muMax := scalaMax(x) - scalaMin(y)
 
+	diff := wilcoxonDiff
+	if fast, ok := newSortedWilcoxon(x, y); ok {
+		diff = fast.diff
+	}
 	f := func(zq float64) func(float64) (float64, error) {
-		return func(mu float64) (float64, error) { return wilcoxonDiff(mu, zq, x, y) }
+		return func(mu float64) (float64, error) { return diff(mu, zq, x, y) }
 	}
 	findRoot := func(zq float64) (float64, error) {
-		fLower, err := wilcoxonDiff(muMin, zq, x, y)
+		fLower, err := diff(muMin, zq, x, y)
 		if err != nil {
 			return 0, err
 		}
-		fUpper, err := wilcoxonDiff(muMax, zq, x, y)
+		fUpper, err := diff(muMax, zq, x, y)
 		if err != nil {
 			return 0, err
 		}
@@ -106,11 +197,11 @@ func mannWhitneyUTest(x, y []float64, confidenceLevel float64) (mannWhitneyResul
 	if err != nil {
 		return mannWhitneyResult{}, err
 	}
-	fLower, err := wilcoxonDiff(muMin, 0, x, y)
+	fLower, err := diff(muMin, 0, x, y)
 	if err != nil {
 		return mannWhitneyResult{}, err
 	}
-	fUpper, err := wilcoxonDiff(muMax, 0, x, y)
+	fUpper, err := diff(muMax, 0, x, y)
 	if err != nil {
 		return mannWhitneyResult{}, err
 	}
