@@ -31,6 +31,11 @@ type mannWhitneyClassifier struct {
 	criticalIncrease  float64 // criticalThresholds._2
 	effectSizeMeasure EffectSizeMeasure
 	rng               *javaRandom // noise for the constant-series rule
+
+	// Options.ScaleFree, DecideConstants and WideCLES.
+	scaleFree       bool
+	decideConstants bool
+	wideCLES        bool
 }
 
 // metricClassification is MetricClassification plus what Kayenta computes
@@ -131,21 +136,37 @@ func (c *mannWhitneyClassifier) compare(control, experiment series, direction Di
 
 	// The degenerate case: both series constant. Kayenta adds Gaussian
 	// noise scaled to the value, experiment first.
-	addNoise := distinctCount(experimentValues) == 1 && distinctCount(controlValues) == 1
+	constants := distinctCount(experimentValues) == 1 && distinctCount(controlValues) == 1
+	addNoise := constants && !c.decideConstants
 	if addNoise {
 		experimentValues = c.addGaussianNoise(experimentValues)
 		controlValues = c.addGaussianNoise(controlValues)
 	}
 
-	mw, err := mannWhitneyUTest(experimentValues, controlValues, c.confLevel)
+	var mw mannWhitneyResult
+	var err error
+	switch {
+	case constants && c.decideConstants:
+		// Every pairwise difference is the same: it is the interval and
+		// the estimate.
+		d := experimentValues[0] - controlValues[0]
+		mw = mannWhitneyResult{lower: d, upper: d, estimate: d}
+	case c.scaleFree:
+		mw, err = scaleFreeUTest(experimentValues, controlValues, c.confLevel)
+	default:
+		mw, err = mannWhitneyUTest(experimentValues, controlValues, c.confLevel)
+	}
 	if err != nil {
 		return metricClassification{}, err
 	}
 	deviation := meanRatio(controlValues, experimentValues)
 	var effectSize float64
-	if c.effectSizeMeasure == CLES {
+	switch {
+	case c.effectSizeMeasure == CLES && c.wideCLES:
+		effectSize = clesWide(controlValues, experimentValues)
+	case c.effectSizeMeasure == CLES:
 		effectSize = cles(controlValues, experimentValues)
-	} else {
+	default:
 		effectSize = meanRatio(controlValues, experimentValues)
 	}
 
@@ -181,6 +202,35 @@ func (c *mannWhitneyClassifier) compare(control, experiment series, direction Di
 		return metricClassification{ClassificationLow, experiment.name + " was classified as Low", deviation, false, details}, nil
 	}
 	return metricClassification{ClassificationPass, "", deviation, false, details}, nil
+}
+
+// scaleFreeUTest is mannWhitneyUTest on x and y divided by their largest
+// finite magnitude, with the interval and estimate scaled back, so that the
+// root finder's absolute tolerance is relative to the data.
+func scaleFreeUTest(x, y []float64, confidenceLevel float64) (mannWhitneyResult, error) {
+	scale := 0.0
+	for _, s := range [][]float64{x, y} {
+		for _, v := range s {
+			if a := math.Abs(v); a > scale && !math.IsInf(a, 0) {
+				scale = a
+			}
+		}
+	}
+	if scale == 0 || math.IsNaN(scale) {
+		return mannWhitneyUTest(x, y, confidenceLevel)
+	}
+	div := func(s []float64) []float64 {
+		out := make([]float64, len(s))
+		for i, v := range s {
+			out[i] = v / scale
+		}
+		return out
+	}
+	r, err := mannWhitneyUTest(div(x), div(y), confidenceLevel)
+	if err != nil {
+		return r, err
+	}
+	return mannWhitneyResult{lower: r.lower * scale, upper: r.upper * scale, estimate: r.estimate * scale}, nil
 }
 
 // addGaussianNoise is MannWhitneyClassifier.addGaussianNoise: values plus

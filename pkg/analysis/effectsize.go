@@ -34,6 +34,21 @@ func cles(control, experiment []float64) float64 {
 	return (2*r1 - float64(m*(m+1))) / float64(2*n*m)
 }
 
+// clesWide is cles in 64-bit arithmetic (Options.WideCLES).
+func clesWide(control, experiment []float64) float64 {
+	m := int64(len(experiment))
+	n := int64(len(control))
+	data := make([]float64, 0, len(experiment)+len(control))
+	data = append(data, experiment...)
+	data = append(data, control...)
+	ranks := rankAverage(data)
+	var r1 float64
+	for _, r := range ranks[:m] {
+		r1 += r
+	}
+	return (2*r1 - float64(m*(m+1))) / float64(2*n*m)
+}
+
 // cohenD is EffectSizes.cohenD, Cohen's d with the pooled standard
 // deviation. The judge does not use it; it is ported with Kayenta's
 // StatisticSuite.

@@ -206,7 +206,7 @@ func TestGoldenScores(t *testing.T) {
 				}
 			}
 			cfg := CanaryConfig{Classifier: &CanaryClassifierConfig{GroupWeights: tc.Weights}}
-			got := score(cfg, tc.Thresholds, results)
+			got := score(cfg, tc.Thresholds, results, Options{})
 			require.Len(t, got.GroupScores, len(tc.GroupScores))
 			for i, want := range tc.GroupScores {
 				require.Equal(t, want.Name, got.GroupScores[i].Name)

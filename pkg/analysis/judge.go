@@ -25,6 +25,73 @@ type Options struct {
 	// NoiseSeed seeds the Gaussian noise of the constant-series rule; 0
 	// means DefaultNoiseSeed.
 	NoiseSeed int64
+
+	// The fields below fix flaws of Kayenta's judge (docs/analysis.md,
+	// "Known flaws"). Their zero values keep Kayenta's behaviour, which the
+	// Kayenta-compatible API needs; NativeOptions sets them all.
+
+	// Tolerance is the half-width of the band around the estimate, as a
+	// fraction of |estimate|; 0 means Kayenta's 0.25.
+	Tolerance float64
+	// ConfidenceLevel of the Mann-Whitney interval, in (0, 1); 0 means
+	// Kayenta's 0.98.
+	ConfidenceLevel float64
+	// ScaleFree divides both series by their largest magnitude before the
+	// Mann-Whitney test and scales the interval and estimate back, so that
+	// the root finder's absolute tolerance of 1e-4 is relative to the data
+	// (Kayenta's interval is noise for metrics around 1e-3).
+	ScaleFree bool
+	// DecideConstants compares two different constant series directly
+	// (the interval is the difference) instead of adding Gaussian noise,
+	// which is random and vanishes for values near 0.
+	DecideConstants bool
+	// CriticalErrors keeps a critical metric critical when its test fails
+	// (Error), so that it fails the canary; Kayenta resets it.
+	CriticalErrors bool
+	// WideCLES computes the CLES effect size in 64-bit arithmetic; Kayenta's
+	// 32-bit products overflow beyond about 46,000 points.
+	WideCLES bool
+	// ExcludeNoDataGroups leaves groups whose metrics all lack data out of
+	// the weighted sum and shares their weight among the others; Kayenta
+	// counts such a group as a perfect 100.
+	ExcludeNoDataGroups bool
+}
+
+// NativeOptions are the options of levitated's native analysis API: every
+// fix on, Kayenta's tolerance and confidence level.
+func NativeOptions() Options {
+	return Options{
+		ScaleFree:           true,
+		DecideConstants:     true,
+		CriticalErrors:      true,
+		WideCLES:            true,
+		ExcludeNoDataGroups: true,
+	}
+}
+
+// validate reports options Judge cannot use.
+func (o Options) validate() error {
+	if o.Tolerance < 0 || math.IsNaN(o.Tolerance) || math.IsInf(o.Tolerance, 0) {
+		return fmt.Errorf("tolerance must be a finite number >= 0, got %v", o.Tolerance)
+	}
+	if o.ConfidenceLevel < 0 || o.ConfidenceLevel >= 1 || math.IsNaN(o.ConfidenceLevel) {
+		return fmt.Errorf("confidence level must be in (0, 1), got %v", o.ConfidenceLevel)
+	}
+	return nil
+}
+
+func (o Options) tolerance() float64 {
+	if o.Tolerance == 0 {
+		return Tolerance
+	}
+	return o.Tolerance
+}
+
+func (o Options) confidenceLevel() float64 {
+	if o.ConfidenceLevel == 0 {
+		return ConfidenceLevel
+	}
+	return o.ConfidenceLevel
 }
 
 // Judge classifies every metric set pair against its metric config and
@@ -44,6 +111,9 @@ func Judge(cfg CanaryConfig, thresholds CanaryClassifierThresholdsConfig, pairs 
 	if cfg.Classifier == nil {
 		return CanaryJudgeResult{}, fmt.Errorf("canary config: classifier is missing")
 	}
+	if err := opts.validate(); err != nil {
+		return CanaryJudgeResult{}, err
+	}
 	seed := opts.NoiseSeed
 	if seed == 0 {
 		seed = DefaultNoiseSeed
@@ -52,17 +122,17 @@ func Judge(cfg CanaryConfig, thresholds CanaryClassifierThresholdsConfig, pairs 
 
 	results := make([]CanaryAnalysisResult, 0, len(pairs))
 	for i, pair := range pairs {
-		r, err := classifyMetric(cfg, pair, rng)
+		r, err := classifyMetric(cfg, pair, rng, opts)
 		if err != nil {
 			return CanaryJudgeResult{}, fmt.Errorf("metric set pair %d (%q): %w", i, pair.Name, err)
 		}
 		results = append(results, r)
 	}
-	return score(cfg, thresholds, results), nil
+	return score(cfg, thresholds, results, opts), nil
 }
 
 // classifyMetric is NetflixACAJudge.classifyMetric.
-func classifyMetric(cfg CanaryConfig, pair MetricSetPair, rng *javaRandom) (CanaryAnalysisResult, error) {
+func classifyMetric(cfg CanaryConfig, pair MetricSetPair, rng *javaRandom, opts Options) (CanaryAnalysisResult, error) {
 	var metricConfig *CanaryMetricConfig
 	for i := range cfg.Metrics {
 		if cfg.Metrics[i].Name == pair.Name {
@@ -88,12 +158,12 @@ func classifyMetric(cfg CanaryConfig, pair MetricSetPair, rng *javaRandom) (Cana
 	return classifySeries(pair, metricConfig.Groups, a,
 		series{name: pair.Name, values: experimentValues, label: experimentLabel},
 		series{name: pair.Name, values: controlValues, label: controlLabel},
-		rng)
+		rng, opts)
 }
 
 // classifySeries transforms both series, computes their statistics and
 // classifies them.
-func classifySeries(pair MetricSetPair, groups []string, a MetricAnalysis, experiment, control series, rng *javaRandom) (CanaryAnalysisResult, error) {
+func classifySeries(pair MetricSetPair, groups []string, a MetricAnalysis, experiment, control series, rng *javaRandom, opts Options) (CanaryAnalysisResult, error) {
 	if err := a.Validate(); err != nil {
 		return CanaryAnalysisResult{}, err
 	}
@@ -119,19 +189,23 @@ func classifySeries(pair MetricSetPair, groups []string, a MetricAnalysis, exper
 	}
 
 	classifier := &mannWhitneyClassifier{
-		tolerance:         Tolerance,
-		confLevel:         ConfidenceLevel,
+		tolerance:         opts.tolerance(),
+		confLevel:         opts.confidenceLevel(),
 		allowedDecrease:   a.AllowedDecrease,
 		allowedIncrease:   a.AllowedIncrease,
 		criticalDecrease:  a.CriticalDecrease,
 		criticalIncrease:  a.CriticalIncrease,
 		effectSizeMeasure: a.EffectSize,
 		rng:               rng,
+		scaleFree:         opts.ScaleFree,
+		decideConstants:   opts.DecideConstants,
+		wideCLES:          opts.WideCLES,
 	}
 	c, err := classifier.classify(control, experiment, a.Direction, a.NaNStrategy, a.Critical, a.MustHaveData)
 	if err != nil {
 		result.Classification = ClassificationError
 		result.ClassificationReason = "Metric Classification Failed"
+		result.Critical = opts.CriticalErrors && a.Critical
 		return result, nil
 	}
 	result.Classification = c.classification
@@ -162,14 +236,14 @@ func transform(values []float64, a MetricAnalysis) ([]float64, error) {
 
 // score is ScoringHelper.score: muted results are left out of the score but
 // kept in the results.
-func score(cfg CanaryConfig, thresholds CanaryClassifierThresholdsConfig, results []CanaryAnalysisResult) CanaryJudgeResult {
+func score(cfg CanaryConfig, thresholds CanaryClassifierThresholdsConfig, results []CanaryAnalysisResult, opts Options) CanaryJudgeResult {
 	scored := make([]CanaryAnalysisResult, 0, len(results))
 	for _, r := range results {
 		if !r.Muted {
 			scored = append(scored, r)
 		}
 	}
-	s := weightedSumScore(cfg.Classifier.GroupWeights, scored)
+	s := weightedSumScoreWith(cfg.Classifier.GroupWeights, scored, opts.ExcludeNoDataGroups)
 
 	groups := make([]CanaryJudgeGroupScore, 0, len(s.groupScores))
 	for _, g := range s.groupScores {

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -31,6 +32,12 @@ type scoreResult struct {
 // weightedSumScore is WeightedSumScorer(groupWeights).score over the
 // results that are not muted.
 func weightedSumScore(groupWeights map[string]float64, results []CanaryAnalysisResult) scoreResult {
+	return weightedSumScoreWith(groupWeights, results, false)
+}
+
+// weightedSumScoreWith is weightedSumScore, optionally leaving groups
+// without data out of the sum (Options.ExcludeNoDataGroups).
+func weightedSumScoreWith(groupWeights map[string]float64, results []CanaryAnalysisResult, excludeNoData bool) scoreResult {
 	groups := groupScores(results)
 
 	for _, r := range results {
@@ -49,6 +56,9 @@ func weightedSumScore(groupWeights map[string]float64, results []CanaryAnalysisR
 	if float64(nodata)/float64(len(results))*100 >= nodataThreshold {
 		reason := "Canary Failed: " + strconv.Itoa(nodataThreshold) + "% or more metrics returned " + strings.ToUpper(ClassificationNodata)
 		return scoreResult{groups, 0, reason}
+	}
+	if excludeNoData {
+		return scoreResult{groups, summaryScoreWithData(groupWeights, groups), ""}
 	}
 	return scoreResult{groups, summaryScore(groupWeights, groups), ""}
 }
@@ -140,6 +150,43 @@ func summaryScore(groupWeights map[string]float64, groups []groupScore) float64 
 		score += float64(effective * (weight / 100))
 	}
 	return roundHalfUp2(score)
+}
+
+// summaryScoreWithData is summaryScore over the groups that have data: the
+// weights of those groups (configured ones as given, the others sharing
+// what is left of 100 as in summaryScore) are scaled to total 100. Without
+// any group with data the score is 0.
+func summaryScoreWithData(groupWeights map[string]float64, groups []groupScore) float64 {
+	var configured float64
+	for _, name := range slices.Sorted(maps.Keys(groupWeights)) {
+		configured += groupWeights[name]
+	}
+	unweighted := 0
+	for _, g := range groups {
+		if _, ok := groupWeights[g.name]; !ok {
+			unweighted++
+		}
+	}
+	shared := 0.0
+	if unweighted > 0 {
+		shared = (100 - configured) / float64(unweighted)
+	}
+	var total, score float64
+	for _, g := range groups {
+		if g.noData {
+			continue
+		}
+		weight, ok := groupWeights[g.name]
+		if !ok {
+			weight = shared
+		}
+		total += weight
+		score += float64(g.score * weight)
+	}
+	if total <= 0 {
+		return 0
+	}
+	return roundHalfUp2(score / total)
 }
 
 // classifyScore is ThresholdScoreClassifier.classify.
