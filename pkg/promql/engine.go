@@ -128,7 +128,7 @@ func New(opts Options) (*promql.Engine, error) {
 		EnablePerStepStats:       true,
 		EnableDelayedNameRemoval: true,
 		UseStartTimestamps:       opts.UseStartTimestamps,
-		Parser:                   NewParser(),
+		Parser:                   evalParser{NewParser()},
 	}), nil
 }
 

@@ -65,8 +65,8 @@ func wantedMetrics(ms []*labels.Matcher) map[string]bool {
 }
 
 // Select returns the event series matching ms. hints narrow the time range
-// (Start, End), and Func "series" skips the samples; ShardCount/ShardIndex
-// and Limit are honoured.
+// (Start, End), Func "series" skips the samples, Func WindowListHint
+// returns window lists; ShardCount/ShardIndex and Limit are honoured.
 func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	mint, maxt := q.mint, q.maxt
 	withSamples := true
@@ -77,7 +77,9 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 		}
 		withSamples = hints.Func != "series"
 	}
-	series, err := q.build(ctx, mint, maxt, ms, withSamples)
+	// The event-window functions read windows as lists (WindowListHint).
+	windowLists := hints != nil && hints.Func == WindowListHint
+	series, err := q.build(ctx, mint, maxt, ms, withSamples, windowLists)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
@@ -97,7 +99,7 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 // LabelValues returns the values of name among the event series in range
 // that match ms.
 func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	series, err := q.build(ctx, q.mint, q.maxt, ms, false)
+	series, err := q.build(ctx, q.mint, q.maxt, ms, false, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +115,7 @@ func (q *querier) LabelValues(ctx context.Context, name string, hints *storage.L
 // LabelNames returns the label names of the event series in range that
 // match ms.
 func (q *querier) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
-	series, err := q.build(ctx, q.mint, q.maxt, ms, false)
+	series, err := q.build(ctx, q.mint, q.maxt, ms, false, false)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -137,7 +139,7 @@ func sortedLimited(set map[string]struct{}, hints *storage.LabelHints) []string 
 }
 
 // build computes the event series in [mint, maxt] that match ms.
-func (q *querier) build(ctx context.Context, mint, maxt int64, ms []*labels.Matcher, withSamples bool) ([]*listSeries, error) {
+func (q *querier) build(ctx context.Context, mint, maxt int64, ms []*labels.Matcher, withSamples, windowLists bool) ([]*listSeries, error) {
 	if mint > maxt {
 		return nil, nil
 	}
@@ -162,7 +164,13 @@ func (q *querier) build(ctx context.Context, mint, maxt int64, ms []*labels.Matc
 		out = append(out, ss...)
 	}
 	if want[events.MetricActive] || want[events.MetricWindowStart] || want[events.MetricWindowEnd] {
-		ss, err := q.windowSeries(ctx, mint, maxt, want, matches, withSamples)
+		windowSeries := q.windowSeries
+		if windowLists {
+			windowSeries = func(ctx context.Context, mint, maxt int64, want map[string]bool, matches func(labels.Labels) bool, _ bool) ([]*listSeries, error) {
+				return q.windowListSeries(ctx, mint, maxt, want, matches)
+			}
+		}
+		ss, err := windowSeries(ctx, mint, maxt, want, matches, withSamples)
 		if err != nil {
 			return nil, err
 		}
@@ -246,46 +254,54 @@ type window struct {
 // Windows returns, per window label set (event_name and attributes), the
 // windows of tenant that overlap [mint, maxt], in start order.
 func (q *querier) windows(ctx context.Context, mint, maxt int64) (map[string]*windowGroup, error) {
+	groups := map[string]*windowGroup{}
+	err := q.scanWindows(ctx, maxt, func(key, name string, attrs map[string]string, w window) {
+		if !w.open && w.end < mint {
+			return
+		}
+		g := groups[key]
+		if g == nil {
+			g = &windowGroup{name: name, attrs: attrs}
+			groups[key] = g
+		}
+		g.windows = append(g.windows, w)
+	})
+	return groups, err
+}
+
+// scanWindows calls fn, in start order, for every window of the tenant that
+// starts at or before maxt, with the key of its label set.
+func (q *querier) scanWindows(ctx context.Context, maxt int64, fn func(key, name string, attrs map[string]string, w window)) error {
 	lo := prefix(q.tenant, kindWindow)
 	hi := timeKey(q.tenant, kindWindow, msToNanos(maxt)+1e6)
 	it, err := q.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
-		return nil, fmt.Errorf("select windows: %w", err)
+		return fmt.Errorf("select windows: %w", err)
 	}
 	defer it.Close()
-	groups := map[string]*windowGroup{}
 	n := 0
 	for ok := it.First(); ok; ok = it.Next() {
 		if n++; n%256 == 0 {
 			if err := ctx.Err(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		id := idFromBytes(it.Key()[5:])
 		var wr windowRecord
 		if err := decodeRecord(it.Value(), &wr); err != nil {
-			return nil, err
+			return err
 		}
 		w := window{start: id.time().UnixMilli(), end: math.MaxInt64, open: wr.StopID == ""}
 		if !w.open {
 			w.end = wr.End / 1e6
-			if w.end < mint {
-				continue
-			}
 		}
 		base := events.WindowLabels(events.MetricActive, wr.Name, wr.Attributes)
-		key := string(base.Bytes(nil))
-		g := groups[key]
-		if g == nil {
-			g = &windowGroup{name: wr.Name, attrs: wr.Attributes}
-			groups[key] = g
-		}
-		g.windows = append(g.windows, w)
+		fn(string(base.Bytes(nil)), wr.Name, wr.Attributes, w)
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("select windows: %w", err)
+		return fmt.Errorf("select windows: %w", err)
 	}
-	return groups, nil
+	return nil
 }
 
 type windowGroup struct {
