@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 
@@ -42,7 +43,7 @@ func (s *Server) routes(m *httpMetrics) error {
 		return err
 	}
 	// Everything else under /api/v1/ is Prometheus' API.
-	handle("/api/v1/", s.prometheusAPI())
+	handle("/api/v1/", withTemplates(s.prometheusAPI()))
 
 	handle("/-/healthy", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusOK)
@@ -53,6 +54,12 @@ func (s *Server) routes(m *httpMetrics) error {
 		_, _ = fmt.Fprint(w, "levitated is Ready.\n")
 	}))
 	handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}))
+	// Go's profiler, as Prometheus serves it.
+	s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return nil
 }
 
