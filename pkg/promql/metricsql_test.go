@@ -14,8 +14,8 @@ func TestExpandWithTemplates(t *testing.T) {
 		`WITH (errs = rate(http_requests_total{code=~"5.."}[5m]), all = rate(http_requests_total[5m])) sum(errs) by (service) / sum(all) by (service)`: `sum(rate(http_requests_total{code=~"5.."}[5m])) by(service) / sum(rate(http_requests_total[5m])) by(service)`,
 		// Event-window functions (unknown to MetricsQL) pass through.
 		`with (w = change_event_active{event_name="deploy", service="checkout"}) increase_since(c[2h], w) / rate_since (c[2h], w)`: `increase_since(c[2h], change_event_active{event_name="deploy",service="checkout"}) / rate_since(c[2h], change_event_active{event_name="deploy",service="checkout"})`,
-		`WITH (p = quantile_over_time(0.99, lat[1h])) after_before_ratio(p, change_event_active, 10m)`:                                                  `after_before_ratio(quantile_over_time(0.99, lat[1h]), change_event_active, 10m)`,
-		`WITH (x = 1) time_since_window_start(change_event_active{text="increase_since(a, b)"}) > x`:                                                   `time_since_window_start(change_event_active{text="increase_since(a, b)"}) > 1`,
+		`WITH (p = quantile_over_time(0.99, lat[1h])) after_before_ratio(p, change_event_active, 10m)`:                             `after_before_ratio(quantile_over_time(0.99, lat[1h]), change_event_active, 10m)`,
+		`WITH (x = 1) time_since_window_start(change_event_active{text="increase_since(a, b)"}) > x`:                               `time_since_window_start(change_event_active{text="increase_since(a, b)"}) > 1`,
 		// Templates with arguments.
 		`WITH (ratio(a, b) = a / b) ratio(sum(x), sum(y))`: `sum(x) / sum(y)`,
 		// Not a WITH query: unchanged, even if MetricsQL could not parse it.
@@ -55,7 +55,7 @@ func TestWithTemplatesThroughEngine(t *testing.T) {
 		}
 	}
 	require.NoError(t, app.Commit())
-	at := env.base.Add(40*15*time.Second)
+	at := env.base.Add(40 * 15 * time.Second)
 	run := func(q string) string {
 		expanded, err := ExpandWithTemplates(q)
 		require.NoError(t, err)
