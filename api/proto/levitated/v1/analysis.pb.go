@@ -822,7 +822,7 @@ func (x *MetricResult) GetCanaryQuery() string {
 // SeriesStats describe one side's samples after NaN and outlier removal.
 type SeriesStats struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Count         int64                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
+	Count         int32                  `protobuf:"varint,1,opt,name=count,proto3" json:"count,omitempty"`
 	Mean          float64                `protobuf:"fixed64,2,opt,name=mean,proto3" json:"mean,omitempty"`
 	Min           float64                `protobuf:"fixed64,3,opt,name=min,proto3" json:"min,omitempty"`
 	Max           float64                `protobuf:"fixed64,4,opt,name=max,proto3" json:"max,omitempty"`
@@ -861,7 +861,7 @@ func (*SeriesStats) Descriptor() ([]byte, []int) {
 	return file_levitated_v1_analysis_proto_rawDescGZIP(), []int{7}
 }
 
-func (x *SeriesStats) GetCount() int64 {
+func (x *SeriesStats) GetCount() int32 {
 	if x != nil {
 		return x.Count
 	}
@@ -1000,7 +1000,7 @@ const file_levitated_v1_analysis_proto_rawDesc = "" +
 	"\f_shift_upperB\x11\n" +
 	"\x0f_tolerance_band\"s\n" +
 	"\vSeriesStats\x12\x14\n" +
-	"\x05count\x18\x01 \x01(\x03R\x05count\x12\x12\n" +
+	"\x05count\x18\x01 \x01(\x05R\x05count\x12\x12\n" +
 	"\x04mean\x18\x02 \x01(\x01R\x04mean\x12\x10\n" +
 	"\x03min\x18\x03 \x01(\x01R\x03min\x12\x10\n" +
 	"\x03max\x18\x04 \x01(\x01R\x03max\x12\x16\n" +

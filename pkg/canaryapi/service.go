@@ -1,0 +1,403 @@
+// Package canaryapi is levitated's native canary analysis API: gRPC
+// levitated.v1.AnalysisService and its REST face, POST /api/v1/analysis.
+// A request names the baseline's and the canary's series by label
+// matchers, lists PromQL metrics with a direction, criticality and weight,
+// and gives a time range or a change-event window; the answer, given
+// synchronously, is the score, the verdict and, per metric, the
+// classification with a sentence that explains it.
+//
+// The judge is pkg/analysis with analysis.NativeOptions: Kayenta's
+// NetflixACAJudge without the flaws its users report (docs/analysis.md).
+// Series of the two sides are paired with the labels that tell them apart
+// ignored, and an unpaired series is an error rather than a silent NaN.
+package canaryapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
+	"github.com/levitated/levitated/pkg/analysis"
+	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/kayenta"
+	"github.com/levitated/levitated/pkg/tenant"
+)
+
+// EventReader reads change events (*eventstore.Store).
+type EventReader interface {
+	Get(ctx context.Context, tenant uint32, id string) (events.Event, error)
+	List(ctx context.Context, tenant uint32, q events.Query) ([]events.Event, string, error)
+}
+
+// TenantIDs maps a tenant name to its numeric id (*storage.DB).
+type TenantIDs interface {
+	TenantID(ctx context.Context, name string) (uint32, error)
+}
+
+// Options configure a Service. The zero value of a field means its default.
+type Options struct {
+	// QueryConcurrency is how many of one analysis's queries run at once.
+	// Default 4.
+	QueryConcurrency int
+	// Timeout bounds one analysis. Default 2m.
+	Timeout time.Duration
+	// MaxBodyBytes bounds REST request bodies. Default 1 MiB.
+	MaxBodyBytes int64
+	// Now is the clock. Default time.Now.
+	Now    func() time.Time
+	Logger *slog.Logger // may be nil
+}
+
+func (o *Options) ensureDefaults() {
+	if o.QueryConcurrency <= 0 {
+		o.QueryConcurrency = 4
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Minute
+	}
+	if o.MaxBodyBytes <= 0 {
+		o.MaxBodyBytes = 1 << 20
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Service implements levitated.v1.AnalysisService.
+type Service struct {
+	levitatedv1.UnimplementedAnalysisServiceServer
+	promql  *kayenta.PromQL
+	events  EventReader
+	tenants TenantIDs
+	parser  parser.Parser
+	opts    Options
+}
+
+// New returns the service. It runs queries with q, reads event windows from
+// ev, and parses metric queries with p (levitated's PromQL parser).
+func New(q *kayenta.PromQL, ev EventReader, tenants TenantIDs, p parser.Parser, opts Options) *Service {
+	opts.ensureDefaults()
+	return &Service{promql: q, events: ev, tenants: tenants, parser: p, opts: opts}
+}
+
+// Handler is the REST face: POST /api/v1/analysis through grpc-gateway,
+// strict about unknown fields, with bodies bounded by MaxBodyBytes.
+func (s *Service) Handler(ctx context.Context) (http.Handler, error) {
+	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}))
+	if err := levitatedv1.RegisterAnalysisServiceHandlerServer(ctx, mux, s); err != nil {
+		return nil, fmt.Errorf("register analysis gateway: %w", err)
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
+		mux.ServeHTTP(w, r)
+	}), nil
+}
+
+// Analyze implements levitated.v1.AnalysisService.
+func (s *Service) Analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) (*levitatedv1.AnalyzeResponse, error) {
+	resp, err := s.analyze(ctx, req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) (*levitatedv1.AnalyzeResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	now := s.opts.Now()
+	p, err := s.validate(req, now)
+	if err != nil {
+		return nil, err
+	}
+	tid, err := s.tenants.TenantID(ctx, tenant.FromContext(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("resolve tenant: %w", err)
+	}
+	var window *levitatedv1.ResolvedWindow
+	if p.window != nil {
+		if window, err = s.resolveWindow(ctx, tid, p, now); err != nil {
+			return nil, err
+		}
+	}
+	step, err := chooseStep(p)
+	if err != nil {
+		return nil, err
+	}
+	bStart, bEnd := p.start.Add(-p.baselineOffset), p.end.Add(-p.baselineOffset)
+
+	// The queries of both sides, built first so that a mistake is
+	// reported before anything runs.
+	type side struct {
+		expr       string
+		start, end time.Time
+		sets       []analysis.MetricSet
+		err        error
+	}
+	sides := make([][2]side, len(p.metrics)) // [i][0] baseline (control), [i][1] canary (experiment)
+	for i, m := range p.metrics {
+		for j, ms := range [][]*labels.Matcher{p.baseline, p.canary} {
+			expr, err := s.withMatchers(m.query, ms)
+			if err != nil {
+				return nil, fieldErr(fmt.Sprintf("metrics[%d].query", i), "PromQL does not parse: %v", err)
+			}
+			sides[i][j] = side{expr: expr, start: bStart, end: bEnd}
+			if j == 1 {
+				sides[i][j].start, sides[i][j].end = p.start, p.end
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.opts.QueryConcurrency)
+	for i := range sides {
+		for j := range sides[i] {
+			sd := &sides[i][j]
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				series, err := s.promql.Range(ctx, sd.expr, sd.start, sd.end, step)
+				if err != nil {
+					sd.err = err
+					return
+				}
+				sd.sets = gridSets(p.metrics[i].name, series, sd.start, sd.end, step)
+			})
+		}
+	}
+	wg.Wait()
+
+	cfg := analysis.CanaryConfig{Classifier: &analysis.CanaryClassifierConfig{GroupWeights: map[string]float64{}}}
+	var pairs []analysis.MetricSetPair
+	for i, m := range p.metrics {
+		for j := range sides[i] {
+			if err := sides[i][j].err; err != nil {
+				return nil, queryError(fmt.Sprintf("metrics[%d].query", i), []string{"baseline", "canary"}[j], err)
+			}
+		}
+		mc := analysis.CanaryMetricConfig{Name: m.name, Groups: []string{m.name}, AnalysisConfigurations: m.analysis, ScopeName: "default"}
+		cfg.Metrics = append(cfg.Metrics, mc)
+		if m.weight > 0 {
+			cfg.Classifier.GroupWeights[m.name] = m.weight
+		}
+		mp, err := analysis.Mix([]analysis.CanaryMetricConfig{mc}, sides[i][0].sets, sides[i][1].sets,
+			analysis.MixOptions{IgnoreTags: p.ignoreLabels, RejectUnpaired: true})
+		if err != nil {
+			return nil, fieldErr(fmt.Sprintf("metrics[%d].query", i),
+				"the baseline's and the canary's series do not pair: %v; aggregate away the labels that differ (sum by (…)), or name them in ignore_labels", err)
+		}
+		pairs = append(pairs, mp...)
+	}
+	res, err := analysis.Judge(cfg, p.thresholds, pairs, p.judge)
+	if err != nil {
+		return nil, fmt.Errorf("judge: %w", err)
+	}
+
+	out := &levitatedv1.AnalyzeResponse{
+		Score:         float64(res.Score.Score),
+		Verdict:       res.Score.Classification,
+		Reason:        res.Score.ClassificationReason,
+		Thresholds:    &levitatedv1.Thresholds{Pass: &p.thresholds.Pass, Marginal: &p.thresholds.Marginal},
+		Start:         timestamppb.New(p.start),
+		End:           timestamppb.New(p.end),
+		BaselineStart: timestamppb.New(bStart),
+		BaselineEnd:   timestamppb.New(bEnd),
+		Step:          step.String(),
+		Window:        window,
+	}
+	weights := effectiveWeights(p.metrics)
+	confidence := p.judge.ConfidenceLevel
+	if confidence == 0 {
+		confidence = analysis.ConfidenceLevel
+	}
+	index := map[string]int{}
+	for i, m := range p.metrics {
+		index[m.name] = i
+	}
+	for _, r := range res.Results {
+		i := index[r.Name]
+		a, _ := analysis.ParseMetricAnalysis(p.metrics[i].analysis) // validated
+		mr := &levitatedv1.MetricResult{
+			Name:           r.Name,
+			Labels:         r.Tags,
+			Classification: r.Classification,
+			Explanation:    explain(r, a, confidence),
+			Critical:       r.Critical,
+			Weight:         weights[i],
+			Baseline:       stats(r.ControlMetadata.Stats),
+			Canary:         stats(r.ExperimentMetadata.Stats),
+			BaselineQuery:  sides[i][0].expr,
+			CanaryQuery:    sides[i][1].expr,
+		}
+		noData := r.Details != nil && r.Details.ShortCut == "nodata"
+		if r.ResultMetadata != nil && !noData && !math.IsNaN(float64(r.ResultMetadata.Ratio)) && !math.IsInf(float64(r.ResultMetadata.Ratio), 0) {
+			v := float64(r.ResultMetadata.Ratio)
+			mr.Ratio = &v
+		}
+		if d := r.Details; d != nil && d.ShortCut == "" {
+			est, lo, hi, band := float64(d.Estimate), float64(d.LowerConfidence), float64(d.UpperConfidence), float64(d.UpperBound)
+			mr.Shift, mr.ShiftLower, mr.ShiftUpper, mr.ToleranceBand = finite(est), finite(lo), finite(hi), finite(band)
+		}
+		out.Metrics = append(out.Metrics, mr)
+	}
+	return out, nil
+}
+
+// chooseStep is the request's step, or 10s, or coarser to stay within
+// maxPoints points per series.
+func chooseStep(p *plan) (time.Duration, error) {
+	span := p.end.Sub(p.start)
+	if p.step > 0 {
+		if n := int64(span / p.step); n > maxPoints {
+			return 0, fieldErr("step", "%s gives %d points per series from start to end, more than %d; use a larger step", p.step, n, maxPoints)
+		}
+		if span < 2*p.step {
+			return 0, fieldErr("step", "%s leaves fewer than 2 points in the %s analysed; use a smaller step", p.step, span)
+		}
+		return p.step, nil
+	}
+	step := defaultStep
+	if n := span / step; n > maxPoints {
+		step = ((span/maxPoints + time.Second - 1) / time.Second) * time.Second
+	}
+	if span < 2*step {
+		return 0, fieldErr(timeField(p), "covers %s, less than two steps of %s; analyse a longer time", span, step)
+	}
+	return step, nil
+}
+
+func timeField(p *plan) string {
+	switch {
+	case p.window != nil:
+		return "window"
+	case p.lookback > 0:
+		return "lookback"
+	}
+	return "start"
+}
+
+// gridSets makes one metric set per series on the grid start, start+step,
+// …, end: a step without a sample is NaN (the judge leaves it out). No
+// series gives one untagged placeholder without values.
+func gridSets(name string, series []kayenta.Series, start, end time.Time, step time.Duration) []analysis.MetricSet {
+	n := int64(end.Sub(start)/step) + 1
+	startMs, stepMs := start.UnixMilli(), step.Milliseconds()
+	set := func(tags map[string]string, values analysis.Series) analysis.MetricSet {
+		return analysis.MetricSet{
+			Name:            name,
+			Tags:            tags,
+			StartTimeMillis: startMs,
+			EndTimeMillis:   startMs + n*stepMs,
+			StepMillis:      stepMs,
+			Values:          values,
+		}
+	}
+	if len(series) == 0 {
+		return []analysis.MetricSet{set(map[string]string{}, analysis.Series{})}
+	}
+	out := make([]analysis.MetricSet, 0, len(series))
+	for _, ser := range series {
+		values := make(analysis.Series, n)
+		for k := range values {
+			values[k] = math.NaN()
+		}
+		for k, t := range ser.Times {
+			if idx := (t - startMs) / stepMs; idx >= 0 && idx < n {
+				values[idx] = ser.Values[k]
+			}
+		}
+		tags := ser.Labels.Map()
+		delete(tags, labels.MetricName)
+		out = append(out, set(tags, values))
+	}
+	return out
+}
+
+func effectiveWeights(ms []metricPlan) []float64 {
+	var sum float64
+	unweighted := 0
+	for _, m := range ms {
+		sum += m.weight
+		if m.weight == 0 {
+			unweighted++
+		}
+	}
+	out := make([]float64, len(ms))
+	for i, m := range ms {
+		out[i] = m.weight
+		if m.weight == 0 {
+			out[i] = (100 - sum) / float64(unweighted)
+		}
+	}
+	return out
+}
+
+func stats(s analysis.MetricStatistics) *levitatedv1.SeriesStats {
+	return &levitatedv1.SeriesStats{Count: int32(s.Count), Mean: float64(s.Mean), Min: float64(s.Min), Max: float64(s.Max), Stddev: float64(s.Std)}
+}
+
+func finite(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// queryError maps an engine error to the status the client should see.
+func queryError(field, side string, err error) error {
+	var (
+		timeout  promql.ErrQueryTimeout
+		canceled promql.ErrQueryCanceled
+		tooMany  promql.ErrTooManySamples
+		storage  promql.ErrStorage
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &timeout):
+		return status.Errorf(codes.DeadlineExceeded, "%s: the %s query timed out: %v", field, side, err)
+	case errors.Is(err, context.Canceled), errors.As(err, &canceled):
+		return status.Errorf(codes.Canceled, "%s: the %s query was canceled: %v", field, side, err)
+	case errors.As(err, &tooMany):
+		return status.Errorf(codes.ResourceExhausted, "%s: the %s query loads too many samples (the engine's max samples): %v", field, side, err)
+	case errors.As(err, &storage):
+		return status.Errorf(codes.Internal, "%s: the %s query could not read the store: %v", field, side, err)
+	}
+	return fieldErr(field, "the %s query failed: %v", side, err)
+}
+
+// toStatus makes every error a gRPC status: errors that carry one keep it,
+// context errors get theirs, the rest are Internal.
+func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	switch {
+	case errors.As(err, &se):
+		return se.GRPCStatus().Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
