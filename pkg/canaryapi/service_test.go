@@ -237,8 +237,8 @@ func TestAnalyzeTimes(t *testing.T) {
 	// the same series, no difference.
 	resp, err = e.client.Analyze(context.Background(), &levitatedv1.AnalyzeRequest{
 		Baseline: `version="bad"`, Canary: `version="bad"`, BaselineOffset: "20m",
-		Metrics:  []*levitatedv1.AnalysisMetric{{Name: "latency", Query: `avg(request_duration_seconds)`}},
-		End:      end.Format(time.RFC3339), Lookback: "20m",
+		Metrics: []*levitatedv1.AnalysisMetric{{Name: "latency", Query: `avg(request_duration_seconds)`}},
+		End:     end.Format(time.RFC3339), Lookback: "20m",
 	})
 	require.NoError(t, err)
 	require.Equal(t, "Pass", resp.GetVerdict(), resp.GetMetrics()[0].GetExplanation())
