@@ -101,7 +101,7 @@ func TestEventFunctionScripts(t *testing.T) {
 	})
 }
 
-func (e *scriptEnv) at(t *testing.T, s string) time.Time {
+func (e *scriptEnv) at(t testing.TB, s string) time.Time {
 	t.Helper()
 	d, err := model.ParseDuration(s)
 	if err != nil && strings.HasPrefix(s, "-") {
@@ -112,7 +112,7 @@ func (e *scriptEnv) at(t *testing.T, s string) time.Time {
 	return e.base.Add(time.Duration(d))
 }
 
-func (e *scriptEnv) load(t *testing.T, d *datadriven.TestData) string {
+func (e *scriptEnv) load(t testing.TB, d *datadriven.TestData) string {
 	require.Len(t, d.CmdArgs, 1, "load <interval>")
 	step, err := model.ParseDuration(d.CmdArgs[0].Key)
 	require.NoError(t, err)
@@ -142,7 +142,7 @@ func (e *scriptEnv) load(t *testing.T, d *datadriven.TestData) string {
 	return ""
 }
 
-func (e *scriptEnv) event(t *testing.T, d *datadriven.TestData) string {
+func (e *scriptEnv) event(t testing.TB, d *datadriven.TestData) string {
 	ctx := context.Background()
 	id, err := e.db.TenantID(ctx, tenant.Default)
 	require.NoError(t, err)
