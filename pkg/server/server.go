@@ -41,6 +41,9 @@ type Server struct {
 	mux      *http.ServeMux
 	ready    atomic.Bool
 	started  time.Time
+	// background runs from Run until shutdown, stopped before the engine
+	// and the store close.
+	background []func(ctx context.Context) error
 
 	runOnce sync.Once
 }
@@ -83,6 +86,11 @@ func New(opts Options) (_ *Server, err error) {
 	if err := s.routes(m); err != nil {
 		return nil, err
 	}
+	runAnalysis, err := s.mountAnalysis(m)
+	if err != nil {
+		return nil, err
+	}
+	s.background = append(s.background, runAnalysis)
 
 	ctx := context.Background()
 	for _, register := range opts.Register {
@@ -152,6 +160,14 @@ func (s *Server) run(ctx context.Context) error {
 	bgCtx, stopBackground := context.WithCancel(context.Background())
 	defer stopBackground()
 	go s.eventRetention(bgCtx)
+	var background sync.WaitGroup
+	for _, f := range s.background {
+		background.Go(func() {
+			if err := f(bgCtx); err != nil {
+				s.logger.Error("background task", "err", err)
+			}
+		})
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.listener) }()
 	s.logger.Info("levitated is ready", "address", s.Addr().String(), "data_dir", s.opts.DataDir, "startup", time.Since(s.started))
@@ -173,6 +189,7 @@ func (s *Server) run(ctx context.Context) error {
 	}
 	s.grpc.Stop()
 	stopBackground()
+	background.Wait()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close engine: %w", err))
 	}
