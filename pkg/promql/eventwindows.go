@@ -1,6 +1,7 @@
 package promql
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
@@ -77,10 +78,23 @@ type windowSeries struct {
 type nameGroup struct {
 	names  []string // sorted
 	series []int
-	// byShared maps the names a metric series shares with the group (joined
-	// by 0xff) to an index from the values of those names to the series of
-	// the group that have them.
-	byShared map[string]map[string][]int
+	// byShared maps which of names a metric series has (bit i for names[i])
+	// to an index from the values of those names to the series of the
+	// group that have them.
+	byShared map[uint64]*sharedIndex
+}
+
+type sharedIndex struct {
+	names []string
+	hits  map[string]*hitSet
+}
+
+// hitSet is the window series of a group a metric series matches, and the
+// union of their windows (built on first use).
+type hitSet struct {
+	id     int
+	series []int
+	merged *windowList
 }
 
 // eventWindows is what an event-window function knows of its window
@@ -97,6 +111,8 @@ type eventWindows struct {
 	lastMetric labels.Labels
 	lastList   *windowList
 	keyBuf     []byte
+	valBuf     []byte
+	nextHitID  int
 
 	// Reused by the _since and after_before functions.
 	matrix    promql.Matrix
@@ -182,7 +198,7 @@ func newEventWindows(fn string, ss []storage.Series) *eventWindows {
 		key := strings.Join(names, "\xff")
 		g := byNames[key]
 		if g == nil {
-			g = &nameGroup{names: names, byShared: map[string]map[string][]int{}}
+			g = &nameGroup{names: names, byShared: map[uint64]*sharedIndex{}}
 			byNames[key] = g
 			ew.groups = append(ew.groups, g)
 		}
@@ -198,55 +214,88 @@ func (ew *eventWindows) forMetric(m labels.Labels) *windowList {
 	if ew.lastList != nil && labels.Equal(m, ew.lastMetric) {
 		return ew.lastList
 	}
+	var first *hitSet
 	key := ew.keyBuf[:0]
-	var matched [][]int
-	for gi, g := range ew.groups {
-		shared := make([]string, 0, len(g.names))
-		for _, n := range g.names {
-			if m.Has(n) {
-				shared = append(shared, n)
+	n := 0
+	for _, g := range ew.groups {
+		var mask uint64
+		for i, name := range g.names {
+			if i < 64 && m.Has(name) {
+				mask |= 1 << i
 			}
 		}
-		sig := strings.Join(shared, "\xff")
-		idx := g.byShared[sig]
-		if idx == nil {
-			idx = map[string][]int{}
-			for _, si := range g.series {
-				k := string(ew.series[si].compare.BytesWithLabels(nil, shared...))
-				idx[k] = append(idx[k], si)
-			}
-			g.byShared[sig] = idx
-		}
-		vals := m.BytesWithLabels(nil, shared...)
-		// BytesWithLabels of the metric includes the same names in the same
-		// order as the window series' key, so equal values give equal keys.
-		hits := idx[string(vals)]
-		if len(hits) == 0 {
-			continue
-		}
-		matched = append(matched, hits)
-		key = fmt.Appendf(key, "%d\xfe%s\xfe%s\xfd", gi, sig, vals)
-	}
-	ew.keyBuf = key
-	var wl *windowList
-	if len(matched) > 0 {
-		var ok bool
-		if wl, ok = ew.memo[string(key)]; !ok {
-			var lists []*windowList
-			for _, hits := range matched {
-				for _, si := range hits {
-					lists = append(lists, ew.series[si].windows)
+		si := g.byShared[mask]
+		if si == nil {
+			si = &sharedIndex{hits: map[string]*hitSet{}}
+			for i, name := range g.names {
+				if i < 64 && mask&(1<<i) != 0 {
+					si.names = append(si.names, name)
 				}
 			}
-			wl = merge(lists)
+			for _, s := range g.series {
+				k := string(ew.series[s].compare.BytesWithLabels(nil, si.names...))
+				h := si.hits[k]
+				if h == nil {
+					h = &hitSet{id: ew.nextHitID}
+					ew.nextHitID++
+					si.hits[k] = h
+				}
+				h.series = append(h.series, s)
+			}
+			g.byShared[mask] = si
+		}
+		ew.valBuf = m.BytesWithLabels(ew.valBuf[:0], si.names...)
+		h := si.hits[string(ew.valBuf)]
+		if h == nil {
+			continue
+		}
+		if n++; n == 1 {
+			first = h
+		}
+		key = binary.AppendUvarint(key, uint64(h.id))
+		if h.merged == nil {
+			lists := make([]*windowList, 0, len(h.series))
+			for _, s := range h.series {
+				lists = append(lists, ew.series[s].windows)
+			}
+			h.merged = merge(lists)
+		}
+	}
+	ew.keyBuf = key
+	wl := noWindows
+	switch {
+	case n == 1:
+		wl = first.merged
+	case n > 1:
+		var ok bool
+		if wl, ok = ew.memo[string(key)]; !ok {
+			wl = ew.mergeHits(key)
 			ew.memo[string(key)] = wl
 		}
 	}
-	if wl == nil {
-		wl = noWindows
-	}
 	ew.lastMetric, ew.lastList = m, wl
 	return wl
+}
+
+// mergeHits merges the windows of the hit sets whose ids key lists.
+func (ew *eventWindows) mergeHits(key []byte) *windowList {
+	ids := map[int]bool{}
+	for len(key) > 0 {
+		id, n := binary.Uvarint(key)
+		ids[int(id)] = true
+		key = key[n:]
+	}
+	var lists []*windowList
+	for _, g := range ew.groups {
+		for _, si := range g.byShared {
+			for _, h := range si.hits {
+				if ids[h.id] {
+					lists = append(lists, h.merged)
+				}
+			}
+		}
+	}
+	return merge(lists)
 }
 
 // noWindows is the list of a series no window applies to.
