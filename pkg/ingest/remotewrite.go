@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/klauspost/compress/snappy"
@@ -100,11 +101,15 @@ func (o RemoteWriteOptions) Validate() error {
 
 // RemoteWriteHandler receives Prometheus remote write 1.0 and 2.0.
 //
-// Storing is Prometheus' own receiver (storage/remote.NewWriteHandler), so
-// content negotiation, the X-Prometheus-Remote-Write-*-Written headers, the
-// 400-versus-500 choice for storage errors and 2.0 partial writes behave as
-// in Prometheus v3. In front of it the handler rejects with 400, before
-// anything is stored, what Prometheus' receiver is lenient about:
+// Remote write 2.0 is stored by Prometheus' own receiver
+// (storage/remote.NewWriteHandler), so content negotiation, the
+// X-Prometheus-Remote-Write-*-Written headers, the 400-versus-500 choice for
+// storage errors and partial writes behave as in Prometheus v3. Remote write
+// 1.0, what nearly every sender speaks, is stored in one pass over the wire
+// bytes with the same semantics (remotewrite_v1.go; a test runs Prometheus'
+// receiver beside it on the same requests). In front of both the handler
+// rejects with 400, before anything is stored, what Prometheus' receiver is
+// lenient about:
 //   - a body over MaxBodyBytes (Prometheus answers 413 over 32 MiB; the
 //     remote-write specs make every non-retryable failure a 400), or one
 //     whose snappy header claims more than MaxDecodedBodyBytes;
@@ -124,6 +129,9 @@ type RemoteWriteHandler struct {
 	logger *slog.Logger
 
 	invalid *prometheus.CounterVec
+
+	cacheMu sync.RWMutex
+	caches  map[string]*seriesCache
 }
 
 // NewRemoteWriteHandler returns the handler for POST /api/v1/write.
@@ -138,6 +146,7 @@ func NewRemoteWriteHandler(store RemoteWriteStore, opts RemoteWriteOptions) (*Re
 		opts:   opts,
 		prom:   remote.NewWriteHandler(opts.Logger, opts.Registerer, store, accepted, false, true),
 		logger: opts.Logger,
+		caches: map[string]*seriesCache{},
 		invalid: promauto.With(opts.Registerer).NewCounterVec(prometheus.CounterOpts{
 			Name: "levitated_remote_write_invalid_requests_total",
 			Help: "Remote write requests rejected before storing anything, by protocol version.",
@@ -166,6 +175,22 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	body, decoded, err := h.readBody(r)
 	v := validator{limits: h.opts.WriteLimits}
+	if err == nil && msgType == remoteapi.WriteV1MessageType {
+		code, err := h.writeV1(r.Context(), decoded, &v)
+		if code == http.StatusBadRequest && errors.Is(err, errInvalidWrite) {
+			h.reject(w, msgType, err)
+			return
+		}
+		if err != nil {
+			if code >= 500 {
+				h.logger.Error("Error while storing the remote write request", "err", err)
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		w.WriteHeader(code)
+		return
+	}
 	if err == nil {
 		if msgType == remoteapi.WriteV1MessageType {
 			err = v.validateV1(decoded)

@@ -64,7 +64,10 @@ func (q *exemplarQuerier) Select(start, end int64, matcherSets ...[]*labels.Matc
 			return nil, q.ctx.Err()
 		}
 		var es []exemplar.Exemplar
-		for day := dayOf(start); day <= dayOf(end); day++ {
+		s.mu.Lock()
+		from, to := max(dayOf(start), s.firstDay), min(dayOf(end), s.lastDay)
+		s.mu.Unlock()
+		for day := from; day <= to; day++ {
 			p := exemplarSeriesPrefix(q.th.id, day, s.ref)
 			it, err := q.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 			if err != nil {

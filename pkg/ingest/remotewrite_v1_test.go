@@ -1,0 +1,164 @@
+package ingest
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/gogo/protobuf/proto"
+	"github.com/klauspost/compress/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage/remote"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/tsdbutil"
+	"github.com/stretchr/testify/require"
+
+	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
+)
+
+// TestRemoteWriteV1MatchesPrometheus sends the same remote write 1.0
+// requests to levitated's handler and to Prometheus' own receiver
+// (storage/remote.NewWriteHandler), each over its own real store, and
+// requires the same status codes and, at the end, the same stored samples,
+// histograms and exemplars. The only difference allowed is the one
+// levitated documents: series that break the label rules are a 400 before
+// anything is stored, where Prometheus drops them silently and answers 204.
+func TestRemoteWriteV1MatchesPrometheus(t *testing.T) {
+	ours, theirs := storagetest.New(t), storagetest.New(t)
+	h, err := NewRemoteWriteHandler(ours, RemoteWriteOptions{})
+	require.NoError(t, err)
+	prom := remote.NewWriteHandler(slog.New(slog.DiscardHandler), nil, theirs,
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType}, false, true)
+
+	now := time.Now().Truncate(time.Minute).Add(-30 * time.Minute).UnixMilli()
+	lbl := func(nv ...string) []prompb.Label {
+		var out []prompb.Label
+		for i := 0; i < len(nv); i += 2 {
+			out = append(out, prompb.Label{Name: nv[i], Value: nv[i+1]})
+		}
+		return out
+	}
+	a := lbl("__name__", "req_total", "job", "api", "service", "checkout")
+	b := lbl("__name__", "req_total", "job", "api", "service", "cart")
+	samples := func(from, n int, step int64, v0 float64) []prompb.Sample {
+		var out []prompb.Sample
+		for i := 0; i < n; i++ {
+			out = append(out, prompb.Sample{Timestamp: now + int64(from+i)*step, Value: v0 + float64(i)})
+		}
+		return out
+	}
+	hist := prompb.FromIntHistogram(now+60_000, tsdbutil.GenerateTestHistogram(3))
+	fhist := prompb.FromFloatHistogram(now+60_000, tsdbutil.GenerateTestFloatHistogram(4))
+	badHist := prompb.FromIntHistogram(now+120_000, tsdbutil.GenerateTestHistogram(5))
+	badHist.Count = &prompb.Histogram_CountInt{CountInt: 1} // fewer than its buckets
+	cases := []struct {
+		name      string
+		req       prompb.WriteRequest
+		deviation int // our status when it differs from Prometheus' by design
+	}{
+		{name: "valid", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: a, Samples: samples(0, 10, 15_000, 1), Exemplars: []prompb.Exemplar{{Labels: lbl("trace_id", "abc"), Value: 3, Timestamp: now + 30_000}}},
+			{Labels: b, Samples: samples(0, 10, 15_000, 100)},
+		}}},
+		{name: "identical resend", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: a, Samples: samples(0, 10, 15_000, 1)}}}},
+		{name: "out of order inside the window", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: a, Samples: []prompb.Sample{{Timestamp: now + 7_500, Value: 0.5}}}}}},
+		{name: "duplicate timestamp, other value, rolls back the request", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: b, Samples: samples(10, 2, 15_000, 200)},
+			{Labels: a, Samples: []prompb.Sample{{Timestamp: now + 15_000, Value: 42}}},
+		}}},
+		{name: "too old", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: a, Samples: []prompb.Sample{{Timestamp: now - int64(time.Hour/time.Millisecond), Value: 1}}}}}},
+		{name: "too far in the future", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: b, Samples: []prompb.Sample{{Timestamp: now + int64(2*time.Hour/time.Millisecond), Value: 1}}}}}},
+		{name: "histograms", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: lbl("__name__", "lat", "job", "api"), Histograms: []prompb.Histogram{hist}},
+			{Labels: lbl("__name__", "flat", "job", "api"), Histograms: []prompb.Histogram{fhist}},
+		}}},
+		{name: "invalid histogram", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: lbl("__name__", "lat", "job", "api"), Histograms: []prompb.Histogram{badHist}}}}},
+		{name: "unsorted labels", deviation: http.StatusBadRequest, req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: lbl("job", "api", "__name__", "odd"), Samples: samples(0, 1, 1, 1)},
+		}}},
+		{name: "empty request", req: prompb.WriteRequest{}},
+		{name: "more samples after the failures", req: prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+			{Labels: b, Samples: samples(10, 5, 15_000, 300)},
+			{Labels: a, Samples: samples(10, 5, 15_000, 11)},
+		}}},
+	}
+	for _, c := range cases {
+		body, err := proto.Marshal(&c.req)
+		require.NoError(t, err)
+		send := func(hh http.Handler) (int, string) {
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
+			r.Header.Set("Content-Type", ctV1)
+			r.Header.Set("Content-Encoding", "snappy")
+			w := httptest.NewRecorder()
+			hh.ServeHTTP(w, r)
+			return w.Code, w.Body.String()
+		}
+		gotCode, gotBody := send(h)
+		wantCode, wantBody := send(prom)
+		if c.deviation != 0 {
+			require.Equal(t, http.StatusNoContent, wantCode, "%s: Prometheus", c.name)
+			require.Equal(t, c.deviation, gotCode, "%s: levitated: %s", c.name, gotBody)
+			continue
+		}
+		require.Equal(t, wantCode, gotCode, "%s: levitated %q, Prometheus %q", c.name, gotBody, wantBody)
+	}
+	want := dump(t, theirs)
+	// Prometheus sorted and stored the series levitated refused.
+	delete(want, `{__name__="odd", job="api"}`)
+	require.Equal(t, want, dump(t, ours))
+}
+
+// dump renders every series, sample and exemplar of the default tenant.
+func dump(t *testing.T, db *storage.DB) map[string][]string {
+	t.Helper()
+	ctx := context.Background()
+	q, err := db.Querier(math.MinInt64, math.MaxInt64)
+	require.NoError(t, err)
+	defer q.Close()
+	out := map[string][]string{}
+	ss := q.Select(ctx, true, nil, labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+"))
+	for ss.Next() {
+		s := ss.At()
+		it := s.Iterator(nil)
+		var pts []string
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			switch vt {
+			case chunkenc.ValFloat:
+				ts, v := it.At()
+				pts = append(pts, labels.FromStrings("t", time.UnixMilli(ts).UTC().String(), "v", floatString(v)).String())
+			case chunkenc.ValHistogram:
+				ts, h := it.AtHistogram(nil)
+				h.CounterResetHint = 0
+				pts = append(pts, labels.FromStrings("t", time.UnixMilli(ts).UTC().String(), "h", h.String()).String())
+			case chunkenc.ValFloatHistogram:
+				ts, fh := it.AtFloatHistogram(nil)
+				fh.CounterResetHint = 0
+				pts = append(pts, labels.FromStrings("t", time.UnixMilli(ts).UTC().String(), "fh", fh.String()).String())
+			}
+		}
+		require.NoError(t, it.Err())
+		out[s.Labels().String()] = pts
+	}
+	require.NoError(t, ss.Err())
+	eq, err := db.ExemplarQuerier(ctx)
+	require.NoError(t, err)
+	res, err := eq.Select(math.MinInt64, math.MaxInt64, []*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")})
+	require.NoError(t, err)
+	for _, r := range res {
+		for _, e := range r.Exemplars {
+			out["exemplar "+r.SeriesLabels.String()] = append(out["exemplar "+r.SeriesLabels.String()], e.Labels.String()+" "+floatString(e.Value))
+		}
+	}
+	return out
+}
+
+func floatString(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
