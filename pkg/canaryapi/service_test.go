@@ -54,6 +54,7 @@ func newEnv(t *testing.T) *env {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("POST /api/v1/analysis", h)
+	mux.Handle("POST /api/v1/analysis:webhook", svc.WebhookHandler())
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 

@@ -16,8 +16,9 @@ import (
 var kayentaPaths = []string{"/canaryConfig", "/canaryConfig/", "/canary", "/canary/", "/judges", "/credentials", "/metricSetPairList/"}
 
 // mountAnalysis serves canary analysis: Kayenta's REST API (pkg/kayenta) and
-// the native levitated.v1.AnalysisService over gRPC and at POST
-// /api/v1/analysis (pkg/canaryapi), both querying what the HTTP API
+// the native levitated.v1.AnalysisService over gRPC, at POST
+// /api/v1/analysis and, for Flagger's webhooks, at POST
+// /api/v1/analysis:webhook (pkg/canaryapi), all querying what the HTTP API
 // queries. It returns the Kayenta execution runner for Run to start, and to
 // stop before the store closes.
 func (s *Server) mountAnalysis(m *httpMetrics) (func(ctx context.Context) error, error) {
@@ -42,5 +43,6 @@ func (s *Server) mountAnalysis(m *httpMetrics) (func(ctx context.Context) error,
 		return nil, err
 	}
 	s.mux.Handle("/api/v1/analysis", m.instrument(s.whenReady(h.ServeHTTP)))
+	s.mux.Handle("POST /api/v1/analysis:webhook", m.instrument(s.whenReady(native.WebhookHandler().ServeHTTP)))
 	return k.Run, nil
 }
