@@ -111,8 +111,10 @@ func registerEventFunctions() {
 	register(&parser.Function{Name: funcTimeSinceWindowEnd, ArgTypes: []parser.ValueType{V}, ReturnType: V},
 		timeSinceCall(funcTimeSinceWindowEnd, true))
 
-	register(windowListFunction, func(_ []promql.Vector, _ promql.Matrix, _ parser.Expressions, enh *promql.EvalNodeHelper) (promql.Vector, annotations.Annotations) {
-		// One number per step; the function reading the windows ignores it.
+	register(windowListFunction, func(_ []promql.Vector, _ promql.Matrix, args parser.Expressions, enh *promql.EvalNodeHelper) (promql.Vector, annotations.Annotations) {
+		// Read the windows and narrow the range argument to them; the
+		// value, one number per step, is not used.
+		windowsOfSelector(windowListFunc, args[0]).narrow(enh.Ts)
 		return append(enh.Out, promql.Sample{}), nil
 	})
 }
@@ -142,8 +144,7 @@ func afterBeforeFunction(name, inner string) *parser.Function {
 // parser always replaces: reaching it means the engine was not built by New.
 func notPrepared(name string) promql.FunctionCall {
 	return func(_ []promql.Vector, _ promql.Matrix, args parser.Expressions, _ *promql.EvalNodeHelper) (promql.Vector, annotations.Annotations) {
-		windowSelector(name, nil, 0) // panics with the explanation
-		return nil, nil
+		panic(notPreparedErr(name))
 	}
 }
 
@@ -166,7 +167,7 @@ func sinceCall(name, innerName string, mi int) promql.FunctionCall {
 		if len(mat) == 0 {
 			return enh.Out, nil
 		}
-		ms, vs := matrixArg(args, mi)
+		_, vs := matrixArg(args, mi)
 		end := enh.Ts - vs.Offset.Milliseconds()
 		wl := ew.forMetric(mat[0].Metric)
 		i, ok := wl.latest(end)
@@ -174,8 +175,13 @@ func sinceCall(name, innerName string, mi int) promql.FunctionCall {
 			return enh.Out, nil
 		}
 		start := wl.starts[i]
+		ms := args[mi].(*parser.MatrixSelector)
 		scalars := vals[:mi]
-		if start <= end-ms.Range.Milliseconds() {
+		if start <= end-ew.origRange.Milliseconds() {
+			// The range as written, which the engine read in full.
+			if rateLike && ms.Range != ew.origRange {
+				args = ew.synthetic(args, mi, ew.origRange.Milliseconds(), vs.Offset.Milliseconds())
+			}
 			return inner(scalars, mat, args, enh)
 		}
 		in := ew.clip(mat[0], start, math.MaxInt64)
@@ -200,7 +206,7 @@ func afterBeforeCall(name, innerName string, mi int, ratio bool) promql.Function
 		if len(mat) == 0 {
 			return enh.Out, nil
 		}
-		ms, vs := matrixArg(args, mi)
+		_, vs := matrixArg(args, mi)
 		offset := vs.Offset.Milliseconds()
 		end := enh.Ts - offset
 		wl := ew.forMetric(mat[0].Metric)
@@ -217,7 +223,7 @@ func afterBeforeCall(name, innerName string, mi int, ratio bool) promql.Function
 			afterEnd = start + int64(math.Min(d*1000, float64(math.MaxInt64-start)))
 		}
 		length := min(afterEnd, end) - start
-		if length <= 0 || start-length <= end-ms.Range.Milliseconds() {
+		if length <= 0 || start-length <= end-ew.origRange.Milliseconds() {
 			// An empty period, or the period before the window does not
 			// lie inside the range.
 			return enh.Out, nil

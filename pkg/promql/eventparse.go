@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/parser/posrange"
+	"github.com/prometheus/prometheus/storage"
 )
 
 // windowMetrics are the series a window argument may select (docs/events.md).
@@ -67,11 +68,11 @@ func prepareCall(c *parser.Call) error {
 		if name == "quantile_since" {
 			mi = 1
 		}
-		offset, err := rangeOffset(name, c.Args[mi])
+		offset, rng, err := rangeOffset(name, c.Args[mi])
 		if err != nil {
 			return err
 		}
-		w, err := windowArg(name, c.Args[mi+1], offset)
+		w, err := windowArg(name, c.Args[mi+1], offset, &eventWindows{fn: name, call: c, mi: mi, origRange: rng})
 		if err != nil {
 			return err
 		}
@@ -86,11 +87,11 @@ func prepareCall(c *parser.Call) error {
 		if inner.Func.Name == "quantile_over_time" {
 			mi = 1
 		}
-		offset, err := rangeOffset(name, inner.Args[mi])
+		offset, rng, err := rangeOffset(name, inner.Args[mi])
 		if err != nil {
 			return err
 		}
-		w, err := windowArg(name, c.Args[1], offset)
+		w, err := windowArg(name, c.Args[1], offset, &eventWindows{fn: name, call: c, mi: mi, origRange: rng, before: true})
 		if err != nil {
 			return err
 		}
@@ -102,7 +103,7 @@ func prepareCall(c *parser.Call) error {
 		c.Func = afterBeforeFunction(name, inner.Func.Name)
 		c.Args = args
 	case name == funcTimeSinceWindowStart || name == funcTimeSinceWindowEnd:
-		w, err := windowArg(name, c.Args[0], 0)
+		w, err := windowArg(name, c.Args[0], 0, &eventWindows{fn: name, call: c, mi: -1})
 		if err != nil {
 			return err
 		}
@@ -111,30 +112,28 @@ func prepareCall(c *parser.Call) error {
 	return nil
 }
 
-// rangeOffset checks the range argument of fn and returns its offset.
-func rangeOffset(fn string, e parser.Expr) (time.Duration, error) {
-	var (
-		offset time.Duration
-		at     bool
-	)
+// rangeOffset checks the range argument of fn and returns its offset and
+// range.
+func rangeOffset(fn string, e parser.Expr) (offset, rng time.Duration, err error) {
+	var at bool
 	switch r := e.(type) {
 	case *parser.MatrixSelector:
 		vs := r.VectorSelector.(*parser.VectorSelector)
-		offset, at = vs.OriginalOffset, vs.Timestamp != nil || vs.StartOrEnd != 0
+		offset, rng, at = vs.OriginalOffset, r.Range, vs.Timestamp != nil || vs.StartOrEnd != 0
 	case *parser.SubqueryExpr:
-		offset, at = r.OriginalOffset, r.Timestamp != nil || r.StartOrEnd != 0
+		offset, rng, at = r.OriginalOffset, r.Range, r.Timestamp != nil || r.StartOrEnd != 0
 	default:
-		return 0, parseErr(e, "%s: the range argument must be a range selector such as m[1h] or a subquery, got %s", fn, e)
+		return 0, 0, parseErr(e, "%s: the range argument must be a range selector such as m[1h] or a subquery, got %s", fn, e)
 	}
 	if at {
-		return 0, parseErr(e, "%s: the @ modifier is not supported on the range argument; the windows are looked up at each evaluation time", fn)
+		return 0, 0, parseErr(e, "%s: the @ modifier is not supported on the range argument; the windows are looked up at each evaluation time", fn)
 	}
-	return offset, nil
+	return offset, rng, nil
 }
 
 // windowArg checks the window argument of fn and returns it prepared:
-// __event_windows(<selector> offset <offset>).
-func windowArg(fn string, e parser.Expr, offset time.Duration) (parser.Expr, error) {
+// __event_windows(<selector> offset <offset>), the selector holding ew.
+func windowArg(fn string, e parser.Expr, offset time.Duration, ew *eventWindows) (parser.Expr, error) {
 	vs, ok := unwrapParens(e).(*parser.VectorSelector)
 	if !ok {
 		return nil, parseErr(e, "%s: the window argument must be a selector of %s, such as change_event_active{event_name=\"deploy\"}, got %s", fn, strings.Join(windowMetrics, ", "), e)
@@ -159,6 +158,7 @@ func windowArg(fn string, e parser.Expr, offset time.Duration) (parser.Expr, err
 	}
 	vs.OriginalOffset = offset
 	vs.Offset = offset
+	vs.Series = []storage.Series{ew}
 	return &parser.Call{Func: windowListFunction, Args: parser.Expressions{vs}, PosRange: vs.PosRange}, nil
 }
 

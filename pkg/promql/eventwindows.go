@@ -7,13 +7,13 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
-	"github.com/prometheus/prometheus/util/annotations"
 )
 
 // Label names of the window series that say which event a window belongs to
@@ -98,12 +98,27 @@ type hitSet struct {
 }
 
 // eventWindows is what an event-window function knows of its window
-// argument during one evaluation of the query: the windows of every series,
-// indexed for the matching rule, and memos for the metric series evaluated
-// one after another. It lives in the window selector's UnexpandedSeriesSet
-// field, which the engine no longer reads once the selector is expanded,
-// so it is built once per query and dropped with the query's AST.
+// argument during one query: the windows of every series, indexed for the
+// matching rule, and memos for the metric series evaluated one after
+// another. The evaluation parser creates it and puts it, as the only series,
+// in the window selector's Series, so that the engine evaluates the
+// selector without reading it (it has no samples); the window series the
+// engine selected (UnexpandedSeriesSet, under the hint __event_windows) are
+// read once, on first use. It is dropped with the query's AST.
 type eventWindows struct {
+	fn   string       // the public function name, for errors
+	call *parser.Call // the (rewritten) call whose window argument this is
+	// mi is the index of the range argument in call.Args (-1 for
+	// time_since_*); origRange its range as written. The range the engine
+	// reads is narrowed to what the windows need (narrow).
+	mi        int
+	origRange time.Duration
+	// before is set for after_before_*, whose period before the window
+	// needs as much again.
+	before bool
+	need   int64 // the widest range needed so far, in ms
+
+	built  bool
 	series []windowSeries
 	groups []*nameGroup
 
@@ -122,45 +137,55 @@ type eventWindows struct {
 	synthArgs parser.Expressions
 }
 
-// The engine expands a selector's UnexpandedSeriesSet only while its Series
-// are nil; eventWindows answers as an empty set should that happen again.
-var _ storage.SeriesSet = (*eventWindows)(nil)
+// eventWindows is the placeholder series of the window selector: no labels,
+// no samples.
+var _ storage.Series = (*eventWindows)(nil)
 
-func (*eventWindows) Next() bool                        { return false }
-func (*eventWindows) At() storage.Series                { return nil }
-func (*eventWindows) Err() error                        { return nil }
-func (*eventWindows) Warnings() annotations.Annotations { return nil }
+func (*eventWindows) Labels() labels.Labels { return labels.EmptyLabels() }
+func (*eventWindows) Iterator(chunkenc.Iterator) chunkenc.Iterator {
+	return chunkenc.NewNopIterator()
+}
 
 // windowsOf returns the eventWindows of the call whose window argument is
-// args[i] (the carrier the evaluation parser put there), building it on
-// first use. It panics with an error (reported as the query's error) if the
-// call was not rewritten by the evaluation parser.
+// args[i] (the carrier the evaluation parser put there), reading the
+// windows on first use. It panics with an error (reported as the query's
+// error) if the call was not prepared by the evaluation parser.
 func windowsOf(fn string, args parser.Expressions, i int) *eventWindows {
-	vs := windowSelector(fn, args, i)
-	if ew, ok := vs.UnexpandedSeriesSet.(*eventWindows); ok {
-		return ew
-	}
-	ew := newEventWindows(fn, vs.Series)
-	vs.UnexpandedSeriesSet = ew
-	return ew
-}
-
-func windowSelector(fn string, args parser.Expressions, i int) *parser.VectorSelector {
 	if i < len(args) {
 		if c, ok := args[i].(*parser.Call); ok && c.Func.Name == windowListFunc && len(c.Args) == 1 {
-			if vs, ok := c.Args[0].(*parser.VectorSelector); ok {
-				return vs
-			}
+			return windowsOfSelector(fn, c.Args[0])
 		}
 	}
-	panic(fmt.Errorf("%s: this engine was not built by levitated's pkg/promql.New, which prepares the window argument of event-window functions", fn))
+	panic(notPreparedErr(fn))
 }
 
-func newEventWindows(fn string, ss []storage.Series) *eventWindows {
-	ew := &eventWindows{memo: map[string]*windowList{}}
+// windowsOfSelector returns the eventWindows of a prepared window selector.
+func windowsOfSelector(fn string, e parser.Expr) *eventWindows {
+	if vs, ok := e.(*parser.VectorSelector); ok && len(vs.Series) == 1 {
+		if ew, ok := vs.Series[0].(*eventWindows); ok {
+			if !ew.built {
+				ew.read(vs.UnexpandedSeriesSet)
+			}
+			return ew
+		}
+	}
+	panic(notPreparedErr(fn))
+}
+
+func notPreparedErr(fn string) error {
+	return fmt.Errorf("%s: this engine was not built by levitated's pkg/promql.New, which prepares the window argument of event-window functions", fn)
+}
+
+// read reads the window series of set (window lists, see
+// eventstore.WindowListHint) and indexes them.
+func (ew *eventWindows) read(set storage.SeriesSet) {
+	fn := ew.fn
+	ew.built = true
+	ew.memo = map[string]*windowList{}
 	byNames := map[string]*nameGroup{}
 	var it chunkenc.Iterator
-	for _, s := range ss {
+	for set != nil && set.Next() {
+		s := set.At()
 		ws := windowSeries{labels: s.Labels()}
 		ws.output = ws.labels.DropReserved(func(n string) bool { return n == labels.MetricName })
 		ws.compare = ws.labels.DropReserved(func(n string) bool {
@@ -204,7 +229,42 @@ func newEventWindows(fn string, ss []storage.Series) *eventWindows {
 		}
 		g.series = append(g.series, idx)
 	}
-	return ew
+	if set != nil && set.Err() != nil {
+		panic(fmt.Errorf("%s: read windows: %w", fn, set.Err()))
+	}
+}
+
+// narrow makes the range argument of the call read no more than the
+// windows need at evaluation time t: from just before the latest start of
+// any window list (twice as far for after_before_*), at most the range as
+// written. The engine evaluates the window argument, and so calls narrow
+// for every step, before it reads the range argument.
+func (ew *eventWindows) narrow(t int64) {
+	if ew.mi < 0 || ew.mi >= len(ew.call.Args) {
+		return
+	}
+	ms, ok := ew.call.Args[ew.mi].(*parser.MatrixSelector)
+	if !ok {
+		return
+	}
+	vs, ok := ms.VectorSelector.(*parser.VectorSelector)
+	if !ok {
+		return
+	}
+	end := t - vs.Offset.Milliseconds()
+	orig := ew.origRange.Milliseconds()
+	for _, ws := range ew.series {
+		i, ok := ws.windows.latest(end)
+		if !ok || ew.need >= orig {
+			continue
+		}
+		need := end - ws.windows.starts[i]
+		if ew.before {
+			need *= 2
+		}
+		ew.need = max(ew.need, min(orig, need+1))
+	}
+	ms.Range = msDuration(max(1, ew.need))
 }
 
 // forMetric returns the windows that apply to a series with labels m: the
