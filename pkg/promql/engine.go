@@ -102,8 +102,9 @@ func NewParser() parser.Parser {
 
 // New builds a Prometheus engine from opts (defaults filled in). The @
 // modifier, negative offsets, delayed __name__ removal and per-step stats
-// are on, as in Prometheus v3; the query log is off. Close the engine to
-// release it.
+// are on, as in Prometheus v3; the query log is off. Its parser prepares
+// the event-window functions' calls (eventparse.go), which no other engine
+// can evaluate. Close the engine to release it.
 func New(opts Options) (*promql.Engine, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
