@@ -348,3 +348,37 @@ func TestPlainParserKeepsQuery(t *testing.T) {
 		require.True(t, slices.ContainsFunc(strings.Split(e.String(), "("), func(s string) bool { return strings.HasSuffix(s, windowListFunc) }), e.String())
 	}
 }
+
+// TestEventFunctionsReadOnlyWhatWindowsNeed checks, with the engine's own
+// sample statistics, that increase_since over a 2h range whose window
+// started 20 minutes ago reads the samples of those 20 minutes, as
+// increase(c[20m]) does, not the 2 hours written.
+func TestEventFunctionsReadOnlyWhatWindowsNeed(t *testing.T) {
+	env := newScriptEnv(t)
+	datadriven.RunTestFromString(t, `load 15s
+c{service="checkout"} 0+1x480
+----
+
+event
+start deploy 100m service=checkout
+----
+`, func(t *testing.T, d *datadriven.TestData) string {
+		if d.Cmd == "load" {
+			return env.load(t, d)
+		}
+		return env.event(t, d)
+	})
+	samples := func(q string) int64 {
+		ctx := context.Background()
+		qry, err := env.engine.NewInstantQuery(ctx, env.queryable(), promql.NewPrometheusQueryOpts(false, 0, nil), q, env.base.Add(120*time.Minute))
+		require.NoError(t, err)
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		require.NoError(t, res.Err)
+		require.Len(t, res.Value.(promql.Vector), 1, q)
+		return qry.Stats().Samples.TotalSamples
+	}
+	event := samples(`increase_since(c[2h], change_event_active{event_name="deploy"})`)
+	require.Equal(t, samples(`increase(c[20m])`)+1, event, "the sample at the window's start is counted too")
+	require.Less(t, event, samples(`increase(c[2h])`)/4)
+}
