@@ -60,6 +60,22 @@ type DB struct {
 	metrics *dbMetrics
 }
 
+// deleteWithoutRecycling deletes obsolete files, as Pebble's default cleaner
+// does, but also keeps Pebble from holding obsolete write-ahead logs for
+// reuse: recycled logs (up to three memtables' worth) would otherwise sit in
+// the data directory as disk space that holds nothing. Pebble recycles logs
+// only for cleaners that do not need file contents; the ArchiveCleaner
+// embedded one level down marks this one as needing them, while
+// DeleteCleaner's Clean, one level up, is the one that runs.
+type deleteWithoutRecycling struct {
+	pebble.DeleteCleaner
+	needsContents
+}
+
+type needsContents struct{ pebble.ArchiveCleaner }
+
+func (deleteWithoutRecycling) String() string { return "delete-without-recycling" }
+
 // Open opens or creates the store in dir.
 func Open(dir string, opts Options) (*DB, error) {
 	opts.EnsureDefaults()
@@ -73,6 +89,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       64 << 20,
 		Logger:             pebbleLogger{opts.Logger},
+		Cleaner:            deleteWithoutRecycling{},
 	}
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
 	// Chunks are scanned, not looked up: larger blocks give zstd more

@@ -33,16 +33,29 @@ var pow10 = [...]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9}
 // decimalScale returns the smallest k such that v is exactly an integer
 // divided by 10^k (the division giving back v's bits), or -1.
 func decimalScale(v float64, from int) int {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return -1
+	}
 	for k := from; k <= maxDecimalScale; k++ {
-		m := v * pow10[k]
-		if m != math.Trunc(m) || math.Abs(m) >= 1<<53 {
-			continue
+		m := math.Round(v * pow10[k]) // 0.29*100 is 28.999999999999996
+		if math.Abs(m) >= 1<<53 {
+			return -1
 		}
-		if math.Float64bits(float64(int64(m))/pow10[k]) == math.Float64bits(v) {
+		if math.Float64bits(m/pow10[k]) == math.Float64bits(v) {
 			return k
 		}
 	}
 	return -1
+}
+
+// decimalInt is the integer of v at scale k (decimalScale(v, k) == k).
+func decimalInt(v float64, k int) int64 { return int64(math.Round(v * pow10[k])) }
+
+func gcd(a, b uint64) uint64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }
 
 // encodeDecimalChunk re-encodes a float chunk without start timestamps. It
@@ -124,19 +137,28 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 		// first, then the deltas minus their mean, Rice-coded.
 		dst = append(dst, valDecimalRice, byte(k))
 		ds := make([]int64, n-1)
-		prev := int64(vs[0] * pow10[k])
+		prev := decimalInt(vs[0], k)
 		dst = binary.AppendVarint(dst, prev)
-		var sum float64
+		var g uint64
 		for i, v := range vs[1:] {
-			m := int64(v * pow10[k])
+			m := decimalInt(v, k)
 			ds[i] = m - prev
-			sum += float64(ds[i])
+			g = gcd(g, uint64(max(ds[i], -ds[i])))
 			prev = m
+		}
+		// Deltas share a factor for page-granular memory, byte counts in
+		// blocks, counters that step by a fixed amount: divide it out.
+		g = max(g, 1)
+		var sum float64
+		for i := range ds {
+			ds[i] /= int64(g)
+			sum += float64(ds[i])
 		}
 		center := int64(math.Round(sum / float64(len(ds))))
 		for i := range ds {
 			ds[i] -= center
 		}
+		dst = binary.AppendUvarint(dst, g)
 		dst = binary.AppendVarint(dst, center)
 		return appendRice(dst, ds), true
 	}
@@ -175,6 +197,7 @@ type decimalChunk struct {
 	constant float64
 	scale    int
 	m0       int64
+	factor   int64
 	center   int64
 	valBits  []byte // Rice section (valDecimalRice) or XOR bytes (valXOR)
 }
@@ -210,7 +233,11 @@ func newDecimalChunk(b []byte, minT int64) (*decimalChunk, error) {
 			d.fail("decimal scale")
 		}
 		c.m0 = d.varint("first value")
+		c.factor = int64(d.uvarint("delta factor"))
 		c.center = d.varint("mean delta")
+		if d.err == nil && c.factor < 1 {
+			d.fail("delta factor")
+		}
 		c.valBits = d.b
 	case valXOR:
 		c.valBits = d.b
@@ -321,7 +348,7 @@ func (it *decimalIterator) Next() chunkenc.ValueType {
 			if !ok {
 				return it.fail("value bits")
 			}
-			it.m += c.center + r
+			it.m += (c.center + r) * c.factor
 		}
 		it.v = float64(it.m) / pow10[c.scale]
 	case valXOR:

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"math"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb"
@@ -38,5 +39,21 @@ func (db *DB) Flush(ctx context.Context) error {
 	if err := db.pdb.Flush(); err != nil {
 		return err
 	}
-	return db.pdb.Compact(ctx, []byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff}, true)
+	if err := db.pdb.Compact(ctx, []byte{0}, []byte{0xff, 0xff, 0xff, 0xff, 0xff}, true); err != nil {
+		return err
+	}
+	// Pebble deletes the files a compaction made obsolete in the
+	// background; wait for it so that the directory shows what is live.
+	for i := 0; i < 100; i++ {
+		m := db.pdb.Metrics()
+		if m.Table.ObsoleteCount == 0 && m.Table.ZombieCount == 0 && m.WAL.ObsoleteFiles == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
