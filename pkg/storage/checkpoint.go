@@ -106,6 +106,7 @@ func (db *DB) checkpoint(ctx context.Context) error {
 			if len(s.ooo) > 0 {
 				for _, c := range buildChunks(s.ooo, covered) {
 					s.oooChunks = append(s.oooChunks, c)
+					s.oooStoredMaxT = max(s.oooStoredMaxT, c.maxT)
 				}
 				s.ooo = nil
 			}
@@ -301,8 +302,13 @@ func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
 		}
 		if found {
 			s.lastT, s.lastV, s.lastH, s.lastFH = best.t, best.v, best.h, best.fh
+			// Older out-of-order chunks, if any, end before it.
+			s.oooStoredMaxT = best.t
 			break
 		}
+	}
+	if s.oooStoredMaxT == math.MaxInt64 {
+		s.oooStoredMaxT = math.MinInt64 // nothing stored
 	}
 	s.loaded = true
 	return nil

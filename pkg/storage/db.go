@@ -82,12 +82,16 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	cache := pebble.NewCache(opts.CacheSize)
+	// Pebble charges its memtables to the block cache; size the cache so
+	// that CacheSize is left for blocks with the memtables full.
+	const memTableSize = 64 << 20
+	const memTables = 2 // pebble's default MemTableStopWritesThreshold
+	cache := pebble.NewCache(opts.CacheSize + memTables*memTableSize)
 	popts := &pebble.Options{
 		FS:                 opts.FS,
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
-		MemTableSize:       64 << 20,
+		MemTableSize:       memTableSize,
 		Logger:             pebbleLogger{opts.Logger},
 		Cleaner:            deleteWithoutRecycling{},
 	}
@@ -221,6 +225,7 @@ func (db *DB) loadSeries(th *tenantHead) error {
 		s := newMemSeries(ref, ls, ls.Hash())
 		s.durable = true
 		s.loaded = false
+		s.oooStoredMaxT = math.MaxInt64
 		s.firstDay, s.lastDay = first, last
 		th.addLoaded(s)
 	}

@@ -71,6 +71,10 @@ type memSeries struct {
 
 	ooo       []sample    // out-of-order samples not yet in a chunk, by time
 	oooChunks []*memChunk // out-of-order chunks kept until droppable
+	// oooStoredMaxT bounds the newest sample of any out-of-order chunk in
+	// Pebble (math.MaxInt64 when not known, after a restart), so that a
+	// read covered by the in-memory chunks can skip Pebble.
+	oooStoredMaxT int64
 }
 
 func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
@@ -82,7 +86,17 @@ func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
 		lastT:    math.MinInt64,
 		firstDay: math.MaxInt32,
 		lastDay:  math.MinInt32,
+
+		oooStoredMaxT: math.MinInt64,
 	}
+}
+
+// memoryCovers reports whether the in-memory chunks hold every sample of
+// the series at or after mint: the oldest in-order chunk in memory starts
+// at or before mint, and no out-of-order chunk in Pebble reaches mint. The
+// caller holds s.mu.
+func (s *memSeries) memoryCovers(mint int64) bool {
+	return len(s.chunks) > 0 && s.chunks[0].minT <= mint && s.oooStoredMaxT < mint
 }
 
 func (s *memSeries) headChunk() *memChunk {

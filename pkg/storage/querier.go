@@ -346,6 +346,9 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	var inMem map[ident]struct{}
 	s.mu.Lock()
 	firstDay, lastDay := s.firstDay, s.lastDay
+	if s.memoryCovers(h.mint) {
+		lastDay = math.MinInt32 // nothing to read from Pebble
+	}
 	for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
 		for _, c := range list {
 			if c.chunk.NumSamples() == 0 {
