@@ -57,3 +57,13 @@ func (db *DB) Flush(ctx context.Context) error {
 	}
 	return nil
 }
+
+// SeriesCount returns the number of series of the tenant in ctx, cheaply
+// (for limits).
+func (db *DB) SeriesCount(ctx context.Context) int {
+	th := db.tenantFor(ctx)
+	if th == nil {
+		return 0
+	}
+	return th.numSeries()
+}
