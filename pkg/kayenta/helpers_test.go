@@ -28,7 +28,7 @@ import (
 
 // env is a Kayenta API over a real store in dir, served on loopback.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	db   *storage.DB
 	svc  *kayenta.Service
@@ -44,7 +44,7 @@ type envOptions struct {
 	opts kayenta.Options
 }
 
-func openEnv(t *testing.T, dir string, o envOptions) *env {
+func openEnv(t testing.TB, dir string, o envOptions) *env {
 	t.Helper()
 	db, err := storage.Open(dir, storage.Options{Logger: slog.New(slog.DiscardHandler), Registerer: prometheus.NewRegistry()})
 	require.NoError(t, err)

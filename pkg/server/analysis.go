@@ -42,7 +42,7 @@ func (s *Server) mountAnalysis(m *httpMetrics) (func(ctx context.Context) error,
 	if err != nil {
 		return nil, err
 	}
-	s.mux.Handle("/api/v1/analysis", m.instrument(s.whenReady(h.ServeHTTP)))
+	s.mux.Handle("POST /api/v1/analysis", m.instrument(s.whenReady(h.ServeHTTP)))
 	s.mux.Handle("POST /api/v1/analysis:webhook", m.instrument(s.whenReady(native.WebhookHandler().ServeHTTP)))
 	return k.Run, nil
 }
