@@ -134,7 +134,7 @@ func (e *efEnv) queryable() promstorage.Queryable {
 			return nil, err
 		}
 		eq := e.events.ContextQuerier(e.db.TenantID, mint, maxt)
-		return promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge), nil
+		return levpromql.NarrowingQuerier(promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge)), nil
 	})
 }
 

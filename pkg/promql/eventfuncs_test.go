@@ -57,7 +57,20 @@ func newScriptEnv(t testing.TB) *scriptEnv {
 	return &scriptEnv{db: db, events: es, engine: ng, base: base}
 }
 
+// queryable merges the store and the event store as the server does,
+// behind NarrowingQuerier.
 func (e *scriptEnv) queryable() promstorage.Queryable {
+	return promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
+		q, err := e.plainQueryable().Querier(mint, maxt)
+		if err != nil {
+			return nil, err
+		}
+		return NarrowingQuerier(q), nil
+	})
+}
+
+// plainQueryable is queryable without NarrowingQuerier.
+func (e *scriptEnv) plainQueryable() promstorage.Queryable {
 	return promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
 		tq, err := e.db.Querier(mint, maxt)
 		if err != nil {
@@ -381,4 +394,67 @@ start deploy 100m service=checkout
 	event := samples(`increase_since(c[2h], change_event_active{event_name="deploy"})`)
 	require.Equal(t, samples(`increase(c[20m])`)+1, event, "the sample at the window's start is counted too")
 	require.Less(t, event, samples(`increase(c[2h])`)/4)
+}
+
+// recordingQuerier records the start of every select of the series named c.
+type recordingQuerier struct {
+	promstorage.Querier
+	starts *[]int64
+}
+
+func (q recordingQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
+	for _, m := range ms {
+		if m.Name == labels.MetricName && m.Value == "c" && hints != nil {
+			*q.starts = append(*q.starts, hints.Start)
+		}
+	}
+	return q.Querier.Select(ctx, sortSeries, hints, ms...)
+}
+
+// TestNarrowingQuerierSelectsFromWindowStart checks that, behind
+// NarrowingQuerier, the range argument of increase_since is selected from
+// the window's start, not from the start of the written range; and that
+// without it the results are the same.
+func TestNarrowingQuerierSelectsFromWindowStart(t *testing.T) {
+	env := newScriptEnv(t)
+	datadriven.RunTestFromString(t, "load 15s\nc{service=\"checkout\"} 0+1x480\n----\n\nevent\nstart deploy 100m service=checkout\n----\n",
+		func(t *testing.T, d *datadriven.TestData) string {
+			if d.Cmd == "load" {
+				return env.load(t, d)
+			}
+			return env.event(t, d)
+		})
+	at := env.base.Add(120 * time.Minute)
+	run := func(narrowing bool) (string, []int64) {
+		var starts []int64
+		q := promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
+			inner, err := env.queryable().Querier(mint, maxt)
+			if err != nil {
+				return nil, err
+			}
+			_ = inner.Close()
+			inner, err = env.plainQueryable().Querier(mint, maxt)
+			if err != nil {
+				return nil, err
+			}
+			rq := recordingQuerier{Querier: inner, starts: &starts}
+			if narrowing {
+				return NarrowingQuerier(rq), nil
+			}
+			return rq, nil
+		})
+		ctx := context.Background()
+		qry, err := env.engine.NewRangeQuery(ctx, q, nil, `increase_since(c[2h], change_event_active{event_name="deploy"})`, at.Add(-10*time.Minute), at, time.Minute)
+		require.NoError(t, err)
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		require.NoError(t, res.Err)
+		return res.Value.String(), starts
+	}
+	narrowed, starts := run(true)
+	require.Equal(t, []int64{env.base.Add(100 * time.Minute).UnixMilli()}, starts)
+	plain, starts := run(false)
+	require.Equal(t, []int64{at.Add(-10*time.Minute-2*time.Hour).UnixMilli() + 1}, starts)
+	require.Equal(t, plain, narrowed)
+	require.Contains(t, narrowed, "=>\n40 @[")
 }

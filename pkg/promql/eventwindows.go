@@ -117,6 +117,9 @@ type eventWindows struct {
 	// needs as much again.
 	before bool
 	need   int64 // the widest range needed so far, in ms
+	// minStart is the earliest sample time a step seen by narrow needs.
+	minStart int64
+	narrowed bool
 
 	built  bool
 	series []windowSeries
@@ -237,8 +240,10 @@ func (ew *eventWindows) read(set storage.SeriesSet) {
 // narrow makes the range argument of the call read no more than the
 // windows need at evaluation time t: from just before the latest start of
 // any window list (twice as far for after_before_*), at most the range as
-// written. The engine evaluates the window argument, and so calls narrow
-// for every step, before it reads the range argument.
+// written; behind NarrowingQuerier, the select of the range argument starts
+// at the earliest sample any step needs. The engine evaluates the window
+// argument, and so calls narrow for every step, before it reads the range
+// argument.
 func (ew *eventWindows) narrow(t int64) {
 	if ew.mi < 0 || ew.mi >= len(ew.call.Args) {
 		return
@@ -253,18 +258,37 @@ func (ew *eventWindows) narrow(t int64) {
 	}
 	end := t - vs.Offset.Milliseconds()
 	orig := ew.origRange.Milliseconds()
+	var stepNeed int64 // the range this step needs
 	for _, ws := range ew.series {
 		i, ok := ws.windows.latest(end)
-		if !ok || ew.need >= orig {
+		if !ok {
 			continue
 		}
 		need := end - ws.windows.starts[i]
 		if ew.before {
 			need *= 2
 		}
-		ew.need = max(ew.need, min(orig, need+1))
+		if stepNeed = max(stepNeed, min(orig, need+1)); stepNeed == orig {
+			break
+		}
 	}
+	ew.need = max(ew.need, stepNeed)
 	ms.Range = msDuration(max(1, ew.need))
+	if stepNeed > 0 {
+		// The range is open on the left.
+		if start := end - stepNeed + 1; !ew.narrowed || start < ew.minStart {
+			ew.minStart, ew.narrowed = start, true
+		}
+	}
+	if d, ok := vs.UnexpandedSeriesSet.(*deferredSelect); ok {
+		// Select from the earliest sample any step needs (nothing, if no
+		// window applies at any step so far).
+		start := int64(math.MaxInt64)
+		if ew.narrowed {
+			start = ew.minStart
+		}
+		d.narrowStart(start)
+	}
 }
 
 // forMetric returns the windows that apply to a series with labels m: the

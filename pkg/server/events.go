@@ -11,6 +11,7 @@ import (
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/ingest"
+	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
@@ -30,7 +31,8 @@ func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
 		return nil, err
 	}
 	eq := q.events.ContextQuerier(q.db.TenantID, mint, maxt)
-	return promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge), nil
+	merged := promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge)
+	return levpromql.NarrowingQuerier(merged), nil
 }
 
 func (q queryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
