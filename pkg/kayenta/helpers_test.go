@@ -24,6 +24,7 @@ import (
 
 	"github.com/levitated/levitated/pkg/kayenta"
 	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/tenant"
 )
 
 // env is a Kayenta API over a real store in dir, served on loopback.
@@ -58,7 +59,14 @@ func openEnv(t testing.TB, dir string, o envOptions) *env {
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	svc.Register(mux)
-	srv := httptest.NewServer(mux)
+	// The server's authentication layer puts the tenant in the context; here
+	// a test header stands in for it.
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name := r.Header.Get("X-Test-Tenant"); name != "" {
+			r = r.WithContext(tenant.NewContext(r.Context(), name))
+		}
+		mux.ServeHTTP(w, r)
+	}))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
