@@ -32,4 +32,11 @@
 // Products that feed a sum are wrapped in float64() so that no platform fuses
 // them into FMA instructions, which Java never does. docs/analysis.md lists
 // the sources and every known difference.
+//
+// The zero Options and MixOptions are Kayenta's behaviour, which the
+// Kayenta-compatible API (pkg/kayenta) uses. NativeOptions and
+// MixOptions{IgnoreTags, RejectUnpaired} fix the flaws Kayenta's users
+// report (scale-dependent intervals, noise for constant series, critical
+// metrics that cannot fail on Error, 32-bit CLES, groups without data
+// counted as perfect); the native analysis API (pkg/canaryapi) uses them.
 package analysis
