@@ -167,7 +167,7 @@ func sinceCall(name, innerName string, mi int) promql.FunctionCall {
 		if len(mat) == 0 {
 			return enh.Out, nil
 		}
-		_, vs := matrixArg(args, mi)
+		ms, vs := matrixArg(args, mi)
 		end := enh.Ts - vs.Offset.Milliseconds()
 		wl := ew.forMetric(mat[0].Metric)
 		i, ok := wl.latest(end)
@@ -175,7 +175,6 @@ func sinceCall(name, innerName string, mi int) promql.FunctionCall {
 			return enh.Out, nil
 		}
 		start := wl.starts[i]
-		ms := args[mi].(*parser.MatrixSelector)
 		scalars := vals[:mi]
 		if start <= end-ew.origRange.Milliseconds() {
 			// The range as written, which the engine read in full.
