@@ -1,0 +1,99 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/levitated/levitated/pkg/demo"
+)
+
+// runDemo is `levitated demo`: it plays the canary demo (pkg/demo) and
+// writes its report.
+func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("levitated demo", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	report := fs.String("report", "levitated-demo.html", "`file` to write the HTML report to")
+	scenario := fs.String("scenario", "all", "which run: healthy, regression or all")
+	listen := fs.String("listen-address", "127.0.0.1:0", "`address` of each run's levitated")
+	dataDir := fs.String("data-dir", "", "keep each run's store in this `directory` (default: a temporary one, removed)")
+	seed := fs.Uint64("seed", 1, "seed of the simulated traffic")
+	pause := fs.Bool("pause", false, "after each stage, wait for Enter (levitated stays up: point Grafana or curl at it)")
+	logLevel := fs.String("log.level", "warn", "levitated's log `level`")
+	fs.Usage = func() {
+		fmt.Fprint(stdout, "Usage: levitated demo [flags]\n\n"+
+			"Plays a canary rollout of a service in stages of 20, 40, 60 and 80 % on this\n"+
+			"machine: levitated on a temporary directory, RED metrics of stable, baseline and\n"+
+			"canary pods through remote write (simulated time), a change event per stage,\n"+
+			"and levitated's canary judge after each stage. One run has a healthy canary,\n"+
+			"one a canary that regresses at 40 %. Prints a table per run and writes an\n"+
+			"HTML report with the charts and the stage windows.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "levitated demo: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "levitated demo: --log.level: %v\n", err)
+		return 2
+	}
+	opts := demo.Options{
+		ListenAddress: *listen,
+		DataDir:       *dataDir,
+		Report:        *report,
+		Seed:          *seed,
+		Out:           stdout,
+		Logger:        slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	}
+	switch *scenario {
+	case "all":
+	default:
+		for _, s := range demo.Scenarios {
+			if s.Name == *scenario {
+				opts.Scenarios = []demo.Scenario{s}
+			}
+		}
+		if opts.Scenarios == nil {
+			fmt.Fprintf(stderr, "levitated demo: --scenario: want healthy, regression or all, got %q\n", *scenario)
+			return 2
+		}
+	}
+	if *pause {
+		in := bufio.NewScanner(stdin)
+		opts.AfterStage = func(ctx context.Context, url string, run demo.Scenario, s demo.Stage) error {
+			// One line a program can read (compat/demo_test.go does).
+			fmt.Fprintf(stdout, "paused run=%s weight=%d verdict=%s start=%s end=%s url=%s: press Enter to go on\n",
+				run.Name, s.Weight, s.Verdict, s.Start.UTC().Format(time.RFC3339), s.End.UTC().Format(time.RFC3339), url)
+			if !in.Scan() {
+				return errors.New("standard input closed while paused")
+			}
+			return nil
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	start := time.Now()
+	if _, err := demo.Run(ctx, opts); err != nil {
+		fmt.Fprintf(stderr, "levitated demo: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "done in %s\n", time.Since(start).Round(100*time.Millisecond))
+	return 0
+}
