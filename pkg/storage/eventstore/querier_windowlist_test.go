@@ -29,7 +29,7 @@ func TestWindowListHint(t *testing.T) {
 		ev("deploy", events.StateStop, 1100, "service", "a"),
 		ev("deploy", events.StateStart, 1500, "service", "a"), // open
 		ev("deploy", events.StateStart, 2500, "service", "a"), // after the range
-		ev("deploy", events.StateStart, 50, "service", "b"), // b: only one, ended before the range
+		ev("deploy", events.StateStart, 50, "service", "b"),   // b: only one, ended before the range
 		ev("deploy", events.StateStop, 60, "service", "b"),
 	} {
 		_, err := s.Append(ctx, 1, []events.Event{e})
