@@ -143,6 +143,7 @@ func svgChart(c Chart, res Result) template.HTML {
 	for _, s := range stages {
 		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" fill-opacity="0.15"><title>canary %s</title></rect>`,
 			x(s.start), top, max(x(s.end)-x(s.start), 1), ph, s.fill, template.HTMLEscapeString(s.label))
+		fmt.Fprintf(&b, `<line x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-opacity="0.6"/>`, x(s.start), x(s.start), top, top+ph, s.fill)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" fill="%s">%s</text>`, x(s.start)+3, top+12, s.fill, template.HTMLEscapeString(s.label))
 	}
 	// Axes and grid.

@@ -1,0 +1,79 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestDemo runs the demo as `levitated demo` does: two rollouts on real
+// levitated servers, judged stage by stage by levitated's canary judge. The
+// outcomes asserted here are the judge's answers over the simulated
+// traffic, not values the demo sets: the healthy canary passes every stage
+// and is promoted; the canary that regresses at 40 % passes 20 % and is
+// rolled back at 40 %, failed by its error ratio.
+func TestDemo(t *testing.T) {
+	report := filepath.Join(t.TempDir(), "report.html")
+	var out bytes.Buffer
+	results, err := Run(context.Background(), Options{Report: report, Seed: 1, Out: &out})
+	require.NoError(t, err, out.String())
+	require.Len(t, results, 2)
+	t.Log("\n" + out.String())
+
+	healthy := results[0]
+	require.Equal(t, "healthy", healthy.Scenario.Name)
+	require.Equal(t, OutcomePromoted, healthy.Outcome)
+	require.Len(t, healthy.Stages, 4)
+	for i, s := range healthy.Stages {
+		require.Equal(t, Weights[i], s.Weight)
+		require.Equal(t, "Pass", s.Verdict, "stage %d %%: %+v", s.Weight, s.Metrics)
+		require.GreaterOrEqual(t, s.Score, 95.0)
+		require.Len(t, s.Metrics, 2)
+		for _, m := range s.Metrics {
+			require.Equal(t, "Pass", m.Classification, m.Explanation)
+			require.Contains(t, m.Explanation, "canary and", "the judge explains itself")
+		}
+		// A healthy canary errs as often as the baseline: 0.5 %.
+		require.InDelta(t, 0.005, s.CanaryErrorRatio, 0.003)
+		require.InDelta(t, 0.005, s.BaselineErrorRatio, 0.003)
+		require.InDelta(t, s.CanaryErrorRatio, s.GateErrorRatio, 1e-12, "the stage gate's query measures the canary pods")
+		require.InDelta(t, s.BaselineP99, s.CanaryP99, 0.02)
+	}
+	require.Equal(t, DecisionPromote, healthy.Stages[3].Decision)
+
+	regression := results[1]
+	require.Equal(t, "regression", regression.Scenario.Name)
+	require.Equal(t, OutcomeRolledBack, regression.Outcome)
+	require.Len(t, regression.Stages, 2, "rolled back at 40 %%, no later stage")
+	require.Equal(t, "Pass", regression.Stages[0].Verdict)
+	require.Equal(t, DecisionNext, regression.Stages[0].Decision)
+	s := regression.Stages[1]
+	require.Equal(t, 40, s.Weight)
+	require.Equal(t, "Fail", s.Verdict)
+	require.Equal(t, DecisionRollback, s.Decision)
+	require.Less(t, s.Score, 75.0)
+	require.Equal(t, "error-ratio", s.Metrics[0].Name)
+	require.Equal(t, "High", s.Metrics[0].Classification)
+	require.Contains(t, s.Metrics[0].Explanation, "the metric is critical, so the canary fails")
+	require.Greater(t, s.CanaryErrorRatio, 5*s.BaselineErrorRatio)
+	require.Greater(t, s.CanaryP99, 2*s.BaselineP99)
+
+	// The table and the report.
+	require.Contains(t, out.String(), "-> PROMOTED")
+	require.Contains(t, out.String(), "-> ROLLED BACK")
+	b, err := os.ReadFile(report)
+	require.NoError(t, err)
+	html := string(b)
+	require.Equal(t, 2*len(chartQueries), strings.Count(html, "<svg "), "every chart of both runs")
+	require.Contains(t, html, `<span class="badge pass">promoted</span>`)
+	require.Contains(t, html, `<span class="badge fail">rolled back</span>`)
+	require.Equal(t, (4+2)*len(chartQueries), strings.Count(html, "<title>canary "), "a region per stage window on every chart")
+	require.Contains(t, html, "<title>canary 40 % Fail</title>")
+	require.NotContains(t, html, "<script", "self-contained, no script")
+	require.NotRegexp(t, `(src|href)=`, html, "nothing fetched from elsewhere")
+}
