@@ -34,6 +34,9 @@ func main() {
 // then drains in-flight requests and closes the store. It returns the exit
 // code.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "token" {
+		return runToken(args[1:], stdout, stderr)
+	}
 	opts := server.DefaultOptions()
 	fs, logLevel, showVersion := newFlagSet(&opts, stdout)
 	if err := fs.Parse(args); err != nil {
@@ -86,7 +89,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	fs = flag.NewFlagSet("levitated", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: levitated [flags]\n\n"+
+		fmt.Fprint(out, "Usage: levitated [flags]\n       levitated token create|list|revoke (see levitated token --help)\n\n"+
 			"levitated receives Prometheus remote write (1.0 and 2.0, on /api/v1/write and\n"+
 			"/api/v1/push) and OTLP metrics (/api/v1/otlp/v1/metrics), and serves the\n"+
 			"Prometheus HTTP API (/api/v1/...) and levitated's gRPC services, all on one\n"+
@@ -96,7 +99,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	}
 
 	fs.StringVar(&o.ListenAddress, "listen-address", o.ListenAddress,
-		"`address` serving HTTP/1.1 and gRPC (h2c); Prometheus' port on loopback by default, use :9090 to accept remote connections")
+		"`address` serving HTTP/1.1 and gRPC (h2c); Prometheus' port on loopback by default, use :9090 to accept remote connections (which needs a token: docs/security.md)")
 	fs.StringVar(&o.DataDir, "data-dir", o.DataDir, "`directory` of the store (created if missing)")
 	fs.DurationVar(&o.Storage.Retention, "storage.retention", o.Storage.Retention, "how long samples and events are kept")
 	fs.DurationVar(&o.Storage.OutOfOrderWindow, "storage.out-of-order-window", o.Storage.OutOfOrderWindow,
@@ -117,6 +120,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 		"longest label value accepted")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout,
 		"how long in-flight requests may take to finish after SIGTERM")
+	addSecurityFlags(fs, o)
 	logLevel = fs.String("log.level", "info", "log `level`: debug, info, warn or error")
 	showVersion = fs.Bool("version", false, "print the version and exit")
 	return fs, logLevel, showVersion

@@ -44,6 +44,8 @@ type RemoteWriteOptions struct {
 	// gets 400. Default and maximum: MaxDecodedBodyBytes.
 	MaxBodyBytes int64
 	WriteLimits
+	// Admission, if set, applies per-tenant limits (remotewrite_admission.go).
+	Admission WriteAdmission
 	// LookbackDelta is the query lookback delta, which OTLP translation uses
 	// for target_info. Default 5m.
 	LookbackDelta time.Duration
@@ -174,7 +176,13 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	body, decoded, err := h.readBody(r)
-	v := validator{limits: h.opts.WriteLimits}
+	v := validator{limits: h.writeLimits(r.Context())}
+	if err == nil {
+		if err := h.admit(r.Context(), msgType, decoded); err != nil {
+			h.refuse(w, msgType, err)
+			return
+		}
+	}
 	if err == nil && msgType == remoteapi.WriteV1MessageType {
 		code, err := h.writeV1(r.Context(), decoded, &v)
 		if code == http.StatusBadRequest && errors.Is(err, errInvalidWrite) {

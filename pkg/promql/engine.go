@@ -34,6 +34,13 @@ type Options struct {
 	// timestamps where the store has them (Prometheus' experimental
 	// st-storage feature; off by default, as in Prometheus).
 	UseStartTimestamps bool
+	// EnableQueryCost turns on Prometheus' query-cost feature with no
+	// engine-wide cost limit, so that a query may carry its own lower
+	// limits (promql.QueryCostOpts): the server sets it when per-tenant
+	// query limits are configured (pkg/limits.Engine). With it, a query
+	// whose deadline passes while it waits for a slot fails with
+	// promql.ErrQueryTimeout (503) rather than the context's error.
+	EnableQueryCost bool
 
 	Logger     *slog.Logger          // may be nil
 	Registerer prometheus.Registerer // may be nil; engine metrics go here
@@ -129,6 +136,7 @@ func New(opts Options) (*promql.Engine, error) {
 		EnablePerStepStats:       true,
 		EnableDelayedNameRemoval: true,
 		UseStartTimestamps:       opts.UseStartTimestamps,
+		EnableQueryCost:          opts.EnableQueryCost,
 		Parser:                   evalParser{NewParser()},
 	}), nil
 }

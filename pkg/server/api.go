@@ -34,7 +34,8 @@ func (s *Server) prometheusAPI() http.Handler {
 	o := s.opts
 	var none noScrapeState
 	api := v1.NewAPI(
-		s.engine,
+		// The engine with each tenant's query limits (limits.go).
+		s.queryEngine(),
 		s.query, // samples merged with change-event series
 		nil,     // AppendableV2: remote write is mounted separately
 		s.db,    // ExemplarQueryable

@@ -42,7 +42,7 @@ func (q queryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, err
 // mountEvents serves the change-event APIs: gRPC levitated.v1.EventService,
 // its REST face, Last9's change-events API and Grafana's annotation API.
 func (s *Server) mountEvents(handle func(string, http.Handler)) error {
-	svc := ingest.NewEventService(s.events, s.db.TenantID, ingest.EventServiceOptions{Logger: s.logger})
+	svc := ingest.NewEventService(s.eventStore(), s.db.TenantID, ingest.EventServiceOptions{Logger: s.logger})
 	levitatedv1.RegisterEventServiceServer(s.grpc, svc)
 	gw := runtime.NewServeMux()
 	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {

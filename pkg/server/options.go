@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/limits"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
@@ -43,6 +44,14 @@ type Options struct {
 	Query levpromql.Options
 	// Write configures remote write and OTLP (body and label limits).
 	Write ingest.RemoteWriteOptions
+	// Security configures tokens, tenancy and TLS (security.go).
+	Security SecurityOptions
+	// Limits are the per-tenant limits and their overrides file; its
+	// Registerer and Logger are the server's.
+	Limits limits.Options
+	// GRPCServerOptions are added to the gRPC server's options, after the
+	// interceptors that authenticate calls.
+	GRPCServerOptions []grpc.ServerOption
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// once Run's context ends.
 	ShutdownTimeout time.Duration
@@ -164,6 +173,6 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("server: shutdown timeout %v is negative", o.ShutdownTimeout))
 	}
 	st := o.Storage
-	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate())
+	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate())
 	return errors.Join(errs...)
 }

@@ -20,11 +20,11 @@ import (
 
 // routes mounts every HTTP handler on s.mux.
 func (s *Server) routes(m *httpMetrics) error {
-	rw, err := ingest.NewRemoteWriteHandler(s.db, s.opts.Write)
+	rw, err := ingest.NewRemoteWriteHandler(s.writeStore(), s.opts.Write)
 	if err != nil {
 		return fmt.Errorf("remote write handler: %w", err)
 	}
-	otlp, err := ingest.NewOTLPHandler(s.db, s.opts.Write)
+	otlp, err := ingest.NewOTLPHandler(s.otlpStore(), s.opts.Write)
 	if err != nil {
 		return fmt.Errorf("OTLP handler: %w", err)
 	}

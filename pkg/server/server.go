@@ -39,6 +39,7 @@ type Server struct {
 	grpc     *grpc.Server
 	http     *http.Server
 	mux      *http.ServeMux
+	sec      *security
 	ready    atomic.Bool
 	started  time.Time
 	// background runs from Run until shutdown, stopped before the engine
@@ -74,13 +75,18 @@ func New(opts Options) (_ *Server, err error) {
 	s.events = eventstore.New(s.db.Pebble(), eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger})
 	s.query = queryable{db: s.db, events: s.events}
 
-	s.engine, err = levpromql.New(opts.Query)
+	s.engine, err = levpromql.New(queryEngineOptions(opts))
 	if err != nil {
 		return nil, fmt.Errorf("build query engine: %w", err)
 	}
 	closers = append(closers, s.engine.Close)
 
-	s.grpc = grpc.NewServer()
+	s.sec, err = s.newSecurity()
+	if err != nil {
+		return nil, err
+	}
+	s.opts.Write.Admission = writeAdmission{s.sec.limiter}
+	s.grpc = grpc.NewServer(s.sec.grpcOptions(opts.GRPCServerOptions)...)
 	s.mux = http.NewServeMux()
 	m := newHTTPMetrics(opts.Registry)
 	if err := s.routes(m); err != nil {
@@ -113,15 +119,22 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("listen on %s: %w", opts.ListenAddress, err)
 	}
 	closers = append(closers, s.listener.Close)
+	if err := s.sec.checkListener(s.listener, opts.DataDir, s.logger); err != nil {
+		return nil, err
+	}
 
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true) // gRPC clients speak h2c with prior knowledge
+	protocols.SetHTTP2(true)            // and h2 over TLS
 	s.http = &http.Server{
-		Handler:           s.handler(),
+		Handler:           s.sec.httpHandler(s.handler()),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.listener, err = s.sec.tlsListener(s.listener, s.http); err != nil {
+		return nil, err
 	}
 	// The store is open and every handler mounted: connections queue on the
 	// bound listener until Run serves them, and are answered as ready.

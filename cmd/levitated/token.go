@@ -1,0 +1,133 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/levitated/levitated/pkg/auth"
+)
+
+const tokenUsage = `Usage: levitated token <command> [flags]
+
+Manages the API tokens in the data directory (the file tokens.json, which
+holds only their SHA-256 hashes). Works whether or not levitated runs: a
+running levitated on the same data directory picks changes up within a
+second.
+
+Commands:
+  create --tenant NAME --scope SCOPES [--description TEXT]
+         make a token and print it on stdout, the only time it is shown
+  list   print every token's id, tenant, scopes and state
+  revoke ID
+         refuse the token from now on
+
+Scopes (comma-separated, or "all"): read, write (samples), events:write,
+analysis, admin.
+
+Flags of every command:
+  --data-dir directory   the data directory of levitated (default "./data")
+`
+
+// runToken runs `levitated token ...` and returns the exit code.
+func runToken(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, tokenUsage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet("levitated token "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, tokenUsage) }
+	dataDir := fs.String("data-dir", "./data", "the data directory of levitated")
+	var tenantName, scopes, description string
+	if cmd == "create" {
+		fs.StringVar(&tenantName, "tenant", "", "tenant the token acts for")
+		fs.StringVar(&scopes, "scope", "", "comma-separated scopes")
+		fs.StringVar(&description, "description", "", "what the token is for")
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	store := auth.NewStore(filepath.Join(*dataDir, auth.TokenFileName))
+	switch cmd {
+	case "create":
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "levitated token create: unexpected argument %q\n", fs.Arg(0))
+			return 2
+		}
+		if tenantName == "" {
+			fmt.Fprintln(stderr, "levitated token create: --tenant is required")
+			return 2
+		}
+		sc, err := auth.ParseScopes(scopes)
+		if err != nil {
+			fmt.Fprintf(stderr, "levitated token create: --scope: %v\n", err)
+			return 2
+		}
+		tok, rec, err := store.Create(tenantName, sc, description, time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "levitated token create: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stderr, "Created token %s for tenant %q with scopes %s in %s.\n"+
+			"It is printed below and never again; only its SHA-256 is kept.\n", rec.ID, rec.Tenant, joinScopes(rec.Scopes), store.Path())
+		fmt.Fprintln(stdout, tok)
+		return 0
+	case "list":
+		if fs.NArg() > 0 {
+			fmt.Fprintf(stderr, "levitated token list: unexpected argument %q\n", fs.Arg(0))
+			return 2
+		}
+		toks, err := store.List()
+		if err != nil {
+			fmt.Fprintf(stderr, "levitated token list: %v\n", err)
+			return 1
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tTENANT\tSCOPES\tCREATED\tSTATE\tDESCRIPTION")
+		for _, t := range toks {
+			state := "active"
+			if t.RevokedAt != nil {
+				state = "revoked " + t.RevokedAt.Format(time.RFC3339)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Tenant, joinScopes(t.Scopes), t.CreatedAt.Format(time.RFC3339), state, t.Description)
+		}
+		_ = tw.Flush()
+		return 0
+	case "revoke":
+		if fs.NArg() != 1 {
+			fmt.Fprintln(stderr, "levitated token revoke: give one token id (see levitated token list)")
+			return 2
+		}
+		rec, err := store.Revoke(fs.Arg(0), time.Now())
+		if err != nil {
+			fmt.Fprintf(stderr, "levitated token revoke: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "Revoked token %s of tenant %q (at %s).\n", rec.ID, rec.Tenant, rec.RevokedAt.Format(time.RFC3339))
+		return 0
+	default:
+		fmt.Fprintf(stderr, "levitated token: unknown command %q\n\n%s", cmd, tokenUsage)
+		return 2
+	}
+}
+
+func joinScopes(sc []auth.Scope) string {
+	s := make([]string, len(sc))
+	for i, x := range sc {
+		s[i] = string(x)
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,484 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	v1 "github.com/prometheus/prometheus/web/api/v1"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/levitated/levitated/pkg/auth"
+	"github.com/levitated/levitated/pkg/limits"
+	"github.com/levitated/levitated/pkg/tenant"
+	"github.com/levitated/levitated/pkg/webconfig"
+)
+
+// SecurityOptions configure authentication, tenancy and TLS
+// (docs/security.md).
+type SecurityOptions struct {
+	// TokenFile holds the API tokens (pkg/auth). Default:
+	// <DataDir>/tokens.json.
+	TokenFile string
+	// WebConfigFile is a Prometheus web configuration file (web.yml: TLS,
+	// client certificates, bcrypt basic-auth users, headers); empty for
+	// none.
+	WebConfigFile string
+	// TrustedProxy takes the tenant from the X-Scope-OrgID header (gRPC:
+	// x-scope-orgid metadata) with every scope, as Mimir does behind an
+	// authenticating gateway. Without it the header is ignored.
+	TrustedProxy bool
+	// InsecureAllowUnauthenticatedRemoteAccess lets the server listen on a
+	// non-loopback address with no credential configured: then anyone who
+	// can connect reads and writes the default tenant's data.
+	InsecureAllowUnauthenticatedRemoteAccess bool
+}
+
+// InsecureFlag is the command-line flag that sets
+// SecurityOptions.InsecureAllowUnauthenticatedRemoteAccess.
+const InsecureFlag = "--auth.insecure-allow-unauthenticated-remote-access"
+
+// access is what a route needs.
+type access struct {
+	public bool       // no credential needed
+	scope  auth.Scope // the scope needed
+	kind   routeKind  // which limits apply
+}
+
+type routeKind int
+
+const (
+	kindOther routeKind = iota
+	kindQuery           // counted against the tenant's concurrent queries, bounded by its query timeout
+	kindWrite           // counted against the server's in-flight writes
+)
+
+// kayentaRoots are the roots of Kayenta's REST API (see kayentaPaths).
+var kayentaRoots = []string{"/canaryConfig", "/canary", "/judges", "/credentials", "/metricSetPairList"}
+
+// queryPaths read stored data through the engine or the index.
+var queryPaths = map[string]bool{
+	"/api/v1/query": true, "/api/v1/query_range": true, "/api/v1/series": true, "/api/v1/labels": true,
+	"/api/v1/query_exemplars": true, "/api/v1/metadata": true, "/api/v1/status/tsdb": true,
+}
+
+// httpAccess classifies an HTTP request. Paths that are not listed need
+// the admin scope, so that a route added later is closed until it is
+// classified here (and in docs/security.md).
+func httpAccess(method, p string) access {
+	clean := path.Clean(p)
+	if clean != p && !(strings.HasSuffix(p, "/") && clean+"/" == p) {
+		return access{scope: auth.ScopeAdmin}
+	}
+	switch {
+	case p == "/-/healthy" || p == "/-/ready":
+		return access{public: true}
+	case p == "/api/v4/oauth/access_token":
+		// Last9's token exchange echoes the token it is sent and reads
+		// nothing (pkg/ingest.Last9TokenHandler).
+		return access{public: true}
+	case p == "/api/v1/write" || p == "/api/v1/push" || p == "/api/v1/otlp/v1/metrics":
+		return access{scope: auth.ScopeWrite, kind: kindWrite}
+	case p == "/api/v1/events" || p == "/api/v1/events:batch":
+		if method == http.MethodGet || method == http.MethodHead {
+			return access{scope: auth.ScopeRead}
+		}
+		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
+	case strings.HasPrefix(p, "/api/v1/events/") || p == "/api/v1/events:tail":
+		return access{scope: auth.ScopeRead}
+	case strings.HasPrefix(p, "/api/v4/organizations/") && strings.HasSuffix(p, "/change_events"),
+		p == "/api/annotations":
+		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
+	case p == "/api/v1/analysis" || p == "/api/v1/analysis:webhook":
+		return access{scope: auth.ScopeAnalysis, kind: kindQuery}
+	case p == "/metrics" || strings.HasPrefix(p, "/debug/pprof/") || strings.HasPrefix(p, "/api/v1/admin/"):
+		return access{scope: auth.ScopeAdmin}
+	case queryPaths[p] || (strings.HasPrefix(p, "/api/v1/label/") && strings.HasSuffix(p, "/values")):
+		return access{scope: auth.ScopeRead, kind: kindQuery}
+	case strings.HasPrefix(p, "/api/v1/"):
+		return access{scope: auth.ScopeRead}
+	}
+	for _, root := range kayentaRoots {
+		if p == root || strings.HasPrefix(p, root+"/") {
+			return access{scope: auth.ScopeAnalysis}
+		}
+	}
+	return access{scope: auth.ScopeAdmin}
+}
+
+// grpcAccess classifies a gRPC method; unlisted methods need admin.
+func grpcAccess(fullMethod string) access {
+	switch fullMethod {
+	case "/levitated.v1.EventService/CreateEvent", "/levitated.v1.EventService/BatchCreateEvents":
+		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
+	case "/levitated.v1.EventService/GetEvent", "/levitated.v1.EventService/ListEvents", "/levitated.v1.EventService/TailEvents":
+		return access{scope: auth.ScopeRead}
+	case "/levitated.v1.AnalysisService/Analyze":
+		return access{scope: auth.ScopeAnalysis, kind: kindQuery}
+	}
+	return access{scope: auth.ScopeAdmin}
+}
+
+// security authenticates requests, sets their tenant and applies the
+// request-level limits.
+type security struct {
+	opts    SecurityOptions
+	authn   *auth.Authenticator
+	web     *webconfig.File // nil without a web config
+	limiter *limits.Limiter
+	webRate *rate.Limiter // web.yml rate_limit; nil for none
+	// requireAuth is set when the server listens beyond loopback without
+	// the insecure flag: every request then needs a credential, even if
+	// the token file is emptied while the server runs.
+	requireAuth bool
+}
+
+// newSecurity reads the web config and the token file and builds the
+// limiter.
+func (s *Server) newSecurity() (*security, error) {
+	o := s.opts.Security
+	if o.TokenFile == "" {
+		o.TokenFile = filepath.Join(s.opts.DataDir, auth.TokenFileName)
+	}
+	sec := &security{opts: o}
+	if o.WebConfigFile != "" {
+		w, err := webconfig.Load(o.WebConfigFile)
+		if err != nil {
+			return nil, err
+		}
+		sec.web = w
+		if interval, burst := w.RateLimit(); interval > 0 {
+			sec.webRate = rate.NewLimiter(rate.Every(interval), burst)
+		}
+	}
+	aopts := auth.Options{TokenFile: o.TokenFile, Logger: s.logger}
+	if sec.web != nil {
+		aopts.Users = sec.web.Users
+	}
+	authn, err := auth.NewAuthenticator(aopts)
+	if err != nil {
+		return nil, fmt.Errorf("read tokens: %w", err)
+	}
+	sec.authn = authn
+	lopts := s.opts.Limits
+	lopts.Registerer = s.opts.Registry
+	lopts.Logger = s.logger
+	if sec.limiter, err = limits.New(lopts); err != nil {
+		return nil, err
+	}
+	return sec, nil
+}
+
+// checkListener refuses a non-loopback address when nothing
+// authenticates, unless the insecure flag allows it.
+func (sec *security) checkListener(l net.Listener, dataDir string, logger interface {
+	Warn(string, ...any)
+}) error {
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if ok && addr.IP.IsLoopback() {
+		return nil
+	}
+	sec.requireAuth = !sec.opts.InsecureAllowUnauthenticatedRemoteAccess
+	if sec.authn.Enabled() || sec.opts.TrustedProxy || (sec.web != nil && sec.web.RequiresClientCerts()) {
+		return nil
+	}
+	if sec.opts.InsecureAllowUnauthenticatedRemoteAccess {
+		logger.Warn("INSECURE: serving without authentication on a non-loopback address; anyone who can connect reads and writes all data",
+			"address", l.Addr().String(), "flag", InsecureFlag)
+		return nil
+	}
+	return fmt.Errorf("refusing to listen on %s without authentication: no API token exists in %s. "+
+		"Create one (levitated token create --data-dir %s --tenant NAME --scope read,write), "+
+		"configure basic-auth users or required client certificates in --web.config.file, "+
+		"listen on a loopback address (127.0.0.1:9090), or pass %s to let anyone who can connect read and write",
+		l.Addr(), sec.opts.TokenFile, dataDir, InsecureFlag)
+}
+
+// tlsListener wraps l in TLS when the web config asks for it, and sets the
+// server's TLS configuration. It offers h2 (gRPC) and http/1.1.
+func (sec *security) tlsListener(l net.Listener, srv *http.Server) (net.Listener, error) {
+	if sec.web == nil || !sec.web.TLSEnabled() {
+		return l, nil
+	}
+	cfg, err := sec.web.TLSConfig([]string{"h2", "http/1.1"})
+	if err != nil {
+		return nil, err
+	}
+	srv.TLSConfig = cfg
+	return tls.NewListener(l, cfg), nil
+}
+
+// authEnabled reports whether requests need a credential.
+func (sec *security) authEnabled() bool { return sec.requireAuth || sec.authn.Enabled() }
+
+// principal decides who a request acts for from its credential and, in
+// trusted-proxy mode, its X-Scope-OrgID.
+func (sec *security) principal(ctx context.Context, authorization, last9, orgID string) (auth.Principal, error) {
+	if sec.opts.TrustedProxy && orgID != "" {
+		if err := tenant.Validate(orgID); err != nil {
+			return auth.Principal{}, fmt.Errorf("X-Scope-OrgID: %w", err)
+		}
+		if strings.Contains(orgID, "|") {
+			return auth.Principal{}, errors.New("X-Scope-OrgID: queries across tenants (a|b) are not supported")
+		}
+		return auth.Principal{Tenant: orgID, Scopes: auth.AllScopes, Subject: "trusted proxy"}, nil
+	}
+	if !sec.authEnabled() {
+		return auth.Principal{Tenant: tenant.Default, Scopes: auth.AllScopes, Subject: "anonymous"}, nil
+	}
+	v := authorization
+	if v == "" {
+		v = last9
+	}
+	cred, err := auth.ParseAuthorization(v)
+	if err != nil {
+		return auth.Principal{}, err
+	}
+	return sec.authn.Authenticate(ctx, cred)
+}
+
+func scopeError(p auth.Principal, need auth.Scope, what string) error {
+	return fmt.Errorf("auth: %s of tenant %q lacks the %q scope that %s needs", p.Subject, p.Tenant, need, what)
+}
+
+// httpHandler authenticates every HTTP request but gRPC ones (the
+// interceptors do those), puts its tenant in the context, and applies the
+// request-level limits.
+func (sec *security) httpHandler(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sec.web != nil {
+			for k, v := range sec.web.Headers() {
+				w.Header().Set(k, v)
+			}
+		}
+		if sec.webRate != nil && !sec.webRate.Allow() {
+			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
+			return
+		}
+		if isGRPC(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		a := httpAccess(r.Method, r.URL.Path)
+		if a.public {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ctx := r.Context()
+		p, err := sec.principal(ctx, r.Header.Get("Authorization"), r.Header.Get("X-Last9-Api-Token"), r.Header.Get("X-Scope-OrgID"))
+		if err != nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="levitated", Basic realm="levitated"`)
+			writeSecurityError(w, r, http.StatusUnauthorized, "unauthorized", err)
+			return
+		}
+		if !p.Has(a.scope) {
+			writeSecurityError(w, r, http.StatusForbidden, "forbidden", scopeError(p, a.scope, r.Method+" "+r.URL.Path))
+			return
+		}
+		ctx = tenant.NewContext(ctx, p.Tenant)
+		release, err := sec.admit(ctx, a.kind)
+		if err != nil {
+			writeLimitError(w, r, err)
+			return
+		}
+		defer release()
+		if a.kind == kindQuery {
+			if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+		}
+		ctx, rej := limits.WithRejections(ctx)
+		lw := &limitWriter{ResponseWriter: w, rej: rej}
+		next.ServeHTTP(lw, r.WithContext(ctx))
+	})
+}
+
+// admit applies the limits of a route's kind before it is served.
+func (sec *security) admit(ctx context.Context, kind routeKind) (release func(), err error) {
+	switch kind {
+	case kindWrite:
+		return sec.limiter.StartWrite(ctx)
+	case kindQuery:
+		if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		return sec.limiter.AcquireQuery(ctx)
+	}
+	return func() {}, nil
+}
+
+func isGRPC(r *http.Request) bool {
+	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
+}
+
+// writeSecurityError answers in Prometheus' JSON envelope under /api/,
+// in plain text elsewhere.
+func writeSecurityError(w http.ResponseWriter, r *http.Request, code int, typ string, err error) {
+	if strings.HasPrefix(r.URL.Path, "/api/") {
+		b, _ := json.Marshal(&v1.Response{Status: "error", ErrorType: typ, Error: err.Error()})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write(b)
+		return
+	}
+	http.Error(w, err.Error(), code)
+}
+
+func writeLimitError(w http.ResponseWriter, r *http.Request, err error) {
+	var le *limits.Error
+	if !errors.As(err, &le) {
+		writeSecurityError(w, r, http.StatusInternalServerError, "internal", err)
+		return
+	}
+	if s := le.RetryAfterSeconds(); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
+	typ := "too_many_requests"
+	if le.Code == http.StatusServiceUnavailable {
+		typ = "unavailable"
+	}
+	writeSecurityError(w, r, le.Code, typ, le)
+}
+
+// limitWriter gives a response the status and Retry-After of a limit
+// error raised while it was served, for handlers that report any storage
+// error as a 5xx (Prometheus' OTLP and remote write 2.0 receivers): such a
+// response is replaced by the limit's. Other statuses keep their body and
+// gain Retry-After.
+type limitWriter struct {
+	http.ResponseWriter
+	rej      *limits.Rejections
+	wrote    bool
+	replaced bool
+}
+
+func (w *limitWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	e := w.rej.Err()
+	if e == nil {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	if s := e.RetryAfterSeconds(); s > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(s))
+	}
+	if code >= 500 && code != e.Code {
+		w.replaced = true
+		h := w.Header()
+		h.Del("Content-Length")
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+		h.Set("X-Content-Type-Options", "nosniff")
+		w.ResponseWriter.WriteHeader(e.Code)
+		_, _ = w.ResponseWriter.Write([]byte(e.Error() + "\n"))
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *limitWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.replaced {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Flush passes streaming (events:tail) through.
+func (w *limitWriter) Flush() {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *limitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// grpcOptions are the interceptors that authenticate gRPC calls, followed
+// by the caller's options.
+func (sec *security) grpcOptions(extra []grpc.ServerOption) []grpc.ServerOption {
+	return append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(sec.unary),
+		grpc.ChainStreamInterceptor(sec.stream),
+	}, extra...)
+}
+
+func (sec *security) grpcContext(ctx context.Context, fullMethod string) (context.Context, func(), error) {
+	a := grpcAccess(fullMethod)
+	md, _ := metadata.FromIncomingContext(ctx)
+	first := func(k string) string {
+		if v := md.Get(k); len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+	p, err := sec.principal(ctx, first("authorization"), first("x-last9-api-token"), first("x-scope-orgid"))
+	if err != nil {
+		return nil, nil, status.Error(codes.Unauthenticated, err.Error())
+	}
+	if !p.Has(a.scope) {
+		return nil, nil, status.Error(codes.PermissionDenied, scopeError(p, a.scope, fullMethod).Error())
+	}
+	ctx = tenant.NewContext(ctx, p.Tenant)
+	release, err := sec.admit(ctx, a.kind)
+	if err != nil {
+		return nil, nil, err // *limits.Error carries its gRPC status
+	}
+	if a.kind == kindQuery {
+		if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			r := release
+			release = func() { cancel(); r() }
+		}
+	}
+	return ctx, release, nil
+}
+
+func (sec *security) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, release, err := sec.grpcContext(ctx, info.FullMethod)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	return handler(ctx, req)
+}
+
+func (sec *security) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, release, err := sec.grpcContext(ss.Context(), info.FullMethod)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return handler(srv, &tenantStream{ServerStream: ss, ctx: ctx})
+}
+
+type tenantStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *tenantStream) Context() context.Context { return s.ctx }
