@@ -204,11 +204,11 @@ func TestMutualTLS(t *testing.T) {
 func TestWebConfigRejected(t *testing.T) {
 	p := newPKI(t)
 	for yaml, want := range map[string]string{
-		serverTLS + "  min_version: TLS11\n":               "min_version: levitated needs TLS 1.2 or later",
+		serverTLS + "  min_version: TLS11\n":                "min_version: levitated needs TLS 1.2 or later",
 		serverTLS + "http_server_config:\n  http2: false\n": "http2: false is not supported",
 		serverTLS + "  client_auth_type: Bogus\n":           "invalid ClientAuth",
 		"basic_auth_users:\n  alice: plaintext\n":           "basic_auth_users.alice: not a bcrypt hash",
-		"tls_server_config:\n  cert_file: missing.crt\n":   "missing one of key or key_file",
+		"tls_server_config:\n  cert_file: missing.crt\n":    "missing one of key or key_file",
 		"no_such_key: 1\n":                                  "no_such_key",
 	} {
 		o := server.DefaultOptions()
