@@ -72,11 +72,11 @@ func TestIngestLimitIsolation(t *testing.T) {
 	ts := newTokenSet(t)
 	tokA, tokB := ts.create(t, "tenant-a", auth.ScopeWrite, auth.ScopeRead), ts.create(t, "tenant-b", auth.ScopeWrite)
 	const (
-		limitA    = 1000 // samples/s
-		perReqA   = 250  // samples per request of A
-		perReqB   = 100
-		phase     = 1500 * time.Millisecond // B writes back to back for this long
-		phases    = 4                       // idle, loaded, idle, loaded
+		limitA  = 1000 // samples/s
+		perReqA = 250  // samples per request of A
+		perReqB = 100
+		phase   = 1500 * time.Millisecond // B writes back to back for this long
+		phases  = 4                       // idle, loaded, idle, loaded
 	)
 	srv, _ := startWithLimits(t, ts, fmt.Sprintf("overrides:\n  tenant-a:\n    ingestion_rate: %d\n    ingestion_burst_size: %d\n", limitA, limitA))
 
