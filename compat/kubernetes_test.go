@@ -1,12 +1,16 @@
 package compat
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	argov1alpha1 "github.com/argoproj/argo-rollouts/pkg/apis/rollouts/v1alpha1"
@@ -137,10 +141,14 @@ func TestHelmChartDefaultValues(t *testing.T) {
 	require.Equal(t, int64(65534), *sts.Spec.Template.Spec.SecurityContext.RunAsUser)
 	require.Len(t, sts.Spec.VolumeClaimTemplates, 1)
 	require.Equal(t, "20Gi", sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String())
-	require.Empty(t, sts.Spec.Template.Spec.Volumes, "no token Secret by default")
+	require.Empty(t, sts.Spec.Template.Spec.Volumes, "no Secret by default")
 	for _, a := range c.Args {
-		require.NotContains(t, a, "tokens", "no token flag by default")
+		require.NotContains(t, a, "--auth.", "no auth flag by default")
 	}
+	// No token given: the bootstrap init container makes one at the first
+	// start (TestHelmChartBootstrapToken runs its command).
+	require.Len(t, sts.Spec.Template.Spec.InitContainers, 1)
+	require.Equal(t, "bootstrap-token", sts.Spec.Template.Spec.InitContainers[0].Name)
 
 	svc := objs["Service/levitated"].(*corev1.Service)
 	require.Len(t, svc.Spec.Ports, 2)
@@ -170,25 +178,26 @@ func TestHelmChartProductionValues(t *testing.T) {
 	require.Contains(t, c.Args, "--storage.retention=720h")
 	require.Contains(t, c.Args, "--query.max-samples=100000000")
 	require.Contains(t, c.Args, "--write.max-labels-per-series=64")
-	require.Contains(t, c.Args, "--auth.tokens-file=/etc/levitated/auth/tokens.yaml")
+	for _, a := range c.Args {
+		require.NotContains(t, a, "--auth.", "tokens need no flag: they are installed as /data/tokens.json")
+	}
+	require.Len(t, sts.Spec.Template.Spec.InitContainers, 1)
+	require.Equal(t, "install-tokens", sts.Spec.Template.Spec.InitContainers[0].Name)
 	require.Equal(t, "--log.level=warn", c.Args[len(c.Args)-1], "extraArgs come last")
 	require.Equal(t, "16Gi", c.Resources.Limits.Memory().String())
 	require.Equal(t, "fast-ssd", *sts.Spec.VolumeClaimTemplates[0].Spec.StorageClassName)
 	require.Equal(t, "200Gi", sts.Spec.VolumeClaimTemplates[0].Spec.Resources.Requests.Storage().String())
 	require.NotEmpty(t, sts.Spec.Template.Annotations["checksum/auth"])
 	require.Equal(t, "platform", sts.Spec.Template.Annotations["example.com/team"])
-	require.Equal(t, "levitated-auth", sts.Spec.Template.Spec.Volumes[0].Secret.SecretName)
-
-	secret := objs["Secret/levitated-auth"].(*corev1.Secret)
-	var tokens map[string]string
-	require.NoError(t, yaml.UnmarshalStrict([]byte(secret.StringData["tokens.yaml"]), &tokens))
-	require.Equal(t, map[string]string{"team-a": "token-for-team-a-change-me", "team-b": "token-for-team-b-change-me"}, tokens)
+	require.Equal(t, "levitated-tokens", sts.Spec.Template.Spec.Volumes[0].Secret.SecretName)
+	require.NotContains(t, objs["Secret/levitated-tokens"].(*corev1.Secret).StringData["tokens.json"], "lev_", "hashes only")
 
 	sm := objs["ServiceMonitor/levitated"].(*monitoringv1.ServiceMonitor)
 	require.Equal(t, "kube-prometheus-stack", sm.Labels["release"])
 	require.Equal(t, "http", sm.Spec.Endpoints[0].Port)
 	require.Equal(t, "/metrics", sm.Spec.Endpoints[0].Path)
 	require.Equal(t, monitoringv1.Duration("15s"), sm.Spec.Endpoints[0].Interval)
+	require.Equal(t, "levitated-scrape", sm.Spec.Endpoints[0].Authorization.Credentials.Name)
 	// It selects the main Service, not the headless one.
 	svc := objs["Service/levitated"].(*corev1.Service)
 	headless := objs["Service/levitated-headless"].(*corev1.Service)
@@ -260,4 +269,109 @@ func TestStrictDecodingCatchesTypos(t *testing.T) {
 		return
 	}
 	t.Fatal("no StatefulSet rendered")
+}
+
+// startWithData runs the binary on 127.0.0.1:0 over dataDir and returns its
+// URL; it is stopped at cleanup.
+func startWithData(t *testing.T, dataDir string) string {
+	t.Helper()
+	cmd := exec.Command(binary, "--listen-address=127.0.0.1:0", "--data-dir="+dataDir)
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		require.NoError(t, cmd.Wait())
+	})
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
+			go func() { _, _ = io.Copy(io.Discard, stderr) }()
+			return "http://" + m[1]
+		}
+	}
+	t.Fatal("levitated did not start")
+	return ""
+}
+
+// status GETs u with a bearer token and returns the status code.
+func status(t *testing.T, u, token string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, u, nil)
+	require.NoError(t, err)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestHelmChartTokenFile installs the token file the chart renders from
+// auth.tokens as the init container does, and runs levitated on it: the
+// tokens of the values authenticate, with their scopes.
+func TestHelmChartTokenFile(t *testing.T) {
+	objs := decodeObjects(t, helmTemplate(t, "-f", "../deploy/helm/levitated/ci/production-values.yaml"))
+	secret := objs["Secret/levitated-tokens"].(*corev1.Secret)
+	data := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(data, "tokens.json"), []byte(secret.StringData["tokens.json"]), 0o600))
+	u := startWithData(t, data)
+
+	const teamA = "lev_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+	const ops = "lev_00000000000000ff_ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100"
+	require.Equal(t, http.StatusOK, status(t, u+"/api/v1/labels", teamA))
+	require.Equal(t, http.StatusForbidden, status(t, u+"/metrics", teamA), "team-a has no admin scope")
+	require.Equal(t, http.StatusOK, status(t, u+"/metrics", ops), "scopes: [all]")
+	require.Equal(t, http.StatusUnauthorized, status(t, u+"/api/v1/labels", teamA[:len(teamA)-1]+"0"))
+	require.Equal(t, http.StatusOK, status(t, u+"/-/ready", ""))
+}
+
+// TestHelmChartBootstrapToken runs the default values' init container
+// command (with /data a temporary directory and levitated the binary): the
+// first start prints a token that authenticates; the second makes none.
+func TestHelmChartBootstrapToken(t *testing.T) {
+	objs := decodeObjects(t, helmTemplate(t))
+	init := objs["StatefulSet/levitated"].(*appsv1.StatefulSet).Spec.Template.Spec.InitContainers[0]
+	require.Equal(t, []string{"sh", "-c"}, init.Command[:2])
+	data := t.TempDir()
+	script := strings.NewReplacer("/data", data, "levitated token", binary+" token").Replace(init.Command[2])
+	out, err := exec.Command("sh", "-c", script).Output()
+	require.NoError(t, err)
+	token := strings.TrimSpace(string(out))
+	require.Regexp(t, `^lev_[0-9a-f]{16}_[0-9a-f]{64}$`, token)
+	out, err = exec.Command("sh", "-c", script).Output()
+	require.NoError(t, err)
+	require.NotContains(t, string(out), "lev_", "a restart makes no second token")
+
+	u := startWithData(t, data)
+	require.Equal(t, http.StatusOK, status(t, u+"/metrics", token))
+	require.Equal(t, http.StatusUnauthorized, status(t, u+"/api/v1/labels", "lev_0000000000000000_"+strings.Repeat("0", 64)))
+}
+
+// TestHelmChartNotes renders NOTES.txt: helm template skips it, so a copy
+// of the chart renders it as a named template inside a YAML document.
+func TestHelmChartNotes(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS("../deploy/helm/levitated")))
+	notesPath := filepath.Join(dir, "templates/NOTES.txt")
+	notes, err := os.ReadFile(notesPath)
+	require.NoError(t, err)
+	require.NoError(t, os.Remove(notesPath))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "templates/_notes.tpl"), []byte(`{{- define "notes" -}}`+string(notes)+`{{- end -}}`), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "templates/notes.yaml"), []byte(`notes: {{ include "notes" . | toJson }}`+"\n"), 0o644))
+	cmd := exec.Command(helmBinary(t), "template", "levitated", dir, "--namespace", "monitoring", "--show-only", "templates/notes.yaml")
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, string(out))
+	var rendered struct {
+		Notes string `json:"notes"`
+	}
+	require.NoError(t, yaml.Unmarshal(out, &rendered))
+	n := rendered.Notes
+	t.Log("\n" + n)
+	require.Contains(t, n, "http://levitated.monitoring.svc:9090/api/v1/write", "the remote-write URL")
+	require.Contains(t, n, "  http://levitated.monitoring.svc:9090\n", "the Grafana data source URL")
+	require.Contains(t, n, "eventctl start deploy --attr service=checkout", "a first eventctl command")
+	require.Contains(t, n, "logs levitated-0 -c bootstrap-token")
+	require.NotContains(t, n, "<no value>")
 }

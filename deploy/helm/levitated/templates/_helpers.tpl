@@ -63,14 +63,52 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-The Secret holding the API tokens, if any.
+The Secret holding the token file (tokens.json), if any.
 */}}
 {{- define "levitated.authSecretName" -}}
 {{- if .Values.auth.existingSecret }}
 {{- .Values.auth.existingSecret }}
 {{- else if .Values.auth.tokens }}
-{{- printf "%s-auth" (include "levitated.fullname" .) }}
+{{- printf "%s-tokens" (include "levitated.fullname" .) }}
 {{- end }}
+{{- end }}
+
+{{/*
+The token file of auth.tokens, in levitated's format (pkg/auth): the id is
+the token's 16 hex digits after "lev_", the hash its SHA-256.
+*/}}
+{{- define "levitated.tokenFile" -}}
+{{- $records := list }}
+{{- range $i, $t := .Values.auth.tokens }}
+{{- $where := printf "auth.tokens[%d]" $i }}
+{{- $tenant := required (printf "%s.tenant is required" $where) $t.tenant }}
+{{- $scopes := required (printf "%s.scopes is required (read, write, events:write, analysis, admin or all)" $where) $t.scopes }}
+{{- if has "all" $scopes }}{{ $scopes = list "read" "write" "events:write" "analysis" "admin" }}{{ end }}
+{{- $id := "" }}
+{{- $hash := "" }}
+{{- if $t.token }}
+{{- if not (regexMatch "^lev_[0-9a-f]{16}_[0-9a-f]{64}$" $t.token) }}
+{{- fail (printf "%s.token: want lev_ followed by 16 and 64 lower-case hex digits, e.g. echo \"lev_$(openssl rand -hex 8)_$(openssl rand -hex 32)\"" $where) }}
+{{- end }}
+{{- $id = substr 4 20 $t.token }}
+{{- $hash = sha256sum $t.token }}
+{{- else if $t.sha256 }}
+{{- $id = required (printf "%s.id (the token's 16 hex digits after lev_) is required with sha256" $where) $t.id }}
+{{- $hash = $t.sha256 }}
+{{- else }}
+{{- fail (printf "%s: give token or sha256" $where) }}
+{{- end }}
+{{- $records = append $records (dict "id" $id "tenant" $tenant "scopes" $scopes "description" ($t.description | default "") "created_at" "1970-01-01T00:00:00Z" "sha256" $hash) }}
+{{- end }}
+{{- dict "version" 1 "tokens" $records | toPrettyJson }}
+{{- end }}
+
+{{/*
+Whether a credential is configured; levitated refuses the pod network
+without one.
+*/}}
+{{- define "levitated.authConfigured" -}}
+{{- if or (include "levitated.authSecretName" .) .Values.auth.bootstrapToken .Values.auth.trustedProxy .Values.auth.insecureAllowUnauthenticatedRemoteAccess .Values.webConfig }}true{{ end }}
 {{- end }}
 
 {{/*
