@@ -100,4 +100,3 @@ func TestRefusesNetworkWithoutToken(t *testing.T) {
 	require.Contains(t, errOut.String(), "without authentication")
 	require.Contains(t, errOut.String(), "--auth.insecure-allow-unauthenticated-remote-access")
 }
-
