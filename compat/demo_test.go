@@ -80,7 +80,9 @@ func TestDemoWithArgoRolloutsProviders(t *testing.T) {
 		seen[key] = true
 		require.Equal(t, map[argov1alpha1.AnalysisPhase]string{argov1alpha1.AnalysisPhaseSuccessful: "Pass", argov1alpha1.AnalysisPhaseFailed: "Fail"}[phase], verdict,
 			"the demo's own verdict at %s", key)
-		args := map[string]string{"service": "checkout", "stable-hash": demoStableHash, "canary-hash": demoCanaryHash}
+		// The demo's levitated listens on loopback without tokens: any
+		// token is accepted.
+		args := map[string]string{"service": "checkout", "stable-hash": demoStableHash, "canary-hash": demoCanaryHash, "levitated-token": "lev_unused"}
 		// Argo Rollouts' own argument resolution, as its controller makes
 		// the AnalysisRun of the step: the passed arguments over the
 		// template's defaults (utils/analysis.MergeArgs), then the metric's

@@ -237,7 +237,7 @@ func TestArgoRolloutsManifests(t *testing.T) {
 					passed[a.Name] = true
 				}
 				for _, a := range at.Spec.Args {
-					require.True(t, a.Value != nil || passed[a.Name], "%s: argument %s is not passed", tpl.TemplateName, a.Name)
+					require.True(t, a.Value != nil || a.ValueFrom != nil || passed[a.Name], "%s: argument %s is not passed", tpl.TemplateName, a.Name)
 				}
 			}
 		}

@@ -24,8 +24,9 @@ type analysisTemplate struct {
 	Kind string `yaml:"kind"`
 	Spec struct {
 		Args []struct {
-			Name  string  `yaml:"name"`
-			Value *string `yaml:"value"`
+			Name      string  `yaml:"name"`
+			Value     *string `yaml:"value"`
+			ValueFrom any     `yaml:"valueFrom"`
 		} `yaml:"args"`
 		Metrics []struct {
 			Name             string `yaml:"name"`
@@ -47,7 +48,8 @@ type analysisTemplate struct {
 
 // loadTemplate reads the first AnalysisTemplate of an example file with its
 // arguments substituted as Argo Rollouts substitutes them: each
-// {{args.NAME}} by the value given, or the argument's default.
+// {{args.NAME}} by the value given, or the argument's default (empty for
+// one taken from a Secret).
 func loadTemplate(path string, args map[string]string) (analysisTemplate, error) {
 	b, err := fs.ReadFile(deploy.Examples, path)
 	if err != nil {
@@ -67,6 +69,8 @@ func loadTemplate(path string, args map[string]string) (analysisTemplate, error)
 				values[a.Name] = v
 			} else if a.Value != nil {
 				values[a.Name] = *a.Value
+			} else if a.ValueFrom != nil {
+				values[a.Name] = "" // a Secret's value (a token): the demo needs none
 			} else {
 				return analysisTemplate{}, fmt.Errorf("%s: argument %q has no value", path, a.Name)
 			}
