@@ -16,9 +16,9 @@
 # script after a failure stores nothing twice.
 set -euo pipefail
 
-: "${LEVITATED_SERVER:?set LEVITATED_SERVER to levitated's URL}"
+: "${LEVITATED_SERVER:?set LEVITATED_SERVER to the URL of levitated}"
 export LEVITATED_SERVER
-ROLLOUT=${ROLLOUT:?set ROLLOUT to the Rollout's name}
+ROLLOUT=${ROLLOUT:?set ROLLOUT to the name of the Rollout}
 NAMESPACE=${NAMESPACE:-default}
 SERVICE=${SERVICE:-$ROLLOUT}
 REVISION=${REVISION:-unknown}
