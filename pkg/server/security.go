@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 	"golang.org/x/time/rate"
@@ -139,6 +140,8 @@ type security struct {
 	web     *webconfig.File // nil without a web config
 	limiter *limits.Limiter
 	webRate *rate.Limiter // web.yml rate_limit; nil for none
+	// queryTimeout is the engine's --query.timeout.
+	queryTimeout time.Duration
 	// requireAuth is set when the server listens beyond loopback without
 	// the insecure flag: every request then needs a credential, even if
 	// the token file is emptied while the server runs.
@@ -152,7 +155,7 @@ func (s *Server) newSecurity() (*security, error) {
 	if o.TokenFile == "" {
 		o.TokenFile = filepath.Join(s.opts.DataDir, auth.TokenFileName)
 	}
-	sec := &security{opts: o}
+	sec := &security{opts: o, queryTimeout: s.opts.Query.Timeout}
 	if o.WebConfigFile != "" {
 		w, err := webconfig.Load(o.WebConfigFile)
 		if err != nil {
@@ -313,11 +316,14 @@ func (sec *security) admit(ctx context.Context, kind routeKind) (release func(),
 	case kindWrite:
 		return sec.limiter.StartWrite(ctx)
 	case kindQuery:
-		if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
+		// A query waits for a slot at most its timeout: the tenant's, or
+		// the engine's.
+		timeout, _ := sec.limiter.QueryTimeout(ctx)
+		if timeout <= 0 || timeout > sec.queryTimeout {
+			timeout = sec.queryTimeout
 		}
+		ctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
 		return sec.limiter.AcquireQuery(ctx)
 	}
 	return func() {}, nil
