@@ -35,7 +35,7 @@ func main() {
 // code.
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
-		return runToken(args[1:], stdout, stderr)
+		return runToken(args[1:], os.Stdin, stdout, stderr)
 	}
 	opts := server.DefaultOptions()
 	fs, logLevel, showVersion := newFlagSet(&opts, stdout)

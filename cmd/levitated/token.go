@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -21,8 +22,11 @@ running levitated on the same data directory picks changes up within a
 second.
 
 Commands:
-  create --tenant NAME --scope SCOPES [--description TEXT]
-         make a token and print it on stdout, the only time it is shown
+  create --tenant NAME --scope SCOPES [--description TEXT] [--from-file FILE]
+         make a token and print it on stdout, the only time it is shown;
+         with --from-file, store the token in FILE ("-": stdin) instead,
+         for tokens kept in a secret store (again with the same token,
+         tenant and scopes: no change)
   list   print every token's id, tenant, scopes and state
   revoke ID
          refuse the token from now on
@@ -35,7 +39,7 @@ Flags of every command:
 `
 
 // runToken runs `levitated token ...` and returns the exit code.
-func runToken(args []string, stdout, stderr io.Writer) int {
+func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stdout, tokenUsage)
 		if len(args) == 0 {
@@ -48,11 +52,12 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, tokenUsage) }
 	dataDir := fs.String("data-dir", "./data", "the data directory of levitated")
-	var tenantName, scopes, description string
+	var tenantName, scopes, description, fromFile string
 	if cmd == "create" {
 		fs.StringVar(&tenantName, "tenant", "", "tenant the token acts for")
 		fs.StringVar(&scopes, "scope", "", "comma-separated scopes")
 		fs.StringVar(&description, "description", "", "what the token is for")
+		fs.StringVar(&fromFile, "from-file", "", "store the token in this file (- for stdin) instead of a new one")
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -75,6 +80,9 @@ func runToken(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintf(stderr, "levitated token create: --scope: %v\n", err)
 			return 2
+		}
+		if fromFile != "" {
+			return importToken(store, fromFile, tenantName, sc, description, stdin, stdout, stderr)
 		}
 		tok, rec, err := store.Create(tenantName, sc, description, time.Now())
 		if err != nil {
@@ -130,4 +138,32 @@ func joinScopes(sc []auth.Scope) string {
 		s[i] = string(x)
 	}
 	return strings.Join(s, ",")
+}
+
+// importToken stores the token read from file ("-": stdin).
+func importToken(store *auth.Store, file, tenantName string, sc []auth.Scope, description string, stdin io.Reader, stdout, stderr io.Writer) int {
+	var (
+		b   []byte
+		err error
+	)
+	if file == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 4096))
+	} else {
+		b, err = os.ReadFile(file)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "levitated token create: --from-file: %v\n", err)
+		return 1
+	}
+	rec, created, err := store.Import(strings.TrimSpace(string(b)), tenantName, sc, description, time.Now())
+	if err != nil {
+		fmt.Fprintf(stderr, "levitated token create: %v\n", err)
+		return 1
+	}
+	if created {
+		fmt.Fprintf(stdout, "Stored token %s for tenant %q with scopes %s in %s.\n", rec.ID, rec.Tenant, joinScopes(rec.Scopes), store.Path())
+	} else {
+		fmt.Fprintf(stdout, "Token %s of tenant %q is already stored in %s.\n", rec.ID, rec.Tenant, store.Path())
+	}
+	return 0
 }

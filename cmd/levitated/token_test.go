@@ -22,7 +22,7 @@ func TestTokenCommands(t *testing.T) {
 	dir := t.TempDir()
 	cli := func(args ...string) (int, string, string) {
 		var out, errOut bytes.Buffer
-		code := run(append([]string{"token"}, args...), &out, &errOut)
+		code := runToken(args, strings.NewReader(""), &out, &errOut)
 		return code, out.String(), errOut.String()
 	}
 
@@ -85,6 +85,21 @@ func TestTokenCommands(t *testing.T) {
 	code, _, errOut = cli("revoke", "--data-dir", dir, "0000000000000000")
 	require.Equal(t, 1, code)
 	require.Contains(t, errOut, "no token with this id")
+
+	// A token kept in a secret store is stored as it is, once.
+	secret := filepath.Join(t.TempDir(), "token")
+	tokC := "lev_0123456789abcdef_" + strings.Repeat("c3", 32)
+	require.NoError(t, os.WriteFile(secret, []byte(tokC+"\n"), 0o600))
+	for _, want := range []string{"Stored token 0123456789abcdef", "is already stored"} {
+		code, out, errOut = cli("create", "--data-dir", dir, "--tenant", "team-c", "--scope", "read", "--from-file", secret)
+		require.Equal(t, 0, code, errOut)
+		require.Contains(t, out, want)
+		require.NotContains(t, out, tokC)
+	}
+	require.Eventually(t, func() bool { return query(tokC) == http.StatusOK }, 10*time.Second, 50*time.Millisecond)
+	code, _, errOut = cli("create", "--data-dir", dir, "--tenant", "team-d", "--scope", "read", "--from-file", secret)
+	require.Equal(t, 1, code)
+	require.Contains(t, errOut, "a different token has this id")
 
 	stderr := p.stderr.String()
 	require.NotContains(t, stderr, tokA)

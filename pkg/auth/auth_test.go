@@ -164,3 +164,28 @@ func TestBasicAuthUsers(t *testing.T) {
 		require.ErrorIs(t, err, ErrBadCredentials)
 	}
 }
+
+func TestImport(t *testing.T) {
+	file := filepath.Join(t.TempDir(), TokenFileName)
+	s := NewStore(file)
+	tok := "lev_00112233aabbccdd_" + strings.Repeat("5e", 32)
+	rec, created, err := s.Import(tok, "team-a", []Scope{ScopeRead}, "from a secret", time.Now())
+	require.NoError(t, err)
+	require.True(t, created)
+	require.Equal(t, "00112233aabbccdd", rec.ID)
+	_, created, err = s.Import(tok, "team-a", []Scope{ScopeRead}, "again", time.Now())
+	require.NoError(t, err)
+	require.False(t, created)
+	_, _, err = s.Import(tok, "team-b", []Scope{ScopeRead}, "", time.Now())
+	require.ErrorIs(t, err, ErrTokenConflict)
+	_, _, err = s.Import("lev_00112233aabbccdd_"+strings.Repeat("00", 32), "team-a", []Scope{ScopeRead}, "", time.Now())
+	require.ErrorIs(t, err, ErrTokenConflict)
+	_, _, err = s.Import("hunter2", "team-a", []Scope{ScopeRead}, "", time.Now())
+	require.ErrorContains(t, err, "not a levitated token")
+
+	a, err := NewAuthenticator(Options{TokenFile: file})
+	require.NoError(t, err)
+	p, err := a.Authenticate(context.Background(), Credential{Token: tok})
+	require.NoError(t, err)
+	require.Equal(t, "team-a", p.Tenant)
+}

@@ -108,6 +108,51 @@ func (s *Store) Create(tenantID string, scopes []Scope, description string, now 
 	return token, rec, nil
 }
 
+// ErrTokenConflict is returned by Import for a token whose id is taken by
+// another token, or by the same token for another tenant or scopes.
+var ErrTokenConflict = errors.New("auth: a different token has this id")
+
+// Import stores a token made elsewhere (kept in a secret store, say), so
+// that deployments can provision known tokens. It must have the form of a
+// levitated token. Importing the same token again with the same tenant
+// and scopes changes nothing and reports created false.
+func (s *Store) Import(token, tenantID string, scopes []Scope, description string, now time.Time) (rec Token, created bool, err error) {
+	id, ok := tokenID(token)
+	if !ok {
+		return Token{}, false, fmt.Errorf("import token: not a levitated token (lev_<16 hex>_<64 hex>, as levitated token create prints)")
+	}
+	if err := tenant.Validate(tenantID); err != nil {
+		return Token{}, false, fmt.Errorf("import token: %w", err)
+	}
+	if len(scopes) == 0 {
+		return Token{}, false, errors.New("import token: no scope given")
+	}
+	h := hashToken(token)
+	sum := hex.EncodeToString(h[:])
+	err = s.update(func(f *tokenFile) error {
+		if i := slices.IndexFunc(f.Tokens, func(t Token) bool { return t.ID == id }); i >= 0 {
+			t := f.Tokens[i]
+			if t.SHA256 != sum || t.Tenant != tenantID || !slices.Equal(t.Scopes, scopes) {
+				return fmt.Errorf("import token %s: %w (tenant %q, scopes %s)", id, ErrTokenConflict, t.Tenant, joinScopes(t.Scopes))
+			}
+			if t.Revoked() {
+				return fmt.Errorf("import token %s: it was revoked at %s", id, t.RevokedAt.Format(time.RFC3339))
+			}
+			rec = t
+			return nil
+		}
+		rec = Token{ID: id, Tenant: tenantID, Scopes: slices.Clone(scopes), Description: description,
+			CreatedAt: now.UTC().Truncate(time.Second), SHA256: sum}
+		f.Tokens = append(f.Tokens, rec)
+		created = true
+		return nil
+	})
+	if err != nil {
+		return Token{}, false, err
+	}
+	return rec, created, nil
+}
+
 // Revoke marks the token with id as revoked; revoking twice keeps the first
 // time. It returns the record.
 func (s *Store) Revoke(id string, now time.Time) (Token, error) {
