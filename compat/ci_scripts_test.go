@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"sigs.k8s.io/yaml"
 )
 
 // rolloutState is what `kubectl get rollout -o json` shows at one poll.
@@ -161,4 +162,37 @@ func TestMarkStagesScript(t *testing.T) {
 		}
 		require.True(t, strings.HasPrefix(out, "stage 20 % started"), out)
 	})
+}
+
+// TestGitHubActionsExample parses the workflow and checks that the scripts
+// it runs exist and that it passes mark-stages.sh what the script requires.
+// (No GitHub runner here: the job itself is not run.)
+func TestGitHubActionsExample(t *testing.T) {
+	b, err := os.ReadFile("../deploy/argo-rollouts/ci/github-actions.yaml")
+	require.NoError(t, err)
+	var wf struct {
+		Jobs map[string]struct {
+			Env   map[string]string `json:"env"`
+			Steps []struct {
+				Name string `json:"name"`
+				Run  string `json:"run"`
+				Uses string `json:"uses"`
+			} `json:"steps"`
+		} `json:"jobs"`
+	}
+	require.NoError(t, yaml.Unmarshal(b, &wf))
+	job, ok := wf.Jobs["rollout"]
+	require.True(t, ok)
+	for _, v := range []string{"LEVITATED_SERVER", "ROLLOUT", "NAMESPACE", "SERVICE", "REVISION", "RUN_ID"} {
+		require.Contains(t, job.Env, v)
+	}
+	ran := false
+	for _, s := range job.Steps {
+		if strings.HasPrefix(s.Run, "./deploy/") {
+			_, err := os.Stat(".." + strings.TrimPrefix(strings.Fields(s.Run)[0], "."))
+			require.NoError(t, err, s.Name)
+			ran = true
+		}
+	}
+	require.True(t, ran, "the workflow runs mark-stages.sh")
 }
