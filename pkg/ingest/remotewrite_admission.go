@@ -19,10 +19,12 @@ type WriteAdmission interface {
 	WriteLimits(ctx context.Context, defaults WriteLimits) WriteLimits
 	// AdmitSamples is asked once a body is decoded, before anything of it
 	// is stored, whether its samples (floats and histograms) may be
-	// stored. An error refuses the whole request. If the error has an
-	// HTTPStatus() int method that is the status (else 429), and a
-	// RetryAfterSeconds() int method gives the Retry-After header.
-	AdmitSamples(ctx context.Context, samples int) error
+	// stored; samples counts them (a pass over the body, so call it only
+	// when the tenant has a limit). An error refuses the whole request. If
+	// the error has an HTTPStatus() int method that is the status (else
+	// 429), and a RetryAfterSeconds() int method gives the Retry-After
+	// header.
+	AdmitSamples(ctx context.Context, samples func() int) error
 }
 
 // writeLimits returns the label limits of ctx's tenant.
@@ -40,13 +42,12 @@ func (h *RemoteWriteHandler) admit(ctx context.Context, msgType remoteapi.WriteM
 	if h.opts.Admission == nil {
 		return nil
 	}
-	var n int
-	if msgType == remoteapi.WriteV2MessageType {
-		n = countSamples(decoded, v2TimeSeries, v2SeriesSamples, v2SeriesHistograms)
-	} else {
-		n = countSamples(decoded, v1TimeSeries, v1SeriesSamples, v1SeriesHistograms)
-	}
-	return h.opts.Admission.AdmitSamples(ctx, n)
+	return h.opts.Admission.AdmitSamples(ctx, func() int {
+		if msgType == remoteapi.WriteV2MessageType {
+			return countSamples(decoded, v2TimeSeries, v2SeriesSamples, v2SeriesHistograms)
+		}
+		return countSamples(decoded, v1TimeSeries, v1SeriesSamples, v1SeriesHistograms)
+	})
 }
 
 // refuse answers a request the admission refused; nothing was stored.

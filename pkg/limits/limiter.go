@@ -188,6 +188,12 @@ func (l *Limiter) reject(ctx context.Context, e *Error, limit string) *Error {
 	return e
 }
 
+// LimitsIngestion reports whether ctx's tenant has an ingestion rate
+// limit, so that callers count samples only when it does.
+func (l *Limiter) LimitsIngestion(ctx context.Context) bool {
+	return l.For(tenant.FromContext(ctx)).IngestionRate > 0
+}
+
 // AdmitSamples takes n samples from the ingestion bucket of ctx's tenant,
 // or refuses the whole request with 429 and the time after which the
 // bucket holds n. A request larger than the burst can never pass: it is
@@ -207,7 +213,7 @@ func (l *Limiter) AdmitEvents(ctx context.Context, n int) error {
 }
 
 func (l *Limiter) admit(ctx context.Context, n int, name, unit, rateKey, burstKey string, pick func(*tenantState) (*rate.Limiter, float64, int)) error {
-	if n <= 0 {
+	if n <= 0 || (l.overrides.Load() == nil && l.opts.Defaults.IngestionRate == 0 && l.opts.Defaults.EventsRate == 0) {
 		return nil
 	}
 	t := tenant.FromContext(ctx)
@@ -294,6 +300,9 @@ const maxQueuedQueriesPerSlot = 16
 // full, or whose query waited until ctx ended, is refused with 429 and
 // Retry-After.
 func (l *Limiter) AcquireQuery(ctx context.Context) (release func(), err error) {
+	if l.overrides.Load() == nil && l.opts.Defaults.MaxConcurrentQueries == 0 {
+		return func() {}, nil
+	}
 	t := tenant.FromContext(ctx)
 	st := l.state(t)
 	if st.queries == nil {

@@ -42,8 +42,11 @@ func (a writeAdmission) WriteLimits(ctx context.Context, d ingest.WriteLimits) i
 	return d
 }
 
-func (a writeAdmission) AdmitSamples(ctx context.Context, n int) error {
-	return a.l.AdmitSamples(ctx, n)
+func (a writeAdmission) AdmitSamples(ctx context.Context, n func() int) error {
+	if !a.l.LimitsIngestion(ctx) {
+		return nil
+	}
+	return a.l.AdmitSamples(ctx, n())
 }
 
 // limitedStore is the store as remote write and OTLP see it: appenders of

@@ -386,11 +386,20 @@ func TestInflightWritesOverload(t *testing.T) {
 		}
 		close(first)
 	}()
+	defer pw.Close()
 	body := samplesBody(t, "g_total", 0, 5, time.Now())
 	_, err = pw.Write([]byte(body[:1]))
-	require.NoError(t, err) // the handler is reading the body
+	require.NoError(t, err)
 
-	r := send(t, srv.URL, tok, remoteWriteReq("/api/v1/write", body))
+	// Once the first request is being served, the next one is refused.
+	var r response
+	for i := range 500 {
+		r = send(t, srv.URL, tok, remoteWriteReq("/api/v1/write", samplesBody(t, "g_other", i, 1, time.Now())))
+		if r.code != http.StatusNoContent {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	require.Equal(t, http.StatusServiceUnavailable, r.code, r.body)
 	require.Equal(t, "1", r.header.Get("Retry-After"))
 	require.Contains(t, r.body, "--limits.max-inflight-writes")
