@@ -44,6 +44,8 @@ func leaks(body string, own int) []string {
 type isoTenant struct {
 	name, token string
 	eventID     string
+	configID    string // Kayenta
+	executionID string // Kayenta
 }
 
 // TestTenantIsolationMatrix has 10 tenants write samples (with metadata
@@ -90,6 +92,10 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		r = send(t, srv.URL, tn.token, authReq{method: http.MethodPost, path: "/canaryConfig",
 			body: strings.Replace(kayentaConfig(), `"name": "checkout"`, `"name": "cfg-`+m+`"`, 1)})
 		require.Equal(t, http.StatusOK, r.code, r.body)
+		tn.configID = jsonField(t, r.body, "canaryConfigId")
+		r = send(t, srv.URL, tn.token, authReq{method: http.MethodPost, path: "/canary/" + tn.configID, body: kayentaRequest(start, end)})
+		require.Equal(t, http.StatusOK, r.code, r.body)
+		tn.executionID = jsonField(t, r.body, "canaryExecutionId")
 	}
 
 	at := url.QueryEscape(unixString(end))
@@ -146,6 +152,22 @@ func TestTenantIsolationMatrix(t *testing.T) {
 		require.Equal(t, codes.NotFound, status.Code(errTheirs))
 		require.Equal(t, strings.ReplaceAll(status.Convert(errNone).Message(), missing, "ID"),
 			strings.ReplaceAll(status.Convert(errTheirs).Message(), tenants[other].eventID, "ID"))
+
+		// Kayenta: another tenant's config, execution and metric set pairs
+		// answer as unknown ones do.
+		for _, kp := range []struct{ theirs, path string }{
+			{tenants[other].configID, "/canaryConfig/"},
+			{tenants[other].executionID, "/canary/"},
+			{tenants[other].executionID, "/metricSetPairList/"},
+		} {
+			theirs := send(t, srv.URL, tn.token, authReq{path: kp.path + kp.theirs})
+			none := send(t, srv.URL, tn.token, authReq{path: kp.path + "no-such-id"})
+			require.Equal(t, http.StatusNotFound, theirs.code, "%s%s: %s", kp.path, kp.theirs, theirs.body)
+			require.Equal(t, none.code, theirs.code)
+			require.Equal(t, none.body, strings.ReplaceAll(theirs.body, kp.theirs, "no-such-id"))
+		}
+		mine := send(t, srv.URL, tn.token, authReq{path: "/canary/" + tn.executionID})
+		require.Equal(t, http.StatusOK, mine.code, mine.body)
 
 		// gRPC list, with and without a forged x-scope-orgid.
 		for _, ctx := range []context.Context{withToken(tn.token), withToken(tn.token, "x-scope-orgid", tenants[other].name)} {
