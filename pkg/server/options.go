@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -42,6 +43,10 @@ type Options struct {
 	// Query configures the PromQL engine (timeout, max samples, lookback
 	// delta, concurrency).
 	Query levpromql.Options
+	// QueryShards is how many shards of the series the HTTP API evaluates
+	// a shardable aggregation over, concurrently (pkg/queryshard). Default:
+	// the number of CPUs; 1 turns sharding off.
+	QueryShards int
 	// Write configures remote write and OTLP (body and label limits).
 	Write ingest.RemoteWriteOptions
 	// Security configures tokens, tenancy and TLS (security.go).
@@ -124,6 +129,9 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if o.QueryShards == 0 {
+		o.QueryShards = runtime.GOMAXPROCS(0)
 	}
 	if o.Version == "" {
 		o.Version = d.Version

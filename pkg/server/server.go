@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/queryshard"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
@@ -36,6 +37,7 @@ type Server struct {
 	events   *eventstore.Store
 	query    queryable
 	engine   *promql.Engine
+	sharded  *queryshard.Engine // the engine of the HTTP API
 	grpc     *grpc.Server
 	http     *http.Server
 	mux      *http.ServeMux
@@ -80,6 +82,7 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("build query engine: %w", err)
 	}
 	closers = append(closers, s.engine.Close)
+	s.sharded = queryshard.New(s.engine, opts.QueryShards, levpromql.NewParser())
 
 	s.sec, err = s.newSecurity()
 	if err != nil {

@@ -1,0 +1,654 @@
+// Package queryshard evaluates the aggregations of a PromQL query in
+// parallel over disjoint shards of the series, with Prometheus' own engine.
+//
+// A query such as sum by (service) (rate(http_requests_total[5m])) reads
+// and computes every series on one goroutine in Prometheus' engine. Its
+// aggregation is shardable: the sum over all series is the sum, over N
+// disjoint shards of the series, of the per-shard sums. Engine finds such
+// aggregations, runs them once per shard concurrently (the storage selects
+// a shard through SelectHints.ShardCount/ShardIndex, as Prometheus' TSDB
+// and the event store implement it), and evaluates the rest of the query
+// over the union of the partial results, served as pre-computed series.
+// The technique is Mimir's query sharding (pkg/frontend/querymiddleware
+// astmapper), within one process.
+//
+// An aggregation is sharded only when the result is the same: its
+// operator is sum, count, min, max, group, topk or bottomk, it has no
+// parameter other than a number, and what it aggregates evaluates each
+// series on its own (selectors, range functions over them, per-series
+// functions and arithmetic with numbers; no vector matching, no
+// subqueries, no nested aggregation). It must also be evaluated at the
+// steps of the query: it may not sit under a range function, a subquery,
+// an @ modifier or an offset. Anything else runs unchanged.
+package queryshard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/prometheus/model/histogram"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/util/annotations"
+	"github.com/prometheus/prometheus/util/stats"
+)
+
+// embeddedLabel names the pre-computed partial results in the rewritten
+// query; a selector on it is answered from memory, not from storage.
+const embeddedLabel = "__levitated_shard_result__"
+
+// Engine shards the queries of an inner engine.
+type Engine struct {
+	inner   promql.QueryEngine
+	shards  int
+	parser  parser.Parser
+	sharded atomic.Int64
+}
+
+// Sharded returns how many queries ran sharded.
+func (e *Engine) Sharded() int64 { return e.sharded.Load() }
+
+// New returns an engine that runs shardable aggregations over shards
+// concurrent shards of inner (shards < 2 turns sharding off). p parses
+// queries for the analysis; it must accept what inner accepts.
+func New(inner promql.QueryEngine, shards int, p parser.Parser) *Engine {
+	return &Engine{inner: inner, shards: shards, parser: p}
+}
+
+func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, ts time.Time) (promql.Query, error) {
+	return e.newQuery(ctx, q, opts, qs, ts, ts, 0, true)
+}
+
+func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration) (promql.Query, error) {
+	return e.newQuery(ctx, q, opts, qs, start, end, interval, false)
+}
+
+func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, start, end time.Time, interval time.Duration, instant bool) (promql.Query, error) {
+	delegate := func() (promql.Query, error) {
+		if instant {
+			return e.inner.NewInstantQuery(ctx, q, opts, qs, start)
+		}
+		return e.inner.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
+	}
+	if e.shards < 2 {
+		return delegate()
+	}
+	expr, err := e.parser.ParseExpr(qs)
+	if err != nil {
+		return delegate() // the inner engine reports it as Prometheus does
+	}
+	var nodes []*parser.AggregateExpr
+	findShardable(expr, &nodes)
+	if len(nodes) == 0 {
+		return delegate()
+	}
+	statement, err := e.parser.ParseExpr(qs) // the original tree, for Statement
+	if err != nil {
+		return delegate()
+	}
+	outer := rewrite(expr, nodes).String()
+	e.sharded.Add(1)
+	return &shardedQuery{
+		engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
+		instant: instant, nodes: nodes, outer: outer, statement: statement,
+	}, nil
+}
+
+// findShardable collects the outermost shardable aggregations of expr
+// that are evaluated at the query's steps.
+func findShardable(n parser.Node, out *[]*parser.AggregateExpr) {
+	switch n := n.(type) {
+	case *parser.AggregateExpr:
+		if shardableAggregation(n) {
+			*out = append(*out, n)
+			return
+		}
+		findShardable(n.Expr, out)
+	case *parser.BinaryExpr:
+		findShardable(n.LHS, out)
+		findShardable(n.RHS, out)
+	case *parser.ParenExpr:
+		findShardable(n.Expr, out)
+	case *parser.UnaryExpr:
+		findShardable(n.Expr, out)
+	case *parser.Call:
+		// Only functions of instant vectors evaluate their argument at
+		// the query's steps.
+		for i, a := range n.Args {
+			if i < len(n.Func.ArgTypes) && n.Func.ArgTypes[i] == parser.ValueTypeVector {
+				findShardable(a, out)
+			}
+		}
+	}
+}
+
+func shardableAggregation(a *parser.AggregateExpr) bool {
+	switch a.Op {
+	case parser.SUM, parser.COUNT, parser.MIN, parser.MAX, parser.GROUP:
+	case parser.TOPK, parser.BOTTOMK:
+		if _, ok := unparen(a.Param).(*parser.NumberLiteral); !ok {
+			return false
+		}
+	default:
+		return false
+	}
+	// With delayed __name__ removal, a metric name that an inner function
+	// marked for removal is still there for the aggregation (by
+	// (__name__)) and for topk's output in the full query, but already
+	// gone from a shard's result. Keep the name-keeping cases to bare
+	// selectors.
+	keepsName := a.Op == parser.TOPK || a.Op == parser.BOTTOMK
+	for _, g := range a.Grouping {
+		if g == labels.MetricName && !a.Without {
+			keepsName = true
+		}
+	}
+	if keepsName {
+		if _, ok := unparen(a.Expr).(*parser.VectorSelector); !ok {
+			return false
+		}
+	}
+	return perSeries(a.Expr)
+}
+
+func unparen(e parser.Expr) parser.Expr {
+	for {
+		p, ok := e.(*parser.ParenExpr)
+		if !ok {
+			return e
+		}
+		e = p.Expr
+	}
+}
+
+// perSeriesFuncs are the functions whose value for a series depends on
+// that series alone (and on numbers).
+var perSeriesFuncs = map[string]bool{
+	"abs": true, "ceil": true, "floor": true, "exp": true, "ln": true, "log2": true, "log10": true,
+	"sqrt": true, "round": true, "sgn": true, "clamp": true, "clamp_min": true, "clamp_max": true,
+	"rate": true, "irate": true, "increase": true, "delta": true, "idelta": true, "deriv": true,
+	"resets": true, "changes": true, "timestamp": true,
+	"avg_over_time": true, "sum_over_time": true, "min_over_time": true, "max_over_time": true,
+	"count_over_time": true, "last_over_time": true, "present_over_time": true, "stddev_over_time": true,
+	"stdvar_over_time": true, "quantile_over_time": true, "mad_over_time": true,
+	"histogram_count": true, "histogram_sum": true, "histogram_avg": true,
+}
+
+// perSeries reports whether e computes each output series from one input
+// series, so that it can run on a shard of the series.
+func perSeries(e parser.Expr) bool {
+	hasSelector := false
+	ok := true
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		if !ok {
+			return errors.New("stop")
+		}
+		switch n := n.(type) {
+		case nil: // Inspect's end-of-children marker
+		case *parser.VectorSelector:
+			if n.Timestamp != nil || n.StartOrEnd != 0 {
+				ok = false
+			}
+			hasSelector = true
+		case *parser.MatrixSelector, *parser.NumberLiteral, *parser.ParenExpr, *parser.UnaryExpr:
+		case *parser.Call:
+			if !perSeriesFuncs[n.Func.Name] {
+				ok = false
+			}
+		case *parser.BinaryExpr:
+			// Vector with number only: no matching across series.
+			if n.LHS.Type() == parser.ValueTypeVector && n.RHS.Type() == parser.ValueTypeVector {
+				ok = false
+			}
+			if n.Op.IsComparisonOperator() && !n.ReturnBool {
+				// Filtering keeps series as they are: fine.
+			}
+		default:
+			ok = false
+		}
+		return nil
+	})
+	return ok && hasSelector
+}
+
+// rewrite replaces, in expr, each sharded aggregation by the same
+// aggregation over the union of the shards' partial results (a sum of
+// counts for count), read by an embedded selector; it returns the new
+// root.
+func rewrite(expr parser.Expr, nodes []*parser.AggregateExpr) parser.Expr {
+	repl := map[parser.Expr]parser.Expr{}
+	for i, n := range nodes {
+		op := n.Op
+		if op == parser.COUNT {
+			op = parser.SUM
+		}
+		repl[n] = &parser.AggregateExpr{
+			Op:       op,
+			Param:    n.Param,
+			Grouping: n.Grouping,
+			Without:  n.Without,
+			Expr: &parser.VectorSelector{LabelMatchers: []*labels.Matcher{
+				labels.MustNewMatcher(labels.MatchEqual, embeddedLabel, strconv.Itoa(i)),
+			}},
+		}
+	}
+	if r, ok := repl[expr]; ok {
+		return r
+	}
+	var swap func(n parser.Node)
+	swap = func(n parser.Node) {
+		at := func(e *parser.Expr) {
+			if r, ok := repl[*e]; ok {
+				*e = r
+				return
+			}
+			swap(*e)
+		}
+		switch n := n.(type) {
+		case *parser.AggregateExpr:
+			at(&n.Expr)
+		case *parser.BinaryExpr:
+			at(&n.LHS)
+			at(&n.RHS)
+		case *parser.ParenExpr:
+			at(&n.Expr)
+		case *parser.UnaryExpr:
+			at(&n.Expr)
+		case *parser.Call:
+			for i := range n.Args {
+				at(&n.Args[i])
+			}
+		}
+	}
+	swap(expr)
+	return expr
+}
+
+// shardedQuery runs the shards of each sharded aggregation, then the outer
+// query over their results.
+type shardedQuery struct {
+	engine     *Engine
+	q          storage.Queryable
+	opts       promql.QueryOpts
+	qs         string
+	start, end time.Time
+	interval   time.Duration
+	instant    bool
+	nodes      []*parser.AggregateExpr
+	outer      string
+	statement  parser.Expr
+
+	mu       sync.Mutex
+	cancel   context.CancelFunc
+	outerQry promql.Query
+	closers  []promql.Query
+}
+
+func (s *shardedQuery) Statement() parser.Statement {
+	st := &parser.EvalStmt{Expr: s.statement, Start: s.start, End: s.end, Interval: s.interval}
+	if s.opts != nil {
+		st.LookbackDelta = s.opts.LookbackDelta()
+	}
+	return st
+}
+func (s *shardedQuery) String() string              { return s.qs }
+
+func (s *shardedQuery) Stats() *stats.Statistics {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.outerQry != nil {
+		return s.outerQry.Stats()
+	}
+	return &stats.Statistics{Timers: stats.NewQueryTimers(), Samples: stats.NewQuerySamples(false)}
+}
+
+func (s *shardedQuery) Cancel() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cancel != nil {
+		s.cancel()
+	}
+}
+
+func (s *shardedQuery) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, q := range s.closers {
+		q.Close()
+	}
+	s.closers = nil
+}
+
+func (s *shardedQuery) newInner(ctx context.Context, q storage.Queryable, qs string) (promql.Query, error) {
+	if s.instant {
+		return s.engine.inner.NewInstantQuery(ctx, q, s.opts, qs, s.start)
+	}
+	return s.engine.inner.NewRangeQuery(ctx, q, s.opts, qs, s.start, s.end, s.interval)
+}
+
+func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.mu.Lock()
+	s.cancel = cancel
+	s.mu.Unlock()
+
+	n := s.engine.shards
+	partial := make([][]promql.Series, len(s.nodes))
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+		warnMu   sync.Mutex
+		warnings annotations.Annotations
+		mu       sync.Mutex
+	)
+	for i, node := range s.nodes {
+		for shard := 0; shard < n; shard++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				sq := shardQueryable{inner: s.q, index: uint64(shard), count: uint64(n)}
+				qry, err := s.newInner(ctx, sq, node.String())
+				if err != nil {
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				res := qry.Exec(ctx)
+				warnMu.Lock()
+				warnings.Merge(res.Warnings)
+				warnMu.Unlock()
+				if res.Err != nil {
+					qry.Close()
+					errOnce.Do(func() { firstErr = res.Err; cancel() })
+					return
+				}
+				series, err := asSeries(res.Value)
+				if err != nil {
+					qry.Close()
+					errOnce.Do(func() { firstErr = err; cancel() })
+					return
+				}
+				mu.Lock()
+				partial[i] = append(partial[i], series...)
+				s.mu.Lock()
+				s.closers = append(s.closers, qry)
+				s.mu.Unlock()
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return &promql.Result{Err: firstErr, Warnings: warnings}
+	}
+	if !exactMerge(s.nodes, partial) {
+		// Adding the partial results could differ from Prometheus' single
+		// pass: run the query unsharded.
+		qry, err := s.newInner(ctx, s.q, s.qs)
+		if err != nil {
+			return &promql.Result{Err: err}
+		}
+		s.mu.Lock()
+		s.outerQry = qry
+		s.closers = append(s.closers, qry)
+		s.mu.Unlock()
+		return qry.Exec(ctx)
+	}
+	eq := embeddedQueryable{inner: s.q, results: partial, steps: s.steps()}
+	qry, err := s.newInner(ctx, eq, s.outer)
+	if err != nil {
+		return &promql.Result{Err: err, Warnings: warnings}
+	}
+	s.mu.Lock()
+	s.outerQry = qry
+	s.closers = append(s.closers, qry)
+	s.mu.Unlock()
+	res := qry.Exec(ctx)
+	res.Warnings.Merge(warnings)
+	return res
+}
+
+// maxExactPartial bounds the partial sums that are added again: below it,
+// adding them differs from Prometheus' compensated single-pass sum by
+// rounding only (relative 1e-16); around and above 2^53, small terms can
+// be absorbed (2 + 8 + 1e100 - 1e100).
+const maxExactPartial = 1 << 50
+
+// exactMerge reports whether the outer aggregations over the partial
+// results give what the unsharded query gives: no native histograms (whose
+// counter-reset hints and sums the engine merges differently across
+// passes) and, for sums and counts, no partial large enough to absorb
+// others.
+func exactMerge(nodes []*parser.AggregateExpr, partial [][]promql.Series) bool {
+	for i, n := range nodes {
+		for _, s := range partial[i] {
+			if len(s.Histograms) > 0 {
+				return false
+			}
+			if n.Op != parser.SUM && n.Op != parser.COUNT {
+				continue
+			}
+			for _, p := range s.Floats {
+				if math.Abs(p.F) >= maxExactPartial && !math.IsInf(p.F, 0) {
+					return false
+				}
+			}
+		}
+	}
+	return true
+}
+
+// steps are the evaluation times of the query, in milliseconds.
+func (s *shardedQuery) steps() []int64 {
+	start, end := s.start.UnixMilli(), s.end.UnixMilli()
+	if s.instant || s.interval <= 0 {
+		return []int64{start}
+	}
+	iv := s.interval.Milliseconds()
+	out := make([]int64, 0, (end-start)/iv+1)
+	for t := start; t <= end; t += iv {
+		out = append(out, t)
+	}
+	return out
+}
+
+// asSeries turns a result into series.
+func asSeries(v parser.Value) ([]promql.Series, error) {
+	switch v := v.(type) {
+	case promql.Matrix:
+		return v, nil
+	case promql.Vector:
+		out := make([]promql.Series, 0, len(v))
+		for _, smp := range v {
+			s := promql.Series{Metric: smp.Metric, DropName: smp.DropName}
+			if smp.H != nil {
+				s.Histograms = []promql.HPoint{{T: smp.T, H: smp.H}}
+			} else {
+				s.Floats = []promql.FPoint{{T: smp.T, F: smp.F}}
+			}
+			out = append(out, s)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("queryshard: a shard returned %s, want a vector", v.Type())
+}
+
+// shardQueryable selects one shard of the series of inner.
+type shardQueryable struct {
+	inner        storage.Queryable
+	index, count uint64
+}
+
+func (q shardQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	inner, err := q.inner.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return shardQuerier{Querier: inner, index: q.index, count: q.count}, nil
+}
+
+type shardQuerier struct {
+	storage.Querier
+	index, count uint64
+}
+
+func (q shardQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	h := storage.SelectHints{}
+	if hints != nil {
+		h = *hints
+	}
+	h.ShardIndex, h.ShardCount = q.index, q.count
+	return q.Querier.Select(ctx, sortSeries, &h, ms...)
+}
+
+// embeddedQueryable answers the embedded selectors of the outer query from
+// the shards' results and everything else from inner.
+type embeddedQueryable struct {
+	inner   storage.Queryable
+	results [][]promql.Series
+	steps   []int64
+}
+
+func (q embeddedQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
+	inner, err := q.inner.Querier(mint, maxt)
+	if err != nil {
+		return nil, err
+	}
+	return embeddedQuerier{Querier: inner, q: q}, nil
+}
+
+type embeddedQuerier struct {
+	storage.Querier
+	q embeddedQueryable
+}
+
+func (e embeddedQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	for _, m := range ms {
+		if m.Name != embeddedLabel {
+			continue
+		}
+		i, err := strconv.Atoi(m.Value)
+		if err != nil || i < 0 || i >= len(e.q.results) {
+			return storage.ErrSeriesSet(fmt.Errorf("queryshard: no partial result %q", m.Value))
+		}
+		return embeddedSet(e.q.results[i], e.q.steps, sortSeries)
+	}
+	return e.Querier.Select(ctx, sortSeries, hints, ms...)
+}
+
+// embeddedSet serves partial results as series. A series that has no value
+// at a step after having one gets a staleness marker there, so that the
+// lookback of the outer query does not carry the earlier value over.
+func embeddedSet(res []promql.Series, steps []int64, sortSeries bool) storage.SeriesSet {
+	out := make([]storage.Series, 0, len(res))
+	for _, s := range res {
+		out = append(out, embeddedSeries(s, steps))
+	}
+	if sortSeries {
+		sort.Slice(out, func(i, j int) bool { return labels.Compare(out[i].Labels(), out[j].Labels()) < 0 })
+	}
+	return &seriesSet{series: out, i: -1}
+}
+
+type point struct {
+	t int64
+	f float64
+	h *histogram.FloatHistogram
+}
+
+func embeddedSeries(s promql.Series, steps []int64) storage.Series {
+	pts := make([]point, 0, len(s.Floats)+len(s.Histograms)+1)
+	fi, hi := 0, 0
+	present := false
+	for _, t := range steps {
+		switch {
+		case fi < len(s.Floats) && s.Floats[fi].T == t:
+			pts = append(pts, point{t: t, f: s.Floats[fi].F})
+			fi++
+			present = true
+		case hi < len(s.Histograms) && s.Histograms[hi].T == t:
+			pts = append(pts, point{t: t, h: s.Histograms[hi].H})
+			hi++
+			present = true
+		default:
+			if present {
+				pts = append(pts, point{t: t, f: math.Float64frombits(value.StaleNaN)})
+			}
+			present = false
+		}
+	}
+	return &storage.SeriesEntry{Lset: s.Metric, SampleIteratorFn: func(it chunkenc.Iterator) chunkenc.Iterator {
+		return &pointIterator{pts: pts, i: -1}
+	}}
+}
+
+type seriesSet struct {
+	series []storage.Series
+	i      int
+}
+
+func (s *seriesSet) Next() bool                        { s.i++; return s.i < len(s.series) }
+func (s *seriesSet) At() storage.Series                { return s.series[s.i] }
+func (s *seriesSet) Err() error                        { return nil }
+func (s *seriesSet) Warnings() annotations.Annotations { return nil }
+
+type pointIterator struct {
+	pts []point
+	i   int
+}
+
+func (it *pointIterator) valueType() chunkenc.ValueType {
+	if it.i >= len(it.pts) {
+		return chunkenc.ValNone
+	}
+	if it.pts[it.i].h != nil {
+		return chunkenc.ValFloatHistogram
+	}
+	return chunkenc.ValFloat
+}
+
+func (it *pointIterator) Next() chunkenc.ValueType {
+	if it.i < len(it.pts) {
+		it.i++
+	}
+	return it.valueType()
+}
+
+func (it *pointIterator) Seek(t int64) chunkenc.ValueType {
+	if it.i < 0 {
+		it.i = 0
+	}
+	for it.i < len(it.pts) && it.pts[it.i].t < t {
+		it.i++
+	}
+	return it.valueType()
+}
+
+func (it *pointIterator) At() (int64, float64) { return it.pts[it.i].t, it.pts[it.i].f }
+func (it *pointIterator) AtHistogram(*histogram.Histogram) (int64, *histogram.Histogram) {
+	return it.pts[it.i].t, nil
+}
+
+func (it *pointIterator) AtFloatHistogram(fh *histogram.FloatHistogram) (int64, *histogram.FloatHistogram) {
+	p := it.pts[it.i]
+	if fh == nil {
+		return p.t, p.h.Copy()
+	}
+	p.h.CopyTo(fh)
+	return p.t, fh
+}
+func (it *pointIterator) AtT() int64  { return it.pts[it.i].t }
+func (it *pointIterator) AtST() int64 { return 0 }
+func (it *pointIterator) Err() error  { return nil }
