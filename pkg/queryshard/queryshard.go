@@ -29,6 +29,7 @@ import (
 	"math"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,8 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
+
+	levstorage "github.com/levitated/levitated/pkg/storage"
 )
 
 // embeddedLabel names the pre-computed partial results in the rewritten
@@ -53,6 +56,7 @@ type Engine struct {
 	inner   promql.QueryEngine
 	shards  int
 	parser  parser.Parser
+	opaque  map[string]bool
 	sharded atomic.Int64
 }
 
@@ -61,9 +65,16 @@ func (e *Engine) Sharded() int64 { return e.sharded.Load() }
 
 // New returns an engine that runs shardable aggregations over shards
 // concurrent shards of inner (shards < 2 turns sharding off). p parses
-// queries for the analysis; it must accept what inner accepts.
-func New(inner promql.QueryEngine, shards int, p parser.Parser) *Engine {
-	return &Engine{inner: inner, shards: shards, parser: p}
+// queries for the analysis; it must accept what inner accepts. Nothing is
+// sharded inside calls to the opaque functions (functions that read their
+// vector arguments other than at each step, such as the event-window
+// functions).
+func New(inner promql.QueryEngine, shards int, p parser.Parser, opaque ...string) *Engine {
+	e := &Engine{inner: inner, shards: shards, parser: p, opaque: map[string]bool{}}
+	for _, f := range opaque {
+		e.opaque[f] = true
+	}
+	return e
 }
 
 func (e *Engine) NewInstantQuery(ctx context.Context, q storage.Queryable, opts promql.QueryOpts, qs string, ts time.Time) (promql.Query, error) {
@@ -89,7 +100,7 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 		return delegate() // the inner engine reports it as Prometheus does
 	}
 	var nodes []*parser.AggregateExpr
-	findShardable(expr, &nodes)
+	e.findShardable(expr, &nodes)
 	if len(nodes) == 0 {
 		return delegate()
 	}
@@ -107,32 +118,41 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 
 // findShardable collects the outermost shardable aggregations of expr
 // that are evaluated at the query's steps.
-func findShardable(n parser.Node, out *[]*parser.AggregateExpr) {
+func (e *Engine) findShardable(n parser.Node, out *[]*parser.AggregateExpr) {
 	switch n := n.(type) {
 	case *parser.AggregateExpr:
 		if shardableAggregation(n) {
 			*out = append(*out, n)
 			return
 		}
-		findShardable(n.Expr, out)
+		e.findShardable(n.Expr, out)
 	case *parser.BinaryExpr:
-		findShardable(n.LHS, out)
-		findShardable(n.RHS, out)
+		e.findShardable(n.LHS, out)
+		e.findShardable(n.RHS, out)
 	case *parser.ParenExpr:
-		findShardable(n.Expr, out)
+		e.findShardable(n.Expr, out)
 	case *parser.UnaryExpr:
-		findShardable(n.Expr, out)
+		e.findShardable(n.Expr, out)
 	case *parser.Call:
+		if e.opaque[n.Func.Name] || strings.HasPrefix(n.Func.Name, "__") {
+			return
+		}
 		// Only functions of instant vectors evaluate their argument at
 		// the query's steps.
 		for i, a := range n.Args {
 			if i < len(n.Func.ArgTypes) && n.Func.ArgTypes[i] == parser.ValueTypeVector {
-				findShardable(a, out)
+				e.findShardable(a, out)
 			}
 		}
 	}
 }
 
+// shardableAggregation reports whether an aggregation can run per shard,
+// its shards being made of whole groups: the shard of a series is a hash of
+// its grouping labels, so each group is aggregated in one shard, over the
+// same series in the same order as without sharding, and its value is
+// bit for bit the same. An aggregation without grouping labels has one
+// group and is not sharded.
 func shardableAggregation(a *parser.AggregateExpr) bool {
 	switch a.Op {
 	case parser.SUM, parser.COUNT, parser.MIN, parser.MAX, parser.GROUP:
@@ -141,6 +161,9 @@ func shardableAggregation(a *parser.AggregateExpr) bool {
 			return false
 		}
 	default:
+		return false
+	}
+	if !a.Without && len(a.Grouping) == 0 {
 		return false
 	}
 	// With delayed __name__ removal, a metric name that an inner function
@@ -359,7 +382,7 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				sq := shardQueryable{inner: s.q, index: uint64(shard), count: uint64(n)}
+				sq := shardQueryable{inner: s.q, spec: levstorage.ShardSpec{Labels: node.Grouping, Without: node.Without, Index: uint64(shard), Count: uint64(n)}}
 				qry, err := s.newInner(ctx, sq, node.String())
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
@@ -420,30 +443,15 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	return res
 }
 
-// maxExactPartial bounds the partial sums that are added again: below it,
-// adding them differs from Prometheus' compensated single-pass sum by
-// rounding only (relative 1e-16); around and above 2^53, small terms can
-// be absorbed (2 + 8 + 1e100 - 1e100).
-const maxExactPartial = 1 << 50
-
 // exactMerge reports whether the outer aggregations over the partial
-// results give what the unsharded query gives: no native histograms (whose
-// counter-reset hints and sums the engine merges differently across
-// passes) and, for sums and counts, no partial large enough to absorb
-// others.
+// results give what the unsharded query gives: not with native histograms,
+// whose counter-reset hints the engine's aggregation of an already
+// aggregated histogram sets differently.
 func exactMerge(nodes []*parser.AggregateExpr, partial [][]promql.Series) bool {
-	for i, n := range nodes {
+	for i := range nodes {
 		for _, s := range partial[i] {
 			if len(s.Histograms) > 0 {
 				return false
-			}
-			if n.Op != parser.SUM && n.Op != parser.COUNT {
-				continue
-			}
-			for _, p := range s.Floats {
-				if math.Abs(p.F) >= maxExactPartial && !math.IsInf(p.F, 0) {
-					return false
-				}
 			}
 		}
 	}
@@ -485,10 +493,12 @@ func asSeries(v parser.Value) ([]promql.Series, error) {
 	return nil, fmt.Errorf("queryshard: a shard returned %s, want a vector", v.Type())
 }
 
-// shardQueryable selects one shard of the series of inner.
+// shardQueryable selects one shard of the series of inner: levitated's
+// store selects it before reading any chunk (WithShard); every series that
+// comes back, from any store, is checked against it.
 type shardQueryable struct {
-	inner        storage.Queryable
-	index, count uint64
+	inner storage.Queryable
+	spec  levstorage.ShardSpec
 }
 
 func (q shardQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
@@ -496,21 +506,31 @@ func (q shardQueryable) Querier(mint, maxt int64) (storage.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	return shardQuerier{Querier: inner, index: q.index, count: q.count}, nil
+	return shardQuerier{Querier: inner, spec: q.spec}, nil
 }
 
 type shardQuerier struct {
 	storage.Querier
-	index, count uint64
+	spec levstorage.ShardSpec
 }
 
 func (q shardQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	h := storage.SelectHints{}
-	if hints != nil {
-		h = *hints
+	ss := q.Querier.Select(levstorage.WithShard(ctx, q.spec), sortSeries, hints, ms...)
+	return &filteredSet{SeriesSet: ss, keep: q.spec.Contains}
+}
+
+type filteredSet struct {
+	storage.SeriesSet
+	keep func(labels.Labels) bool
+}
+
+func (f *filteredSet) Next() bool {
+	for f.SeriesSet.Next() {
+		if f.keep(f.SeriesSet.At().Labels()) {
+			return true
+		}
 	}
-	h.ShardIndex, h.ShardCount = q.index, q.count
-	return q.Querier.Select(ctx, sortSeries, &h, ms...)
+	return false
 }
 
 // embeddedQueryable answers the embedded selectors of the outer query from

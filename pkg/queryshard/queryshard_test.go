@@ -1,13 +1,21 @@
 package queryshard_test
 
 import (
+	"context"
+	"math"
+	"sort"
 	"testing"
 	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
+	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
 
+	"github.com/levitated/levitated/bench/redgen"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/queryshard"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
@@ -26,12 +34,98 @@ func TestPromQLBuiltinSharded(t *testing.T) {
 			inner, err := levpromql.New(opts)
 			require.NoError(t, err)
 			defer inner.Close()
-			engine := queryshard.New(inner, shards, levpromql.NewParser())
+			engine := queryshard.New(inner, shards, levpromql.NewParser(), levpromql.EventFunctions()...)
 			promqltest.RunBuiltinTestsWithStorage(t, engine, func(tb testing.TB) storage.Storage { return storagetest.New(tb) })
 			// The files are full of shardable aggregations; make sure they
 			// went through the shards.
-			require.Greater(t, engine.Sharded(), int64(300))
+			require.Greater(t, engine.Sharded(), int64(150))
 			t.Logf("%d queries ran sharded", engine.Sharded())
 		})
+	}
+}
+
+// TestShardedResultsAreBitIdentical evaluates RED-style queries with and
+// without sharding over the same store and requires the same series and
+// the same float bits at every step.
+func TestShardedResultsAreBitIdentical(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := context.Background()
+	series := redgen.Build(3000)
+	refs := make([]promstorage.SeriesRef, len(series))
+	t0 := int64(1_700_000_000_000)
+	for step := int64(0); step < 240; step++ {
+		app := db.AppenderV2(ctx)
+		for i, s := range series {
+			ref, err := app.Append(refs[i], s.Labels, 0, t0+step*15_000, s.Next(step), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+			refs[i] = ref
+		}
+		require.NoError(t, app.Commit())
+	}
+	opts := levpromql.DefaultOptions()
+	inner, err := levpromql.New(opts)
+	require.NoError(t, err)
+	defer inner.Close()
+	sharded := queryshard.New(inner, 3, levpromql.NewParser(), levpromql.EventFunctions()...)
+	start, end := time.UnixMilli(t0+30*60_000), time.UnixMilli(t0+59*60_000)
+	for _, q := range []string{
+		`sum by (service) (rate(http_requests_total[5m]))`,
+		`histogram_quantile(0.99, sum by (le, service) (rate(http_request_duration_seconds_bucket[5m])))`,
+		`topk(10, sum by (service, route) (rate(http_requests_total[5m])))`,
+		`sum by (service) (rate(http_requests_total{code=~"5.."}[5m])) / sum by (service) (rate(http_requests_total[5m]))`,
+		`count by (__name__) ({__name__=~".+"})`,
+		`max by (service) (max_over_time(process_resident_memory_bytes[30m]))`,
+		`topk(5, sum by (instance) (rate(node_cpu_seconds_total{mode!="idle"}[5m])))`,
+		`sum without (instance, cpu) (rate(node_cpu_seconds_total[5m])) > 0.1`,
+		`min by (job) (cpu_usage_ratio) - max by (job) (cpu_usage_ratio)`,
+		`group by (service) (up)`,
+		`bottomk by (service) (2, go_goroutines)`,
+	} {
+		for _, instant := range []bool{false, true} {
+			run := func(e promql.QueryEngine) promql.Matrix {
+				var qry promql.Query
+				var err error
+				if instant {
+					qry, err = e.NewInstantQuery(ctx, db, nil, q, end)
+				} else {
+					qry, err = e.NewRangeQuery(ctx, db, nil, q, start, end, time.Minute)
+				}
+				require.NoError(t, err, q)
+				defer qry.Close()
+				res := qry.Exec(ctx)
+				require.NoError(t, res.Err, q)
+				switch v := res.Value.(type) {
+				case promql.Matrix:
+					// Close gives the points back to the engine's pools.
+					out := make(promql.Matrix, len(v))
+					for i, s := range v {
+						out[i] = promql.Series{Metric: s.Metric, Floats: append([]promql.FPoint(nil), s.Floats...)}
+					}
+					return out
+				case promql.Vector:
+					m := promql.Matrix{}
+					for _, s := range v {
+						m = append(m, promql.Series{Metric: s.Metric, Floats: []promql.FPoint{{T: s.T, F: s.F}}})
+					}
+					return m
+				}
+				t.Fatalf("%s: result %T", q, res.Value)
+				return nil
+			}
+			before := sharded.Sharded()
+			want, got := run(inner), run(sharded)
+			require.Greater(t, sharded.Sharded(), before, "%s was not sharded", q)
+			require.Equal(t, len(want), len(got), q)
+			sort.Slice(want, func(i, j int) bool { return labels.Compare(want[i].Metric, want[j].Metric) < 0 })
+			sort.Slice(got, func(i, j int) bool { return labels.Compare(got[i].Metric, got[j].Metric) < 0 })
+			for i := range want {
+				require.Equal(t, want[i].Metric, got[i].Metric, q)
+				require.Equal(t, len(want[i].Floats), len(got[i].Floats), "%s %s", q, want[i].Metric)
+				for k := range want[i].Floats {
+					require.Equal(t, want[i].Floats[k].T, got[i].Floats[k].T)
+					require.Equal(t, math.Float64bits(want[i].Floats[k].F), math.Float64bits(got[i].Floats[k].F), "%s %s at %d", q, want[i].Metric, want[i].Floats[k].T)
+				}
+			}
+		}
 	}
 }

@@ -82,7 +82,7 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("build query engine: %w", err)
 	}
 	closers = append(closers, s.engine.Close)
-	s.sharded = queryshard.New(s.engine, opts.QueryShards, levpromql.NewParser())
+	s.sharded = queryshard.New(s.engine, opts.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...)
 
 	s.sec, err = s.newSecurity()
 	if err != nil {

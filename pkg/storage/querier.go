@@ -84,7 +84,25 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 	if tq == nil {
 		return storage.EmptySeriesSet()
 	}
-	return tq.q.Select(ctx, sortSeries, hints, ms...)
+	return tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
+}
+
+// shardHints applies the shard of ctx (WithShard) to a select: the block
+// querier then asks ShardedPostings for it.
+func (h *rangeHead) shardHints(ctx context.Context, hints *storage.SelectHints) *storage.SelectHints {
+	spec, ok := shardFrom(ctx)
+	if !ok {
+		return hints
+	}
+	h.mu.Lock()
+	h.shard = &spec
+	h.mu.Unlock()
+	c := storage.SelectHints{}
+	if hints != nil {
+		c = *hints
+	}
+	c.ShardIndex, c.ShardCount = spec.Index, spec.Count
+	return &c
 }
 
 func (q *querier) labelQuerier(ctx context.Context) (storage.LabelQuerier, error) {
@@ -140,7 +158,7 @@ func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *stora
 	if tq == nil {
 		return storage.EmptyChunkSeriesSet()
 	}
-	return tq.cq.Select(ctx, sortSeries, hints, ms...)
+	return tq.cq.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
 }
 
 func (q *chunkQuerier) labelQuerier(ctx context.Context) (storage.LabelQuerier, error) {
@@ -184,6 +202,8 @@ type rangeHead struct {
 	// standardChunks converts levitated's own chunk encodings to
 	// Prometheus' for readers that hand chunks on.
 	standardChunks bool
+	// shard, when set (WithShard), is how ShardedPostings shards.
+	shard *ShardSpec
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
@@ -292,10 +312,20 @@ func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
 }
 
 func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount uint64) index.Postings {
+	r.mu.Lock()
+	spec := r.shard
+	r.mu.Unlock()
 	var out []storage.SeriesRef
 	for p.Next() {
 		s := r.th.getByRef(uint64(p.At()))
-		if s != nil && labels.StableHash(s.lset)%shardCount == shardIndex {
+		if s == nil {
+			continue
+		}
+		in := labels.StableHash(s.lset)%shardCount == shardIndex
+		if spec != nil {
+			in = spec.Contains(s.lset)
+		}
+		if in {
 			out = append(out, storage.SeriesRef(s.ref))
 		}
 	}
