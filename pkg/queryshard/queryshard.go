@@ -325,7 +325,7 @@ func (s *shardedQuery) Statement() parser.Statement {
 	}
 	return st
 }
-func (s *shardedQuery) String() string              { return s.qs }
+func (s *shardedQuery) String() string { return s.qs }
 
 func (s *shardedQuery) Stats() *stats.Statistics {
 	s.mu.Lock()
