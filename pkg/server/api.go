@@ -21,6 +21,7 @@ import (
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/queryshard"
 )
 
 // prometheusAPI mounts Prometheus' own web/api/v1 handlers, as Mimir does
@@ -35,7 +36,9 @@ func (s *Server) prometheusAPI() http.Handler {
 	var none noScrapeState
 	api := v1.NewAPI(
 		// The engine with each tenant's query limits (limits.go).
-		s.queryEngine(),
+		// Shardable aggregations run over shards of the series in
+		// parallel, each shard within the tenant's query limits.
+		queryshard.New(s.queryEngine(), o.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...),
 		s.query, // samples merged with change-event series
 		nil,     // AppendableV2: remote write is mounted separately
 		s.db,    // ExemplarQueryable

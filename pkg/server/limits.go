@@ -186,7 +186,7 @@ func (e limitedEvents) Append(ctx context.Context, t uint32, evs []events.Event)
 
 // queryEngine is the engine with each tenant's query limits.
 func (s *Server) queryEngine() promql.QueryEngine {
-	return &limits.Engine{QueryEngine: s.sharded, Limiter: s.sec.limiter, Timeout: s.opts.Query.Timeout}
+	return &limits.Engine{QueryEngine: s.engine, Limiter: s.sec.limiter, Timeout: s.opts.Query.Timeout}
 }
 
 // queryEngineOptions turns on the engine's query-cost feature when

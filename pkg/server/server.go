@@ -22,7 +22,6 @@ import (
 	"google.golang.org/grpc"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
-	"github.com/levitated/levitated/pkg/queryshard"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
@@ -37,7 +36,6 @@ type Server struct {
 	events   *eventstore.Store
 	query    queryable
 	engine   *promql.Engine
-	sharded  *queryshard.Engine // the engine of the HTTP API
 	grpc     *grpc.Server
 	http     *http.Server
 	mux      *http.ServeMux
@@ -82,7 +80,6 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("build query engine: %w", err)
 	}
 	closers = append(closers, s.engine.Close)
-	s.sharded = queryshard.New(s.engine, opts.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...)
 
 	s.sec, err = s.newSecurity()
 	if err != nil {
