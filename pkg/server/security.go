@@ -86,6 +86,10 @@ func httpAccess(method, p string) access {
 	switch {
 	case p == "/-/healthy" || p == "/-/ready":
 		return access{public: true}
+	case method == http.MethodOptions && strings.HasPrefix(p, "/api/v1/") && !strings.HasPrefix(p, "/api/v1/admin/"):
+		// CORS preflights carry no credential; Prometheus' API answers
+		// them with its CORS headers and no data.
+		return access{public: true}
 	case p == "/api/v4/oauth/access_token":
 		// Last9's token exchange echoes the token it is sent and reads
 		// nothing (pkg/ingest.Last9TokenHandler).

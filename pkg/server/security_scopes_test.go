@@ -146,6 +146,7 @@ func TestScopeMatrix(t *testing.T) {
 		{"metrics", auth.ScopeAdmin, get("/metrics"), 200},
 		{"pprof", auth.ScopeAdmin, get("/debug/pprof/"), 200},
 		{"unlisted path", auth.ScopeAdmin, get("/no/such/path"), 404},
+		{"CORS preflight", "", func() authReq { return authReq{method: http.MethodOptions, path: "/api/v1/query"} }, 204},
 		{"healthy", "", get("/-/healthy"), 200},
 		{"ready", "", get("/-/ready"), 200},
 		{"Last9 token exchange", "", func() authReq {
