@@ -270,8 +270,12 @@ func (db *DB) reclaim() {
 	for _, b := range ready {
 		for _, s := range b.series {
 			s.mu.Lock()
+			n := len(s.chunks) + len(s.oooChunks)
 			s.chunks = dropPersisted(s.chunks, safe)
 			s.oooChunks = dropPersisted(s.oooChunks, safe)
+			if len(s.chunks)+len(s.oooChunks) < n {
+				s.droppedAny = true
+			}
 			s.mu.Unlock()
 		}
 	}

@@ -226,6 +226,7 @@ func (db *DB) loadSeries(th *tenantHead) error {
 		s.durable = true
 		s.loaded = false
 		s.oooStoredMaxT = math.MaxInt64
+		s.droppedAny = true
 		s.firstDay, s.lastDay = first, last
 		th.addLoaded(s)
 	}

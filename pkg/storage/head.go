@@ -75,6 +75,9 @@ type memSeries struct {
 	// Pebble (math.MaxInt64 when not known, after a restart), so that a
 	// read covered by the in-memory chunks can skip Pebble.
 	oooStoredMaxT int64
+	// droppedAny is set once a chunk of the series left memory (or may
+	// have: after a restart), so that Pebble may hold samples memory lacks.
+	droppedAny bool
 }
 
 func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
@@ -92,10 +95,14 @@ func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
 }
 
 // memoryCovers reports whether the in-memory chunks hold every sample of
-// the series at or after mint: the oldest in-order chunk in memory starts
-// at or before mint, and no out-of-order chunk in Pebble reaches mint. The
-// caller holds s.mu.
+// the series at or after mint: no chunk ever left memory (since the store
+// was opened), or the oldest in-order chunk in memory starts at or before
+// mint and no out-of-order chunk in Pebble reaches mint. The caller holds
+// s.mu.
 func (s *memSeries) memoryCovers(mint int64) bool {
+	if !s.droppedAny {
+		return true
+	}
 	return len(s.chunks) > 0 && s.chunks[0].minT <= mint && s.oooStoredMaxT < mint
 }
 

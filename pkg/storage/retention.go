@@ -36,8 +36,12 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		var gone []*memSeries
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
+			n := len(s.chunks) + len(s.oooChunks)
 			s.chunks = dropBefore(s.chunks, cutT)
 			s.oooChunks = dropBefore(s.oooChunks, cutT)
+			if len(s.chunks)+len(s.oooChunks) < n {
+				s.droppedAny = true
+			}
 			for len(s.ooo) > 0 && s.ooo[0].t < cutT {
 				s.ooo = s.ooo[1:]
 			}
