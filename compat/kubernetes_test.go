@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -181,8 +182,9 @@ func TestHelmChartProductionValues(t *testing.T) {
 	for _, a := range c.Args {
 		require.NotContains(t, a, "--auth.", "tokens need no flag: they are installed as /data/tokens.json")
 	}
-	require.Len(t, sts.Spec.Template.Spec.InitContainers, 1)
+	require.Len(t, sts.Spec.Template.Spec.InitContainers, 2)
 	require.Equal(t, "install-tokens", sts.Spec.Template.Spec.InitContainers[0].Name)
+	require.Equal(t, "provision-tokens", sts.Spec.Template.Spec.InitContainers[1].Name)
 	require.Equal(t, "--log.level=warn", c.Args[len(c.Args)-1], "extraArgs come last")
 	require.Equal(t, "16Gi", c.Resources.Limits.Memory().String())
 	require.Equal(t, "fast-ssd", *sts.Spec.VolumeClaimTemplates[0].Spec.StorageClassName)
@@ -190,6 +192,7 @@ func TestHelmChartProductionValues(t *testing.T) {
 	require.NotEmpty(t, sts.Spec.Template.Annotations["checksum/auth"])
 	require.Equal(t, "platform", sts.Spec.Template.Annotations["example.com/team"])
 	require.Equal(t, "levitated-tokens", sts.Spec.Template.Spec.Volumes[0].Secret.SecretName)
+	require.Equal(t, "levitated-analysis-token", sts.Spec.Template.Spec.Volumes[1].Secret.SecretName)
 	require.NotContains(t, objs["Secret/levitated-tokens"].(*corev1.Secret).StringData["tokens.json"], "lev_", "hashes only")
 
 	sm := objs["ServiceMonitor/levitated"].(*monitoringv1.ServiceMonitor)
@@ -308,14 +311,45 @@ func status(t *testing.T, u, token string) int {
 	return resp.StatusCode
 }
 
-// TestHelmChartTokenFile installs the token file the chart renders from
-// auth.tokens as the init container does, and runs levitated on it: the
-// tokens of the values authenticate, with their scopes.
+// TestHelmChartTokenFile runs the production values' init containers as
+// the pod would (with /data a temporary directory, the Secrets as files and
+// levitated the binary): the token file the chart renders from auth.tokens
+// is installed, the token of auth.tokenSecrets added to it; then levitated
+// on that directory accepts both with their scopes.
 func TestHelmChartTokenFile(t *testing.T) {
 	objs := decodeObjects(t, helmTemplate(t, "-f", "../deploy/helm/levitated/ci/production-values.yaml"))
 	secret := objs["Secret/levitated-tokens"].(*corev1.Secret)
-	data := t.TempDir()
-	require.NoError(t, os.WriteFile(filepath.Join(data, "tokens.json"), []byte(secret.StringData["tokens.json"]), 0o600))
+	inits := objs["StatefulSet/levitated"].(*appsv1.StatefulSet).Spec.Template.Spec.InitContainers
+	data, etc := t.TempDir(), t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(etc, "auth"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(etc, "auth/tokens.json"), []byte(secret.StringData["tokens.json"]), 0o600))
+	const analysis = "lev_a0a1a2a3a4a5a6a7_" + "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
+	require.NoError(t, os.MkdirAll(filepath.Join(etc, "token-secrets/0"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(etc, "token-secrets/0/token"), []byte(analysis+"\n"), 0o600))
+	paths := strings.NewReplacer("/etc/levitated", etc, "/data", data, "levitated token", binary+" token")
+	for round := 0; round < 2; round++ { // every start runs them: the second changes nothing
+		for _, c := range inits {
+			require.Equal(t, "sh", c.Command[0])
+			args := append(slices.Clone(c.Command[1:len(c.Command)-1]), paths.Replace(c.Command[len(c.Command)-1]))
+			out, err := exec.Command("sh", args...).CombinedOutput()
+			require.NoError(t, err, "%s: %s", c.Name, out)
+		}
+	}
+	var file struct {
+		Tokens []struct {
+			ID string `json:"id"`
+		} `json:"tokens"`
+	}
+	b, err := os.ReadFile(filepath.Join(data, "tokens.json"))
+	require.NoError(t, err)
+	require.NoError(t, yaml.Unmarshal(b, &file))
+	require.Len(t, file.Tokens, 4, "the three of auth.tokens and the Secret's, once: %s", b)
+
+	// The provisioning alone, run again, changes nothing.
+	prov := inits[1]
+	out, err := exec.Command("sh", "-ec", paths.Replace(prov.Command[2])).CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Contains(t, string(out), "is already stored")
 	u := startWithData(t, data)
 
 	const teamA = "lev_0123456789abcdef_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
@@ -323,6 +357,8 @@ func TestHelmChartTokenFile(t *testing.T) {
 	require.Equal(t, http.StatusOK, status(t, u+"/api/v1/labels", teamA))
 	require.Equal(t, http.StatusForbidden, status(t, u+"/metrics", teamA), "team-a has no admin scope")
 	require.Equal(t, http.StatusOK, status(t, u+"/metrics", ops), "scopes: [all]")
+	require.Equal(t, http.StatusOK, status(t, u+"/api/v1/labels", analysis), "the token of the Secret")
+	require.Equal(t, http.StatusForbidden, status(t, u+"/metrics", analysis))
 	require.Equal(t, http.StatusUnauthorized, status(t, u+"/api/v1/labels", teamA[:len(teamA)-1]+"0"))
 	require.Equal(t, http.StatusOK, status(t, u+"/-/ready", ""))
 }

@@ -108,7 +108,7 @@ Whether a credential is configured; levitated refuses the pod network
 without one.
 */}}
 {{- define "levitated.authConfigured" -}}
-{{- if or (include "levitated.authSecretName" .) .Values.auth.bootstrapToken .Values.auth.trustedProxy .Values.auth.insecureAllowUnauthenticatedRemoteAccess .Values.webConfig }}true{{ end }}
+{{- if or (include "levitated.authSecretName" .) .Values.auth.tokenSecrets .Values.auth.bootstrapToken .Values.auth.trustedProxy .Values.auth.insecureAllowUnauthenticatedRemoteAccess .Values.webConfig }}true{{ end }}
 {{- end }}
 
 {{/*
