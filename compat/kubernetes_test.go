@@ -411,3 +411,13 @@ func TestHelmChartNotes(t *testing.T) {
 	require.Contains(t, n, "logs levitated-0 -c bootstrap-token")
 	require.NotContains(t, n, "<no value>")
 }
+
+// TestHelmChartRefusesNoCredential: with the bootstrap token turned off and
+// no other credential, the chart fails to render, as levitated would fail
+// to start, saying what to set.
+func TestHelmChartRefusesNoCredential(t *testing.T) {
+	cmd := exec.Command(helmBinary(t), "template", "levitated", "../deploy/helm/levitated", "--set", "auth.bootstrapToken=false")
+	out, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), "levitated refuses to serve on the pod network without a credential: set auth.tokens")
+}
