@@ -192,7 +192,7 @@ func javaSplit(s, sep string) []string {
 // PromQL runs range queries on levitated's engine over the queryable of
 // the caller's tenant (from the context).
 type PromQL struct {
-	Engine    *promql.Engine
+	Engine    promql.QueryEngine
 	Queryable promstorage.Queryable
 }
 

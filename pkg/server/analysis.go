@@ -22,7 +22,7 @@ var kayentaPaths = []string{"/canaryConfig", "/canaryConfig/", "/canary", "/cana
 // queries. It returns the Kayenta execution runner for Run to start, and to
 // stop before the store closes.
 func (s *Server) mountAnalysis(m *httpMetrics) (func(ctx context.Context) error, error) {
-	q := &kayenta.PromQL{Engine: s.engine, Queryable: s.query}
+	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
 	k, err := kayenta.New(s.db.Pebble(), s.db, q, kayenta.Options{
 		Logger:     s.logger.With("component", "kayenta"),
 		Registerer: s.opts.Registry,

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/common/route"
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
@@ -23,6 +24,13 @@ import (
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/queryshard"
 )
+
+// apiEngine is the engine every HTTP and gRPC query runs on: shardable
+// aggregations run over shards of the series in parallel (pkg/queryshard),
+// each shard within the tenant's query limits (pkg/limits).
+func (s *Server) apiEngine() promql.QueryEngine {
+	return queryshard.New(s.queryEngine(), s.opts.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...)
+}
 
 // prometheusAPI mounts Prometheus' own web/api/v1 handlers, as Mimir does
 // (pkg/api/handlers.go), so that query, query_range, series, labels, label
@@ -36,9 +44,7 @@ func (s *Server) prometheusAPI() http.Handler {
 	var none noScrapeState
 	api := v1.NewAPI(
 		// The engine with each tenant's query limits (limits.go).
-		// Shardable aggregations run over shards of the series in
-		// parallel, each shard within the tenant's query limits.
-		queryshard.New(s.queryEngine(), o.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...),
+		s.apiEngine(),
 		s.query, // samples merged with change-event series
 		nil,     // AppendableV2: remote write is mounted separately
 		s.db,    // ExemplarQueryable

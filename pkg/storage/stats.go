@@ -1,8 +1,11 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -17,11 +20,22 @@ func (db *DB) Stats(ctx context.Context, statsByLabelName string, limit int) (*t
 	if th == nil {
 		return &tsdb.Stats{MinTime: math.MaxInt64, MaxTime: math.MinInt64, IndexPostingStats: &index.PostingsStats{}}, nil
 	}
+	ps := th.postings.Stats(statsByLabelName, limit, labels.SizeOfLabels)
+	// Prometheus orders by count only, leaving ties in map order; order
+	// ties by name so that the answer does not change between calls.
+	for _, list := range [][]index.Stat{ps.CardinalityMetricsStats, ps.CardinalityLabelStats, ps.LabelValueStats, ps.LabelValuePairsStats} {
+		slices.SortStableFunc(list, func(a, b index.Stat) int {
+			if a.Count != b.Count {
+				return cmp.Compare(b.Count, a.Count)
+			}
+			return strings.Compare(a.Name, b.Name)
+		})
+	}
 	return &tsdb.Stats{
 		NumSeries:         uint64(th.numSeries()),
 		MinTime:           th.minT.Load(),
 		MaxTime:           th.maxT.Load(),
-		IndexPostingStats: th.postings.Stats(statsByLabelName, limit, labels.SizeOfLabels),
+		IndexPostingStats: ps,
 	}, ctx.Err()
 }
 
