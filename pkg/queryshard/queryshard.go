@@ -119,29 +119,45 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 // findShardable collects the outermost shardable aggregations of expr
 // that are evaluated at the query's steps.
 func (e *Engine) findShardable(n parser.Node, out *[]*parser.AggregateExpr) {
+	e.find(n, false, out)
+}
+
+// find walks the tree; below topk, bottomk, limitk and limit_ratio nothing
+// is sharded, because which of two equal values they keep depends on the
+// order of their input series, and the union of the shards' results comes
+// in another order than the unsharded aggregation's.
+func (e *Engine) find(n parser.Node, orderSensitive bool, out *[]*parser.AggregateExpr) {
 	switch n := n.(type) {
 	case *parser.AggregateExpr:
-		if shardableAggregation(n) {
+		if !orderSensitive && shardableAggregation(n) {
 			*out = append(*out, n)
 			return
 		}
-		e.findShardable(n.Expr, out)
+		switch n.Op {
+		case parser.TOPK, parser.BOTTOMK, parser.LIMITK, parser.LIMIT_RATIO:
+			orderSensitive = true
+		}
+		e.find(n.Expr, orderSensitive, out)
 	case *parser.BinaryExpr:
-		e.findShardable(n.LHS, out)
-		e.findShardable(n.RHS, out)
+		e.find(n.LHS, orderSensitive, out)
+		e.find(n.RHS, orderSensitive, out)
 	case *parser.ParenExpr:
-		e.findShardable(n.Expr, out)
+		e.find(n.Expr, orderSensitive, out)
 	case *parser.UnaryExpr:
-		e.findShardable(n.Expr, out)
+		e.find(n.Expr, orderSensitive, out)
 	case *parser.Call:
 		if e.opaque[n.Func.Name] || strings.HasPrefix(n.Func.Name, "__") {
 			return
+		}
+		switch n.Func.Name {
+		case "sort", "sort_desc", "sort_by_label", "sort_by_label_desc":
+			orderSensitive = true
 		}
 		// Only functions of instant vectors evaluate their argument at
 		// the query's steps.
 		for i, a := range n.Args {
 			if i < len(n.Func.ArgTypes) && n.Func.ArgTypes[i] == parser.ValueTypeVector {
-				e.findShardable(a, out)
+				e.find(a, orderSensitive, out)
 			}
 		}
 	}

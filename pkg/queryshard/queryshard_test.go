@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,7 +115,13 @@ func TestShardedResultsAreBitIdentical(t *testing.T) {
 			}
 			before := sharded.Sharded()
 			want, got := run(inner), run(sharded)
-			require.Greater(t, sharded.Sharded(), before, "%s was not sharded", q)
+			if strings.HasPrefix(q, "topk(") {
+				// Which of two equal values topk keeps depends on the order
+				// of its input, which sharding changes: not sharded below it.
+				require.Equal(t, before, sharded.Sharded(), "%s was sharded", q)
+			} else {
+				require.Greater(t, sharded.Sharded(), before, "%s was not sharded", q)
+			}
 			require.Equal(t, len(want), len(got), q)
 			sort.Slice(want, func(i, j int) bool { return labels.Compare(want[i].Metric, want[j].Metric) < 0 })
 			sort.Slice(got, func(i, j int) bool { return labels.Compare(got[i].Metric, got[j].Metric) < 0 })
