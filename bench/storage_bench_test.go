@@ -203,7 +203,21 @@ func BenchmarkDiskBytesPerSample(b *testing.B) {
 var (
 	selectOnce  = map[string]*sync.Once{"levitated": {}, "prometheus": {}}
 	selectStore = map[string]benchStore{}
+	// selectDirs are the stores BenchmarkSelect2h keeps across its runs;
+	// TestMain removes them.
+	selectDirs []string
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	for _, db := range selectStore {
+		_ = db.Close()
+	}
+	for _, dir := range selectDirs {
+		_ = os.RemoveAll(dir)
+	}
+	os.Exit(code)
+}
 
 // BenchmarkSelect2h selects every series of a 100k-series store over 2h and
 // iterates every sample.
@@ -220,6 +234,7 @@ func BenchmarkSelect2h(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				selectDirs = append(selectDirs, dir)
 				db := openStore(b, kind, dir)
 				series := redgen.Build(n)
 				refs := make([]promstorage.SeriesRef, n)
@@ -248,6 +263,9 @@ func BenchmarkSelect2h(b *testing.B) {
 					it = ss.At().Iterator(it)
 					for it.Next() != chunkenc.ValNone {
 						total++
+					}
+					if err := it.Err(); err != nil {
+						b.Fatalf("%s: %v", ss.At().Labels(), err)
 					}
 				}
 				if err := ss.Err(); err != nil {

@@ -113,7 +113,16 @@ func (db *DB) checkpoint(ctx context.Context) error {
 			for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
 				for _, c := range list {
 					n := c.chunk.NumSamples()
-					if n == 0 || n == c.persisted {
+					if n == 0 {
+						continue
+					}
+					if n == c.persisted {
+						// Written whole by an earlier checkpoint, closed
+						// since (the next sample cut a new chunk): it
+						// becomes droppable with this checkpoint's epoch.
+						if c.closed && c.droppableAt == 0 {
+							done = append(done, written{s, c, n})
+						}
 						continue
 					}
 					enc, data := storedChunk(encBuf[:0], c.chunk)
@@ -270,21 +279,20 @@ func (db *DB) reclaim() {
 	for _, b := range ready {
 		for _, s := range b.series {
 			s.mu.Lock()
-			n := len(s.chunks) + len(s.oooChunks)
-			s.chunks = dropPersisted(s.chunks, safe)
-			s.oooChunks = dropPersisted(s.oooChunks, safe)
-			if len(s.chunks)+len(s.oooChunks) < n {
-				s.droppedAny = true
-			}
+			s.chunks = dropPersisted(s.chunks, safe, &s.droppedMaxT)
+			s.oooChunks = dropPersisted(s.oooChunks, safe, &s.droppedMaxT)
 			s.mu.Unlock()
 		}
 	}
 }
 
-func dropPersisted(cs []*memChunk, safe uint64) []*memChunk {
+// dropPersisted drops the chunks droppable at safe, raising *droppedMaxT
+// to the newest sample dropped.
+func dropPersisted(cs []*memChunk, safe uint64, droppedMaxT *int64) []*memChunk {
 	keep := cs[:0]
 	for _, c := range cs {
 		if c.droppableAt != 0 && c.droppableAt <= safe {
+			*droppedMaxT = max(*droppedMaxT, c.maxT)
 			continue
 		}
 		keep = append(keep, c)
@@ -306,13 +314,18 @@ func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
 		}
 		if found {
 			s.lastT, s.lastV, s.lastH, s.lastFH = best.t, best.v, best.h, best.fh
-			// Older out-of-order chunks, if any, end before it.
+			// Every stored chunk, out-of-order ones too, ends at or
+			// before it.
 			s.oooStoredMaxT = best.t
+			s.droppedMaxT = best.t
 			break
 		}
 	}
 	if s.oooStoredMaxT == math.MaxInt64 {
 		s.oooStoredMaxT = math.MinInt64 // nothing stored
+	}
+	if s.droppedMaxT == math.MaxInt64 {
+		s.droppedMaxT = math.MinInt64
 	}
 	s.loaded = true
 	return nil

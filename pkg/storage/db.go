@@ -226,7 +226,7 @@ func (db *DB) loadSeries(th *tenantHead) error {
 		s.durable = true
 		s.loaded = false
 		s.oooStoredMaxT = math.MaxInt64
-		s.droppedAny = true
+		s.droppedMaxT = math.MaxInt64
 		s.firstDay, s.lastDay = first, last
 		th.addLoaded(s)
 	}

@@ -75,9 +75,10 @@ type memSeries struct {
 	// Pebble (math.MaxInt64 when not known, after a restart), so that a
 	// read covered by the in-memory chunks can skip Pebble.
 	oooStoredMaxT int64
-	// droppedAny is set once a chunk of the series left memory (or may
-	// have: after a restart), so that Pebble may hold samples memory lacks.
-	droppedAny bool
+	// droppedMaxT bounds the newest sample of any chunk that left memory
+	// (math.MaxInt64 when not known: after a restart, until the newest
+	// stored sample is loaded), so that a read after it can skip Pebble.
+	droppedMaxT int64
 }
 
 func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
@@ -91,19 +92,17 @@ func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
 		lastDay:  math.MinInt32,
 
 		oooStoredMaxT: math.MinInt64,
+		droppedMaxT:   math.MinInt64,
 	}
 }
 
 // memoryCovers reports whether the in-memory chunks hold every sample of
-// the series at or after mint: no chunk ever left memory (since the store
-// was opened), or the oldest in-order chunk in memory starts at or before
-// mint and no out-of-order chunk in Pebble reaches mint. The caller holds
+// the series at or after mint: every chunk that left memory, and every
+// out-of-order chunk in Pebble, ends before mint. It does not assume that
+// the chunks in memory are the newest ones without a gap. The caller holds
 // s.mu.
 func (s *memSeries) memoryCovers(mint int64) bool {
-	if !s.droppedAny {
-		return true
-	}
-	return len(s.chunks) > 0 && s.chunks[0].minT <= mint && s.oooStoredMaxT < mint
+	return s.droppedMaxT < mint && s.oooStoredMaxT < mint
 }
 
 func (s *memSeries) headChunk() *memChunk {

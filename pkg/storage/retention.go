@@ -36,12 +36,8 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		var gone []*memSeries
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
-			n := len(s.chunks) + len(s.oooChunks)
-			s.chunks = dropBefore(s.chunks, cutT)
-			s.oooChunks = dropBefore(s.oooChunks, cutT)
-			if len(s.chunks)+len(s.oooChunks) < n {
-				s.droppedAny = true
-			}
+			s.chunks = dropBefore(s.chunks, cutT, &s.droppedMaxT)
+			s.oooChunks = dropBefore(s.oooChunks, cutT, &s.droppedMaxT)
 			for len(s.ooo) > 0 && s.ooo[0].t < cutT {
 				s.ooo = s.ooo[1:]
 			}
@@ -77,12 +73,14 @@ func (db *DB) applyRetention(ctx context.Context) error {
 	return nil
 }
 
-// dropBefore drops chunks that end before t. An open chunk dropped this way
-// is replaced by a new one on the series' next append.
-func dropBefore(cs []*memChunk, t int64) []*memChunk {
+// dropBefore drops chunks that end before t, raising *droppedMaxT to the
+// newest sample dropped. An open chunk dropped this way is replaced by a new
+// one on the series' next append.
+func dropBefore(cs []*memChunk, t int64, droppedMaxT *int64) []*memChunk {
 	keep := cs[:0]
 	for _, c := range cs {
 		if c.maxT < t && c.chunk.NumSamples() > 0 {
+			*droppedMaxT = max(*droppedMaxT, c.maxT)
 			continue
 		}
 		keep = append(keep, c)

@@ -1,0 +1,101 @@
+package storage
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// A chunk written whole by one checkpoint and closed only afterwards (the
+// next sample falls in the next chunk range) must still leave memory: the
+// next checkpoint has nothing to write for it, but makes it droppable.
+func TestChunkClosedAfterCheckpointIsDropped(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(t.TempDir(), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ls := labels.FromStrings("__name__", "up", "job", "a")
+	base := int64(100 * chunkRange)
+	add := func(ts ...int64) {
+		t.Helper()
+		app := db.AppenderV2(ctx)
+		for _, ts := range ts {
+			if _, err := app.Append(0, ls, 0, ts, float64(ts), nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkpoint := func() {
+		t.Helper()
+		if err := db.checkpoint(ctx); err != nil {
+			t.Fatal(err)
+		}
+		db.reclaim()
+	}
+	window := func(w int64) []int64 {
+		var ts []int64
+		for i := int64(0); i < 10; i++ {
+			ts = append(ts, base+w*chunkRange+i*15_000)
+		}
+		return ts
+	}
+	a, b := window(0), window(1)
+	add(a...)
+	checkpoint()             // chunk a is open: written whole, and stays
+	add(b...)                // closes a
+	add(base + 2*chunkRange) // closes b
+	checkpoint()             // writes b; a has nothing to write, but may go too
+	want := len(a) + len(b) + 1
+
+	// Reading from the start of a must find b in Pebble, whatever of a is
+	// still in memory.
+	if got := countSamples(t, db, base, base+3*chunkRange); got != want {
+		t.Fatalf("read %d samples, want %d", got, want)
+	}
+	th := db.tenantFor(ctx)
+	s := th.get(ls, ls.Hash())
+	s.mu.Lock()
+	n := len(s.chunks)
+	s.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d chunks in memory after the second checkpoint, want 1 (the open one)", n)
+	}
+	if got := countSamples(t, db, base, base+3*chunkRange); got != want {
+		t.Fatalf("read %d samples after the drop, want %d", got, want)
+	}
+}
+
+func countSamples(t *testing.T, db *DB, mint, maxt int64) int {
+	t.Helper()
+	ctx := context.Background()
+	q, err := db.Querier(mint, maxt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "job", "a"))
+	var got int
+	var it chunkenc.Iterator
+	for ss.Next() {
+		it = ss.At().Iterator(it)
+		for it.Next() != chunkenc.ValNone {
+			got++
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ss.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
