@@ -3,6 +3,8 @@ package storage
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -98,4 +100,65 @@ func countSamples(t *testing.T, db *DB, mint, maxt int64) int {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// Selects of one querier may run in parallel (they share its Pebble
+// iterators); each must read its own series whole.
+func TestConcurrentSelectsOfOneQuerier(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(t.TempDir(), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	const nSeries, nSamples = 64, 200
+	app := db.AppenderV2(ctx)
+	for i := 0; i < nSeries; i++ {
+		ls := labels.FromStrings("__name__", "m", "i", strconv.Itoa(i))
+		for j := int64(0); j < nSamples; j++ {
+			if _, err := app.Append(0, ls, 0, j*60_000, float64(i), nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Flush(ctx); err != nil { // reads go to Pebble
+		t.Fatal(err)
+	}
+	q, err := db.Querier(0, nSamples*60_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < nSeries; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "i", strconv.Itoa(i)))
+			n := 0
+			for ss.Next() {
+				it := ss.At().Iterator(nil)
+				for it.Next() != chunkenc.ValNone {
+					if _, v := it.At(); v != float64(i) {
+						t.Errorf("series %d: value %v", i, v)
+						return
+					}
+					n++
+				}
+				if err := it.Err(); err != nil {
+					t.Error(err)
+				}
+			}
+			if err := ss.Err(); err != nil {
+				t.Error(err)
+			}
+			if n != nSamples {
+				t.Errorf("series %d: %d samples, want %d", i, n, nSamples)
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -195,6 +195,9 @@ type rangeHead struct {
 	mint, maxt int64
 	epoch      uint64
 
+	// iterMu serializes the use of iters: a Pebble iterator is not safe
+	// for concurrent use, and Series calls of one reader share them.
+	iterMu sync.Mutex
 	mu     sync.Mutex
 	iters  map[int32]*pebble.Iterator
 	merged [][]chunks.Meta // chunk groups that overlap; ChunkRef i+1 names merged[i]
@@ -211,6 +214,8 @@ func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
 }
 
 func (h *rangeHead) close() {
+	h.iterMu.Lock()
+	defer h.iterMu.Unlock()
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -417,6 +422,10 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	s.mu.Unlock()
 
 	from, to := max(dayOf(h.mint), firstDay), min(dayOf(h.maxt), lastDay)
+	if from <= to {
+		h.iterMu.Lock()
+		defer h.iterMu.Unlock()
+	}
 	for day := from; day <= to; day++ {
 		it, err := h.dayIter(day)
 		if err != nil {
