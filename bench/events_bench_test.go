@@ -71,8 +71,15 @@ func eventServer(b *testing.B) (addr string) {
 	return ln.Addr().String()
 }
 
-// parallel runs b.N calls of op spread over n goroutines.
+// parallel runs b.N calls of op spread over n goroutines, each storing
+// one event.
 func parallel(b *testing.B, n int, op func(worker, i int) error) {
+	parallelEvents(b, n, 1, op)
+}
+
+// parallelEvents runs b.N calls of op spread over n goroutines, each storing
+// perOp events.
+func parallelEvents(b *testing.B, n, perOp int, op func(worker, i int) error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
@@ -99,10 +106,13 @@ func parallel(b *testing.B, n int, op func(worker, i int) error) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds(), "events/s")
 }
 
 var clientCounts = []int{1, 16, 64}
+
+// restBatch is the number of events per request of the batched REST case.
+const restBatch = 20
 
 // BenchmarkEventIngest measures durable event ingest (each call returns
 // after pebble.Sync) over gRPC and over REST, with 1, 16 and 64 concurrent
@@ -135,6 +145,37 @@ func BenchmarkEventIngest(b *testing.B) {
 			parallel(b, clients, func(w, i int) error {
 				body := fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%d,"attributes":{"service":"api","worker":"%d","i":"%d"}}`, now.UnixMilli(), w, i)
 				resp, err := hc.Post("http://"+addr+"/api/v1/events", "application/json", strings.NewReader(body))
+				if err != nil {
+					return err
+				}
+				defer resp.Body.Close()
+				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+					return err
+				}
+				if resp.StatusCode != http.StatusOK {
+					return fmt.Errorf("status %d", resp.StatusCode)
+				}
+				return nil
+			})
+		})
+		// The same, with the events of a CI run batched: {"events":[…]},
+		// stored in one synced commit.
+		b.Run(fmt.Sprintf("transport=rest-batch%d,clients=%d", restBatch, clients), func(b *testing.B) {
+			addr := eventServer(b)
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+			defer hc.CloseIdleConnections()
+			b.ReportAllocs()
+			parallelEvents(b, clients, restBatch, func(w, i int) error {
+				var sb strings.Builder
+				sb.WriteString(`{"events":[`)
+				for j := 0; j < restBatch; j++ {
+					if j > 0 {
+						sb.WriteByte(',')
+					}
+					fmt.Fprintf(&sb, `{"name":"deploy","state":"start","timestamp":%d,"attributes":{"service":"api","worker":"%d","i":"%d","j":"%d"}}`, now.UnixMilli(), w, i, j)
+				}
+				sb.WriteString(`]}`)
+				resp, err := hc.Post("http://"+addr+"/api/v1/events", "application/json", strings.NewReader(sb.String()))
 				if err != nil {
 					return err
 				}

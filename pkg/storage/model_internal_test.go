@@ -1,0 +1,275 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// TestRandomOpsAgainstModel drives the store with random appends (in order,
+// out of order within the window, exact resends, conflicting values),
+// checkpoints, memory reclamation, reopens and reads, and checks every read
+// against a plain map of what was acknowledged. Reads also run on a querier
+// opened before a checkpoint and reclamation. Chunks are small, time jumps
+// cross chunk ranges and days, so that reads mix chunks in memory, chunks
+// in Pebble and out-of-order data.
+func TestRandomOpsAgainstModel(t *testing.T) {
+	seeds := 40
+	if testing.Short() {
+		seeds = 8
+	}
+	for seed := 1; seed <= seeds; seed++ {
+		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) { runModel(t, uint64(seed)) })
+	}
+}
+
+type modelStore struct {
+	t    *testing.T
+	rng  *rand.Rand
+	dir  string
+	opts Options
+	db   *DB
+
+	series []labels.Labels
+	data   []map[int64]float64 // acknowledged samples per series
+	lastT  []int64
+}
+
+func runModel(t *testing.T, seed uint64) {
+	m := &modelStore{
+		t:    t,
+		rng:  rand.New(rand.NewPCG(seed, seed*7919)),
+		dir:  t.TempDir(),
+		opts: Options{Logger: slog.New(slog.DiscardHandler), SamplesPerChunk: 8},
+	}
+	m.open()
+	defer func() { _ = m.db.Close() }()
+	for i := 0; i < 6; i++ {
+		m.series = append(m.series, labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)))
+		m.data = append(m.data, map[int64]float64{})
+		m.lastT = append(m.lastT, math.MinInt64)
+	}
+	now := int64(1_700_000_000_000) + m.rng.Int64N(dayMillis)
+	for op := 0; op < 300; op++ {
+		switch r := m.rng.IntN(100); {
+		case r < 50:
+			now += m.stepFor()
+			m.appendBatch(now)
+		case r < 62:
+			m.checkpointAndReclaim()
+		case r < 70:
+			m.readDuringCheckpoint(now)
+		case r < 73:
+			m.reopen()
+		default:
+			m.readRandom(now)
+		}
+	}
+	m.checkpointAndReclaim()
+	m.check(math.MinInt64, math.MaxInt64, "final")
+	m.reopen()
+	m.check(math.MinInt64, math.MaxInt64, "final, reopened")
+}
+
+// stepFor is how far time moves: mostly a scrape interval, sometimes across
+// a chunk range or a day.
+func (m *modelStore) stepFor() int64 {
+	switch r := m.rng.IntN(100); {
+	case r < 85:
+		return 15_000
+	case r < 95:
+		return chunkRange/2 + m.rng.Int64N(chunkRange)
+	default:
+		return dayMillis/2 + m.rng.Int64N(dayMillis)
+	}
+}
+
+func (m *modelStore) open() {
+	db, err := Open(m.dir, m.opts)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.db = db
+}
+
+func (m *modelStore) reopen() {
+	if err := m.db.Close(); err != nil {
+		m.t.Fatal(err)
+	}
+	m.open()
+}
+
+func (m *modelStore) checkpointAndReclaim() {
+	if err := m.db.checkpoint(context.Background()); err != nil {
+		m.t.Fatal(err)
+	}
+	if m.rng.IntN(2) == 0 {
+		m.db.reclaim()
+	}
+}
+
+// appendBatch appends to a random subset of the series at or around now and
+// records what Commit acknowledged.
+func (m *modelStore) appendBatch(now int64) {
+	ctx := context.Background()
+	app := m.db.AppenderV2(ctx)
+	type added struct {
+		i int
+		t int64
+		v float64
+	}
+	var pending []added
+	for i, ls := range m.series {
+		if m.rng.IntN(3) == 0 {
+			continue
+		}
+		ts, v := now, float64(m.rng.IntN(1000))/4
+		existing, had := m.data[i][ts]
+		switch r := m.rng.IntN(100); {
+		case r < 10 && m.lastT[i] != math.MinInt64: // out of order, maybe too old
+			ts = m.lastT[i] - m.rng.Int64N(20*60_000)
+			existing, had = m.data[i][ts]
+		case r < 15 && m.lastT[i] != math.MinInt64: // resend of the newest
+			ts = m.lastT[i]
+			existing, had = m.data[i][ts]
+			v = existing
+		case r < 18 && m.lastT[i] != math.MinInt64: // another value at the newest
+			ts = m.lastT[i]
+			existing, had = m.data[i][ts]
+			v = existing + 1
+		}
+		for _, p := range pending {
+			if p.i == i && p.t == ts {
+				had, existing = true, p.v
+			}
+		}
+		_, err := app.Append(0, ls, 0, ts, v, nil, nil, promstorage.AOptions{})
+		window := m.db.opts.OutOfOrderWindow.Milliseconds()
+		switch {
+		case err == nil:
+			if had && math.Float64bits(existing) != math.Float64bits(v) {
+				m.t.Fatalf("series %d: accepted %v at %d over %v", i, v, ts, existing)
+			}
+			pending = append(pending, added{i, ts, v})
+		case errors.Is(err, promstorage.ErrDuplicateSampleForTimestamp):
+			if !had || math.Float64bits(existing) == math.Float64bits(v) {
+				m.t.Fatalf("series %d: %v, but no other value at %d", i, err, ts)
+			}
+		case errors.Is(err, promstorage.ErrOutOfOrderSample), errors.Is(err, promstorage.ErrTooOldSample):
+			if ts >= m.maxT()-window {
+				m.t.Fatalf("series %d: %v at %d (newest %d)", i, err, ts, m.maxT())
+			}
+		default:
+			m.t.Fatalf("series %d: %v", i, err)
+		}
+	}
+	if err := app.Commit(); err != nil {
+		m.t.Fatal(err)
+	}
+	for _, p := range pending {
+		m.data[p.i][p.t] = p.v
+		m.lastT[p.i] = max(m.lastT[p.i], p.t)
+	}
+}
+
+// maxT is the newest committed sample of any series: as in Prometheus'
+// head, the out-of-order window is counted back from it.
+func (m *modelStore) maxT() int64 { return slices.Max(m.lastT) }
+
+func (m *modelStore) randomRange(now int64) (int64, int64) {
+	lo := now - m.rng.Int64N(3*dayMillis)
+	hi := lo + m.rng.Int64N(3*dayMillis)
+	if m.rng.IntN(5) == 0 {
+		lo = math.MinInt64
+	}
+	return lo, hi
+}
+
+func (m *modelStore) readRandom(now int64) {
+	lo, hi := m.randomRange(now)
+	m.check(lo, hi, "read")
+}
+
+// readDuringCheckpoint opens a querier, lets a checkpoint and reclamation
+// run, and then reads through it.
+func (m *modelStore) readDuringCheckpoint(now int64) {
+	lo, hi := m.randomRange(now)
+	q, err := m.db.Querier(lo, hi)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
+	// The rangeHead exists once Select ran; chunks it may need must stay.
+	if err := m.db.checkpoint(context.Background()); err != nil {
+		m.t.Fatal(err)
+	}
+	m.db.reclaim()
+	m.compare(collect(m.t, ss), lo, hi, "read across a checkpoint")
+}
+
+func (m *modelStore) check(lo, hi int64, what string) {
+	q, err := m.db.Querier(lo, hi)
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	defer q.Close()
+	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
+	m.compare(collect(m.t, ss), lo, hi, what)
+}
+
+type tv struct {
+	t int64
+	v float64
+}
+
+func collect(t *testing.T, ss promstorage.SeriesSet) map[string][]tv {
+	out := map[string][]tv{}
+	var it chunkenc.Iterator
+	for ss.Next() {
+		it = ss.At().Iterator(it)
+		var pts []tv
+		for it.Next() != chunkenc.ValNone {
+			ts, v := it.At()
+			pts = append(pts, tv{ts, v})
+		}
+		if err := it.Err(); err != nil {
+			t.Fatal(err)
+		}
+		out[ss.At().Labels().String()] = pts
+	}
+	if err := ss.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func (m *modelStore) compare(got map[string][]tv, lo, hi int64, what string) {
+	m.t.Helper()
+	for i, ls := range m.series {
+		var want []tv
+		for _, ts := range slices.Sorted(maps.Keys(m.data[i])) {
+			if ts >= lo && ts <= hi {
+				want = append(want, tv{ts, m.data[i][ts]})
+			}
+		}
+		g := got[ls.String()]
+		if !slices.Equal(g, want) {
+			m.t.Fatalf("%s [%d, %d], series %s: got %d samples, want %d\ngot  %v\nwant %v", what, lo, hi, ls, len(g), len(want), g, want)
+		}
+		delete(got, ls.String())
+	}
+	if len(got) > 0 {
+		m.t.Fatalf("%s: unexpected series %v", what, slices.Collect(maps.Keys(got)))
+	}
+}
