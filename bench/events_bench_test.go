@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -78,11 +79,12 @@ func parallel(b *testing.B, n int, op func(worker, i int) error) {
 }
 
 // parallelEvents runs b.N calls of op spread over n goroutines, each storing
-// perOp events.
+// perOp events, and reports events/s and the p50 and p99 latency of a call.
 func parallelEvents(b *testing.B, n, perOp int, op func(worker, i int) error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
+	lat := make([][]time.Duration, n)
 	b.ResetTimer()
 	for w := 0; w < n; w++ {
 		wg.Add(1)
@@ -93,10 +95,12 @@ func parallelEvents(b *testing.B, n, perOp int, op func(worker, i int) error) {
 				if i > int64(b.N) {
 					return
 				}
+				start := time.Now()
 				if err := op(w, int(i)); err != nil {
 					errs <- err
 					return
 				}
+				lat[w] = append(lat[w], time.Since(start))
 			}
 		}()
 	}
@@ -106,7 +110,14 @@ func parallelEvents(b *testing.B, n, perOp int, op func(worker, i int) error) {
 	for err := range errs {
 		b.Fatal(err)
 	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	ms := func(q float64) float64 {
+		return float64(all[min(len(all)-1, int(q*float64(len(all))))]) / float64(time.Millisecond)
+	}
 	b.ReportMetric(float64(b.N*perOp)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(ms(0.50), "p50-ms")
+	b.ReportMetric(ms(0.99), "p99-ms")
 }
 
 var clientCounts = []int{1, 16, 64}
