@@ -47,7 +47,7 @@ func (q *exemplarQuerier) Select(start, end int64, matcherSets ...[]*labels.Matc
 				continue
 			}
 			seen[ref] = struct{}{}
-			if s := q.th.getByRef(ref); s != nil {
+			if s := q.th.getByIdx(ref); s != nil {
 				series = append(series, s)
 			}
 		}

@@ -40,8 +40,9 @@ type memSeries struct {
 	// durable is set once the series record is committed; until then every
 	// appender that uses the series writes it again.
 	durable bool
-	// indexed is set once the series is in the tenant's postings.
-	indexed bool
+	// idx is the series' id in the tenant's postings, 0 until it is
+	// indexed (tenantHead.index); set under the tenant's idxMu.
+	idx uint64
 	// inBatch marks a new series already queued by the committing
 	// appender; only read and written under db.applyMu.
 	inBatch bool

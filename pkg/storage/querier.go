@@ -301,7 +301,7 @@ func (r *rangeIndex) PostingsForAllLabelValues(ctx context.Context, name string)
 func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
 	var ss []*memSeries
 	for p.Next() {
-		if s := r.th.getByRef(uint64(p.At())); s != nil {
+		if s := r.th.getByIdx(uint64(p.At())); s != nil {
 			ss = append(ss, s)
 		}
 	}
@@ -311,7 +311,7 @@ func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
 	slices.SortFunc(ss, func(a, b *memSeries) int { return labels.Compare(a.lset, b.lset) })
 	refs := make([]storage.SeriesRef, len(ss))
 	for i, s := range ss {
-		refs[i] = storage.SeriesRef(s.ref)
+		refs[i] = storage.SeriesRef(s.idx)
 	}
 	return index.NewListPostings(refs)
 }
@@ -322,7 +322,7 @@ func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount ui
 	r.mu.Unlock()
 	var out []storage.SeriesRef
 	for p.Next() {
-		s := r.th.getByRef(uint64(p.At()))
+		s := r.th.getByIdx(uint64(p.At()))
 		if s == nil {
 			continue
 		}
@@ -331,7 +331,7 @@ func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount ui
 			in = spec.Contains(s.lset)
 		}
 		if in {
-			out = append(out, storage.SeriesRef(s.ref))
+			out = append(out, storage.SeriesRef(s.idx))
 		}
 	}
 	if err := p.Err(); err != nil {
@@ -346,7 +346,7 @@ func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]str
 		if i%100 == 0 && ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if s := r.th.getByRef(uint64(p.At())); s != nil {
+		if s := r.th.getByIdx(uint64(p.At())); s != nil {
 			s.lset.Range(func(l labels.Label) { names[l.Name] = struct{}{} })
 		}
 	}
@@ -367,7 +367,7 @@ func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]str
 // meta whose ChunkRef names a merge.
 func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilder, chks *[]chunks.Meta) error {
 	h := (*rangeHead)(r)
-	s := h.th.getByRef(uint64(ref))
+	s := h.th.getByIdx(uint64(ref))
 	if s == nil {
 		return storage.ErrNotFound
 	}

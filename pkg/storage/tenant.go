@@ -23,8 +23,17 @@ type tenantHead struct {
 	id   uint32
 	name string
 
-	series   seriesRegistry
+	series seriesRegistry
+	// postings is the inverted index. Its ids are not series references
+	// but index ids, given out in the order series are indexed (under
+	// idxMu): Prometheus' MemPostings repairs an id added out of order by
+	// swapping it into place in a list that readers may be iterating, and
+	// series, numbered when created, are indexed when their first commit
+	// is durable, in another order.
 	postings *index.MemPostings
+	idxMu    sync.Mutex
+	nextIdx  uint64
+	byIdx    refTable // index id → series
 
 	minT, maxT atomic.Int64 // math.MaxInt64 / math.MinInt64 when empty
 
@@ -40,6 +49,8 @@ func newTenantHead(id uint32, name string) *tenantHead {
 		metadata: map[string][]metadata.Metadata{},
 	}
 	th.series.init()
+	th.nextIdx = 1
+	th.byIdx.init()
 	th.minT.Store(math.MaxInt64)
 	th.maxT.Store(math.MinInt64)
 	return th
@@ -53,10 +64,16 @@ type seriesRegistry struct {
 		sync.RWMutex
 		byHash map[uint64][]*memSeries
 	}
-	mu      sync.Mutex // guards growth of pages and nextRef
-	pages   atomic.Pointer[[]*seriesPage]
+	mu      sync.Mutex // guards growth of refs and nextRef
+	refs    refTable
 	nextRef uint64
 	count   atomic.Int64
+}
+
+// refTable maps dense ids to series in a paged array read without locks;
+// writers serialize set.
+type refTable struct {
+	pages atomic.Pointer[[]*seriesPage]
 }
 
 const (
@@ -71,32 +88,39 @@ func (r *seriesRegistry) init() {
 	for i := range r.stripes {
 		r.stripes[i].byHash = map[uint64][]*memSeries{}
 	}
-	r.pages.Store(&[]*seriesPage{})
+	r.refs.init()
 	r.nextRef = 1
 }
 
-func (r *seriesRegistry) byRef(ref uint64) *memSeries {
-	pages := *r.pages.Load()
-	if i := ref >> pageBits; i < uint64(len(pages)) {
-		return pages[i][ref&(pageSize-1)].Load()
+func (r *seriesRegistry) byRef(ref uint64) *memSeries { return r.refs.get(ref) }
+
+// setRef stores s under its reference. The caller holds r.mu.
+func (r *seriesRegistry) setRef(s *memSeries) { r.refs.set(s.ref, s) }
+
+func (t *refTable) init() { t.pages.Store(&[]*seriesPage{}) }
+
+func (t *refTable) get(id uint64) *memSeries {
+	pages := *t.pages.Load()
+	if i := id >> pageBits; i < uint64(len(pages)) {
+		return pages[i][id&(pageSize-1)].Load()
 	}
 	return nil
 }
 
-// setRef stores s under its reference. The caller holds r.mu.
-func (r *seriesRegistry) setRef(s *memSeries) {
-	pages := *r.pages.Load()
-	i := s.ref >> pageBits
+// set stores s (or nil) under id. Callers serialize set.
+func (t *refTable) set(id uint64, s *memSeries) {
+	pages := *t.pages.Load()
+	i := id >> pageBits
 	if i >= uint64(len(pages)) {
 		grown := make([]*seriesPage, i+1)
 		copy(grown, pages)
 		for j := len(pages); j < len(grown); j++ {
 			grown[j] = new(seriesPage)
 		}
-		r.pages.Store(&grown)
+		t.pages.Store(&grown)
 		pages = grown
 	}
-	pages[i][s.ref&(pageSize-1)].Store(s)
+	pages[i][id&(pageSize-1)].Store(s)
 }
 
 func (r *seriesRegistry) get(lset labels.Labels, hash uint64) *memSeries {
@@ -165,7 +189,7 @@ func (r *seriesRegistry) remove(s *memSeries) {
 	}
 	st.Unlock()
 	r.mu.Lock()
-	pages := *r.pages.Load()
+	pages := *r.refs.pages.Load()
 	if i := s.ref >> pageBits; i < uint64(len(pages)) {
 		pages[i][s.ref&(pageSize-1)].CompareAndSwap(s, nil)
 	}
@@ -175,7 +199,7 @@ func (r *seriesRegistry) remove(s *memSeries) {
 
 // each calls fn for every series, in reference order.
 func (r *seriesRegistry) each(fn func(*memSeries)) {
-	for _, p := range *r.pages.Load() {
+	for _, p := range *r.refs.pages.Load() {
 		for i := range p {
 			if s := p[i].Load(); s != nil {
 				fn(s)
@@ -190,6 +214,9 @@ func (th *tenantHead) get(lset labels.Labels, hash uint64) *memSeries {
 
 func (th *tenantHead) getByRef(ref uint64) *memSeries { return th.series.byRef(ref) }
 
+// getByIdx returns the series of an index id, as postings list them.
+func (th *tenantHead) getByIdx(idx uint64) *memSeries { return th.byIdx.get(idx) }
+
 func (th *tenantHead) getOrCreate(lset labels.Labels) *memSeries {
 	return th.series.getOrCreate(lset, lset.Hash())
 }
@@ -197,20 +224,26 @@ func (th *tenantHead) getOrCreate(lset labels.Labels) *memSeries {
 // addLoaded inserts a series read back from Pebble at open.
 func (th *tenantHead) addLoaded(s *memSeries) {
 	th.series.add(s)
-	th.postings.Add(storage.SeriesRef(s.ref), s.lset)
-	s.indexed = true
+	th.index([]*memSeries{s})
 }
 
-// index makes committed series visible to queries.
+// index makes committed series visible to queries. Index ids are given
+// out and added to the postings under one lock, so that every list only
+// ever grows at its end.
 func (th *tenantHead) index(ss []*memSeries) {
+	th.idxMu.Lock()
+	defer th.idxMu.Unlock()
 	for _, s := range ss {
 		s.mu.Lock()
-		already := s.indexed
-		s.indexed = true
-		s.mu.Unlock()
-		if !already {
-			th.postings.Add(storage.SeriesRef(s.ref), s.lset)
+		if s.idx != 0 {
+			s.mu.Unlock()
+			continue
 		}
+		s.idx = th.nextIdx
+		th.nextIdx++
+		s.mu.Unlock()
+		th.byIdx.set(s.idx, s)
+		th.postings.Add(storage.SeriesRef(s.idx), s.lset)
 	}
 }
 
@@ -221,9 +254,17 @@ func (th *tenantHead) remove(ss []*memSeries) {
 	}
 	deleted := make(map[storage.SeriesRef]struct{}, len(ss))
 	affected := map[labels.Label]struct{}{}
+	th.idxMu.Lock()
+	defer th.idxMu.Unlock()
 	for _, s := range ss {
-		deleted[storage.SeriesRef(s.ref)] = struct{}{}
-		s.lset.Range(func(l labels.Label) { affected[l] = struct{}{} })
+		s.mu.Lock()
+		idx := s.idx
+		s.mu.Unlock()
+		if idx != 0 {
+			deleted[storage.SeriesRef(idx)] = struct{}{}
+			s.lset.Range(func(l labels.Label) { affected[l] = struct{}{} })
+			th.byIdx.set(idx, nil)
+		}
 		th.series.remove(s)
 	}
 	th.postings.Delete(deleted, affected)
