@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -40,6 +41,7 @@ type modelStore struct {
 	opts Options
 	db   *DB
 
+	hists  bool // the last two series hold native histograms
 	series []labels.Labels
 	data   []map[int64]float64 // acknowledged samples per series
 	lastT  []int64
@@ -47,10 +49,11 @@ type modelStore struct {
 
 func runModel(t *testing.T, seed uint64) {
 	m := &modelStore{
-		t:    t,
-		rng:  rand.New(rand.NewPCG(seed, seed*7919)),
-		dir:  t.TempDir(),
-		opts: Options{Logger: slog.New(slog.DiscardHandler), SamplesPerChunk: 8},
+		t:     t,
+		rng:   rand.New(rand.NewPCG(seed, seed*7919)),
+		dir:   t.TempDir(),
+		opts:  Options{Logger: slog.New(slog.DiscardHandler), SamplesPerChunk: 8},
+		hists: true,
 	}
 	m.open()
 	defer func() { _ = m.db.Close() }()
@@ -73,6 +76,11 @@ func runModel(t *testing.T, seed uint64) {
 			m.reopen()
 		default:
 			m.readRandom(now)
+		}
+	}
+	for i := range m.series {
+		if len(m.data[i]) < 20 {
+			t.Fatalf("series %d (%v) holds %d samples: the run exercised too little", i, m.kind(i), len(m.data[i]))
 		}
 	}
 	m.checkpointAndReclaim()
@@ -153,7 +161,15 @@ func (m *modelStore) appendBatch(now int64) {
 				had, existing = true, p.v
 			}
 		}
-		_, err := app.Append(0, ls, 0, ts, v, nil, nil, promstorage.AOptions{})
+		var h *histogram.Histogram
+		var fh *histogram.FloatHistogram
+		switch m.kind(i) {
+		case chunkenc.ValHistogram:
+			h = histFor(v)
+		case chunkenc.ValFloatHistogram:
+			fh = histFor(v).ToFloat(nil)
+		}
+		_, err := app.Append(0, ls, 0, ts, v, h, fh, promstorage.AOptions{})
 		window := m.db.opts.OutOfOrderWindow.Milliseconds()
 		switch {
 		case err == nil:
@@ -180,6 +196,18 @@ func (m *modelStore) appendBatch(now int64) {
 		m.data[p.i][p.t] = p.v
 		m.lastT[p.i] = max(m.lastT[p.i], p.t)
 	}
+}
+
+// kind is the value type of series i: the last two hold native
+// histograms, integer and float.
+func (m *modelStore) kind(i int) chunkenc.ValueType {
+	switch {
+	case m.hists && i == len(m.series)-2:
+		return chunkenc.ValHistogram
+	case m.hists && i == len(m.series)-1:
+		return chunkenc.ValFloatHistogram
+	}
+	return chunkenc.ValFloat
 }
 
 // maxT is the newest committed sample of any series: as in Prometheus'
@@ -228,10 +256,31 @@ func (m *modelStore) check(lo, hi int64, what string) {
 	m.compare(collect(m.t, ss), lo, hi, what)
 }
 
+// tv is a sample as the model keeps it: a float, or the seed of a native
+// histogram (histFor) of kind k.
 type tv struct {
 	t int64
 	v float64
+	k chunkenc.ValueType
 }
+
+// histFor is the native histogram a model value stands for: its count is
+// 4v, so a read histogram gives its value back (seedOf), and it must then
+// equal histFor of that value exactly.
+func histFor(v float64) *histogram.Histogram {
+	n := uint64(v * 4)
+	return &histogram.Histogram{
+		Count:           n + 3,
+		ZeroCount:       1,
+		ZeroThreshold:   0.001,
+		Sum:             v * 1.5,
+		Schema:          0,
+		PositiveSpans:   []histogram.Span{{Offset: 0, Length: 2}},
+		PositiveBuckets: []int64{int64(n), -int64(n) + 2}, // n, 2
+	}
+}
+
+func seedOf(count float64) float64 { return (count - 3) / 4 }
 
 func collect(t *testing.T, ss promstorage.SeriesSet) map[string][]tv {
 	out := map[string][]tv{}
@@ -239,9 +288,26 @@ func collect(t *testing.T, ss promstorage.SeriesSet) map[string][]tv {
 	for ss.Next() {
 		it = ss.At().Iterator(it)
 		var pts []tv
-		for it.Next() != chunkenc.ValNone {
-			ts, v := it.At()
-			pts = append(pts, tv{ts, v})
+		for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+			switch vt {
+			case chunkenc.ValFloat:
+				ts, v := it.At()
+				pts = append(pts, tv{ts, v, vt})
+			case chunkenc.ValHistogram:
+				ts, h := it.AtHistogram(nil)
+				v := seedOf(float64(h.Count))
+				if !h.Equals(histFor(v)) {
+					t.Fatalf("%s at %d: histogram %s, not %s", ss.At().Labels(), ts, h, histFor(v))
+				}
+				pts = append(pts, tv{ts, v, vt})
+			case chunkenc.ValFloatHistogram:
+				ts, fh := it.AtFloatHistogram(nil)
+				v := seedOf(fh.Count)
+				if !fh.Equals(histFor(v).ToFloat(nil)) {
+					t.Fatalf("%s at %d: float histogram %s, not %s", ss.At().Labels(), ts, fh, histFor(v).ToFloat(nil))
+				}
+				pts = append(pts, tv{ts, v, vt})
+			}
 		}
 		if err := it.Err(); err != nil {
 			t.Fatal(err)
@@ -260,7 +326,7 @@ func (m *modelStore) compare(got map[string][]tv, lo, hi int64, what string) {
 		var want []tv
 		for _, ts := range slices.Sorted(maps.Keys(m.data[i])) {
 			if ts >= lo && ts <= hi {
-				want = append(want, tv{ts, m.data[i][ts]})
+				want = append(want, tv{ts, m.data[i][ts], m.kind(i)})
 			}
 		}
 		g := got[ls.String()]
