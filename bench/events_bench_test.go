@@ -122,6 +122,22 @@ func parallelEvents(b *testing.B, n, perOp int, op func(worker, i int) error) {
 
 var clientCounts = []int{1, 16, 64}
 
+// postEvents posts a JSON body to the events API and wants a 200.
+func postEvents(hc *http.Client, addr, body string) error {
+	resp, err := hc.Post("http://"+addr+"/api/v1/events", "application/json", strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
 // restBatch is the number of events per request of the batched REST case.
 const restBatch = 20
 
@@ -155,18 +171,7 @@ func BenchmarkEventIngest(b *testing.B) {
 			b.ReportAllocs()
 			parallel(b, clients, func(w, i int) error {
 				body := fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%d,"attributes":{"service":"api","worker":"%d","i":"%d"}}`, now.UnixMilli(), w, i)
-				resp, err := hc.Post("http://"+addr+"/api/v1/events", "application/json", strings.NewReader(body))
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-					return err
-				}
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("status %d", resp.StatusCode)
-				}
-				return nil
+				return postEvents(hc, addr, body)
 			})
 		})
 		// The same, with the events of a CI run batched: {"events":[…]},
@@ -186,18 +191,7 @@ func BenchmarkEventIngest(b *testing.B) {
 					fmt.Fprintf(&sb, `{"name":"deploy","state":"start","timestamp":%d,"attributes":{"service":"api","worker":"%d","i":"%d","j":"%d"}}`, now.UnixMilli(), w, i, j)
 				}
 				sb.WriteString(`]}`)
-				resp, err := hc.Post("http://"+addr+"/api/v1/events", "application/json", strings.NewReader(sb.String()))
-				if err != nil {
-					return err
-				}
-				defer resp.Body.Close()
-				if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-					return err
-				}
-				if resp.StatusCode != http.StatusOK {
-					return fmt.Errorf("status %d", resp.StatusCode)
-				}
-				return nil
+				return postEvents(hc, addr, sb.String())
 			})
 		})
 		b.Run(fmt.Sprintf("transport=pebble,clients=%d", clients), func(b *testing.B) {

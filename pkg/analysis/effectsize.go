@@ -20,24 +20,16 @@ func meanRatio(control, experiment []float64) float64 {
 // random control value, ties counting one half. Kayenta computes m(m+1) and
 // 2nm in 32-bit Int arithmetic; that is kept, so like Kayenta it overflows
 // beyond about 46,000 experiment or 32,000 x 32,000 points.
-func cles(control, experiment []float64) float64 {
-	m := int32(len(experiment))
-	n := int32(len(control))
-	data := make([]float64, 0, len(experiment)+len(control))
-	data = append(data, experiment...)
-	data = append(data, control...)
-	ranks := rankAverage(data)
-	var r1 float64
-	for _, r := range ranks[:m] {
-		r1 += r
-	}
-	return (2*r1 - float64(m*(m+1))) / float64(2*n*m)
-}
+func cles(control, experiment []float64) float64 { return clesIn[int32](control, experiment) }
 
 // clesWide is cles in 64-bit arithmetic (Options.WideCLES).
-func clesWide(control, experiment []float64) float64 {
-	m := int64(len(experiment))
-	n := int64(len(control))
+func clesWide(control, experiment []float64) float64 { return clesIn[int64](control, experiment) }
+
+// clesIn computes cles with the point counts in T, whose width decides
+// where m(m+1) and 2nm overflow.
+func clesIn[T int32 | int64](control, experiment []float64) float64 {
+	m := T(len(experiment))
+	n := T(len(control))
 	data := make([]float64, 0, len(experiment)+len(control))
 	data = append(data, experiment...)
 	data = append(data, control...)
