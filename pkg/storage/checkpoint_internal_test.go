@@ -78,26 +78,14 @@ func TestChunkClosedAfterCheckpointIsDropped(t *testing.T) {
 
 func countSamples(t *testing.T, db *DB, mint, maxt int64) int {
 	t.Helper()
-	ctx := context.Background()
 	q, err := db.Querier(mint, maxt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	ss := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "job", "a"))
 	var got int
-	var it chunkenc.Iterator
-	for ss.Next() {
-		it = ss.At().Iterator(it)
-		for it.Next() != chunkenc.ValNone {
-			got++
-		}
-		if err := it.Err(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ss.Err(); err != nil {
-		t.Fatal(err)
+	for _, pts := range collect(t, q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "job", "a"))) {
+		got += len(pts)
 	}
 	return got
 }

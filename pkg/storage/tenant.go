@@ -123,6 +123,25 @@ func (t *refTable) set(id uint64, s *memSeries) {
 	pages[i][id&(pageSize-1)].Store(s)
 }
 
+// clear removes s from id, if it is still there.
+func (t *refTable) clear(id uint64, s *memSeries) {
+	pages := *t.pages.Load()
+	if i := id >> pageBits; i < uint64(len(pages)) {
+		pages[i][id&(pageSize-1)].CompareAndSwap(s, nil)
+	}
+}
+
+// each calls fn for every series in the table, in id order.
+func (t *refTable) each(fn func(*memSeries)) {
+	for _, p := range *t.pages.Load() {
+		for i := range p {
+			if s := p[i].Load(); s != nil {
+				fn(s)
+			}
+		}
+	}
+}
+
 func (r *seriesRegistry) get(lset labels.Labels, hash uint64) *memSeries {
 	st := &r.stripes[hash%seriesStripes]
 	st.RLock()
@@ -189,24 +208,13 @@ func (r *seriesRegistry) remove(s *memSeries) {
 	}
 	st.Unlock()
 	r.mu.Lock()
-	pages := *r.refs.pages.Load()
-	if i := s.ref >> pageBits; i < uint64(len(pages)) {
-		pages[i][s.ref&(pageSize-1)].CompareAndSwap(s, nil)
-	}
+	r.refs.clear(s.ref, s)
 	r.mu.Unlock()
 	r.count.Add(-1)
 }
 
 // each calls fn for every series, in reference order.
-func (r *seriesRegistry) each(fn func(*memSeries)) {
-	for _, p := range *r.refs.pages.Load() {
-		for i := range p {
-			if s := p[i].Load(); s != nil {
-				fn(s)
-			}
-		}
-	}
-}
+func (r *seriesRegistry) each(fn func(*memSeries)) { r.refs.each(fn) }
 
 func (th *tenantHead) get(lset labels.Labels, hash uint64) *memSeries {
 	return th.series.get(lset, hash)
@@ -263,7 +271,7 @@ func (th *tenantHead) remove(ss []*memSeries) {
 		if idx != 0 {
 			deleted[storage.SeriesRef(idx)] = struct{}{}
 			s.lset.Range(func(l labels.Label) { affected[l] = struct{}{} })
-			th.byIdx.set(idx, nil)
+			th.byIdx.clear(idx, s)
 		}
 		th.series.remove(s)
 	}
