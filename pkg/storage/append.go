@@ -177,9 +177,13 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, 
 	if !opts.Metadata.IsEmpty() {
 		family := opts.MetricFamilyName
 		if family == "" {
-			family = s.lset.Get(labels.MetricName)
+			family = metricFamily(s.lset.Get(labels.MetricName), opts.Metadata.Type, h == nil && fh == nil)
 		}
-		a.metadata = append(a.metadata, pendingMetadata{family: family, m: opts.Metadata})
+		// A sender attaches the metadata to every sample of a series
+		// (remote write 2.0): keep one entry per run of equal ones.
+		if n := len(a.metadata); n == 0 || a.metadata[n-1].family != family || a.metadata[n-1].m != opts.Metadata {
+			a.metadata = append(a.metadata, pendingMetadata{family: family, m: opts.Metadata})
+		}
 	}
 	return storage.SeriesRef(s.ref), perr.ToError()
 }

@@ -5,13 +5,50 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/metadata"
 )
 
 // maxMetadataPerFamily bounds the distinct metadata kept per metric family.
 const maxMetadataPerFamily = 10
+
+// metricFamily is the metric family of a series whose metadata came without
+// the family's name, as remote write 2.0 sends it: one copy per series, and
+// Prometheus' receiver passes no MetricFamilyName. Metadata is served by
+// family, as Prometheus' /api/v1/metadata serves what its targets expose, so
+// the series of a classic histogram (foo_bucket, foo_sum, foo_count), a
+// summary (foo, foo_sum, foo_count), a gauge histogram (foo_bucket,
+// foo_gsum, foo_gcount) and an info metric (foo_info) belong to family foo:
+// the suffixes scrape.isSeriesPartOfFamily accepts for those types. A float
+// series is cut, a native histogram never (its name is its family's).
+// Counters keep _total: the Prometheus text and protobuf formats name the
+// family with it; only an OpenMetrics target names it without, which the
+// series alone cannot tell.
+func metricFamily(series string, typ model.MetricType, float bool) string {
+	if !float {
+		return series
+	}
+	var suffixes []string
+	switch typ {
+	case model.MetricTypeHistogram:
+		suffixes = []string{"_bucket", "_sum", "_count"}
+	case model.MetricTypeSummary:
+		suffixes = []string{"_sum", "_count"}
+	case model.MetricTypeGaugeHistogram:
+		suffixes = []string{"_bucket", "_gsum", "_gcount"}
+	case model.MetricTypeInfo:
+		suffixes = []string{"_info"}
+	}
+	for _, suf := range suffixes {
+		if f, ok := strings.CutSuffix(series, suf); ok && f != "" {
+			return f
+		}
+	}
+	return series
+}
 
 // metadataLocked returns the metadata of a family, reading it from Pebble on
 // first use. The caller holds th.metaMu.

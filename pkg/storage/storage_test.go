@@ -267,6 +267,67 @@ func TestExemplarsAndMetadata(t *testing.T) {
 	check(db)
 }
 
+// TestMetadataFamilyOfSeries appends metadata as Prometheus' remote write
+// 2.0 receiver does: with every sample of a series and no family name. It
+// is stored by metric family, as Prometheus' /api/v1/metadata reports what
+// a target exposes: the series of a classic histogram, a summary, a gauge
+// histogram and an info metric belong to the family without their suffix,
+// a native histogram and a counter keep their name.
+func TestMetadataFamilyOfSeries(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	opts := testOptions()
+	db, err := storage.Open(dir, opts)
+	require.NoError(t, err)
+	hist := metadata.Metadata{Type: "histogram", Help: "Request latency.", Unit: "seconds"}
+	summary := metadata.Metadata{Type: "summary", Help: "GC pauses."}
+	gaugeHist := metadata.Metadata{Type: "gaugehistogram", Help: "Queue ages."}
+	info := metadata.Metadata{Type: "info", Help: "Build."}
+	counter := metadata.Metadata{Type: "counter", Help: "Requests."}
+	native := metadata.Metadata{Type: "histogram", Help: "RPC latency."}
+	gauge := metadata.Metadata{Type: "gauge", Help: "Items waiting."}
+	app := db.AppenderV2(ctx)
+	add := func(md metadata.Metadata, h *histogram.Histogram, kv ...string) {
+		t.Helper()
+		for ts := int64(1000); ts <= 3000; ts += 1000 {
+			_, err := app.Append(0, labels.FromStrings(kv...), 0, ts, 1, h, nil, promstorage.AOptions{Metadata: md})
+			require.NoError(t, err)
+		}
+	}
+	add(hist, nil, "__name__", "http_request_duration_seconds_bucket", "le", "0.1")
+	add(hist, nil, "__name__", "http_request_duration_seconds_bucket", "le", "+Inf")
+	add(hist, nil, "__name__", "http_request_duration_seconds_sum")
+	add(hist, nil, "__name__", "http_request_duration_seconds_count")
+	add(summary, nil, "__name__", "go_gc_duration_seconds", "quantile", "0.5")
+	add(summary, nil, "__name__", "go_gc_duration_seconds_sum")
+	add(summary, nil, "__name__", "go_gc_duration_seconds_count")
+	add(gaugeHist, nil, "__name__", "queue_age_bucket", "le", "+Inf")
+	add(gaugeHist, nil, "__name__", "queue_age_gsum")
+	add(gaugeHist, nil, "__name__", "queue_age_gcount")
+	add(info, nil, "__name__", "build_info")
+	add(counter, nil, "__name__", "http_requests_total")
+	add(native, tsdbutil.GenerateTestHistogram(1), "__name__", "rpc_duration_count")
+	add(gauge, nil, "__name__", "queue_sum")
+	require.NoError(t, app.Commit())
+
+	want := map[string][]metadata.Metadata{
+		"http_request_duration_seconds": {hist},
+		"go_gc_duration_seconds":        {summary},
+		"queue_age":                     {gaugeHist},
+		"build":                         {info},
+		"http_requests_total":           {counter},
+		"rpc_duration_count":            {native},
+		"queue_sum":                     {gauge},
+	}
+	m, err := db.Metadata(ctx, "", 0, 0)
+	require.NoError(t, err)
+	require.Equal(t, want, m)
+	db = reopen(t, db, dir, opts)
+	m, err = db.Metadata(ctx, "http_request_duration_seconds", 0, 0)
+	require.NoError(t, err)
+	require.Equal(t, map[string][]metadata.Metadata{"http_request_duration_seconds": {hist}}, m)
+}
+
 func TestRetentionDropsWholePartitions(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions()
