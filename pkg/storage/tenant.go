@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -353,6 +354,18 @@ func (db *DB) TenantID(ctx context.Context, name string) (uint32, error) {
 		return 0, err
 	}
 	return th.id, nil
+}
+
+// TenantNames returns the names of the tenants the store knows, sorted.
+func (db *DB) TenantNames() []string {
+	db.tenantsMu.RLock()
+	out := make([]string, 0, len(db.tenants))
+	for name := range db.tenants {
+		out = append(out, name)
+	}
+	db.tenantsMu.RUnlock()
+	slices.Sort(out)
+	return out
 }
 
 func (db *DB) tenantHeads() []*tenantHead {

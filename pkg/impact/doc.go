@@ -1,0 +1,30 @@
+// Package impact is levitated's change intelligence: every change event of
+// a configured name (deploy, canary-step, rollout, config-change) is judged
+// automatically once it ends, without anyone writing a query, and the
+// judgement is recorded as data.
+//
+// A [Scheduler] finds changes to judge in the event store: a window judged
+// Delay after its stop, a point event PointWindow+Delay after it happened.
+// A [Judge] builds, from the configured RED signals (PromQL templates over
+// the change's attributes, [Config]), one request to levitated's native
+// analysis service per comparison — the change against the same length of
+// time before it, and the canary against the baseline where the service is
+// split — so the verdict comes from the one canary judge (pkg/analysis,
+// Kayenta's Mann-Whitney, through pkg/canaryapi) and not from a second one.
+// Signals without enough data are left out; with none left the verdict is
+// "inconclusive", never "pass".
+//
+// A judgement is recorded as the series change_impact_score and
+// change_impact_signal_ratio, the DORA series (change_deployments_total,
+// change_failures_total, change_lead_time_seconds_*,
+// change_restore_seconds_*), and then, last, as a change_impact point event
+// whose idempotency key is the change's id: the event is the commit record,
+// so a restart between a stop and its judgement judges it exactly once, and
+// the scheduler needs no state of its own. The DORA series are recomputed
+// from the stored change_impact events at each judgement, so they depend
+// only on the events.
+//
+// [Gate] answers a CI pipeline's "may I proceed?" from the latest
+// judgement of a service's change, or by judging it now. docs/impact.md
+// describes the configuration, the definitions and the APIs.
+package impact
