@@ -293,7 +293,7 @@ func combine(jd *Judgement, cfg *Config) {
 			s := c.Score
 			score = &s
 		}
-		label := map[string]string{ComparisonBeforeAfter: "after against before", ComparisonCanaryBaseline: "canary against baseline"}[c.Kind]
+		label := map[string]string{ComparisonBeforeAfter: "after against before (the canary is the time after the change, the baseline the same length before it)", ComparisonCanaryBaseline: "canary against baseline"}[c.Kind]
 		var bad []string
 		for _, s := range c.Signals {
 			if s.Judged && s.Classification != "Pass" {

@@ -14,6 +14,7 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 	"google.golang.org/grpc"
 
+	"github.com/levitated/levitated/pkg/impact"
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/limits"
 	levpromql "github.com/levitated/levitated/pkg/promql"
@@ -54,6 +55,9 @@ type Options struct {
 	// Limits are the per-tenant limits and their overrides file; its
 	// Registerer and Logger are the server's.
 	Limits limits.Options
+	// Impact configures change intelligence: the signals every change is
+	// judged on, and the scheduler (pkg/impact, docs/impact.md).
+	Impact impact.Options
 	// GRPCServerOptions are added to the gRPC server's options, after the
 	// interceptors that authenticate calls.
 	GRPCServerOptions []grpc.ServerOption

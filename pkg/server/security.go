@@ -106,7 +106,7 @@ func httpAccess(method, p string) access {
 	case strings.HasPrefix(p, "/api/v4/organizations/") && strings.HasSuffix(p, "/change_events"),
 		p == "/api/annotations":
 		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
-	case p == "/api/v1/analysis" || p == "/api/v1/analysis:webhook":
+	case p == "/api/v1/analysis" || p == "/api/v1/analysis:webhook" || p == "/api/v1/gates:evaluate":
 		return access{scope: auth.ScopeAnalysis, kind: kindQuery}
 	case p == "/metrics" || strings.HasPrefix(p, "/debug/pprof/") || strings.HasPrefix(p, "/api/v1/admin/"):
 		return access{scope: auth.ScopeAdmin}

@@ -97,6 +97,11 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.background = append(s.background, runAnalysis)
+	runImpact, err := s.mountImpact(m)
+	if err != nil {
+		return nil, err
+	}
+	s.background = append(s.background, runImpact)
 
 	ctx := context.Background()
 	for _, register := range opts.Register {

@@ -1,0 +1,345 @@
+package impact
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
+
+	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/tenant"
+)
+
+// Tenants names the tenants and maps them to their ids (*storage.DB).
+type Tenants interface {
+	TenantNames() []string
+	TenantID(ctx context.Context, name string) (uint32, error)
+}
+
+// Options configure a Service.
+type Options struct {
+	// ConfigFile is the YAML configuration (docs/impact.md); empty means
+	// DefaultConfig. It is re-read when it changes; a bad file is logged
+	// and the configuration in force stays.
+	ConfigFile string
+	// Interval is how often the scheduler looks for changes to judge.
+	// Default 15s.
+	Interval time.Duration
+	// Disabled turns automatic judgements off (the gate and the impact API
+	// still work).
+	Disabled bool
+	// Now is the clock; default time.Now.
+	Now        func() time.Time
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Deps are what a Service uses.
+type Deps struct {
+	Analyzer Analyzer
+	Events   EventStore
+	Samples  promstorage.Appendable
+	Tenants  Tenants
+	// Parser parses signal templates (levitated's PromQL parser).
+	Parser parser.Parser
+}
+
+// Service judges changes automatically (Run), answers the impact of a
+// change (Impact) and evaluates gates (Gate).
+type Service struct {
+	opts    Options
+	deps    Deps
+	judge   Judge
+	rec     recorder
+	cfg     atomic.Pointer[loadedConfig]
+	metrics serviceMetrics
+
+	mu     sync.Mutex
+	judged map[uint32]map[string]bool // change ids with a change_impact event, per tenant
+}
+
+type loadedConfig struct {
+	Config
+	modTime time.Time
+}
+
+type serviceMetrics struct {
+	judgements *prometheus.CounterVec
+	failures   prometheus.Counter
+	reloads    *prometheus.CounterVec
+}
+
+// New loads the configuration (an error names the file, line and field)
+// and returns the service.
+func New(deps Deps, opts Options) (*Service, error) {
+	if opts.Interval <= 0 {
+		opts.Interval = 15 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{opts: opts, deps: deps, judge: Judge{Analyzer: deps.Analyzer},
+		rec: recorder{events: deps.Events, samples: deps.Samples}, judged: map[uint32]map[string]bool{}}
+	lc := &loadedConfig{Config: DefaultConfig()}
+	if opts.ConfigFile != "" {
+		var err error
+		if lc, err = s.load(); err != nil {
+			return nil, err
+		}
+	}
+	s.cfg.Store(lc)
+	s.metrics = serviceMetrics{
+		judgements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levitated_impact_judgements_total",
+			Help: "Changes judged automatically or by a gate, by verdict.",
+		}, []string{"verdict"}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levitated_impact_judgement_errors_total",
+			Help: "Judgements that failed and will be retried.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "levitated_impact_config_reloads_total",
+			Help: "Reloads of the impact configuration file, by result.",
+		}, []string{"result"}),
+	}
+	if opts.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.metrics.judgements, s.metrics.failures, s.metrics.reloads} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("register impact metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
+}
+
+func (s *Service) load() (*loadedConfig, error) {
+	fi, err := os.Stat(s.opts.ConfigFile)
+	if err != nil {
+		return nil, fmt.Errorf("impact config: %w", err)
+	}
+	c, err := LoadConfig(s.opts.ConfigFile, s.deps.Parser)
+	if err != nil {
+		return nil, err
+	}
+	return &loadedConfig{Config: c, modTime: fi.ModTime()}, nil
+}
+
+// Config returns the configuration in force.
+func (s *Service) Config() *Config { return &s.cfg.Load().Config }
+
+// maybeReload re-reads the configuration file if it changed; a bad one is
+// logged and the configuration in force stays.
+func (s *Service) maybeReload() {
+	if s.opts.ConfigFile == "" {
+		return
+	}
+	fi, err := os.Stat(s.opts.ConfigFile)
+	if err == nil && fi.ModTime().Equal(s.cfg.Load().modTime) {
+		return
+	}
+	lc, err := s.load()
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("error").Inc()
+		s.opts.Logger.Error("impact configuration not reloaded; the one in force stays", "file", s.opts.ConfigFile, "err", err)
+		// Do not retry the same file every tick.
+		if fi != nil {
+			cur := *s.cfg.Load()
+			cur.modTime = fi.ModTime()
+			s.cfg.Store(&cur)
+		}
+		return
+	}
+	s.cfg.Store(lc)
+	s.metrics.reloads.WithLabelValues("success").Inc()
+	s.opts.Logger.Info("impact configuration reloaded", "file", s.opts.ConfigFile)
+}
+
+// Run judges changes every Interval until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	if s.opts.Disabled {
+		return nil
+	}
+	t := time.NewTicker(s.opts.Interval)
+	defer t.Stop()
+	for {
+		s.maybeReload()
+		for _, name := range s.deps.Tenants.TenantNames() {
+			if err := s.judgeDue(tenant.NewContext(ctx, name)); err != nil && ctx.Err() == nil {
+				s.opts.Logger.Error("impact: judge changes", "tenant", name, "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// due is a change whose time to be judged has come.
+type due struct {
+	change Change
+	at     time.Time
+}
+
+// judgeDue judges, in the order they fell due, the changes of the tenant in
+// ctx that ended within the horizon, are due, and have no change_impact
+// event.
+func (s *Service) judgeDue(ctx context.Context) error {
+	cfg := s.Config()
+	now := s.opts.Now()
+	tid, err := s.deps.Tenants.TenantID(ctx, tenant.FromContext(ctx))
+	if err != nil {
+		return fmt.Errorf("resolve tenant: %w", err)
+	}
+	judged, err := s.judgedSet(ctx, tid, now.Add(-cfg.Horizon))
+	if err != nil {
+		return err
+	}
+	var todo []due
+	for _, name := range cfg.Events {
+		evs, err := listAll(ctx, s.deps.Events, tid, events.Query{Name: name, Start: now.Add(-cfg.Horizon), End: now})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.State != events.StateStop {
+				continue // a window is judged from its stop; open windows wait
+			}
+			id := e.ID
+			if e.Window != nil {
+				id = e.Window.StartID
+			}
+			if judged[id] {
+				continue
+			}
+			var start events.Event
+			if e.Window != nil {
+				if start, err = s.deps.Events.Get(ctx, tid, e.Window.StartID); err != nil {
+					if errors.Is(err, events.ErrNotFound) {
+						continue // past retention
+					}
+					return fmt.Errorf("read the start of window %s: %w", id, err)
+				}
+			}
+			c, ok := ChangeOf(cfg, e, start, now)
+			if !ok {
+				continue
+			}
+			if at := c.End.Add(cfg.Delay); !at.After(now) {
+				todo = append(todo, due{c, at})
+			}
+		}
+	}
+	slices.SortStableFunc(todo, func(a, b due) int { return a.at.Compare(b.at) })
+	for _, d := range todo {
+		if err := ctx.Err(); err != nil {
+			return nil
+		}
+		if _, err := s.judgeAndRecord(ctx, tid, cfg, d.change, now); err != nil {
+			s.metrics.failures.Inc()
+			s.opts.Logger.Warn("impact: judgement failed; retried at the next tick", "change", d.change.ID, "err", err)
+		}
+	}
+	return nil
+}
+
+// judgeAndRecord judges c and records the judgement once. A change judged
+// already returns the recorded judgement.
+func (s *Service) judgeAndRecord(ctx context.Context, tid uint32, cfg *Config, c Change, now time.Time) (Judgement, error) {
+	jd, err := s.judge.Judge(ctx, cfg, c, nil, now)
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		jd, err = Inconclusive(c, now, perm), nil
+	}
+	if err != nil {
+		return jd, err
+	}
+	ev, err := s.rec.record(ctx, tid, &jd)
+	switch {
+	case errors.Is(err, events.ErrConflict):
+		s.markJudged(tid, c.ID)
+		return judgementOf(ev)
+	case err != nil:
+		var fe *events.FieldError
+		if errors.As(err, &fe) {
+			// The change's attributes cannot be recorded (too many with
+			// ours): retrying cannot help.
+			s.markJudged(tid, c.ID)
+			s.opts.Logger.Error("impact: judgement cannot be recorded", "change", c.ID, "err", err)
+		}
+		return jd, err
+	}
+	s.markJudged(tid, c.ID)
+	s.metrics.judgements.WithLabelValues(jd.Verdict).Inc()
+	jd.EventID = ev.ID
+	return jd, nil
+}
+
+// judgedSet returns the change ids judged in the tenant, read from the
+// change_impact events once per tenant and kept up to date after.
+func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (map[string]bool, error) {
+	s.mu.Lock()
+	set, ok := s.judged[tid]
+	s.mu.Unlock()
+	if !ok {
+		evs, err := listAll(ctx, s.deps.Events, tid, events.Query{Name: EventImpact, Start: since})
+		if err != nil {
+			return nil, err
+		}
+		set = map[string]bool{}
+		for _, e := range evs {
+			set[e.Attributes[attrChangeID]] = true
+		}
+		s.mu.Lock()
+		if cur, ok := s.judged[tid]; ok {
+			for id := range cur {
+				set[id] = true
+			}
+		}
+		s.judged[tid] = set
+		s.mu.Unlock()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bool, len(set))
+	for id := range set {
+		out[id] = true
+	}
+	return out, nil
+}
+
+func (s *Service) markJudged(tid uint32, id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.judged[tid] == nil {
+		return // read from the store on first use
+	}
+	s.judged[tid][id] = true
+}
+
+// recorded returns the change_impact event of a change, if there is one.
+func (s *Service) recorded(ctx context.Context, tid uint32, changeID string) (events.Event, bool, error) {
+	evs, _, err := s.deps.Events.List(ctx, tid, events.Query{Name: EventImpact, Limit: 1,
+		Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, attrChangeID, changeID)}})
+	if err != nil {
+		return events.Event{}, false, fmt.Errorf("list change_impact events: %w", err)
+	}
+	if len(evs) == 0 {
+		return events.Event{}, false, nil
+	}
+	return evs[0], true, nil
+}

@@ -1,0 +1,37 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/levitated/levitated/pkg/canaryapi"
+	"github.com/levitated/levitated/pkg/impact"
+	"github.com/levitated/levitated/pkg/kayenta"
+	levpromql "github.com/levitated/levitated/pkg/promql"
+)
+
+// mountImpact serves change intelligence (pkg/impact): every judged change
+// gets a verdict from the native analysis service, GET
+// /api/v1/events/{id}/impact answers it and POST /api/v1/gates:evaluate
+// gates on it. It returns the scheduler for Run to start, and to stop
+// before the store closes.
+func (s *Server) mountImpact(m *httpMetrics) (func(ctx context.Context) error, error) {
+	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
+	analyzer := canaryapi.New(q, s.events, s.db, levpromql.NewParser(), canaryapi.Options{Logger: s.logger.With("component", "impact")})
+	opts := s.opts.Impact
+	opts.Logger = s.logger.With("component", "impact")
+	opts.Registerer = s.opts.Registry
+	svc, err := impact.New(impact.Deps{
+		Analyzer: analyzer,
+		Events:   s.events,
+		Samples:  s.db,
+		Tenants:  s.db,
+		Parser:   levpromql.NewParser(),
+	}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("change impact: %w", err)
+	}
+	s.mux.Handle("GET /api/v1/events/{id}/impact", m.instrument(s.whenReady(svc.ImpactHandler().ServeHTTP)))
+	s.mux.Handle("POST /api/v1/gates:evaluate", m.instrument(s.whenReady(svc.GateHandler().ServeHTTP)))
+	return svc.Run, nil
+}
