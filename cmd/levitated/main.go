@@ -122,6 +122,10 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 		"longest label value accepted")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", o.ShutdownTimeout,
 		"how long in-flight requests may take to finish after SIGTERM")
+	fs.StringVar(&o.Impact.ConfigFile, "impact.config", o.Impact.ConfigFile,
+		"YAML `file` of the signals every change is judged on (docs/impact.md); re-read when it changes. Default: built-in signals for http_requests_total and OpenTelemetry's http_server_request_duration_seconds")
+	fs.BoolVar(&o.Impact.Disabled, "impact.disabled", o.Impact.Disabled,
+		"do not judge changes automatically (the gate and GET /api/v1/events/{id}/impact still answer)")
 	addSecurityFlags(fs, o)
 	logLevel = fs.String("log.level", "info", "log `level`: debug, info, warn or error")
 	showVersion = fs.Bool("version", false, "print the version and exit")

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -274,15 +275,51 @@ func decodeStrict(n *yaml.Node, v any) error {
 	d := yaml.NewDecoder(bytes.NewReader(b))
 	d.KnownFields(true)
 	if err := d.Decode(v); err != nil {
-		// Line numbers of the re-encoded node are relative to it.
-		return fmt.Errorf("line %d: %s", n.Line, strings.TrimPrefix(stripLine(err.Error()), "yaml: "))
+		return &lineError{msgs: yamlMessages(err, n.Line-1)}
 	}
 	return nil
 }
 
-var lineRe = regexp.MustCompile(`line \d+: `)
+// lineError is a YAML error whose messages already carry their lines.
+type lineError struct{ msgs []string }
 
-func stripLine(s string) string { return lineRe.ReplaceAllString(s, "") }
+func (e *lineError) Error() string { return strings.Join(e.msgs, "; ") }
+
+var (
+	lineRe   = regexp.MustCompile(`^line (\d+): (.*)$`)
+	inTypeRe = regexp.MustCompile(`^field (\S+) not found in type `)
+)
+
+// yamlMessages turns a yaml.v3 error into "LINE: message" strings, with
+// offset added to the lines.
+func yamlMessages(err error, offset int) []string {
+	var lines []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		lines = te.Errors
+	} else {
+		lines = []string{strings.TrimPrefix(err.Error(), "yaml: ")}
+	}
+	var out []string
+	for _, l := range lines {
+		var le *lineError
+		if errors.As(err, &le) {
+			return le.msgs
+		}
+		l = strings.TrimSpace(l)
+		if m := lineRe.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			msg := m[2]
+			if f := inTypeRe.FindStringSubmatch(msg); f != nil {
+				msg = "unknown field " + f[1]
+			}
+			out = append(out, fmt.Sprintf("%d: %s", n+offset, msg))
+			continue
+		}
+		out = append(out, " "+l)
+	}
+	return out
+}
 
 // ParseConfig parses a YAML configuration; name is the file name used in
 // errors.
@@ -291,7 +328,12 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 	d := yaml.NewDecoder(bytes.NewReader(b))
 	d.KnownFields(true)
 	if err := d.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
-		return Config{}, fmt.Errorf("%s: %s", name, strings.TrimPrefix(err.Error(), "yaml: "))
+		var le *lineError
+		msgs := yamlMessages(err, 0)
+		if errors.As(err, &le) {
+			msgs = le.msgs
+		}
+		return Config{}, fmt.Errorf("%s:%s", name, strings.Join(msgs, "; "+name+":"))
 	}
 	c := DefaultConfig()
 	fail := func(line int, field, format string, args ...any) error {

@@ -232,8 +232,8 @@ split:
 		postEvent(t, srv.URL, fmt.Sprintf(`{"name":%q,"state":"stop","timestamp":%q,"attributes":{%s}}`, name, at(to), attrs))
 		return id
 	}
-	d1 := deploy("deploy", "web", 3*m, 6*m, 0, `,"version":"1"`)    // lead 6m
-	d2 := deploy("deploy", "web", 6*m, 9*m, 5*m, `,"version":"2"`)  // lead 4m
+	d1 := deploy("deploy", "web", 3*m, 6*m, 0, `,"version":"1"`)      // lead 6m
+	d2 := deploy("deploy", "web", 6*m, 9*m, 5*m, `,"version":"2"`)    // lead 4m
 	d3 := deploy("deploy", "web", 12*m, 15*m, 11*m, `,"version":"3"`) // lead 4m
 	canary := deploy("canary-step", "pay", 3*m, 6*m, -1, `,"weight":"10"`)
 	idle := deploy("deploy", "idle", 3*m, 6*m, -1, "")
