@@ -140,6 +140,10 @@ func TestScopeMatrix(t *testing.T) {
 		{"native analysis", auth.ScopeAnalysis, func() authReq {
 			return authReq{method: http.MethodPost, path: "/api/v1/analysis", body: analysis}
 		}, 200},
+		{"change impact", auth.ScopeRead, get("/api/v1/events/" + eventID + "/impact"), 404}, // its window is open
+		{"gate", auth.ScopeAnalysis, func() authReq {
+			return authReq{method: http.MethodPost, path: "/api/v1/gates:evaluate", body: `{"service":"none","dry_run":true}`}
+		}, 404},
 		{"Kayenta configs", auth.ScopeAnalysis, get("/canaryConfig"), 200},
 		{"Kayenta judges", auth.ScopeAnalysis, get("/judges"), 200},
 		{"flush", auth.ScopeAdmin, func() authReq { return authReq{method: http.MethodPost, path: "/api/v1/admin/flush"} }, 204},
