@@ -39,18 +39,24 @@ Commands:
   list [flags]                    list events
   get ID                          show one event
   tail [flags]                    print new events as they are stored
+  impact ID                       show the judgement of a change (its start,
+                                  stop or point event); exit 1 if it has none
+  gate --service S [flags]        ask the deployment gate; exit 0 to promote,
+                                  1 to block (or if the gate cannot answer)
 
 Run 'eventctl COMMAND -h' for the flags of a command.
 Environment: LEVITATED_SERVER, LEVITATED_TOKEN, LEVITATED_ORG.
 `
 
 var synopsis = map[string]string{
-	"start": "start NAME [flags]",
-	"stop":  "stop NAME [flags]",
-	"run":   "run NAME [flags] -- COMMAND [ARGS...]",
-	"list":  "list [flags]",
-	"get":   "get ID [flags]",
-	"tail":  "tail [flags]",
+	"start":  "start NAME [flags]",
+	"stop":   "stop NAME [flags]",
+	"run":    "run NAME [flags] -- COMMAND [ARGS...]",
+	"list":   "list [flags]",
+	"get":    "get ID [flags]",
+	"tail":   "tail [flags]",
+	"impact": "impact ID [flags]",
+	"gate":   "gate --service SERVICE [flags]",
 }
 
 // config holds the flags every command has.
@@ -193,6 +199,7 @@ func run(ctx context.Context, args []string, e env) int {
 	var cfg config
 	cfg.register(fs, e)
 	var ef eventFlags
+	var gf gateFlags
 	var lf struct {
 		name, start, end string
 		match            stringsFlag
@@ -211,7 +218,15 @@ func run(ctx context.Context, args []string, e env) int {
 			fs.StringVar(&lf.end, "end", "", "events at or before this time")
 			fs.IntVar(&lf.limit, "limit", 100, "at most this many events (0: all)")
 		}
-	case "get":
+	case "get", "impact":
+	case "gate":
+		fs.StringVar(&gf.service, "service", "", "the changed service (required unless --event-id)")
+		fs.StringVar(&gf.event, "event", "", "the change's event name (default: any judged name)")
+		fs.StringVar(&gf.eventID, "event-id", "", "a particular change (its start, stop or point event) instead of the service's latest")
+		fs.Var(&gf.match, "match", `attribute matcher the change must match, as in PromQL: stage="2" (repeatable)`)
+		fs.Var(&gf.signals, "signal", "judge only this signal, now (repeatable)")
+		fs.BoolVar(&gf.allowMarginal, "allow-marginal", false, "let a marginal verdict pass")
+		fs.BoolVar(&gf.dryRun, "dry-run", false, "record nothing")
 	default:
 		fmt.Fprintf(e.stderr, "eventctl: unknown command %q\n\n%s", cmd, usage)
 		return exitUsage
@@ -230,7 +245,7 @@ func run(ctx context.Context, args []string, e env) int {
 	if err != nil {
 		return exitUsage
 	}
-	want := map[string]int{"start": 1, "stop": 1, "run": 1, "get": 1, "list": 0, "tail": 0}[cmd]
+	want := map[string]int{"start": 1, "stop": 1, "run": 1, "get": 1, "list": 0, "tail": 0, "impact": 1, "gate": 0}[cmd]
 	if len(pos) != want {
 		fmt.Fprintf(e.stderr, "eventctl %s: want %d argument(s), got %d: %q\n", cmd, want, len(pos), pos)
 		return exitUsage
@@ -307,6 +322,14 @@ func run(ctx context.Context, args []string, e env) int {
 		}
 	case "tail":
 		return tail(ctx, c, &levitatedv1.TailEventsRequest{Name: lf.name, Match: lf.match, OpenOnly: lf.open}, e, p)
+	case "impact":
+		return impact(ctx, cfg, pos[0], e, p)
+	case "gate":
+		if gf.service == "" && gf.eventID == "" {
+			fmt.Fprintf(e.stderr, "eventctl gate: --service is required (or --event-id)\n")
+			return exitUsage
+		}
+		return gate(ctx, cfg, gf, e, p)
 	}
 	return exitUsage
 }

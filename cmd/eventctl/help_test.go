@@ -15,7 +15,7 @@ var update = flag.Bool("update", false, "rewrite testdata/help/*.txt")
 // TestHelp pins the usage and the flags of every command: a flag changes
 // only with its golden file (go test ./cmd/eventctl -run TestHelp -update).
 func TestHelp(t *testing.T) {
-	for _, args := range [][]string{{"-h"}, {"start", "-h"}, {"stop", "-h"}, {"run", "-h"}, {"list", "-h"}, {"get", "-h"}, {"tail", "-h"}} {
+	for _, args := range [][]string{{"-h"}, {"start", "-h"}, {"stop", "-h"}, {"run", "-h"}, {"list", "-h"}, {"get", "-h"}, {"tail", "-h"}, {"impact", "-h"}, {"gate", "-h"}} {
 		name := "eventctl"
 		if len(args) > 1 {
 			name = args[0]

@@ -8,6 +8,9 @@
 //	eventctl list [--name N] [--match M]...   list events
 //	eventctl get ID                           show one event
 //	eventctl tail [--name N] [--match M]...   print new events as they arrive
+//	eventctl impact ID                        the judgement of a change
+//	eventctl gate --service S [flags]         the deployment gate: exit 0 to
+//	                                          promote, 1 to block
 //
 // The server is --server or $LEVITATED_SERVER (default
 // http://127.0.0.1:9090), the token --token or $LEVITATED_TOKEN. Creates
