@@ -37,6 +37,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "token" {
 		return runToken(args[1:], os.Stdin, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "rules" {
+		return runRulesCheck(args[1:], stdout, stderr)
+	}
 	opts := server.DefaultOptions()
 	fs, logLevel, showVersion := newFlagSet(&opts, stdout)
 	if err := fs.Parse(args); err != nil {
@@ -77,6 +80,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("levitated could not start", "err", err)
 		return 1
 	}
+	// SIGHUP reloads the rule files and the Alertmanager configuration, as
+	// in Prometheus; a bad file is logged and the rules in force kept.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if err := s.Reload(ctx); err != nil {
+					logger.Error("reload", "err", err)
+				}
+			}
+		}
+	}()
 	if err := s.Run(ctx); err != nil {
 		logger.Error("levitated stopped with an error", "err", err)
 		return 1
@@ -89,11 +109,12 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	fs = flag.NewFlagSet("levitated", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: levitated [flags]\n       levitated token create|list|revoke (see levitated token --help)\n       levitated demo [flags] (a canary rollout judged in stages, on this machine)\n\n"+
+		fmt.Fprint(out, "Usage: levitated [flags]\n       levitated token create|list|revoke (see levitated token --help)\n       levitated demo [flags] (a canary rollout judged in stages, on this machine)\n       levitated rules check FILE... (check rule files, as promtool check rules)\n\n"+
 			"levitated receives Prometheus remote write (1.0 and 2.0, on /api/v1/write and\n"+
 			"/api/v1/push) and OTLP metrics (/api/v1/otlp/v1/metrics), and serves the\n"+
 			"Prometheus HTTP API (/api/v1/...) and levitated's gRPC services, all on one\n"+
-			"address. SIGTERM drains in-flight requests and closes the store cleanly.\n\n"+
+			"address. SIGTERM drains in-flight requests and closes the store cleanly;\n"+
+			"SIGHUP (or POST /-/reload) reloads the rule files.\n\n"+
 			"Flags (one or two dashes):\n")
 		fs.PrintDefaults()
 	}
@@ -127,6 +148,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	fs.BoolVar(&o.Impact.Disabled, "impact.disabled", o.Impact.Disabled,
 		"do not judge changes automatically (the gate and GET /api/v1/events/{id}/impact still answer)")
 	addSecurityFlags(fs, o)
+	addRulesFlags(fs, o)
 	logLevel = fs.String("log.level", "info", "log `level`: debug, info, warn or error")
 	showVersion = fs.Bool("version", false, "print the version and exit")
 	return fs, logLevel, showVersion

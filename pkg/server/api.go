@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -15,7 +14,6 @@ import (
 	"github.com/prometheus/prometheus/config"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
-	"github.com/prometheus/prometheus/rules"
 	"github.com/prometheus/prometheus/scrape"
 	"github.com/prometheus/prometheus/tsdb"
 	"github.com/prometheus/prometheus/util/notifications"
@@ -36,8 +34,9 @@ func (s *Server) apiEngine() promql.QueryEngine {
 // (pkg/api/handlers.go), so that query, query_range, series, labels, label
 // values, query_exemplars, format_query, parse_query and the status
 // endpoints answer byte for byte as Prometheus v3 does: same JSON codec,
-// same error types and status codes. What reads scrape, rule or alerting
-// state answers as a Prometheus with none configured. Remote write, OTLP,
+// same error types and status codes. Rules, alerts and Alertmanagers come
+// from the ruler (rules.go); what reads scrape state answers as a
+// Prometheus with no scrape configured. Remote write, OTLP,
 // /metadata and /status/tsdb are levitated's own routes (see routes).
 func (s *Server) prometheusAPI() http.Handler {
 	o := s.opts
@@ -50,7 +49,7 @@ func (s *Server) prometheusAPI() http.Handler {
 		s.db,    // ExemplarQueryable
 		func(context.Context) v1.ScrapePoolsRetriever { return none },
 		func(context.Context) v1.TargetRetriever { return none },
-		func(context.Context) v1.AlertmanagerRetriever { return none },
+		s.alertmanagerRetriever, // the ruler's notifier (rules.go)
 		func() config.Config { return config.DefaultConfig },
 		o.Flags,
 		v1.GlobalURLOptions{ListenAddress: o.ListenAddress, Host: o.ListenAddress, Scheme: "http"},
@@ -61,7 +60,7 @@ func (s *Server) prometheusAPI() http.Handler {
 		false, // search APIs off
 		0,     // max search limit
 		s.logger,
-		func(context.Context) v1.RulesRetriever { return none },
+		s.rulesRetriever,                // the rules of the caller's tenant (rules.go)
 		5e7,                             // remote read sample limit (Prometheus' default)
 		10,                              // remote read concurrency (Prometheus' default)
 		1048576,                         // remote read bytes per frame (Prometheus' default)
@@ -129,9 +128,8 @@ func (s *Server) runtimeInfo() (v1.RuntimeInfo, error) {
 	}, nil
 }
 
-// noScrapeState is the scrape, alerting and rule state of a Prometheus with
-// nothing configured: levitated receives data, it scrapes and evaluates
-// nothing.
+// noScrapeState is the scrape state of a Prometheus with nothing
+// configured: levitated receives data, it scrapes nothing.
 type noScrapeState struct{}
 
 func (noScrapeState) ScrapePools() []string { return []string{} }
@@ -142,10 +140,6 @@ func (noScrapeState) TargetsDropped() map[string][]*scrape.Target {
 	return map[string][]*scrape.Target{}
 }
 func (noScrapeState) TargetsDroppedCounts() map[string]int { return map[string]int{} }
-func (noScrapeState) Alertmanagers() []*url.URL            { return nil }
-func (noScrapeState) DroppedAlertmanagers() []*url.URL     { return nil }
-func (noScrapeState) RuleGroups() []*rules.Group           { return nil }
-func (noScrapeState) AlertingRules() []*rules.AlertingRule { return nil }
 func (noScrapeState) ScrapePoolConfig(string) (*config.ScrapeConfig, error) {
 	return nil, errNoScrapePool
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/limits"
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/ruler"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
@@ -52,6 +53,10 @@ type Options struct {
 	Write ingest.RemoteWriteOptions
 	// Security configures tokens, tenancy and TLS (security.go).
 	Security SecurityOptions
+	// Rules configure recording and alerting rules and the Alertmanagers
+	// alerts go to (pkg/ruler, docs/rules.md); its Registerer and Logger
+	// are the server's, its ExternalURL defaults to http://ListenAddress.
+	Rules ruler.Options
 	// Limits are the per-tenant limits and their overrides file; its
 	// Registerer and Logger are the server's.
 	Limits limits.Options
@@ -117,6 +122,7 @@ func DefaultOptions() Options {
 		Storage:         st,
 		Query:           levpromql.DefaultOptions(),
 		Write:           ingest.DefaultRemoteWriteOptions(),
+		Rules:           ruler.DefaultOptions(),
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "devel",
 	}
@@ -170,6 +176,13 @@ func (o *Options) EnsureDefaults() {
 		o.Write.LookbackDelta = o.Query.LookbackDelta
 	}
 	o.Write.EnsureDefaults()
+	if o.Rules.Registerer == nil {
+		o.Rules.Registerer = o.Registry
+	}
+	if o.Rules.Logger == nil {
+		o.Rules.Logger = o.Logger.With("component", "ruler")
+	}
+	o.Rules.EnsureDefaults()
 }
 
 // Validate reports every field that cannot be used, in one error.
@@ -185,6 +198,6 @@ func (o Options) Validate() error {
 		errs = append(errs, fmt.Errorf("server: shutdown timeout %v is negative", o.ShutdownTimeout))
 	}
 	st := o.Storage
-	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate())
+	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.Rules.Validate())
 	return errors.Join(errs...)
 }

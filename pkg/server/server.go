@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/ruler"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
@@ -40,6 +41,7 @@ type Server struct {
 	http     *http.Server
 	mux      *http.ServeMux
 	sec      *security
+	ruler    *ruler.Ruler
 	ready    atomic.Bool
 	started  time.Time
 	// background runs from Run until shutdown, stopped before the engine
@@ -89,6 +91,11 @@ func New(opts Options) (_ *Server, err error) {
 	s.grpc = grpc.NewServer(s.sec.grpcOptions(opts.GRPCServerOptions)...)
 	s.mux = http.NewServeMux()
 	m := newHTTPMetrics(opts.Registry)
+	runRules, err := s.mountRules(m)
+	if err != nil {
+		return nil, err
+	}
+	s.background = append(s.background, runRules)
 	if err := s.routes(m); err != nil {
 		return nil, err
 	}
