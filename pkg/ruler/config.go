@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
 	commoncfg "github.com/prometheus/common/config"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/prometheus/model/rulefmt"
 	"github.com/prometheus/prometheus/promql/parser"
 	"go.yaml.in/yaml/v2"
+	yamlv3 "go.yaml.in/yaml/v3"
 
 	"github.com/levitated/levitated/pkg/tenant"
 )
@@ -95,8 +97,118 @@ func (e *LoadError) Unwrap() []error { return e.Errs }
 // refused); each error names the file and, for YAML and rule errors, the
 // line and column.
 func parseRuleFile(file string, p parser.Parser, logger *slog.Logger) (*rulefmt.RuleGroups, []error) {
-	rgs, errs := rulefmt.ParseFile(file, false, model.UTF8Validation, p, logger)
-	return rgs, errs
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, []error{fmt.Errorf("rule file: %w", err)}
+	}
+	rgs, errs := rulefmt.Parse(b, false, model.UTF8Validation, p, logger)
+	if len(errs) == 0 {
+		return rgs, nil
+	}
+	// rulefmt reports a YAML error twice, a repeated group at line 0 and
+	// a template error without a line: say each once, with its line.
+	lines := ruleLines(b)
+	var out []error
+	seen := map[string]bool{}
+	for _, err := range errs {
+		msg := err.Error()
+		var rerr *rulefmt.Error
+		switch {
+		case errors.As(err, &rerr) && !startsWithLine(msg):
+			if l, ok := lines.rule(rerr.Group, rerr.Rule); ok {
+				err = fmt.Errorf("%s: %w", l, err)
+			}
+		case strings.HasPrefix(msg, "0:0: groupname: "):
+			name := strings.TrimSuffix(strings.TrimPrefix(msg, "0:0: groupname: "), " is repeated in the same file")
+			if n, uerr := strconv.Unquote(name); uerr == nil {
+				if l, ok := lines.repeat(n); ok {
+					err = errors.New(l + strings.TrimPrefix(msg, "0:0"))
+				}
+			}
+		}
+		if msg := err.Error(); !seen[msg] {
+			seen[msg] = true
+			out = append(out, fmt.Errorf("%s: %w", file, err))
+		}
+	}
+	return nil, out
+}
+
+// startsWithLine reports whether msg starts with "line:column:".
+func startsWithLine(msg string) bool {
+	i := strings.IndexByte(msg, ':')
+	if i <= 0 {
+		return false
+	}
+	_, err := strconv.Atoi(msg[:i])
+	return err == nil
+}
+
+// lineIndex is where each group (by name, each occurrence) and each of
+// its rules start in a rule file.
+type lineIndex map[string][]groupLines
+
+type groupLines struct {
+	at    string   // "line:column" of the group
+	rules []string // "line:column" of each rule
+}
+
+// ruleLines indexes the groups and rules of a rule file; a file that is
+// not YAML gives an empty index.
+func ruleLines(b []byte) lineIndex {
+	idx := lineIndex{}
+	var doc yamlv3.Node
+	if yamlv3.Unmarshal(b, &doc) != nil || len(doc.Content) == 0 {
+		return idx
+	}
+	groups := mapValue(doc.Content[0], "groups")
+	if groups == nil {
+		return idx
+	}
+	pos := func(n *yamlv3.Node) string { return fmt.Sprintf("%d:%d", n.Line, n.Column) }
+	for _, g := range groups.Content {
+		name := mapValue(g, "name")
+		if name == nil {
+			continue
+		}
+		gl := groupLines{at: pos(g)}
+		if rules := mapValue(g, "rules"); rules != nil {
+			for _, r := range rules.Content {
+				gl.rules = append(gl.rules, pos(r))
+			}
+		}
+		idx[name.Value] = append(idx[name.Value], gl)
+	}
+	return idx
+}
+
+// rule is where rule i (from 1) of the first group named g starts.
+func (idx lineIndex) rule(g string, i int) (string, bool) {
+	gs := idx[g]
+	if len(gs) == 0 || i < 1 || i > len(gs[0].rules) {
+		return "", false
+	}
+	return gs[0].rules[i-1], true
+}
+
+// repeat is where the second group named g starts.
+func (idx lineIndex) repeat(g string) (string, bool) {
+	if len(idx[g]) < 2 {
+		return "", false
+	}
+	return idx[g][1].at, true
+}
+
+func mapValue(n *yamlv3.Node, key string) *yamlv3.Node {
+	if n.Kind != yamlv3.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
 }
 
 // ruleFiles finds the rule files of each tenant: Files for the default
