@@ -108,6 +108,7 @@ func TestImportDirection(t *testing.T) {
 		"pkg/storage":  {"pkg/ingest", "pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/queryshard", "pkg/auth", "pkg/limits"},
 		"pkg/ingest":   {"pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/storage"},
 		"pkg/promql":   {"pkg/server", "pkg/ingest", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi"},
+		"pkg/ruler":    {"pkg/server", "pkg/storage", "pkg/ingest", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/queryshard", "pkg/limits"},
 		"api/":         {"pkg/"},
 		// Change intelligence reaches the judge only through the native
 		// analysis service (an interface it declares), and the store only
