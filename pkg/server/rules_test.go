@@ -48,9 +48,9 @@ func writeRuleFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// writeRED remote-writes checkout's error counter every 15 s for the 10
+// writeErrorsAndRatio remote-writes checkout's error counter every 15 s for the 10
 // minutes up to now (+1 per sample), and canary_error_ratio = ratio now.
-func writeRED(t *testing.T, base string, header http.Header, ratio float64) {
+func writeErrorsAndRatio(t *testing.T, base string, header http.Header, ratio float64) {
 	t.Helper()
 	now := time.Now()
 	errs := prompb.TimeSeries{Labels: labelsV1("__name__", "http_requests_total", "code", "500", "service", "checkout")}
@@ -144,9 +144,9 @@ func getRules(t *testing.T, base string, header http.Header) ruleGroups {
 	return out
 }
 
-// instant runs an instant query at ts and returns each series' labels and
+// instantAt runs an instant query at ts and returns each series' labels and
 // value.
-func instant(t *testing.T, base string, header http.Header, expr string, ts time.Time) map[string]string {
+func instantAt(t *testing.T, base string, header http.Header, expr string, ts time.Time) map[string]string {
 	t.Helper()
 	r := getWithHeader(t, base, "/api/v1/query", url.Values{"query": {expr}, "time": {unixString(ts)}}, header)
 	require.Equal(t, http.StatusOK, r.code, r.body)
@@ -208,7 +208,7 @@ func TestRulesRecordAndAlert(t *testing.T) {
 		`{"name":"deploy","state":"start","timestamp":%q,"attributes":{"service":"checkout","version":"2.0"}}`,
 		time.Now().Add(-5*time.Minute).UTC().Format(time.RFC3339)))
 	require.Equal(t, http.StatusOK, r.code, r.body)
-	writeRED(t, srv.URL, nil, 0.5)
+	writeErrorsAndRatio(t, srv.URL, nil, 0.5)
 
 	// Pending, then firing.
 	var states []string
@@ -233,10 +233,10 @@ func TestRulesRecordAndAlert(t *testing.T) {
 	now := time.Now()
 	require.Equal(t, map[string]string{
 		"map[alertname:CanaryErrors alertstate:firing service:checkout severity:page]": "1",
-	}, instant(t, srv.URL, nil, `ALERTS`, now))
+	}, instantAt(t, srv.URL, nil, `ALERTS`, now))
 	require.Equal(t, map[string]string{
 		"map[alertname:CanaryErrors service:checkout severity:page]": strconv.FormatInt(activeAt.Unix(), 10),
-	}, instant(t, srv.URL, nil, `ALERTS_FOR_STATE`, now))
+	}, instantAt(t, srv.URL, nil, `ALERTS_FOR_STATE`, now))
 
 	// Each recorded sample equals its expression at its timestamp.
 	for metric, expr := range map[string]string{
@@ -246,7 +246,7 @@ func TestRulesRecordAndAlert(t *testing.T) {
 		got := recorded(t, srv.URL, nil, metric)
 		require.GreaterOrEqual(t, len(got), 2, metric)
 		for ts, series := range got {
-			want := instant(t, srv.URL, nil, expr, ts)
+			want := instantAt(t, srv.URL, nil, expr, ts)
 			require.NotEmpty(t, want, "%s at %v", expr, ts)
 			require.Equal(t, want, series, "%s at %v", metric, ts)
 		}
@@ -272,7 +272,7 @@ func TestRulesRecordAndAlert(t *testing.T) {
 	require.Len(t, g.Rules[2].Alerts, 1)
 
 	// The ratio drops: the alert resolves and leaves /api/v1/alerts.
-	writeRED(t, srv.URL, nil, 0)
+	writeErrorsAndRatio(t, srv.URL, nil, 0)
 	waitFor(t, 20*time.Second, "the alert to resolve", func() bool { return len(alerts(t, srv.URL, nil)) == 0 })
 
 	// Prometheus' rule metrics.
@@ -293,7 +293,7 @@ func TestRulesPerTenant(t *testing.T) {
 	})
 	teamA := http.Header{"X-Scope-Orgid": {"team-a"}}
 	teamB := http.Header{"X-Scope-Orgid": {"team-b"}}
-	writeRED(t, srv.URL, teamA, 0.5)
+	writeErrorsAndRatio(t, srv.URL, teamA, 0.5)
 	// team-b has a much larger error rate under the same names.
 	errs := prompb.TimeSeries{Labels: labelsV1("__name__", "http_requests_total", "code", "500", "service", "checkout")}
 	now := time.Now()
@@ -314,7 +314,7 @@ func TestRulesPerTenant(t *testing.T) {
 	got := recorded(t, srv.URL, teamA, "service:errors:rate1m")
 	require.NotEmpty(t, got)
 	for ts, series := range got {
-		require.Equal(t, instant(t, srv.URL, teamA, `sum by (service) (rate(http_requests_total{code="500"}[1m]))`, ts), series)
+		require.Equal(t, instantAt(t, srv.URL, teamA, `sum by (service) (rate(http_requests_total{code="500"}[1m]))`, ts), series)
 	}
 	require.Empty(t, recorded(t, srv.URL, teamB, "service:errors:rate1m"), "team-a's rules wrote into team-b")
 	require.Empty(t, recorded(t, srv.URL, nil, "service:errors:rate1m"))
@@ -417,7 +417,7 @@ func TestRulesForStateSurvivesRestart(t *testing.T) {
 	}
 	s, stop := start()
 	base := "http://" + s.Addr().String()
-	writeRED(t, base, nil, 0.5)
+	writeErrorsAndRatio(t, base, nil, 0.5)
 	var first apiAlert
 	waitFor(t, 20*time.Second, "the alert to be pending for 3 s", func() bool {
 		as := alerts(t, base, nil)
@@ -434,7 +434,7 @@ func TestRulesForStateSurvivesRestart(t *testing.T) {
 	s, stop = start()
 	defer stop()
 	base = "http://" + s.Addr().String()
-	writeRED(t, base, nil, 0.5)
+	writeErrorsAndRatio(t, base, nil, 0.5)
 	var again apiAlert
 	waitFor(t, 20*time.Second, "the pending time to be restored", func() bool {
 		as := alerts(t, base, nil)
