@@ -52,7 +52,14 @@ var addrRE = regexp.MustCompile(`address=(127\.0\.0\.1:\d+)`)
 // must exit 0) at cleanup.
 func start(t *testing.T) string {
 	t.Helper()
-	cmd := exec.Command(binary, "--listen-address", "127.0.0.1:0", "--data-dir", t.TempDir())
+	u, _ := startProcess(t)
+	return u
+}
+
+// startProcess is start with more flags; it also returns the process.
+func startProcess(t *testing.T, args ...string) (string, *exec.Cmd) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"--listen-address", "127.0.0.1:0", "--data-dir", t.TempDir()}, args...)...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	require.NoError(t, cmd.Start())
@@ -96,13 +103,13 @@ func start(t *testing.T) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return u
+				return u, cmd
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("levitated not ready")
-	return ""
+	return "", nil
 }
 
 // Remote write 1.0, encoded by hand (prompb.WriteRequest field numbers) so

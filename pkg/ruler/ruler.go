@@ -179,6 +179,8 @@ type Ruler struct {
 	notify  *notifier.Manager
 	targets chan notifierTargets
 
+	reloadOK, reloadTime prometheus.Gauge
+
 	// reloadMu serialises Reload; mu guards the fields below it.
 	reloadMu sync.Mutex
 	mu       sync.RWMutex
@@ -206,6 +208,17 @@ func New(opts Options, src Sources) (*Ruler, error) {
 		metrics:  rules.NewGroupMetrics(opts.Registerer),
 		targets:  make(chan notifierTargets, 1),
 		managers: map[string]*rules.Manager{},
+	}
+	r.reloadOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "levitated_rules_last_reload_successful",
+		Help: "Whether the last reload of the rule files and Alertmanager configuration succeeded (as prometheus_config_last_reload_successful).",
+	})
+	r.reloadTime = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "levitated_rules_last_reload_success_timestamp_seconds",
+		Help: "When the rule files and Alertmanager configuration were last loaded.",
+	})
+	if err := errors.Join(opts.Registerer.Register(r.reloadOK), opts.Registerer.Register(r.reloadTime)); err != nil {
+		return nil, fmt.Errorf("ruler: register metrics: %w", err)
 	}
 	r.notify = notifier.NewManager(&notifier.Options{
 		QueueCapacity:   opts.NotificationQueueCapacity,
@@ -263,9 +276,17 @@ func (r *Ruler) start(m *rules.Manager) {
 // and changes nothing: the rules in force keep running. Groups that did
 // not change keep their state; new tenants start; the groups of a tenant
 // whose files are gone stop, and their series are marked stale.
-func (r *Ruler) Reload(ctx context.Context) error {
+func (r *Ruler) Reload(ctx context.Context) (err error) {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
+	defer func() {
+		if err != nil {
+			r.reloadOK.Set(0)
+			return
+		}
+		r.reloadOK.Set(1)
+		r.reloadTime.SetToCurrentTime()
+	}()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
