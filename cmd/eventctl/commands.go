@@ -95,7 +95,10 @@ type eventFlags struct {
 	value    string
 	startID  string
 	startKey string
-	strict   bool
+	strict   bool // run: --require-server
+	// failOnWarning (start, stop: --strict) exits 1 when the server warns:
+	// a stop that closed no window, a start beside an identical open one.
+	failOnWarning bool
 }
 
 type attrFlag map[string]string
@@ -121,6 +124,9 @@ func (f *eventFlags) register(fs *flag.FlagSet, cmd string) {
 	fs.StringVar(&f.value, "value", "", "value of the last9_change_events sample")
 	if cmd != "run" {
 		fs.StringVar(&f.key, "key", "", "idempotency key (default: a random one, kept across retries)")
+	}
+	if cmd == "start" || cmd == "stop" {
+		fs.BoolVar(&f.failOnWarning, "strict", false, "exit 1 if the server warns (a stop that closed no window, a start that leaves an identical window open); the event is stored either way")
 	}
 	if cmd == "stop" {
 		fs.StringVar(&f.startID, "start-id", "", "close the window of this start")
@@ -277,6 +283,10 @@ func run(ctx context.Context, args []string, e env) int {
 			return exitError
 		}
 		p.created(ev)
+		if printWarnings(e.stderr, ev) && ef.failOnWarning {
+			fmt.Fprintf(e.stderr, "eventctl: %s %s: stored with warnings; exit 1 (--strict)\n", cmd, pos[0])
+			return exitError
+		}
 		return exitOK
 	case "run":
 		return runCommand(ctx, c, &ef, pos[0], command, e)
@@ -296,6 +306,9 @@ func run(ctx context.Context, args []string, e env) int {
 	case "list":
 		req := &levitatedv1.ListEventsRequest{Start: lf.start, End: lf.end, Name: lf.name, Match: lf.match, OpenOnly: lf.open}
 		n := 0
+		// -o json prints one document, {"events":[…]} as the REST API's
+		// list answers (every page joined); text prints a line per event.
+		var all []*levitatedv1.Event
 		for {
 			req.Limit = int32(events.MaxLimit)
 			if lf.limit > 0 {
@@ -312,10 +325,17 @@ func run(ctx context.Context, args []string, e env) int {
 				return exitError
 			}
 			for _, ev := range resp.GetEvents() {
-				p.event(ev)
+				if p.json {
+					all = append(all, ev)
+				} else {
+					p.event(ev)
+				}
 				n++
 			}
 			if resp.GetNextPageToken() == "" || (lf.limit > 0 && n >= lf.limit) {
+				if p.json {
+					p.list(all)
+				}
 				return exitOK
 			}
 			req.PageToken = resp.GetNextPageToken()
@@ -350,6 +370,9 @@ func runCommand(ctx context.Context, c *client, ef *eventFlags, name string, com
 	}
 	start.IdempotencyKey = key + "/start"
 	started, err := c.create(ctx, start)
+	if err == nil {
+		printWarnings(e.stderr, started)
+	}
 	if err != nil {
 		if ef.strict {
 			fmt.Fprintf(e.stderr, "eventctl: %v; not running %s (--require-server)\n", err, command[0])
@@ -398,8 +421,11 @@ func runCommand(ctx context.Context, c *client, ef *eventFlags, name string, com
 	// The stop is stored even if ctx was cancelled by a signal: the
 	// command ended and the window must close.
 	stopCtx := context.WithoutCancel(ctx)
-	if _, err := c.create(stopCtx, stop); err != nil {
+	stopped, err := c.create(stopCtx, stop)
+	if err != nil {
 		fmt.Fprintf(e.stderr, "eventctl: warning: %v\n", err)
+	} else {
+		printWarnings(e.stderr, stopped)
 	}
 	return status
 }
@@ -442,6 +468,15 @@ func tail(ctx context.Context, c *client, req *levitatedv1.TailEventsRequest, e 
 	}
 }
 
+// printWarnings prints the server's warnings about a stored event on w and
+// reports whether there were any.
+func printWarnings(w io.Writer, ev *levitatedv1.Event) bool {
+	for _, msg := range ev.GetWarnings() {
+		fmt.Fprintf(w, "eventctl: warning: %s\n", msg)
+	}
+	return len(ev.GetWarnings()) > 0
+}
+
 // printer writes events as text or JSON lines.
 type printer struct {
 	w    io.Writer
@@ -454,6 +489,19 @@ func (p printer) created(ev *levitatedv1.Event) {
 		return
 	}
 	fmt.Fprintln(p.w, ev.GetId())
+}
+
+// list prints events as one JSON document, {"events":[…]}.
+func (p printer) list(evs []*levitatedv1.Event) {
+	b, err := protojson.MarshalOptions{EmitUnpopulated: false}.Marshal(&levitatedv1.ListEventsResponse{Events: evs})
+	if err != nil {
+		fmt.Fprintf(p.w, "{\"error\":%q}\n", err.Error())
+		return
+	}
+	if len(evs) == 0 {
+		b = []byte(`{"events":[]}`)
+	}
+	fmt.Fprintln(p.w, string(b))
 }
 
 func (p printer) event(ev *levitatedv1.Event) {

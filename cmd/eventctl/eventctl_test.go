@@ -156,7 +156,31 @@ func TestStartStopGetList(t *testing.T) {
 
 	r = eventctl(t, ctx, envv, "list", "--match", `service="api"`, "--name", "deploy", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
-	require.Len(t, strings.Split(strings.TrimSpace(r.stdout), "\n"), 2)
+	var listed struct {
+		Events []map[string]any `json:"events"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &listed), "list -o json is one JSON document: %s", r.stdout)
+	require.Len(t, listed.Events, 2)
+
+	// A stop that matches no window is stored as a point event with a
+	// warning on stderr; --strict makes that exit 1.
+	r = eventctl(t, ctx, envv, "start", "deploy", "--attr", "service=typo", "--attr", "weight=20")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
+	r = eventctl(t, ctx, envv, "stop", "deploy", "--attr", "service=typ0")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Contains(t, r.stderr, `eventctl: warning: stop matched no open window: no open "deploy" window started at or before `)
+	require.Contains(t, r.stderr, `open "deploy" windows: `)
+	r = eventctl(t, ctx, envv, "stop", "deploy", "--attr", "service=typ0", "--strict")
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "stop matched no open window")
+	require.Contains(t, r.stderr, "eventctl: stop deploy: stored with warnings; exit 1 (--strict)\n")
+	r = eventctl(t, ctx, envv, "start", "deploy", "--attr", "service=typo", "--attr", "weight=20", "--strict")
+	require.Equal(t, 1, r.code, r.stderr)
+	require.Contains(t, r.stderr, "eventctl: warning: start leaves window ")
+	r = eventctl(t, ctx, envv, "stop", "deploy", "--attr", "service=typo", "--attr", "weight=20", "--strict")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.Empty(t, r.stderr)
 
 	// Refusals are explained and exit 1.
 	r = eventctl(t, ctx, envv, "start", "deploy", "--attr", "a-b=x")
@@ -170,7 +194,7 @@ func TestStartStopGetList(t *testing.T) {
 	require.Equal(t, "eventctl: get 00000000000000000000000000: server refused: event 00000000000000000000000000 not found (NotFound)\n", r.stderr)
 	r = eventctl(t, ctx, envv, "start")
 	require.Equal(t, 2, r.code)
-	require.Len(t, s.all(t), 2)
+	require.Len(t, s.all(t), 7)
 }
 
 func TestRunEndToEnd(t *testing.T) {

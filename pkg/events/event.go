@@ -12,6 +12,8 @@ package events
 
 import (
 	"fmt"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -85,6 +87,10 @@ type Event struct {
 	// Window is, for a start, its window; for a stop, the window it closed
 	// (nil for a point event). Output only.
 	Window *Window
+	// Warnings say what the store accepted but the sender probably did not
+	// mean: a stop that closed no window, a start that leaves an identical
+	// window open. Output only, never stored.
+	Warnings []string
 }
 
 // Window is the span between a start and the stop that closed it.
@@ -128,6 +134,9 @@ func (e Event) Clone() Event {
 		w := *e.Window
 		c.Window = &w
 	}
+	if e.Warnings != nil {
+		c.Warnings = append([]string(nil), e.Warnings...)
+	}
 	return c
 }
 
@@ -146,4 +155,56 @@ func (e *Event) ClosesWindowOf(start *Event) bool {
 		}
 	}
 	return true
+}
+
+// UnmatchedStopWarning is the warning for a stop that closed no window: it
+// was kept as a point event, and the start it was meant for (if any) stays
+// open. open are open windows' starts of the same name (newest first), to
+// show what the stop may have been meant for.
+func UnmatchedStopWarning(e *Event, open []Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "stop matched no open window: no open %q window started at or before %s has only attributes that this stop has with the same values %s; "+
+		"the stop is kept as a point event",
+		e.Name, e.Time.UTC().Format(time.RFC3339Nano), FormatAttributes(e.Attributes))
+	if len(open) == 0 {
+		fmt.Fprintf(&b, "; no %q window is open", e.Name)
+	} else {
+		fmt.Fprintf(&b, "; open %q windows:", e.Name)
+		for i := range open {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, " %s %s since %s", open[i].ID, FormatAttributes(open[i].Attributes), open[i].Time.UTC().Format(time.RFC3339Nano))
+		}
+		b.WriteString(" (a stop must carry every attribute of the start, or name it with start_id or start_key)")
+	}
+	return b.String()
+}
+
+// OpenTwinWarning is the warning for a start while a window of the same
+// name and the same attributes, opened by startID at startTime, is still
+// open: a stop for these attributes will close only the newer one.
+func OpenTwinWarning(e *Event, startID string, startTime time.Time) string {
+	return fmt.Sprintf("start leaves window %s open: it has the same name %q and attributes %s and started at %s; "+
+		"a stop with these attributes closes only the newest, so stop %s first (start_id) if it has ended",
+		startID, e.Name, FormatAttributes(e.Attributes), startTime.UTC().Format(time.RFC3339Nano), startID)
+}
+
+// FormatAttributes writes attributes as {k="v", …} in key order.
+func FormatAttributes(attrs map[string]string) string {
+	keys := make([]string, 0, len(attrs))
+	for k := range attrs {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s=%q", k, attrs[k])
+	}
+	b.WriteByte('}')
+	return b.String()
 }

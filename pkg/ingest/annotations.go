@@ -74,11 +74,15 @@ func (h *AnnotationsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	hash := fnv.New64a()
 	hash.Write([]byte(out[0].ID))
-	writeJSON(w, http.StatusOK, map[string]any{
+	resp := map[string]any{
 		"message":  "Annotation added",
 		"id":       int64(hash.Sum64() >> 1),
 		"event_id": out[0].ID,
-	})
+	}
+	if warnings := setWarnings(w, out); len(warnings) > 0 {
+		resp["warnings"] = warnings
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func decodeAnnotation(body []byte, l events.Limits, idemKey string) ([]events.Event, error) {

@@ -58,6 +58,7 @@ func eventToProto(e *events.Event) *levitatedv1.Event {
 		StartId:        e.StartID,
 		StartKey:       e.StartKey,
 		ReceivedAt:     timestampOrNil(e.ReceivedAt),
+		Warnings:       e.Warnings,
 	}
 	if w := e.Window; w != nil {
 		p.Window = &levitatedv1.Window{

@@ -100,6 +100,7 @@ func (s *EventService) handleCreate(mux *runtime.ServeMux, batchOnly bool) runti
 			writeGatewayError(ctx, mux, outbound, w, r, err)
 			return
 		}
+		setWarnings(w, out)
 		var resp proto.Message
 		if batch {
 			br := &levitatedv1.BatchCreateEventsResponse{}

@@ -63,11 +63,16 @@ func (h *Last9Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.IdempotencyKey = r.Header.Get("Idempotency-Key")
-	if _, err := h.svc.Append(r.Context(), []events.Event{e}); err != nil {
+	out, err := h.svc.Append(r.Context(), []events.Event{e})
+	if err != nil {
 		writeHTTPError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"message": "success"})
+	resp := map[string]any{"message": "success"}
+	if warnings := setWarnings(w, out); len(warnings) > 0 {
+		resp["warnings"] = warnings
+	}
+	writeJSON(w, http.StatusOK, resp)
 }
 
 func decodeLast9(body []byte, l events.Limits) (events.Event, error) {

@@ -118,7 +118,11 @@ func (s *Store) Retention() time.Duration { return s.opts.Retention }
 //   - a stop closes the window named by StartID or StartKey, or else the
 //     latest open window of the same name whose attributes all appear in
 //     the stop with the same values and whose start is not after the stop;
-//     with no such window it is kept as a point event.
+//     with no such window it is kept as a point event, with a warning
+//     (events.UnmatchedStopWarning);
+//   - a start while a window of the same name and exactly the same
+//     attributes is open (among the newest 16 of that name) gets a
+//     warning (events.OpenTwinWarning).
 //
 // Errors name the field (prefixed with events[i] when len(evs) > 1); on
 // error nothing is stored.
@@ -228,6 +232,13 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 					return s.prefix(len(in), i, err)
 				}
 				e.Window = w
+				if w == nil {
+					open, err := s.openStarts(b, tenant, e.Name, 3)
+					if err != nil {
+						return s.prefix(len(in), i, err)
+					}
+					e.Warnings = append(e.Warnings, events.UnmatchedStopWarning(&e, open))
+				}
 			} else {
 				e.Window = &events.Window{StartID: e.ID, Start: e.Time}
 				if err := b.Set(openKey(tenant, e.Name, id), nil, nil); err != nil {
@@ -283,6 +294,22 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 
 	if commitErr != nil {
 		return nil, nil, fmt.Errorf("commit events: %w", commitErr)
+	}
+	// Warn about starts that leave an identical window open. This reads
+	// after the commit and outside s.mu, so it costs concurrent appends
+	// nothing; a warning is advice, and a race may only miss one.
+	for i := range out {
+		if out[i].State != events.StateStart || out[i].ID == "" || out[i].Window == nil || out[i].Window.StartID != out[i].ID || out[i].Warnings != nil {
+			continue
+		}
+		twin, err := s.openTwin(s.db, tenant, &out[i])
+		if err != nil {
+			s.opts.Logger.Warn("eventstore: look for an identical open window", "err", err)
+			continue
+		}
+		if twin != nil {
+			out[i].Warnings = append(out[i].Warnings, events.OpenTwinWarning(&out[i], twin.ID, twin.Time))
+		}
 	}
 	s.tails.publish(tenant, written)
 	return out, nil, nil
@@ -405,13 +432,79 @@ func (s *Store) closeWindow(b *pebble.Batch, tenant uint32, e *events.Event, id 
 // same name, whose attributes are all in the stop, that starts at or before
 // the stop.
 func (s *Store) matchOpenWindow(b *pebble.Batch, tenant uint32, e *events.Event) (*eventID, error) {
-	lo := openPrefix(tenant, e.Name)
-	it, err := b.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	var found *eventID
+	var later *events.Event
+	err := s.eachOpen(b, tenant, e.Name, func(sid eventID, start events.Event) bool {
+		if !e.ClosesWindowOf(&start) {
+			return true
+		}
+		if start.Time.After(e.Time) {
+			if later == nil {
+				later = &start
+			}
+			return true
+		}
+		found = &sid
+		return false
+	})
+	if err != nil || found != nil {
+		return found, err
+	}
+	if later != nil {
+		return nil, &events.FieldError{Field: "timestamp", Rule: fmt.Sprintf(
+			"stop at %s is before the start of the open window it matches (%s at %s)",
+			e.Time.Format(time.RFC3339Nano), later.ID, later.Time.Format(time.RFC3339Nano))}
+	}
+	return nil, nil
+}
+
+// twinScan is how many of the newest open windows of a name a start is
+// compared with: a forgotten stop or a re-run CI stage leaves a recent
+// twin, and the bound keeps a start's cost independent of how many
+// windows of its name are open.
+const twinScan = 16
+
+// openTwin returns the start of an open window with e's name and exactly
+// e's attributes, started at or before e, among the twinScan newest open
+// windows of that name: a new start beside it leaves it open.
+func (s *Store) openTwin(r pebble.Reader, tenant uint32, e *events.Event) (*events.Event, error) {
+	var twin *events.Event
+	n := 0
+	err := s.eachOpen(r, tenant, e.Name, func(_ eventID, start events.Event) bool {
+		if start.ID == e.ID {
+			return true
+		}
+		if !start.Time.After(e.Time) && sameAttributes(start.Attributes, e.Attributes) {
+			twin = &start
+			return false
+		}
+		n++
+		return n < twinScan
+	})
+	return twin, err
+}
+
+// openStarts returns up to n starts of open windows named name, newest
+// first: what an unmatched stop may have been meant for.
+func (s *Store) openStarts(b *pebble.Batch, tenant uint32, name string, n int) ([]events.Event, error) {
+	var out []events.Event
+	err := s.eachOpen(b, tenant, name, func(_ eventID, start events.Event) bool {
+		out = append(out, start)
+		return len(out) < n
+	})
+	return out, err
+}
+
+// eachOpen calls fn with the start of each open window named name, newest
+// first, skipping windows another append is closing and starts deleted by
+// retention, until fn returns false.
+func (s *Store) eachOpen(r pebble.Reader, tenant uint32, name string, fn func(sid eventID, start events.Event) bool) error {
+	lo := openPrefix(tenant, name)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
-		return nil, fmt.Errorf("scan open windows: %w", err)
+		return fmt.Errorf("scan open windows: %w", err)
 	}
 	defer it.Close()
-	var later *events.Event
 	for ok := it.Last(); ok; ok = it.Prev() {
 		k := it.Key()
 		if len(k) != len(lo)+16 {
@@ -421,30 +514,30 @@ func (s *Store) matchOpenWindow(b *pebble.Batch, tenant uint32, e *events.Event)
 		if _, busy := s.claimed[string(windowKey(tenant, sid))]; busy {
 			continue
 		}
-		start, err := s.get(b, tenant, sid)
+		start, err := s.get(r, tenant, sid)
 		if errors.Is(err, events.ErrNotFound) {
 			continue // deleted by retention
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if !e.ClosesWindowOf(&start) {
-			continue
+		if !fn(sid, start) {
+			return nil
 		}
-		if start.Time.After(e.Time) {
-			if later == nil {
-				later = &start
-			}
-			continue
-		}
-		return &sid, nil
 	}
-	if later != nil {
-		return nil, &events.FieldError{Field: "timestamp", Rule: fmt.Sprintf(
-			"stop at %s is before the start of the open window it matches (%s at %s)",
-			e.Time.Format(time.RFC3339Nano), later.ID, later.Time.Format(time.RFC3339Nano))}
+	return it.Error()
+}
+
+func sameAttributes(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	return nil, it.Error()
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
 }
 
 // Get returns the event with the given id, with its window.

@@ -62,7 +62,12 @@ type Event struct {
 	// Output only. When the server accepted the event.
 	ReceivedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=received_at,proto3" json:"received_at,omitempty"`
 	// Output only. For a start, its window; for a stop, the window it closed.
-	Window        *Window `protobuf:"bytes,14,opt,name=window,proto3" json:"window,omitempty"`
+	Window *Window `protobuf:"bytes,14,opt,name=window,proto3" json:"window,omitempty"`
+	// Output only, on create: what was accepted but probably not meant — a
+	// stop that closed no window (kept as a point event), a start that
+	// leaves a window of the same name and attributes open. REST also sends
+	// each as a Warning header (299); eventctl prints them on stderr.
+	Warnings      []string `protobuf:"bytes,15,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -191,6 +196,13 @@ func (x *Event) GetReceivedAt() *timestamppb.Timestamp {
 func (x *Event) GetWindow() *Window {
 	if x != nil {
 		return x.Window
+	}
+	return nil
+}
+
+func (x *Event) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -859,7 +871,7 @@ var File_levitated_v1_events_proto protoreflect.FileDescriptor
 
 const file_levitated_v1_events_proto_rawDesc = "" +
 	"\n" +
-	"\x19levitated/v1/events.proto\x12\flevitated.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb2\x04\n" +
+	"\x19levitated/v1/events.proto\x12\flevitated.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xce\x04\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
@@ -877,7 +889,8 @@ const file_levitated_v1_events_proto_rawDesc = "" +
 	"\bstart_id\x18\v \x01(\tR\bstart_id\x12\x1c\n" +
 	"\tstart_key\x18\f \x01(\tR\tstart_key\x12<\n" +
 	"\vreceived_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vreceived_at\x12,\n" +
-	"\x06window\x18\x0e \x01(\v2\x14.levitated.v1.WindowR\x06window\x1a=\n" +
+	"\x06window\x18\x0e \x01(\v2\x14.levitated.v1.WindowR\x06window\x12\x1a\n" +
+	"\bwarnings\x18\x0f \x03(\tR\bwarnings\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\b\n" +
