@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/levitated/levitated/pkg/auth"
+	"github.com/levitated/levitated/pkg/tenant"
 )
 
 const tokenUsage = `Usage: levitated token <command> [flags]
@@ -22,8 +23,11 @@ running levitated on the same data directory picks changes up within a
 second.
 
 Commands:
-  create --tenant NAME --scope SCOPES [--description TEXT] [--from-file FILE]
+  create --scope SCOPES [--tenant NAME] [--description TEXT] [--from-file FILE]
          make a token and print it on stdout, the only time it is shown;
+         the tenant defaults to "anonymous", the tenant of everything sent
+         without a token (on loopback, before the first token), so a first
+         token keeps seeing that data;
          with --from-file, store the token in FILE ("-": stdin) instead,
          for tokens kept in a secret store (again with the same token,
          tenant and scopes: no change)
@@ -54,7 +58,7 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "./data", "the data directory of levitated")
 	var tenantName, scopes, description, fromFile string
 	if cmd == "create" {
-		fs.StringVar(&tenantName, "tenant", "", "tenant the token acts for")
+		fs.StringVar(&tenantName, "tenant", tenant.Default, "tenant the token acts for (the default is the tenant of data sent without a token)")
 		fs.StringVar(&scopes, "scope", "", "comma-separated scopes")
 		fs.StringVar(&description, "description", "", "what the token is for")
 		fs.StringVar(&fromFile, "from-file", "", "store the token in this file (- for stdin) instead of a new one")
@@ -72,9 +76,14 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "levitated token create: unexpected argument %q\n", fs.Arg(0))
 			return 2
 		}
-		if tenantName == "" {
-			fmt.Fprintln(stderr, "levitated token create: --tenant is required")
+		if err := tenant.Validate(tenantName); err != nil {
+			fmt.Fprintf(stderr, "levitated token create: --tenant: %v\n", err)
 			return 2
+		}
+		first, err := noActiveToken(store)
+		if err != nil {
+			fmt.Fprintf(stderr, "levitated token create: %v\n", err)
+			return 1
 		}
 		sc, err := auth.ParseScopes(scopes)
 		if err != nil {
@@ -91,6 +100,9 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stderr, "Created token %s for tenant %q with scopes %s in %s.\n"+
 			"It is printed below and never again; only its SHA-256 is kept.\n", rec.ID, rec.Tenant, joinScopes(rec.Scopes), store.Path())
+		if first {
+			fmt.Fprint(stderr, firstTokenNote(rec.Tenant, *dataDir))
+		}
 		fmt.Fprintln(stdout, tok)
 		return 0
 	case "list":
@@ -130,6 +142,32 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "levitated token: unknown command %q\n\n%s", cmd, tokenUsage)
 		return 2
 	}
+}
+
+// noActiveToken reports whether the store has no unrevoked token: the next
+// one turns authentication on for a server that had none.
+func noActiveToken(store *auth.Store) (bool, error) {
+	toks, err := store.List()
+	if err != nil {
+		return false, err
+	}
+	for _, t := range toks {
+		if t.RevokedAt == nil {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// firstTokenNote says what the first token changes: from now on every
+// request needs a token, and data sent before it is in tenant "anonymous".
+func firstTokenNote(tenantName, dataDir string) string {
+	note := "This is the first token: from now on every request needs one (Authorization: Bearer …), on loopback too.\n"
+	if tenantName == tenant.Default {
+		return note + fmt.Sprintf("It acts for tenant %q, where everything sent without a token is, so it sees that data.\n", tenant.Default)
+	}
+	return note + fmt.Sprintf("Data sent without a token is in tenant %q, which this token (tenant %q) does not see.\n"+
+		"To read it, create a token for that tenant: levitated token create --data-dir %s --scope read\n", tenant.Default, tenantName, dataDir)
 }
 
 func joinScopes(sc []auth.Scope) string {

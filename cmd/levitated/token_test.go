@@ -26,9 +26,9 @@ func TestTokenCommands(t *testing.T) {
 		return code, out.String(), errOut.String()
 	}
 
-	code, _, errOut := cli("create", "--data-dir", dir, "--scope", "read")
+	code, _, errOut := cli("create", "--data-dir", dir, "--tenant", "a/b", "--scope", "read")
 	require.Equal(t, 2, code)
-	require.Contains(t, errOut, "--tenant is required")
+	require.Contains(t, errOut, "--tenant: tenant: id contains '/'")
 	code, _, errOut = cli("create", "--data-dir", dir, "--tenant", "team-a", "--scope", "read,sudo")
 	require.Equal(t, 2, code)
 	require.Contains(t, errOut, `unknown scope "sudo"`)
@@ -42,6 +42,9 @@ func TestTokenCommands(t *testing.T) {
 	require.NotNil(t, m, "stdout is the token alone: %q", tokA)
 	idA := m[1]
 	require.Contains(t, errOut, "printed below and never again")
+	// The first token says where the data sent without one is.
+	require.Contains(t, errOut, "This is the first token: from now on every request needs one")
+	require.Contains(t, errOut, `Data sent without a token is in tenant "anonymous", which this token (tenant "team-a") does not see.`)
 	tokA = strings.TrimSpace(tokA)
 	b, err := os.ReadFile(filepath.Join(dir, "tokens.json"))
 	require.NoError(t, err)

@@ -101,10 +101,10 @@ func New(q *kayenta.PromQL, ev EventReader, tenants TenantIDs, p parser.Parser, 
 // Handler is the REST face: POST /api/v1/analysis through grpc-gateway,
 // strict about unknown fields, with bodies bounded by MaxBodyBytes.
 func (s *Service) Handler(ctx context.Context) (http.Handler, error) {
-	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}))
+	}}))
 	if err := levitatedv1.RegisterAnalysisServiceHandlerServer(ctx, mux, s); err != nil {
 		return nil, fmt.Errorf("register analysis gateway: %w", err)
 	}

@@ -345,6 +345,13 @@ func TestAnalyzeBadInput(t *testing.T) {
 		{"confidence out of range", good(one, `, "confidence_level": 1`), 400, "confidence_level: 1 is out of range"},
 		{"query that fails", good(`[{"name": "e", "query": "label_replace(http_requests_total, \"code\", \"x\", \"\", \"\")"}]`, ""), 400, "metrics[0].query: the baseline query failed"},
 		{"not JSON", `{`, 400, "unexpected EOF"},
+		// docs/analysis.md once had this: an unescaped quote in a selector.
+		{"unescaped quote", "{\n  \"baseline\": \"{version=\"stable\"}\",\n  \"canary\": \"x\"}", 400,
+			`request body: invalid JSON at line 2, column 26 (after "baseline"): invalid character 's' after object key:value pair; a double quote inside a string must be escaped: "{version=\"stable\"}"`},
+		{"unescaped quote in a list", `{"window": {"event": "x", "match": ["service="checkout""]}}`, 400,
+			`request body: invalid JSON at line 1, column 47 (after "window.match[0]"): invalid character 'c' after array element; a double quote inside a string must be escaped`},
+		{"wrong type", good(one, `, "thresholds": {"pass": "high"}`), 400, `request body at line 1, column `},
+		{"step as a number of seconds", `{"baseline": "a=\"b\"", "canary": "a=\"c\"", "lookback": 86400, "step": 1, "metrics": ` + one + `}`, 400, "step: 1s gives 86400 points per series"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := e.post(tc.body)

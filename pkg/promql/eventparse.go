@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -28,7 +29,7 @@ type evalParser struct {
 func (p evalParser) ParseExpr(input string) (parser.Expr, error) {
 	expr, err := p.Parser.ParseExpr(input)
 	if err != nil {
-		return expr, err
+		return expr, hintArgTypes(err)
 	}
 	if err := prepareEventCalls(expr); err != nil {
 		var pe *parser.ParseErr
@@ -39,6 +40,46 @@ func (p evalParser) ParseExpr(input string) (parser.Expr, error) {
 		return nil, err
 	}
 	return expr, nil
+}
+
+// argTypeErr matches the parser's error for an argument of the wrong type.
+var argTypeErr = regexp.MustCompile(`^expected type (instant vector|range vector) in call to function "([a-z_]+)", got (range vector|instant vector)$`)
+
+// hintArgTypes adds to the parser's type errors for event-window functions
+// what to write instead: the parser says what it expected, not how to get
+// it.
+func hintArgTypes(err error) error {
+	var pes parser.ParseErrors
+	if !errors.As(err, &pes) {
+		return err
+	}
+	for i := range pes {
+		if pes[i].Err == nil {
+			continue
+		}
+		m := argTypeErr.FindStringSubmatch(pes[i].Err.Error())
+		if m == nil || !isEventFunction(m[2]) {
+			continue
+		}
+		var hint string
+		switch {
+		case m[1] == "instant vector" && (m[2] == funcAfterBeforeRatio || m[2] == funcAfterBeforeDifference):
+			hint = fmt.Sprintf("the first argument of %s is a range function over the metric, such as rate(m[5m]) or quantile_over_time(0.99, m[5m]), and the second the windows: %s(rate(http_requests_total[5m]), change_event_active{event_name=\"deploy\"})", m[2], m[2])
+		case m[1] == "instant vector":
+			hint = fmt.Sprintf("the window argument of %s selects windows as an instant vector, such as change_event_active{event_name=\"deploy\"}, without a [range]", m[2])
+		default:
+			hint = fmt.Sprintf("the metric argument of %s is a range vector, such as http_requests_total[5m]: add the [range]", m[2])
+		}
+		pes[i].Err = fmt.Errorf("%w; %s", pes[i].Err, hint)
+	}
+	return pes
+}
+
+// isEventFunction reports whether name is one of the event-window
+// functions users call (not an internal __ one).
+func isEventFunction(name string) bool {
+	return sinceFuncs[name] != "" || name == funcAfterBeforeRatio || name == funcAfterBeforeDifference ||
+		name == funcTimeSinceWindowStart || name == funcTimeSinceWindowEnd
 }
 
 // prepareEventCalls checks and rewrites, in place, every event-window call
