@@ -10,11 +10,25 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/levitated/levitated/pkg/demo"
 )
+
+// demoCommand is how the report names the command that made it: go run
+// builds into a go-build directory.
+func demoCommand(url string) string {
+	cmd := "levitated demo"
+	if strings.Contains(os.Args[0], "go-build") {
+		cmd = "go run ./cmd/levitated demo"
+	}
+	if url != "" {
+		cmd += " --url " + url
+	}
+	return cmd
+}
 
 // runDemo is `levitated demo`: it plays the canary demo (pkg/demo) and
 // writes its report.
@@ -28,6 +42,8 @@ func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	seed := fs.Uint64("seed", 1, "seed of the simulated traffic")
 	pause := fs.Bool("pause", false, "after each stage, wait for Enter (levitated stays up: point Grafana or curl at it)")
 	logLevel := fs.String("log.level", "warn", "levitated's log `level`")
+	url := fs.String("url", "", "play the runs into the levitated at this `URL` (e.g. http://127.0.0.1:9090) instead of starting one per run, so its Grafana dashboard and console show them")
+	token := fs.String("token", os.Getenv("LEVITATED_TOKEN"), "bearer token for --url (scopes write, events:write, analysis, read; default $LEVITATED_TOKEN)")
 	fs.Usage = func() {
 		fmt.Fprint(stdout, "Usage: levitated demo [flags]\n\n"+
 			"Plays a canary rollout of a service in stages of 20, 40, 60 and 80 % on this\n"+
@@ -35,7 +51,9 @@ func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			"canary pods through remote write (simulated time), a change event per stage,\n"+
 			"and levitated's canary judge after each stage. One run has a healthy canary,\n"+
 			"one a canary that regresses at 40 %. Prints a table per run and writes an\n"+
-			"HTML report with the charts and the stage windows.\n\nFlags:\n")
+			"HTML report with the charts and the stage windows.\n\n"+
+			"With --url, the same traffic, stage events and judgements go to a running\n"+
+			"levitated instead, the runs one after the other ending now.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -53,7 +71,14 @@ func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "levitated demo: --log.level: %v\n", err)
 		return 2
 	}
+	if *url != "" && !strings.HasPrefix(*url, "http://") && !strings.HasPrefix(*url, "https://") {
+		fmt.Fprintf(stderr, "levitated demo: --url: want http:// or https://, got %q\n", *url)
+		return 2
+	}
 	opts := demo.Options{
+		URL:           *url,
+		Token:         *token,
+		Command:       demoCommand(*url),
 		ListenAddress: *listen,
 		DataDir:       *dataDir,
 		Report:        *report,

@@ -22,6 +22,8 @@ import (
 type client struct {
 	base string
 	http *http.Client
+	// token, if set, is sent as a bearer token (--token of demo --url).
+	token string
 }
 
 func (c *client) do(ctx context.Context, method, path string, body []byte, header http.Header, out any) error {
@@ -31,6 +33,9 @@ func (c *client) do(ctx context.Context, method, path string, body []byte, heade
 	}
 	for k, v := range header {
 		req.Header[k] = v
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -36,6 +36,9 @@ const (
 	cooldown = 5 * time.Minute  // after promotion or rollback
 )
 
+// runLength is the longest simulated span of one run.
+var runLength = warmup + time.Duration(len(Weights))*stageLen + cooldown
+
 // Weights are the canary stages, in percent of the traffic.
 var Weights = []int{20, 40, 60, 80}
 
@@ -88,6 +91,17 @@ type Options struct {
 	Out io.Writer
 	// Logger receives levitated's logs; nil discards them.
 	Logger *slog.Logger
+	// URL, if set, plays the runs into the levitated running there instead
+	// of starting one per run (ListenAddress and DataDir are then unused):
+	// its dashboards and console show the rollouts. The runs are placed one
+	// after the other, the last ending now, so their samples do not collide.
+	URL string
+	// Token is sent as a bearer token to URL (scopes write, events:write,
+	// analysis and read).
+	Token string
+	// Command is how the report names the command that made it; default
+	// "levitated demo".
+	Command string
 	// AfterStage, if set, is called after each stage is judged, with the
 	// running server's URL, before the rollout goes on (the CLI's --pause
 	// waits for Enter there).
@@ -151,16 +165,26 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Command == "" {
+		opts.Command = "levitated demo"
+	}
 	var results []Result
 	for i, sc := range opts.Scenarios {
-		r, err := runScenario(ctx, opts, ex, sc, opts.Seed+uint64(i))
+		o := opts
+		if opts.URL != "" {
+			// On one server, run i of n ends (n-1-i) run lengths before now.
+			end := opts.Now()
+			back := time.Duration(len(opts.Scenarios)-1-i) * (runLength + stageLen)
+			o.Now = func() time.Time { return end.Add(-back) }
+		}
+		r, err := runScenario(ctx, o, ex, sc, opts.Seed+uint64(i))
 		if err != nil {
 			return results, fmt.Errorf("run %s: %w", sc.Name, err)
 		}
 		results = append(results, r)
 	}
 	if opts.Report != "" {
-		if err := writeReport(opts.Report, results); err != nil {
+		if err := writeReport(opts.Report, opts.Command, results); err != nil {
 			return results, err
 		}
 		fmt.Fprintf(opts.Out, "\nreport: %s\n", opts.Report)
@@ -170,6 +194,13 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 
 // runScenario starts a levitated, plays one rollout against it and stops it.
 func runScenario(ctx context.Context, opts Options, ex examples, sc Scenario, seed uint64) (res Result, err error) {
+	if opts.URL != "" {
+		u := strings.TrimRight(opts.URL, "/")
+		fmt.Fprintf(opts.Out, "\n== %s: into levitated at %s\n", sc.Title, u)
+		c := &client{base: u, http: &http.Client{Timeout: time.Minute}, token: opts.Token}
+		r := &rollout{c: c, opts: opts, ex: ex, sc: sc, url: u, traffic: newTraffic(seed)}
+		return r.play(ctx)
+	}
 	dir := ""
 	if opts.DataDir != "" {
 		dir = opts.DataDir + string(os.PathSeparator) + sc.Name

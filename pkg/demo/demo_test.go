@@ -3,12 +3,18 @@ package demo
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/levitated/levitated/pkg/auth"
+	"github.com/levitated/levitated/pkg/server"
 )
 
 // TestDemo runs the demo as `levitated demo` does: two rollouts on real
@@ -76,4 +82,51 @@ func TestDemo(t *testing.T) {
 	require.Contains(t, html, "<title>canary 40 % Fail</title>")
 	require.NotContains(t, html, "<script", "self-contained, no script")
 	require.NotRegexp(t, `(src|href)=`, html, "nothing fetched from elsewhere")
+}
+
+// TestDemoIntoRunningServer plays both runs into one running levitated
+// that requires a token, as `levitated demo --url URL --token T` does: the
+// judge's outcomes are the same, the runs do not collide, and the server
+// keeps the data (two deploy windows, the canary pods' series).
+func TestDemoIntoRunningServer(t *testing.T) {
+	dir := t.TempDir()
+	tok, _, err := auth.NewStore(filepath.Join(dir, auth.TokenFileName)).Create("anonymous", auth.AllScopes, "demo", time.Now())
+	require.NoError(t, err)
+	so := server.DefaultOptions()
+	so.ListenAddress = "127.0.0.1:0"
+	so.DataDir = dir
+	so.Registry = prometheus.NewRegistry()
+	srv, err := server.New(so)
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() { stop(); require.NoError(t, <-done) })
+	url := "http://" + srv.Addr().String()
+
+	_, err = Run(context.Background(), Options{URL: url, Seed: 1})
+	require.ErrorContains(t, err, "401", "the server wants the token")
+
+	var out bytes.Buffer
+	results, err := Run(context.Background(), Options{URL: url, Token: tok, Seed: 1, Out: &out})
+	require.NoError(t, err, out.String())
+	require.Equal(t, OutcomePromoted, results[0].Outcome)
+	require.Equal(t, OutcomeRolledBack, results[1].Outcome)
+	require.Equal(t, "Fail", results[1].Stages[1].Verdict)
+	require.True(t, results[0].End.Before(results[1].Start) || results[0].End.Equal(results[1].Start), "runs one after the other: %s, %s", results[0].End, results[1].Start)
+
+	c := &client{base: url, http: http.DefaultClient, token: tok}
+	v, err := c.query(context.Background(), `count(count_over_time(change_event_active{event_name="deploy"}[2h]))`, time.Now())
+	require.NoError(t, err)
+	require.Len(t, v, 1)
+	require.Equal(t, 1.0, v[0].Value, "one deploy window series: the same service deployed twice")
+	evs, err := c.events(context.Background())
+	require.NoError(t, err)
+	deploys := 0
+	for _, e := range evs {
+		if e.Name == "deploy" && e.State == "start" {
+			deploys++
+		}
+	}
+	require.Equal(t, 2, deploys)
 }

@@ -207,7 +207,7 @@ func formatTick(v float64) string {
 var reportTemplate string
 
 // writeReport writes the self-contained HTML report.
-func writeReport(path string, results []Result) error {
+func writeReport(path, command string, results []Result) error {
 	tpl, err := template.New("report").Funcs(template.FuncMap{
 		"chart": svgChart,
 		"pct":   pct,
@@ -228,8 +228,9 @@ func writeReport(path string, results []Result) error {
 	if err := tpl.Execute(&buf, struct {
 		Results   []Result
 		Generated string
+		Command   string
 		Colors    map[string]string
-	}{results, time.Now().UTC().Format(time.RFC3339), trackColor}); err != nil {
+	}{results, time.Now().UTC().Format(time.RFC3339), command, trackColor}); err != nil {
 		return fmt.Errorf("render report: %w", err)
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
