@@ -41,6 +41,10 @@ type Config struct {
 	Horizon time.Duration
 	// Pass and Marginal are the score thresholds. Default 95 and 75.
 	Pass, Marginal float64
+	// Traffic, if set, is the minimum of requests a comparison needs on
+	// each side; with fewer it does not count (inconclusive when no
+	// comparison counts).
+	Traffic *Traffic
 	// Signals are judged for every service without its own entry in
 	// Services.
 	Signals []Signal
@@ -73,6 +77,13 @@ type Signal struct {
 	MinSamples int
 }
 
+// Traffic is a template of a service's requests per second, and the fewest
+// requests each side of a comparison needs.
+type Traffic struct {
+	Query       string
+	MinRequests float64
+}
+
 // Split names how a service's series tell the canary from the baseline:
 // Label="Baseline" and Label="Canary", where the values are templates over
 // the change's attributes (rollouts_pod_template_hash="$stable_hash").
@@ -87,6 +98,10 @@ const (
 	DefaultPointWindow = 10 * time.Minute
 	DefaultHorizon     = 24 * time.Hour
 	DefaultMinSamples  = 10
+	// DefaultMinRequests is the fewest requests each side of a comparison
+	// needs: at a 1 % error ratio, 1000 requests hold about 10 errors
+	// (bench/RESULTS.md, "Change impact").
+	DefaultMinRequests = 1000
 )
 
 // DefaultConfig judges deploys, canary steps, rollouts and config changes
@@ -105,6 +120,10 @@ func DefaultConfig() Config {
 		Horizon:           DefaultHorizon,
 		Pass:              95,
 		Marginal:          75,
+		Traffic: &Traffic{
+			Query:       `sum(rate(http_requests_total{service="$service"}[1m])) or sum(rate(http_server_request_duration_seconds_count{job=~"(.+/)?$service"}[1m]))`,
+			MinRequests: DefaultMinRequests,
+		},
 		Signals: []Signal{
 			{
 				Name:      "error-ratio",
@@ -217,6 +236,7 @@ type file struct {
 		Pass     float64 `yaml:"pass"`
 		Marginal float64 `yaml:"marginal"`
 	} `yaml:"thresholds"`
+	Traffic  *fileTraffic           `yaml:"traffic"`
 	Signals  []fileSignal           `yaml:"signals"`
 	Split    *fileSplit             `yaml:"split"`
 	Services map[string]fileService `yaml:"services"`
@@ -243,6 +263,23 @@ func (s *fileSignal) UnmarshalYAML(n *yaml.Node) error {
 		return err
 	}
 	*s = fileSignal(p)
+	s.line = n.Line
+	return nil
+}
+
+type fileTraffic struct {
+	Query       string   `yaml:"query"`
+	MinRequests *float64 `yaml:"min_requests"`
+	line        int
+}
+
+func (s *fileTraffic) UnmarshalYAML(n *yaml.Node) error {
+	type plain fileTraffic
+	var p plain
+	if err := decodeStrict(n, &p); err != nil {
+		return err
+	}
+	*s = fileTraffic(p)
 	s.line = n.Line
 	return nil
 }
@@ -431,6 +468,40 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 			return nil, fail(s.line, field+".canary", "is the baseline's value %q", s.Canary)
 		}
 		return &Split{Label: s.Label, Baseline: s.Baseline, Canary: s.Canary}, nil
+	}
+	checkTemplate := func(line int, field, tmpl string) error {
+		for _, v := range templateVars(tmpl) {
+			if !slices.Contains(known, v) {
+				return fail(line, field, "uses $%s, which is not an attribute the configuration declares (declare it under attributes:, or use one of %s)", v, strings.Join(known, ", "))
+			}
+		}
+		vars := map[string]string{}
+		for _, k := range known {
+			vars[k] = "x"
+		}
+		q, _ := expand(tmpl, vars)
+		if _, err := p.ParseExpr(q); err != nil {
+			return fail(line, field, "PromQL does not parse: %v", err)
+		}
+		return nil
+	}
+	if t := f.Traffic; t != nil {
+		if t.Query == "" && t.MinRequests != nil && *t.MinRequests == 0 {
+			c.Traffic = nil // traffic: {min_requests: 0} turns the check off
+		} else {
+			if t.Query != "" {
+				if err := checkTemplate(t.line, "traffic.query", t.Query); err != nil {
+					return Config{}, err
+				}
+				c.Traffic.Query = t.Query
+			}
+			if t.MinRequests != nil {
+				if !(*t.MinRequests >= 0) {
+					return Config{}, fail(t.line, "traffic.min_requests", "%v is below 0", *t.MinRequests)
+				}
+				c.Traffic.MinRequests = *t.MinRequests
+			}
+		}
 	}
 	var err error
 	if len(f.Signals) > 0 {

@@ -43,6 +43,7 @@ events:
   point_window: 5m
 attributes: [stage]
 thresholds: {pass: 90, marginal: 50}
+traffic: {min_requests: 50}
 signals:
   - name: errors
     query: sum(rate(errors_total{app="$service",stage="$stage"}[1m]))
@@ -58,6 +59,8 @@ services:
 	require.Equal(t, []string{"deploy"}, c.Events)
 	require.Equal(t, []string{"app"}, c.ServiceAttributes)
 	require.Equal(t, 90.0, c.Pass)
+	require.Equal(t, 50.0, c.Traffic.MinRequests)
+	require.Equal(t, DefaultConfig().Traffic.Query, c.Traffic.Query)
 	require.Equal(t, []Signal{{Name: "errors", Query: `sum(rate(errors_total{app="$service",stage="$stage"}[1m]))`, Direction: "increase", Critical: true, MinSamples: 3}}, c.Signals)
 	sigs, split := c.For("checkout")
 	require.Equal(t, "p99", sigs[0].Name)
@@ -82,6 +85,8 @@ func TestParseConfigErrors(t *testing.T) {
 		"signals:\n  - {name: a, query: x, min_samples: 0}\n":               "impact.yml:2: signals[0].min_samples: 0 is below 1",
 		"split: {label: track, baseline: a, canary: a}\n":                   `impact.yml:1: split.canary: is the baseline's value "a"`,
 		"split: {label: 1x, baseline: a, canary: b}\n":                      `impact.yml:1: split.label: "1x" is not a label name`,
+		"traffic: {query: 'x{'}\n":                                          "impact.yml:1: traffic.query: PromQL does not parse",
+		"traffic: {min_requests: -1}\n":                                     "impact.yml:1: traffic.min_requests: -1 is below 0",
 		"thresholds: {pass: 50, marginal: 80}\n":                            "impact.yml: thresholds: want 0 <= marginal <= pass <= 100, got pass 50, marginal 80",
 		"events:\n  nmes: [deploy]\n":                                       "impact.yml:2: unknown field nmes",
 		"services:\n  web:\n    signals:\n      - {name: a, query: 'x{'}\n": "impact.yml:4: services.web.signals[0].query: PromQL does not parse",

@@ -220,6 +220,20 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 		if cmp.kind == ComparisonBeforeAfter {
 			req.BaselineOffset = strconv.FormatFloat(span.Seconds(), 'f', -1, 64)
 		}
+		if cfg.Traffic != nil {
+			if tq, err := expand(cfg.Traffic.Query, vars); err == nil {
+				ok, sentence, err := j.enoughTraffic(ctx, req, tq, cfg.Traffic.MinRequests)
+				if err != nil {
+					return jd, analyzeError(cmp.kind, err)
+				}
+				if !ok {
+					jd.Comparisons = append(jd.Comparisons, Comparison{Kind: cmp.kind, Verdict: VerdictInconclusive,
+						Baseline: cmp.baseline, Canary: cmp.canary, Signals: []SignalResult{}})
+					jd.Explanation = append(jd.Explanation, fmt.Sprintf("%s: not judged: %s", comparisonLabel(cmp.kind), sentence))
+					continue
+				}
+			}
+		}
 		minSamples := map[string]int{}
 		for _, p := range plan {
 			req.Metrics = append(req.Metrics, &levitatedv1.AnalysisMetric{Name: p.sig.Name, Query: p.query, Direction: p.sig.Direction, Critical: p.sig.Critical})
@@ -293,7 +307,10 @@ func combine(jd *Judgement, cfg *Config) {
 			s := c.Score
 			score = &s
 		}
-		label := map[string]string{ComparisonBeforeAfter: "after against before (the canary is the time after the change, the baseline the same length before it)", ComparisonCanaryBaseline: "canary against baseline"}[c.Kind]
+		label := comparisonLabel(c.Kind)
+		if c.Kind == ComparisonBeforeAfter {
+			label += " (the canary is the time after the change, the baseline the same length before it)"
+		}
 		var bad []string
 		for _, s := range c.Signals {
 			if s.Judged && s.Classification != "Pass" {
@@ -323,6 +340,44 @@ func combine(jd *Judgement, cfg *Config) {
 	default:
 		jd.Verdict = VerdictFail
 	}
+}
+
+func comparisonLabel(kind string) string {
+	if kind == ComparisonBeforeAfter {
+		return "after against before"
+	}
+	return "canary against baseline"
+}
+
+// enoughTraffic asks the judge for the traffic of both sides of req (the
+// request rate, summed over the points: requests) and reports whether each
+// side has at least minRequests, with a sentence when not.
+func (j *Judge) enoughTraffic(ctx context.Context, req *levitatedv1.AnalyzeRequest, query string, minRequests float64) (bool, string, error) {
+	tr := proto.CloneOf(req)
+	tr.Metrics = []*levitatedv1.AnalysisMetric{{Name: "traffic", Query: query, Direction: "either"}}
+	resp, err := j.Analyzer.Analyze(ctx, tr)
+	if err != nil {
+		return false, "", err
+	}
+	step, err := time.ParseDuration(resp.GetStep())
+	if err != nil {
+		return false, "", fmt.Errorf("traffic: the analysis answered step %q: %w", resp.GetStep(), err)
+	}
+	var base, canary float64
+	for _, m := range resp.GetMetrics() {
+		base += m.GetBaseline().GetMean() * float64(m.GetBaseline().GetCount()) * step.Seconds()
+		canary += m.GetCanary().GetMean() * float64(m.GetCanary().GetCount()) * step.Seconds()
+	}
+	if math.IsNaN(base) {
+		base = 0
+	}
+	if math.IsNaN(canary) {
+		canary = 0
+	}
+	if base >= minRequests && canary >= minRequests {
+		return true, "", nil
+	}
+	return false, fmt.Sprintf("about %.0f requests on the canary's side and %.0f on the baseline's, fewer than the %g needed on each (traffic.min_requests).", canary, base, minRequests), nil
 }
 
 func signalResult(m *levitatedv1.MetricResult, judged bool) SignalResult {

@@ -288,6 +288,7 @@ split:
 
 	require.Equal(t, "inconclusive", ai.Verdict, "%v", ai.Explanation)
 	require.Nil(t, ai.Score)
+	require.Contains(t, fmt.Sprint(ai.Explanation), "fewer than the 1000 needed on each (traffic.min_requests)")
 
 	// The verdicts as events, in the events API.
 	r = get(t, srv.URL, "/api/v1/events", url.Values{"name": {"change_impact"}, "match": {`change_id="` + d2 + `"`}})
