@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -103,6 +104,16 @@ func decodeObjects(t *testing.T, stream []byte) map[string]any {
 			obj = &corev1.ConfigMap{}
 		case "v1 Pod":
 			obj = &corev1.Pod{}
+		case "apps/v1 Deployment":
+			obj = &appsv1.Deployment{}
+		case "rbac.authorization.k8s.io/v1 ClusterRole":
+			obj = &rbacv1.ClusterRole{}
+		case "rbac.authorization.k8s.io/v1 ClusterRoleBinding":
+			obj = &rbacv1.ClusterRoleBinding{}
+		case "rbac.authorization.k8s.io/v1 Role":
+			obj = &rbacv1.Role{}
+		case "rbac.authorization.k8s.io/v1 RoleBinding":
+			obj = &rbacv1.RoleBinding{}
 		case "monitoring.coreos.com/v1 ServiceMonitor":
 			obj = &monitoringv1.ServiceMonitor{}
 		case "argoproj.io/v1alpha1 Rollout":
@@ -172,7 +183,7 @@ func TestHelmChartDefaultValues(t *testing.T) {
 
 func TestHelmChartProductionValues(t *testing.T) {
 	objs := decodeObjects(t, helmTemplate(t, "-f", "../deploy/helm/levitated/ci/production-values.yaml"))
-	require.Len(t, objs, 7, "plus the token Secret and the ServiceMonitor: %v", keys(objs))
+	require.Len(t, objs, 13, "plus the token Secret, the ServiceMonitor and kube-events (Deployment, ServiceAccount, ClusterRole and binding, state Role and binding): %v", keys(objs))
 
 	sts := objs["StatefulSet/levitated"].(*appsv1.StatefulSet)
 	c := sts.Spec.Template.Spec.Containers[0]
@@ -210,6 +221,22 @@ func TestHelmChartProductionValues(t *testing.T) {
 	require.Equal(t, "app.kubernetes.io/component", sm.Spec.Selector.MatchExpressions[0].Key)
 	require.NotContains(t, svc.Labels, "app.kubernetes.io/component")
 	require.Contains(t, headless.Labels, "app.kubernetes.io/component")
+
+	// kube-events: its own pods, which the Services do not select.
+	ke := objs["Deployment/levitated-kube-events"].(*appsv1.Deployment)
+	kc := ke.Spec.Template.Spec.Containers[0]
+	require.Equal(t, c.Image, kc.Image)
+	require.Equal(t, []string{"kube-events", "--levitated.url=http://levitated.monitoring.svc:9090", "--state.name=levitated-kube-events",
+		"--log.level=info", "--selector=app.kubernetes.io/part-of=shop", "--levitated.token-file=/var/run/levitated/token"}, kc.Args)
+	require.Equal(t, "levitated-kube-events", ke.Spec.Template.Spec.ServiceAccountName)
+	for _, s := range []*corev1.Service{svc, headless} {
+		matches := true
+		for k, v := range s.Spec.Selector {
+			matches = matches && ke.Spec.Template.Labels[k] == v
+		}
+		require.False(t, matches, "Service %s selects the kube-events pods", s.Name)
+	}
+	require.Equal(t, "levitated-kube-events", objs["ClusterRoleBinding/levitated-kube-events"].(*rbacv1.ClusterRoleBinding).Subjects[0].Name)
 }
 
 // TestArgoRolloutsManifests decodes the Rollout and the stage templates

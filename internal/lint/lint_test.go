@@ -114,6 +114,9 @@ func TestImportDirection(t *testing.T) {
 		// analysis service (an interface it declares), and the store only
 		// through interfaces: no second judge, no keyspace of its own.
 		"pkg/impact": {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/kayenta", "pkg/canaryapi", "pkg/analysis"},
+		// The Kubernetes watcher talks to levitated over its API, as any
+		// sender of events does: it knows the event model only.
+		"pkg/kubeevents": {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi"},
 	}
 	for _, f := range repoFiles(t) {
 		if f.test {
