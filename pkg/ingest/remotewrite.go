@@ -175,6 +175,10 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if err := h.unavailable(); err != nil {
+		h.refuse(w, msgType, err)
+		return
+	}
 	body, decoded, err := h.readBody(r)
 	v := validator{limits: h.writeLimits(r.Context())}
 	if err == nil {
@@ -190,6 +194,10 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
+			if withStatus(err) {
+				h.refuse(w, msgType, err)
+				return
+			}
 			if code >= 500 {
 				h.logger.Error("Error while storing the remote write request", "err", err)
 			}

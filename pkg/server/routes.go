@@ -49,10 +49,7 @@ func (s *Server) routes(m *httpMetrics) error {
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprint(w, "levitated is Healthy.\n")
 	}))
-	handle("/-/ready", s.whenReady(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusOK)
-		_, _ = fmt.Fprint(w, "levitated is Ready.\n")
-	}))
+	handle("/-/ready", s.whenReady(s.readyHandler))
 	handle("GET /metrics", promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}))
 	// Go's profiler, as Prometheus serves it.
 	s.mux.HandleFunc("/debug/pprof/", pprof.Index)

@@ -74,7 +74,7 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	closers = append(closers, s.db.Close)
-	s.events = eventstore.New(s.db.Pebble(), eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger})
+	s.events = eventstore.New(s.db.Pebble(), eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger, Commit: s.db.CommitSync})
 	s.query = queryable{db: s.db, events: s.events}
 
 	s.engine, err = levpromql.New(queryEngineOptions(opts))
@@ -202,6 +202,8 @@ func (s *Server) run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		errs = append(errs, fmt.Errorf("serve: %w", err))
+	case <-s.storageFailed():
+		errs = append(errs, s.storageFailure())
 	}
 
 	s.ready.Store(false)

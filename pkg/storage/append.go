@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -328,7 +329,11 @@ func (a *appender) Commit() (err error) {
 		return err
 	}
 	b := db.pdb.NewBatch()
-	defer b.Close()
+	defer func() {
+		if b != nil {
+			_ = b.Close()
+		}
+	}()
 
 	if err := a.writeMetadata(b); err != nil {
 		return err
@@ -401,21 +406,35 @@ func (a *appender) Commit() (err error) {
 		}
 	}
 	size := int64(b.Len())
-	if err := b.Commit(pebble.Sync); err != nil {
+	appended := len(a.samples) - conflicts
+	newSeries := slices.Clone(a.newSeries)
+	commit := b
+	b = nil // commitSync owns it
+	err = db.CommitSync(commit, func(err error) {
+		if err != nil {
+			return
+		}
+		db.walBytes.Add(size)
+		db.metrics.samplesAppended.Add(float64(appended))
+		for _, s := range newSeries {
+			s.mu.Lock()
+			s.durable = true
+			s.mu.Unlock()
+		}
+		th.index(newSeries)
+	})
+	switch {
+	case errors.Is(err, ErrUnavailable):
+		// The commit is held up by the disk and completes (with its
+		// samples, already in memory) once the disk takes writes again.
+		return err
+	case err != nil:
 		// Memory already holds the samples; without their record the DB
 		// cannot stay consistent, so it stops accepting writes.
 		err = fmt.Errorf("commit batch: %w", err)
 		db.fail(err)
 		return err
 	}
-	db.walBytes.Add(size)
-	db.metrics.samplesAppended.Add(float64(len(a.samples) - conflicts))
-	for _, s := range a.newSeries {
-		s.mu.Lock()
-		s.durable = true
-		s.mu.Unlock()
-	}
-	th.index(a.newSeries)
 	return nil
 }
 

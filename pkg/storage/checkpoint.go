@@ -67,6 +67,9 @@ func (r *readerEpochs) minActive() uint64 {
 // crash before the final batch leaves the records, and replaying them onto
 // chunks that already hold their samples is harmless.
 func (db *DB) checkpoint(ctx context.Context) error {
+	if err := db.health.err(); err != nil {
+		return err
+	}
 	db.checkpointMu.Lock()
 	defer db.checkpointMu.Unlock()
 	start := time.Now()

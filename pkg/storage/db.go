@@ -51,6 +51,8 @@ type DB struct {
 
 	// failed holds the error that made the DB unusable (a failed sync).
 	failed atomic.Pointer[error]
+	// health says whether the disk takes writes (guardfs.go).
+	health *health
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -77,22 +79,54 @@ type needsContents struct{ pebble.ArchiveCleaner }
 func (deleteWithoutRecycling) String() string { return "delete-without-recycling" }
 
 // Open opens or creates the store in dir.
+//
+// If the disk refuses a write while Open runs (it is full, or dir is not
+// writable), Pebble's own open would wait for ever; Open returns the
+// *FaultError instead, naming the file, and leaves that open behind: the
+// caller is expected to exit. Corruption found while opening is an error
+// naming the file, wrapped around Pebble's (pebble.IsCorruptionError).
 func Open(dir string, opts Options) (*DB, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	h := newHealth(opts.Logger)
+	type result struct {
+		db  *DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		db, err := open(dir, opts, h)
+		done <- result{db, err}
+	}()
+	select {
+	case r := <-done:
+		h.opened()
+		if r.err != nil {
+			if ferr := h.err(); ferr != nil {
+				return nil, fmt.Errorf("open storage in %s: %w", dir, ferr)
+			}
+		}
+		return r.db, r.err
+	case <-h.faulted():
+		return nil, fmt.Errorf("open storage in %s: %w", dir, h.err())
+	}
+}
+
+func open(dir string, opts Options, h *health) (*DB, error) {
 	// Pebble charges its memtables to the block cache; size the cache so
 	// that CacheSize is left for blocks with the memtables full.
 	const memTableSize = 64 << 20
 	const memTables = 2 // pebble's default MemTableStopWritesThreshold
 	cache := pebble.NewCache(opts.CacheSize + memTables*memTableSize)
 	popts := &pebble.Options{
-		FS:                 opts.FS,
+		FS:                 &guardFS{FS: opts.FS, h: h},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       memTableSize,
-		Logger:             pebbleLogger{opts.Logger},
+		Logger:             newPebbleLogger(opts.Logger, h),
+		EventListener:      eventListener(opts.Logger, h),
 		Cleaner:            deleteWithoutRecycling{},
 	}
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
@@ -112,6 +146,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		opts:         opts,
 		logger:       opts.Logger,
 		cache:        cache,
+		health:       h,
 		tenants:      map[string]*tenantHead{},
 		tenantsByID:  map[uint32]*tenantHead{},
 		nextTenantID: 1,
@@ -313,10 +348,71 @@ func (db *DB) checkUsable() error {
 	if db.closed.Load() {
 		return ErrClosed
 	}
+	if err := db.health.refuse(); err != nil {
+		return err
+	}
 	if p := db.failed.Load(); p != nil {
 		return fmt.Errorf("storage: unusable after an earlier write failure: %w", *p)
 	}
 	return nil
+}
+
+// WriteError returns why the store does not take writes now (a
+// *FaultError: the disk is full or not writable, or the store failed), or
+// nil. Readiness probes report it.
+func (db *DB) WriteError() error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	if err := db.health.err(); err != nil {
+		return err
+	}
+	if p := db.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Failed is closed when the store fails for good (a failed fsync, an I/O
+// error, corruption, a fatal Pebble error): it refuses writes until the
+// process restarts, and the server should exit. WriteError says why.
+func (db *DB) Failed() <-chan struct{} { return db.health.fatalled() }
+
+// CommitSync commits b with pebble.Sync, then calls done (if not nil) with
+// the commit's error, and owns b. It returns that error, or a *FaultError
+// as soon as the disk refuses writes: the commit then goes on in the
+// background and completes once the disk takes writes again (or never, if
+// the store failed), and done is called then; either way the caller's
+// write was not acknowledged. While the disk refuses writes CommitSync
+// fails at once (done is called with that error). The event store commits
+// through it.
+func (db *DB) CommitSync(b *pebble.Batch, done func(error)) error {
+	if err := db.checkUsable(); err != nil {
+		if done != nil {
+			done(err)
+		}
+		_ = b.Close()
+		return err
+	}
+	faulted := db.health.faulted()
+	result := make(chan error, 1)
+	go func() {
+		err := b.Commit(pebble.Sync)
+		if done != nil {
+			done(err)
+		}
+		_ = b.Close()
+		result <- err
+	}()
+	select {
+	case err := <-result:
+		return err
+	case <-faulted:
+		if err := db.health.err(); err != nil {
+			return err
+		}
+		return <-result
+	}
 }
 
 func (db *DB) fail(err error) {
@@ -337,29 +433,50 @@ func (db *DB) StartTime() (int64, error) {
 	return th.minT.Load(), nil
 }
 
-// Close writes a final checkpoint and closes Pebble.
+// Close writes a final checkpoint and closes Pebble. If the disk refuses
+// writes, or the store failed, Close does not wait for Pebble (whose held
+// operations may never finish): it returns the fault, and the caller is
+// expected to exit; every acknowledged write is in Pebble's write-ahead
+// log and replayed at the next start.
 func (db *DB) Close() error {
 	var err error
 	db.closeOnce.Do(func() {
-		close(db.closing)
-		<-db.bgDone
-		if db.failed.Load() == nil {
-			if cerr := db.checkpoint(context.Background()); cerr != nil {
-				err = fmt.Errorf("final checkpoint: %w", cerr)
+		done := make(chan error, 1)
+		go func() { done <- db.close() }()
+		select {
+		case err = <-done:
+		case <-db.health.faulted():
+			if ferr := db.health.err(); ferr != nil {
+				db.closed.Store(true)
+				err = fmt.Errorf("close storage without a final checkpoint: %w", ferr)
+				return
 			}
+			err = <-done
 		}
-		db.closed.Store(true)
-		// Wait for in-flight commits that passed checkUsable.
-		db.applyMu.Lock()
-		db.applyMu.Unlock()
-		if db.metrics != nil {
-			db.metrics.unregister()
-		}
-		if cerr := db.pdb.Close(); cerr != nil && err == nil {
-			err = fmt.Errorf("close pebble: %w", cerr)
-		}
-		db.cache.Unref()
 	})
+	return err
+}
+
+func (db *DB) close() error {
+	var err error
+	close(db.closing)
+	<-db.bgDone
+	if db.failed.Load() == nil {
+		if cerr := db.checkpoint(context.Background()); cerr != nil {
+			err = fmt.Errorf("final checkpoint: %w", cerr)
+		}
+	}
+	db.closed.Store(true)
+	// Wait for in-flight commits that passed checkUsable.
+	db.applyMu.Lock()
+	db.applyMu.Unlock()
+	if db.metrics != nil {
+		db.metrics.unregister()
+	}
+	if cerr := db.pdb.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close pebble: %w", cerr)
+	}
+	db.cache.Unref()
 	return err
 }
 
@@ -375,7 +492,7 @@ func (db *DB) background() {
 			return
 		case <-tick.C:
 		}
-		if db.failed.Load() != nil {
+		if db.failed.Load() != nil || db.health.err() != nil {
 			continue
 		}
 		since := time.Since(time.Unix(0, db.lastCheckpoint.Load()))

@@ -3,6 +3,9 @@ package storage
 import (
 	"fmt"
 	"log/slog"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -138,18 +141,56 @@ func (c *pebbleCollector) Collect(ch chan<- prometheus.Metric) {
 	g("read_amp", float64(m.ReadAmp()))
 }
 
-// pebbleLogger routes Pebble's logs to slog.
-type pebbleLogger struct{ l *slog.Logger }
+// pebbleLogger routes Pebble's logs to slog. Errors are rate-limited:
+// Pebble retries a failing flush or compaction at once, and logs each
+// failure.
+type pebbleLogger struct {
+	l      *slog.Logger
+	h      *health
+	errors *rateLimitedLog
+}
+
+func newPebbleLogger(l *slog.Logger, h *health) pebbleLogger {
+	return pebbleLogger{l: l, h: h, errors: &rateLimitedLog{logger: l, interval: 10 * time.Second}}
+}
 
 func (p pebbleLogger) Infof(format string, args ...any) {
 	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	p.errors.log(slog.LevelError, fmt.Sprintf(format, args...), "component", "pebble")
 }
 
+// Fatalf marks the store failed and parks the calling goroutine: Pebble
+// calls it where it cannot go on (a commit that failed, a MANIFEST that
+// could not be written, a broken invariant), often with its mutexes held,
+// so it must neither return nor unwind. The process then exits through the
+// server's shutdown, which does not wait for Pebble.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
-	panic(fmt.Sprintf(format, args...))
+	err := fmt.Errorf(format, args...)
+	for _, a := range args {
+		if e, ok := a.(error); ok {
+			err = fmt.Errorf("%s: %w", err.Error(), e)
+			break
+		}
+	}
+	p.h.die(&FaultError{Op: "pebble", Path: "", Err: err})
+	park()
+}
+
+// eventListener reports corruption and background errors found by Pebble
+// to health and the log, instead of Pebble's default of exiting through
+// Fatalf. The read that found the corruption gets an error naming the
+// file.
+func eventListener(logger *slog.Logger, h *health) *pebble.EventListener {
+	bg := &rateLimitedLog{logger: logger, interval: 10 * time.Second}
+	return &pebble.EventListener{
+		BackgroundError: func(err error) {
+			bg.log(slog.LevelError, "pebble background error", "err", err)
+		},
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			h.die(&FaultError{Op: "read", Path: info.Path, Err: info.Details})
+		},
+	}
 }

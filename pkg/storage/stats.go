@@ -46,6 +46,23 @@ func (db *DB) Flush(ctx context.Context) error {
 	if err := db.checkUsable(); err != nil {
 		return err
 	}
+	// A flush held up by the disk returns its fault, and finishes in the
+	// background once the disk takes writes again.
+	faulted := db.health.faulted()
+	done := make(chan error, 1)
+	go func() { done <- db.flush(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-faulted:
+		if err := db.health.err(); err != nil {
+			return err
+		}
+		return <-done
+	}
+}
+
+func (db *DB) flush(ctx context.Context) error {
 	if err := db.checkpoint(ctx); err != nil {
 		return err
 	}

@@ -40,6 +40,12 @@ type Options struct {
 	TailBuffer int
 	// Logger may be nil.
 	Logger *slog.Logger
+	// Commit commits a batch with pebble.Sync and owns it, calling done
+	// with the commit's error once it completes; it may return earlier
+	// with an error (a disk that refuses writes) and call done later.
+	// Default: b.Commit(pebble.Sync). The server passes
+	// (*storage.DB).CommitSync.
+	Commit func(b *pebble.Batch, done func(error)) error
 }
 
 // DefaultOptions returns the default options.
@@ -66,6 +72,14 @@ func (o Options) ensureDefaults() Options {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Commit == nil {
+		o.Commit = func(b *pebble.Batch, done func(error)) error {
+			err := b.Commit(pebble.Sync)
+			done(err)
+			_ = b.Close()
+			return err
+		}
 	}
 	return o
 }
@@ -189,7 +203,11 @@ type pending struct {
 
 func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event, fps [][32]byte) ([]events.Event, <-chan struct{}, error) {
 	b := s.db.NewIndexedBatch()
-	defer b.Close()
+	defer func() {
+		if b != nil {
+			_ = b.Close()
+		}
+	}()
 	out := make([]events.Event, len(in))
 	p := pending{done: make(chan struct{})}
 	var written []events.Event
@@ -277,23 +295,32 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 	}
 	s.mu.Unlock()
 
-	var commitErr error
-	if len(written) > 0 {
-		commitErr = b.Commit(pebble.Sync)
+	// The idempotency keys and windows stay claimed until the commit is
+	// done, even if Commit returned earlier (a disk that refuses writes):
+	// a retry must not write the same event again beside a commit that is
+	// still to complete.
+	finish := func(err error) {
+		s.mu.Lock()
+		for _, k := range p.keys {
+			delete(s.inflightKeys, k)
+		}
+		for _, c := range p.claimed {
+			delete(s.claimed, c)
+		}
+		s.mu.Unlock()
+		close(p.done)
+		if err == nil {
+			s.tails.publish(tenant, written)
+		}
 	}
-
-	s.mu.Lock()
-	for _, k := range p.keys {
-		delete(s.inflightKeys, k)
-	}
-	for _, c := range p.claimed {
-		delete(s.claimed, c)
-	}
-	s.mu.Unlock()
-	close(p.done)
-
-	if commitErr != nil {
-		return nil, nil, fmt.Errorf("commit events: %w", commitErr)
+	if len(written) == 0 {
+		finish(nil)
+	} else {
+		commit := b
+		b = nil // Commit owns it
+		if err := s.opts.Commit(commit, finish); err != nil {
+			return nil, nil, fmt.Errorf("commit events: %w", err)
+		}
 	}
 	// Warn about starts that leave an identical window open. This reads
 	// after the commit and outside s.mu, so it costs concurrent appends
@@ -311,7 +338,6 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 			out[i].Warnings = append(out[i].Warnings, events.OpenTwinWarning(&out[i], twin.ID, twin.Time))
 		}
 	}
-	s.tails.publish(tenant, written)
 	return out, nil, nil
 }
 
