@@ -210,17 +210,34 @@ func newFiller(u string) *filler {
 
 var fillClient = &http.Client{Timeout: hang}
 
-// send sends one request and returns its status.
+// samplesPerSeries is how many samples each filler series gets per
+// request.
+const samplesPerSeries = 20
+
+// send sends one request (sequence number seq of writer w) and returns its
+// status. The filler series are the same n series in every request of a
+// writer, each with samplesPerSeries new samples of noise: that takes disk
+// space in the write-ahead log at the rate a busy Prometheus would.
 func (f *filler) send(t *testing.T, w, seq, n int) int {
-	ts := f.base + int64(seq)
+	ts := f.base + int64(seq*samplesPerSeries)
 	series := []prompb.TimeSeries{{
 		Labels:  []prompb.Label{{Name: "__name__", Value: "probe"}, {Name: "writer", Value: strconv.Itoa(w)}},
 		Samples: []prompb.Sample{{Timestamp: ts, Value: float64(seq)}},
 	}}
+	x := uint64(ts)*0x9E3779B97F4A7C15 + uint64(w)
 	for i := range n {
+		samples := make([]prompb.Sample, samplesPerSeries)
+		for j := range samples {
+			// A counter going up by 0..15: 8 bytes a sample in the
+			// write-ahead log, about one in a checkpointed chunk.
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			samples[j] = prompb.Sample{Timestamp: ts + int64(j), Value: float64(seq*samplesPerSeries*8+j*8) + float64(x&15)}
+		}
 		series = append(series, prompb.TimeSeries{
-			Labels:  []prompb.Label{{Name: "__name__", Value: "filler"}, {Name: "id", Value: fmt.Sprintf("%d-%d-%d-%016x", w, seq, i, uint64(ts)*0x9E3779B97F4A7C15+uint64(i))}},
-			Samples: []prompb.Sample{{Timestamp: ts, Value: float64(i)}},
+			Labels:  []prompb.Label{{Name: "__name__", Value: "filler"}, {Name: "id", Value: fmt.Sprintf("%d-%d", w, i)}},
+			Samples: samples,
 		})
 	}
 	b, err := proto.Marshal(&prompb.WriteRequest{Timeseries: series})
@@ -337,7 +354,9 @@ func TestDiskFullWhileRunning(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	events++
 
-	code = f.fillUntil(t, 4, 500)
+	began := time.Now()
+	code = f.fillUntil(t, 4, 200)
+	t.Logf("filled in %v", time.Since(began))
 	t.Logf("acknowledged %d probe samples before the disk filled; answers %v", f.ackedCount(), f.codes)
 	require.Equal(t, http.StatusServiceUnavailable, code, f.bodies)
 	require.Contains(t, f.bodies[code], "no space left on device")
@@ -346,7 +365,7 @@ func TestDiskFullWhileRunning(t *testing.T) {
 
 	// While full: every write is refused at once, readiness says why,
 	// reads still work.
-	require.Equal(t, http.StatusServiceUnavailable, f.send(t, 0, 1<<20, 1))
+	require.Equal(t, http.StatusServiceUnavailable, f.send(t, 0, 5000, 1))
 	code, body = postEvent(t, p.url, "while-full")
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.Contains(t, body, "no space left on device")
@@ -357,8 +376,10 @@ func TestDiskFullWhileRunning(t *testing.T) {
 
 	// Space freed: the store takes writes again without a restart.
 	require.NoError(t, os.Remove(ballast))
+	began = time.Now()
 	waitStatus(t, p.url+"/-/ready", http.StatusOK)
-	require.Equal(t, http.StatusNoContent, f.send(t, 0, 1<<20, 1))
+	t.Logf("ready again %v after the space was freed", time.Since(began))
+	require.Equal(t, http.StatusNoContent, f.send(t, 0, 5000, 1))
 	code, body = postEvent(t, p.url, "before-full")
 	require.Equal(t, http.StatusOK, code, body)
 	events++
@@ -369,7 +390,9 @@ func TestDiskFullWhileRunning(t *testing.T) {
 	require.Contains(t, logs, "storage cannot write; refusing writes until it can")
 	require.Contains(t, logs, "storage can write again")
 
+	began = time.Now()
 	p2 := serve(t, bin, dir, nil)
+	t.Logf("restarted in %v", time.Since(began))
 	f.check(t, p2.url)
 	require.Equal(t, events, eventCount(t, p2.url, "before-full"))
 	require.NoError(t, stop(t, p2))
@@ -387,7 +410,7 @@ func TestDiskFullThenSIGTERM(t *testing.T) {
 	dir := filepath.Join(mnt, "data")
 	p := serve(t, bin, dir, nil)
 	f := newFiller(p.url)
-	require.Equal(t, http.StatusServiceUnavailable, f.fillUntil(t, 4, 500), f.bodies)
+	require.Equal(t, http.StatusServiceUnavailable, f.fillUntil(t, 4, 200), f.bodies)
 
 	err := stop(t, p)
 	require.Error(t, err, "a store that could not close cleanly exits non-zero")

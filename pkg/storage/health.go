@@ -114,7 +114,7 @@ type health struct {
 	fatal    *FaultError
 	faultCh  chan struct{} // closed when the next fault starts
 	fatalCh  chan struct{} // closed at the fatal fault
-	startup  bool // faults are met while opening
+	startup  bool          // faults are met while opening
 	since    time.Time
 	lastLog  time.Time
 	refused  int // writes refused during the current fault
