@@ -305,10 +305,16 @@ func (r *rollout) play(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	if res.Outcome != OutcomePaused {
-		if err := r.generate(ctx, t, t.Add(cooldown)); err != nil {
+		// The service goes on serving until now (a rollback ends the
+		// rollout early), so the latest samples are current.
+		until := t.Add(cooldown)
+		if until.Before(end) {
+			until = end
+		}
+		if err := r.generate(ctx, t, until); err != nil {
 			return res, err
 		}
-		t = t.Add(cooldown)
+		t = until
 	}
 	res.End = t
 	fmt.Fprintf(r.opts.Out, "-> %s\n", strings.ToUpper(res.Outcome))
