@@ -224,10 +224,26 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if msgType == remoteapi.WriteV2MessageType && len(v.exemplarOnly) > 0 {
+		// Prometheus' handler refuses series with only exemplars, which the
+		// 2.0 spec allows and Prometheus' own sender sends for every
+		// exemplar: they are stored after it, in remotewrite_v2_exemplars.go.
+		var held []seriesExemplars
+		body, held, err = splitExemplarOnly(decoded, &v)
+		if err != nil {
+			h.reject(w, msgType, err)
+			return
+		}
+		w = &exemplarWriter{ResponseWriter: w, store: func() (int, error) { return h.storeExemplars(r.Context(), held) }}
+	}
+
 	// Prometheus' handler decodes the snappy body itself.
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
 	h.prom.ServeHTTP(w, r)
+	if ew, ok := w.(*exemplarWriter); ok && !ew.wroteHeader {
+		ew.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // readBody reads the compressed body within the limit and decodes it.

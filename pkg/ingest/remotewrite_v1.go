@@ -389,7 +389,11 @@ func (h *RemoteWriteHandler) appendSeriesV1(app storage.Appender, cache *seriesC
 			return appendStatus(err), err
 		}
 	}
-	if len(batch.exemplars) > 0 && ref != 0 {
+	// A series with exemplars only (Prometheus sends each exemplar so) has
+	// no reference unless the cache knew it: the store looks it up by its
+	// labels, as in Prometheus' receiver, and drops the exemplars of a
+	// series it does not have.
+	if len(batch.exemplars) > 0 {
 		batch.ex = batch.ex[:0]
 		for _, xb := range batch.exemplars {
 			var ep prompb.Exemplar
@@ -404,7 +408,9 @@ func (h *RemoteWriteHandler) appendSeriesV1(app storage.Appender, cache *seriesC
 				continue // dropped, as Prometheus drops future exemplars
 			}
 			// Exemplar storage errors do not fail the request (Prometheus).
-			_, _ = app.AppendExemplar(ref, e.lset, ex)
+			if r, err := app.AppendExemplar(ref, e.lset, ex); err == nil && ref == 0 {
+				ref = r
+			}
 		}
 	}
 	if ref != e.ref && ref != 0 {

@@ -47,6 +47,9 @@ type validator struct {
 	symbols [][]byte
 	// metadata collects the v1 metadata entries, stored by the handler.
 	metadata []metadataEntry
+	// exemplarOnly lists the 2.0 series that carry exemplars and neither
+	// samples nor histograms (remotewrite_v2_exemplars.go).
+	exemplarOnly []int
 }
 
 // metadataEntry is one prometheus.MetricMetadata of a v1 request.
@@ -285,6 +288,7 @@ func (v *validator) validateV2(b []byte) error {
 		}
 	}
 	series := 0
+	v.exemplarOnly = v.exemplarOnly[:0]
 	for len(b) > 0 {
 		f, n, _ := nextField(b, "")
 		b = b[n:]
@@ -309,6 +313,7 @@ func (v *validator) v2Series(b []byte, idx int) error {
 	what := fmt.Sprintf("timeseries[%d]", idx)
 	v.labels = v.labels[:0]
 	var refs []uint64
+	data, exemplars := false, false
 	for len(b) > 0 {
 		f, n, err := nextField(b, what)
 		if err != nil {
@@ -339,10 +344,12 @@ func (v *validator) v2Series(b []byte, idx int) error {
 			if err := wantBytes(f, what); err != nil {
 				return err
 			}
+			data = true
 		case v2SeriesExemplars:
 			if err := wantBytes(f, what); err != nil {
 				return err
 			}
+			exemplars = true
 			if err := v.v2ExemplarRefs(f.bytes, what); err != nil {
 				return err
 			}
@@ -370,6 +377,9 @@ func (v *validator) v2Series(b []byte, idx int) error {
 			return err
 		}
 		v.labels = append(v.labels, wireLabel{name: name, value: value})
+	}
+	if exemplars && !data {
+		v.exemplarOnly = append(v.exemplarOnly, idx)
 	}
 	return v.checkLabels(what)
 }

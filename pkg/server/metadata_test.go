@@ -99,3 +99,84 @@ func TestRemoteWriteV2MetadataAsPrometheusSendsIt(t *testing.T) {
 		`"http_request_duration_seconds":[{"type":"histogram","help":"Request latency.","unit":"seconds"}]}}`,
 		get(t, srv.URL, "/api/v1/metadata", url.Values{"limit": {"2"}}).body)
 }
+
+// TestRemoteWriteV2ExemplarOnlySeries sends exemplars as Prometheus 3.16's
+// remote write 2.0 sender does: each in a series of its own without
+// samples, in the request of the samples or a later one. The 2.0 spec
+// allows it; Prometheus' receiver answers 400 and stores none. levitated
+// stores each exemplar whose series exists and counts it in the
+// Exemplars-Written header; those of an unknown series are dropped.
+func TestRemoteWriteV2ExemplarOnlySeries(t *testing.T) {
+	srv := servertest.Start(t)
+	base := baseTime()
+	ms := func(d time.Duration) int64 { return base.Add(d).UnixMilli() }
+	st := writev2.NewSymbolTable()
+	counter := writev2.Metadata{Type: writev2.Metadata_METRIC_TYPE_COUNTER, HelpRef: st.Symbolize("Requests served.")}
+	series := func(name string) []uint32 {
+		return st.SymbolizeLabels(labelsOf("__name__", name, "job", "api"), nil)
+	}
+	exemplarOnly := func(name, trace string, v float64, ts int64) writev2.TimeSeries {
+		return writev2.TimeSeries{
+			LabelsRefs: series(name),
+			Exemplars:  []writev2.Exemplar{{LabelsRefs: st.SymbolizeLabels(labelsOf("trace_id", trace), nil), Value: v, Timestamp: ts}},
+			Metadata:   counter,
+		}
+	}
+	// The samples of a and b, then the exemplar of a in the same request.
+	r := writeV2(t, srv.URL, &writev2.Request{Timeseries: []writev2.TimeSeries{
+		{LabelsRefs: series("a_total"), Samples: []writev2.Sample{{Value: 1, Timestamp: ms(0)}}, Metadata: counter},
+		{LabelsRefs: series("b_total"), Samples: []writev2.Sample{{Value: 5, Timestamp: ms(0)}}, Metadata: counter},
+		exemplarOnly("a_total", "aaa", 1, ms(0)),
+	}, Symbols: st.Symbols()})
+	require.Equal(t, http.StatusNoContent, r.code, r.body)
+	require.Equal(t, "2", r.header.Get("X-Prometheus-Remote-Write-Samples-Written"))
+	require.Equal(t, "1", r.header.Get("X-Prometheus-Remote-Write-Exemplars-Written"))
+	// Exemplars alone, of a series stored before and of one never seen.
+	r = writeV2(t, srv.URL, &writev2.Request{Timeseries: []writev2.TimeSeries{
+		exemplarOnly("b_total", "bbb", 5, ms(0)),
+		exemplarOnly("never_total", "ccc", 1, ms(0)),
+	}, Symbols: st.Symbols()})
+	require.Equal(t, http.StatusNoContent, r.code, r.body)
+	require.Equal(t, "0", r.header.Get("X-Prometheus-Remote-Write-Samples-Written"))
+	require.Equal(t, "1", r.header.Get("X-Prometheus-Remote-Write-Exemplars-Written"))
+
+	t0 := unixString(base)
+	r = get(t, srv.URL, "/api/v1/query_exemplars", url.Values{"query": {`{job="api"}`}, "start": {t0}, "end": {t0}})
+	require.JSONEq(t, `{"status":"success","data":[`+
+		`{"seriesLabels":{"__name__":"a_total","job":"api"},"exemplars":[{"labels":{"trace_id":"aaa"},"value":"1","timestamp":`+t0+`}]},`+
+		`{"seriesLabels":{"__name__":"b_total","job":"api"},"exemplars":[{"labels":{"trace_id":"bbb"},"value":"5","timestamp":`+t0+`}]}]}`, r.body)
+	// The unknown series was not created by its exemplar.
+	require.JSONEq(t, `{"status":"success","data":["a_total","b_total"]}`, get(t, srv.URL, "/api/v1/label/__name__/values", nil).body)
+}
+
+// TestRemoteWriteV1ExemplarOnlySeries: Prometheus' 1.0 sender also sends
+// exemplars in series of their own. After a restart the handler has not
+// seen the series in this process, and its exemplars must still be stored
+// (Prometheus' receiver looks the series up by its labels).
+func TestRemoteWriteV1ExemplarOnlySeries(t *testing.T) {
+	dir := t.TempDir()
+	base := baseTime()
+	t0 := unixString(base)
+	srv := startOnDir(t, dir)
+	r := writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  labelsV1("__name__", "a_total", "job", "api"),
+		Samples: []prompb.Sample{{Timestamp: base.UnixMilli(), Value: 1}},
+	}}})
+	require.Equal(t, http.StatusNoContent, r.code, r.body)
+	srv.stop()
+
+	srv = startOnDir(t, dir)
+	defer srv.stop()
+	r = writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:    labelsV1("__name__", "a_total", "job", "api"),
+		Exemplars: []prompb.Exemplar{{Labels: labelsV1("trace_id", "aaa"), Value: 1, Timestamp: base.UnixMilli()}},
+	}, {
+		Labels:    labelsV1("__name__", "never_total", "job", "api"),
+		Exemplars: []prompb.Exemplar{{Labels: labelsV1("trace_id", "ccc"), Value: 1, Timestamp: base.UnixMilli()}},
+	}}})
+	require.Equal(t, http.StatusNoContent, r.code, r.body)
+	r = get(t, srv.URL, "/api/v1/query_exemplars", url.Values{"query": {`{job="api"}`}, "start": {t0}, "end": {t0}})
+	require.JSONEq(t, `{"status":"success","data":[`+
+		`{"seriesLabels":{"__name__":"a_total","job":"api"},"exemplars":[{"labels":{"trace_id":"aaa"},"value":"1","timestamp":`+t0+`}]}]}`, r.body)
+	require.JSONEq(t, `{"status":"success","data":["a_total"]}`, get(t, srv.URL, "/api/v1/label/__name__/values", nil).body)
+}
