@@ -437,3 +437,108 @@ func TestDiskFullThenSIGTERM(t *testing.T) {
 	f.check(t, p3.url)
 	require.NoError(t, stop(t, p3))
 }
+
+// nobody runs the binary as uid/gid 65534 (a non-root user, for whom
+// permissions apply).
+var nobody = &syscall.Credential{Uid: 65534, Gid: 65534}
+
+// nobodyDir returns a directory that nobody can reach, with the binary
+// copied into it and a data directory owned by nobody.
+func nobodyDir(t *testing.T) (bin, data string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("running as another user needs root")
+	}
+	root, err := os.MkdirTemp("", "levitated-perm")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(root) })
+	require.NoError(t, os.Chmod(root, 0o755))
+	bin = filepath.Join(root, "levitated")
+	b, err := os.ReadFile(faultsBinary(t))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bin, b, 0o755))
+	data = filepath.Join(root, "data")
+	require.NoError(t, os.Mkdir(data, 0o755))
+	require.NoError(t, os.Chown(data, 65534, 65534))
+	return bin, data
+}
+
+// TestPermissionLostWhileRunning takes the write permission of the data
+// directory away from a running levitated (not root, so it applies) and
+// checks that the store refuses writes with 503 naming the cause instead
+// of panicking, /-/ready says so, giving the permission back brings writes
+// back, and every acknowledged sample is there after a restart.
+func TestPermissionLostWhileRunning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin, dir := nobodyDir(t)
+	p := serve(t, bin, dir, nobody)
+	f := newFiller(p.url)
+	for seq := range 20 {
+		require.Equal(t, http.StatusNoContent, f.send(t, 0, seq, 50))
+	}
+
+	require.NoError(t, os.Chmod(dir, 0o555))
+	// A flush needs new files (a write-ahead log, tables).
+	resp, err := fillClient.Post(p.url+"/api/v1/admin/flush", "", nil)
+	require.NoError(t, err, "flush (a timeout here is a hang)")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, string(body))
+	require.Contains(t, string(body), "permission denied")
+
+	require.Equal(t, http.StatusServiceUnavailable, f.send(t, 0, 100, 1))
+	require.Contains(t, f.bodies[http.StatusServiceUnavailable], "permission denied")
+	ready := waitStatus(t, p.url+"/-/ready", http.StatusServiceUnavailable)
+	require.Contains(t, ready, "make "+dir+" writable by uid 65534")
+
+	require.NoError(t, os.Chmod(dir, 0o755))
+	waitStatus(t, p.url+"/-/ready", http.StatusOK)
+	require.Equal(t, http.StatusNoContent, f.send(t, 0, 101, 1))
+	require.NoError(t, stop(t, p), tail(p.logs()))
+	require.NotContains(t, p.logs(), "panic")
+
+	p2 := serve(t, bin, dir, nobody)
+	f.check(t, p2.url)
+	require.NoError(t, stop(t, p2))
+}
+
+// TestStartOnUnwritableDir starts levitated, as a non-root user, on a data
+// directory with a write-ahead log to replay that it may not write to: it
+// must exit non-zero with one line naming the directory and the remedy,
+// without a flood of log lines.
+func TestStartOnUnwritableDir(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin, dir := nobodyDir(t)
+	p := serve(t, bin, dir, nobody)
+	f := newFiller(p.url)
+	for seq := range 20 {
+		require.Equal(t, http.StatusNoContent, f.send(t, 0, seq, 50))
+	}
+	// Killed, so the write-ahead log must be replayed.
+	require.NoError(t, p.cmd.Process.Kill())
+	<-p.exited
+
+	require.NoError(t, os.Chmod(dir, 0o555))
+	p2 := launch(t, bin, nobody, "--listen-address", "127.0.0.1:0", "--data-dir", dir)
+	select {
+	case err := <-p2.exited:
+		require.Error(t, err)
+	case <-time.After(hang):
+		t.Fatalf("levitated on an unwritable directory neither started nor exited:\n%s", tail(p2.logs()))
+	}
+	logs := p2.logs()
+	t.Logf("start on an unwritable directory:\n%s", logs)
+	require.Contains(t, logs, "permission denied")
+	require.Contains(t, logs, "writable by uid 65534, then start levitated again")
+	require.NotContains(t, logs, "goroutine ")
+	require.Less(t, strings.Count(logs, "\n"), 10, "a flood of log lines")
+
+	require.NoError(t, os.Chmod(dir, 0o755))
+	p3 := serve(t, bin, dir, nobody)
+	f.check(t, p3.url)
+	require.NoError(t, stop(t, p3))
+}

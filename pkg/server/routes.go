@@ -16,6 +16,7 @@ import (
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
 	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/storage"
 )
 
 // routes mounts every HTTP handler on s.mux.
@@ -185,6 +186,10 @@ func (s *Server) tsdbStatus(w http.ResponseWriter, r *http.Request) {
 // Prometheus' admin endpoints.
 func (s *Server) flush(w http.ResponseWriter, r *http.Request) {
 	if err := s.db.Flush(r.Context()); err != nil {
+		if errors.Is(err, storage.ErrUnavailable) {
+			respondError(w, "unavailable", http.StatusServiceUnavailable, fmt.Errorf("flush storage: %w", err))
+			return
+		}
 		respondError(w, "internal", http.StatusInternalServerError, fmt.Errorf("flush storage: %w", err))
 		return
 	}

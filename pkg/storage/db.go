@@ -53,6 +53,11 @@ type DB struct {
 	failed atomic.Pointer[error]
 	// health says whether the disk takes writes (guardfs.go).
 	health *health
+	// flushes are Flush calls in flight, which may outlive their caller
+	// when the disk held them up; Close waits for them.
+	flushMu        sync.Mutex
+	flushesStopped bool
+	flushes        sync.WaitGroup
 
 	closeOnce sync.Once
 	closing   chan struct{}
@@ -461,6 +466,10 @@ func (db *DB) close() error {
 	var err error
 	close(db.closing)
 	<-db.bgDone
+	db.flushMu.Lock()
+	db.flushesStopped = true
+	db.flushMu.Unlock()
+	db.flushes.Wait()
 	if db.failed.Load() == nil {
 		if cerr := db.checkpoint(context.Background()); cerr != nil {
 			err = fmt.Errorf("final checkpoint: %w", cerr)

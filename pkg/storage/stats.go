@@ -50,7 +50,17 @@ func (db *DB) Flush(ctx context.Context) error {
 	// background once the disk takes writes again.
 	faulted := db.health.faulted()
 	done := make(chan error, 1)
-	go func() { done <- db.flush(ctx) }()
+	db.flushMu.Lock()
+	if db.closed.Load() || db.flushesStopped {
+		db.flushMu.Unlock()
+		return ErrClosed
+	}
+	db.flushes.Add(1)
+	db.flushMu.Unlock()
+	go func() {
+		defer db.flushes.Done()
+		done <- db.flush(ctx)
+	}()
 	select {
 	case err := <-done:
 		return err
