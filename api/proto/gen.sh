@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the Go code and the OpenAPI description of api/proto/levitated/v1
-# from its .proto files. The output is committed; never edit it by hand.
+# from its .proto files, and the Go code of Thanos' StoreAPI and Info API in
+# api/proto/thanos from the protos vendored in third_party/thanos (see its
+# README). The output is committed; never edit it by hand.
 #
 # Needs protoc (Debian: apt-get install -y protobuf-compiler; 3.21 is used) and
 # Go. The plugins are pinned in tools/go.mod and run with `go tool`.
@@ -50,6 +52,35 @@ protoc \
 	--openapiv2_out="$out" --openapiv2_opt=json_names_for_fields=true \
 	api/proto/levitated/v1/*.proto
 
+# Thanos' files name bare Go packages (go_package = "storepb"), written for
+# gogo's generator; M options give each its import path here instead.
+# gogo.proto is only imported for options protoc-gen-go ignores: it is
+# mapped but not generated, and the generated code does not import it.
+gopkg=github.com/levitated/levitated/api/proto/thanos
+thanos_m=(
+	"Mstore/storepb/rpc.proto=$gopkg/storepb"
+	"Mstore/storepb/types.proto=$gopkg/storepb"
+	"Mstore/storepb/prompb/types.proto=$gopkg/prompb"
+	"Mstore/labelpb/types.proto=$gopkg/labelpb"
+	"Minfo/infopb/rpc.proto=$gopkg/infopb"
+	"Mgogoproto/gogo.proto=github.com/gogo/protobuf/gogoproto"
+)
+go_opts="module=github.com/levitated/levitated/api/proto"
+for m in "${thanos_m[@]}"; do go_opts="$go_opts,$m"; done
+protoc \
+	-I third_party/thanos \
+	-I third_party/gogoproto \
+	-I third_party/googleapis \
+	--plugin=protoc-gen-go="$bin/protoc-gen-go" \
+	--plugin=protoc-gen-go-grpc="$bin/protoc-gen-go-grpc" \
+	--go_out="$out" --go_opt="$go_opts" \
+	--go-grpc_out="$out" --go-grpc_opt="$go_opts" \
+	third_party/thanos/store/storepb/rpc.proto \
+	third_party/thanos/store/storepb/types.proto \
+	third_party/thanos/store/storepb/prompb/types.proto \
+	third_party/thanos/store/labelpb/types.proto \
+	third_party/thanos/info/infopb/rpc.proto
+
 if [[ $check == 1 ]]; then
 	status=0
 	for f in "$out"/levitated/v1/*; do
@@ -65,5 +96,9 @@ if [[ $check == 1 ]]; then
 			status=1
 		fi
 	done
+	if ! diff -ru api/proto/thanos "$out/thanos"; then
+		echo "gen.sh --check: api/proto/thanos is not what gen.sh generates; run api/proto/gen.sh" >&2
+		status=1
+	fi
 	exit $status
 fi
