@@ -152,6 +152,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 		"do not judge changes automatically (the gate and GET /api/v1/events/{id}/impact still answer)")
 	addSecurityFlags(fs, o)
 	addRulesFlags(fs, o)
+	addStoreAPIFlags(fs, o)
 	logLevel = fs.String("log.level", "info", "log `level`: debug, info, warn or error")
 	showVersion = fs.Bool("version", false, "print the version and exit")
 	return fs, logLevel, showVersion

@@ -117,6 +117,8 @@ func TestImportDirection(t *testing.T) {
 		// The Kubernetes watcher talks to levitated over its API, as any
 		// sender of events does: it knows the event model only.
 		"pkg/kubeevents": {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi"},
+		// The Thanos StoreAPI reads through Prometheus' ChunkQueryable only.
+		"pkg/storeapi": {"pkg/server", "pkg/storage", "pkg/ingest", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/limits", "pkg/auth"},
 	}
 	for _, f := range repoFiles(t) {
 		if f.test {

@@ -36,7 +36,7 @@ func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
 }
 
 func (q queryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
-	return q.db.ChunkQuerier(mint, maxt)
+	return q.chunkQuerier(mint, maxt) // storeapi.go
 }
 
 // mountEvents serves the change-event APIs: gRPC levitated.v1.EventService,

@@ -21,6 +21,7 @@ import (
 	"github.com/levitated/levitated/pkg/ruler"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
+	"github.com/levitated/levitated/pkg/storeapi"
 )
 
 // DefaultListenAddress is Prometheus' port on the loopback interface: a
@@ -57,6 +58,9 @@ type Options struct {
 	// alerts go to (pkg/ruler, docs/rules.md); its Registerer and Logger
 	// are the server's, its ExternalURL defaults to http://ListenAddress.
 	Rules ruler.Options
+	// StoreAPI configures the external labels and the Thanos StoreAPI
+	// (storeapi.go).
+	StoreAPI StoreAPIOptions
 	// Limits are the per-tenant limits and their overrides file; its
 	// Registerer and Logger are the server's.
 	Limits limits.Options
@@ -123,6 +127,7 @@ func DefaultOptions() Options {
 		Query:           levpromql.DefaultOptions(),
 		Write:           ingest.DefaultRemoteWriteOptions(),
 		Rules:           ruler.DefaultOptions(),
+		StoreAPI:        StoreAPIOptions{MaxBufferBytes: storeapi.DefaultOptions().MaxBufferBytes},
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "devel",
 	}
@@ -183,6 +188,7 @@ func (o *Options) EnsureDefaults() {
 		o.Rules.Logger = o.Logger.With("component", "ruler")
 	}
 	o.Rules.EnsureDefaults()
+	o.StoreAPI.ensureDefaults()
 }
 
 // Validate reports every field that cannot be used, in one error.
@@ -199,5 +205,6 @@ func (o Options) Validate() error {
 	}
 	st := o.Storage
 	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.Rules.Validate())
+	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.StoreAPI.validate())
 	return errors.Join(errs...)
 }

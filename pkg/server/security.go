@@ -132,6 +132,10 @@ func grpcAccess(fullMethod string) access {
 		return access{scope: auth.ScopeRead}
 	case "/levitated.v1.AnalysisService/Analyze":
 		return access{scope: auth.ScopeAnalysis, kind: kindQuery}
+	case "/thanos.Store/Series", "/thanos.Store/LabelNames", "/thanos.Store/LabelValues":
+		return access{scope: auth.ScopeRead, kind: kindQuery}
+	case "/thanos.info.Info/Info":
+		return access{scope: auth.ScopeRead}
 	}
 	return access{scope: auth.ScopeAdmin}
 }

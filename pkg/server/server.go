@@ -89,6 +89,9 @@ func New(opts Options) (_ *Server, err error) {
 	}
 	s.opts.Write.Admission = writeAdmission{s.sec.limiter}
 	s.grpc = grpc.NewServer(s.sec.grpcOptions(opts.GRPCServerOptions)...)
+	if err := s.mountStoreAPI(); err != nil {
+		return nil, err
+	}
 	s.mux = http.NewServeMux()
 	m := newHTTPMetrics(opts.Registry)
 	runRules, err := s.mountRules(m)

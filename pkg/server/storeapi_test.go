@@ -1,0 +1,204 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/levitated/levitated/api/proto/thanos/infopb"
+	"github.com/levitated/levitated/api/proto/thanos/storepb"
+	"github.com/levitated/levitated/pkg/auth"
+	"github.com/levitated/levitated/pkg/server"
+	"github.com/levitated/levitated/pkg/server/servertest"
+)
+
+// storeSeries is one series read through the StoreAPI.
+type storeSeries struct {
+	labels  labels.Labels
+	samples map[int64]float64
+}
+
+// storeAPISeries calls thanos.Store/Series on the server's port and decodes
+// the XOR chunks.
+func storeAPISeries(ctx context.Context, conn *grpc.ClientConn, req *storepb.SeriesRequest) ([]storeSeries, error) {
+	stream, err := storepb.NewStoreClient(conn).Series(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	var out []storeSeries
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		s := resp.GetSeries()
+		if s == nil {
+			continue
+		}
+		b := labels.NewScratchBuilder(len(s.Labels))
+		for _, l := range s.Labels {
+			b.Add(l.Name, l.Value)
+		}
+		lset := b.Labels()
+		if len(out) == 0 || !labels.Equal(out[len(out)-1].labels, lset) {
+			out = append(out, storeSeries{labels: lset, samples: map[int64]float64{}})
+		}
+		for _, c := range s.Chunks {
+			if c.Raw.Type != storepb.Chunk_XOR {
+				return out, fmt.Errorf("chunk type %v", c.Raw.Type)
+			}
+			chk, err := chunkenc.FromData(chunkenc.EncXOR, c.Raw.Data)
+			if err != nil {
+				return out, err
+			}
+			it := chk.Iterator(nil)
+			for it.Next() == chunkenc.ValFloat {
+				ts, v := it.At()
+				out[len(out)-1].samples[ts] = v
+			}
+		}
+	}
+}
+
+func storeMatchers(nv ...string) []*storepb.LabelMatcher {
+	var ms []*storepb.LabelMatcher
+	for i := 0; i < len(nv); i += 2 {
+		ms = append(ms, &storepb.LabelMatcher{Type: storepb.LabelMatcher_RE, Name: nv[i], Value: nv[i+1]})
+	}
+	return ms
+}
+
+// TestStoreAPIOnTheServer: the running server serves the Thanos StoreAPI
+// and Info API on its one port, with the external labels, over what
+// remote write stored and the change-event series; /api/v1/status/config
+// shows the external labels as Prometheus does.
+func TestStoreAPIOnTheServer(t *testing.T) {
+	srv := servertest.Start(t, func(o *server.Options) {
+		o.StoreAPI.ExternalLabels = labels.FromStrings("cluster", "eu-1", "replica", "a")
+	})
+	base := time.Now().Add(-time.Hour).Truncate(time.Minute)
+	s := prompb.TimeSeries{Labels: labelsV1("__name__", "http_requests_total", "service", "checkout")}
+	for i := range 100 {
+		s.Samples = append(s.Samples, prompb.Sample{Timestamp: base.Add(time.Duration(i) * 15 * time.Second).UnixMilli(), Value: float64(i)})
+	}
+	require.Equal(t, http.StatusNoContent, writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{s}}).code)
+	r := sendJSON(t, http.MethodPost, srv.URL+"/api/v1/events", fmt.Sprintf(
+		`{"name":"deploy","state":"start","timestamp":%q,"attributes":{"service":"checkout"}}`, base.Add(10*time.Minute).UTC().Format(time.RFC3339)))
+	require.Equal(t, http.StatusOK, r.code, r.body)
+
+	conn := grpcConn(t, srv)
+	res, err := storeAPISeries(context.Background(), conn, &storepb.SeriesRequest{
+		MinTime: base.UnixMilli(), MaxTime: base.Add(time.Hour).UnixMilli(),
+		Matchers: storeMatchers("__name__", "http_requests_total|last9_change_events", "service", "checkout"),
+	})
+	require.NoError(t, err)
+	require.Len(t, res, 2, "%v", res)
+	require.Equal(t, labels.FromStrings("__name__", "http_requests_total", "cluster", "eu-1", "replica", "a", "service", "checkout"), res[0].labels)
+	require.Len(t, res[0].samples, 100)
+	for _, smp := range s.Samples {
+		require.Equal(t, smp.Value, res[0].samples[smp.Timestamp])
+	}
+	require.Equal(t, "last9_change_events", res[1].labels.Get("__name__"), "change-event series are served too")
+	require.Equal(t, "eu-1", res[1].labels.Get("cluster"))
+	require.NotEmpty(t, res[1].samples)
+
+	info, err := infopb.NewInfoClient(conn).Info(context.Background(), &infopb.InfoRequest{})
+	require.NoError(t, err)
+	require.Len(t, info.LabelSets, 1)
+	require.Len(t, info.LabelSets[0].Labels, 2)
+	require.Less(t, info.Store.MinTime, base.UnixMilli())
+
+	cfg := get(t, srv.URL, "/api/v1/status/config", nil)
+	require.Equal(t, http.StatusOK, cfg.code)
+	require.Contains(t, cfg.body, `external_labels:\n    cluster: eu-1\n    replica: a\n`)
+}
+
+// TestStoreAPITenancy: a StoreAPI call acts for the tenant of its token,
+// like every gRPC call: tenant A's token reads nothing of B's series, and
+// on a non-loopback listener a call without a credential is refused.
+func TestStoreAPITenancy(t *testing.T) {
+	ts := newTokenSet(t)
+	tokA := ts.create(t, "team-a", auth.AllScopes...)
+	tokB := ts.create(t, "team-b", auth.AllScopes...)
+	writeOnly := ts.create(t, "team-a", auth.ScopeWrite)
+	srv := startWithTokens(t, ts, nil, func(o *server.Options) {
+		o.ListenAddress = "0.0.0.0:0"
+		o.StoreAPI.ExternalLabels = labels.FromStrings("replica", "a")
+	})
+	_, port, err := net.SplitHostPort(srv.Addr().String())
+	require.NoError(t, err)
+	for _, tn := range []struct{ token, metric string }{{tokA, "a_only_total"}, {tokB, "b_only_total"}} {
+		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  labelsV1("__name__", tn.metric, "job", "x"),
+			Samples: []prompb.Sample{{Timestamp: time.Now().Add(-time.Minute).UnixMilli(), Value: 1}},
+		}}}
+		r := send(t, "http://127.0.0.1:"+port, tn.token, remoteWriteReq("/api/v1/write", string(encodeV1(t, req))))
+		require.Equal(t, http.StatusNoContent, r.code, r.body)
+	}
+	// The listener is on every interface; connect through loopback.
+	conn, err := grpc.NewClient(net.JoinHostPort("127.0.0.1", port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	all := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: storeMatchers("__name__", ".+")}
+
+	res, err := storeAPISeries(withToken(tokA), conn, all)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, "a_only_total", res[0].labels.Get("__name__"))
+	res, err = storeAPISeries(withToken(tokB), conn, all)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, "b_only_total", res[0].labels.Get("__name__"))
+	// A forged X-Scope-OrgID changes nothing without --auth.trusted-proxy.
+	res, err = storeAPISeries(withToken(tokA, "x-scope-orgid", "team-b"), conn, all)
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, "a_only_total", res[0].labels.Get("__name__"))
+
+	values, err := storepb.NewStoreClient(conn).LabelValues(withToken(tokA), &storepb.LabelValuesRequest{Label: "__name__", End: math.MaxInt64})
+	require.NoError(t, err)
+	require.Equal(t, []string{"a_only_total"}, values.Values)
+
+	_, err = storeAPISeries(context.Background(), conn, all)
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	_, err = infopb.NewInfoClient(conn).Info(context.Background(), &infopb.InfoRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	_, err = storeAPISeries(withToken(writeOnly), conn, all)
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+}
+
+// TestExternalLabelsValidated: bad external labels stop the server with
+// an error naming them.
+func TestExternalLabelsValidated(t *testing.T) {
+	for name, ls := range map[string]labels.Labels{
+		"replica":  labels.FromStrings("replica", ""),
+		"__name__": labels.FromStrings("__name__", "x"),
+	} {
+		o := server.DefaultOptions()
+		o.DataDir = t.TempDir()
+		o.ListenAddress = "127.0.0.1:0"
+		o.StoreAPI.ExternalLabels = ls
+		_, err := server.New(o)
+		require.Error(t, err)
+		require.Contains(t, err.Error(), "external label "+strconv.Quote(name))
+	}
+}
