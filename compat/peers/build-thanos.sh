@@ -34,7 +34,7 @@ tmp="$(mktemp "$dir/.thanos.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 echo "build-thanos.sh: building Thanos $version into $dir (a few minutes the first time)" >&2
 # GOFLAGS from the caller (CI sets -mod=readonly) apply; go.sum is committed.
-(cd "$mod" && GOTOOLCHAIN=go1.27.3 GOWORK=off nice go build -trimpath -o "$tmp" github.com/thanos-io/thanos/cmd/thanos) >&2
+(cd "$mod" && GOTOOLCHAIN=go1.27.3 GOWORK=off go build -trimpath -o "$tmp" github.com/thanos-io/thanos/cmd/thanos) >&2
 "$tmp" --version >/dev/null 2>&1 || { echo "build-thanos.sh: the built binary does not run" >&2; exit 1; }
 mv -f "$tmp" "$bin" # atomic: a concurrent run sees the whole binary or none
 echo "$bin"

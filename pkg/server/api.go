@@ -50,7 +50,7 @@ func (s *Server) prometheusAPI() http.Handler {
 		func(context.Context) v1.ScrapePoolsRetriever { return none },
 		func(context.Context) v1.TargetRetriever { return none },
 		s.alertmanagerRetriever, // the ruler's notifier (rules.go)
-		s.prometheusConfig, // Prometheus' defaults with the external labels
+		s.prometheusConfig,      // Prometheus' defaults with the external labels
 		o.Flags,
 		v1.GlobalURLOptions{ListenAddress: o.ListenAddress, Host: o.ListenAddress, Scheme: "http"},
 		s.whenReady,
