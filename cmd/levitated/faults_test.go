@@ -542,3 +542,49 @@ func TestStartOnUnwritableDir(t *testing.T) {
 	f.check(t, p3.url)
 	require.NoError(t, stop(t, p3))
 }
+
+// TestCorruptTable flips bytes in a table (.sst) of a stopped levitated's
+// data directory: the next start must exit non-zero with one line naming
+// the file and the remedy, not a stack trace.
+func TestCorruptTable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := faultsBinary(t)
+	dir := t.TempDir()
+	p := serve(t, bin, dir, nil)
+	f := newFiller(p.url)
+	for seq := range 5 {
+		require.Equal(t, http.StatusNoContent, f.send(t, 0, seq, 50))
+	}
+	resp, err := http.Post(p.url+"/api/v1/admin/flush", "", nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode)
+	require.NoError(t, stop(t, p))
+
+	tables, err := filepath.Glob(filepath.Join(dir, "*.sst"))
+	require.NoError(t, err)
+	require.NotEmpty(t, tables)
+	fh, err := os.OpenFile(tables[0], os.O_RDWR, 0)
+	require.NoError(t, err)
+	_, err = fh.WriteAt([]byte{0xff, 0xff, 0xff, 0xff}, 40)
+	require.NoError(t, err)
+	require.NoError(t, fh.Close())
+
+	p2 := launch(t, bin, nil, "--listen-address", "127.0.0.1:0", "--data-dir", dir)
+	select {
+	case err := <-p2.exited:
+		require.Error(t, err)
+	case <-time.After(hang):
+		t.Fatalf("levitated on a corrupt table neither started nor exited:\n%s", tail(p2.logs()))
+	}
+	logs := p2.logs()
+	t.Logf("start on a corrupt table:\n%s", logs)
+	require.Contains(t, logs, filepath.Base(tables[0]))
+	require.Contains(t, logs, "checksum mismatch")
+	require.Contains(t, logs, "restore "+dir+" from a backup")
+	require.NotContains(t, logs, "goroutine ")
+	require.NotContains(t, logs, "stack trace")
+	require.NotContains(t, logs, "panic")
+}

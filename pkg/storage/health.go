@@ -53,7 +53,7 @@ func (e *FaultError) Remedy() string {
 	}
 	switch {
 	case e.Fatal && pebble.IsCorruptionError(e.Err):
-		return "restart levitated after `levitated check --data-dir " + dir + "`; restore from a backup if it reports corruption"
+		return "the file is corrupt: restore " + dir + " from a backup, or move it aside to start empty"
 	case e.Fatal:
 		return "restart levitated; every acknowledged write is replayed from the write-ahead log"
 	case e.Startup && (errors.Is(e.Err, syscall.ENOSPC) || errors.Is(e.Err, syscall.EDQUOT)):

@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -187,7 +188,9 @@ func eventListener(logger *slog.Logger, h *health) *pebble.EventListener {
 	bg := &rateLimitedLog{logger: logger, interval: 10 * time.Second}
 	return &pebble.EventListener{
 		BackgroundError: func(err error) {
-			bg.log(slog.LevelError, "pebble background error", "err", err)
+			// One line: Pebble's errors print their stacks on more.
+			msg, _, _ := strings.Cut(err.Error(), "\n")
+			bg.log(slog.LevelError, "pebble background error", "err", msg)
 		},
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
 			h.die(&FaultError{Op: "read", Path: info.Path, Err: info.Details})
