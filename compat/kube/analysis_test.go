@@ -20,7 +20,7 @@ import (
 // The canary hashes of the three cases, beside the stable pods' "stable0".
 const (
 	stableHash    = "stable0"
-	healthyHash   = "healthy0" // 1 % errors, like the stable pods
+	healthyHash   = "healthy0" // 0.5 % errors, like the stable pods
 	regressedHash = "regressed0"
 	idleHash      = "idle0" // no series at all: a stage with no traffic
 )
@@ -30,7 +30,7 @@ const (
 // arguments, schedule, limits and provider), against levitated holding a
 // checkout service's RED series and an open canary-step window of 10
 // minutes: for a healthy canary each AnalysisRun ends Successful, for a
-// canary with 8 % errors (the stable pods have 1 %) Failed, and for a
+// canary with 8 % errors (the stable pods have 0.5 %) Failed, and for a
 // canary with no traffic never Successful. The runs are made as a Rollout
 // makes them (analysisutil.NewAnalysisRunFromTemplates) with the values a
 // Rollout passes for podTemplateHashValue.
@@ -62,8 +62,8 @@ func TestAnalysisTemplates(t *testing.T) {
 	stepStart := now.Add(-10 * time.Minute).Truncate(time.Second)
 	tr := newTraffic("checkout", 1)
 	tracks := []track{
-		{hash: stableHash, share: 0.6, errorRatio: 0.01, latency: 0.1},
-		{hash: healthyHash, share: 0.2, errorRatio: 0.01, latency: 0.1},
+		{hash: stableHash, share: 0.6, errorRatio: 0.005, latency: 0.1},
+		{hash: healthyHash, share: 0.2, errorRatio: 0.005, latency: 0.1},
 		{hash: regressedHash, share: 0.2, errorRatio: 0.08, latency: 0.1},
 	}
 	tr.mustWrite(t, now.Add(-20*time.Minute), now, tracks...)
@@ -122,6 +122,7 @@ func TestAnalysisTemplates(t *testing.T) {
 			name := strings.TrimSuffix(file, ".yaml") + "-" + c.hash
 			ar, err := analysisutil.NewAnalysisRunFromTemplates([]*argov1alpha1.AnalysisTemplate{at}, nil, args, nil, nil, nil, nil, name, "", ns)
 			require.NoError(t, err, file)
+			ar.APIVersion, ar.Kind = "argoproj.io/v1alpha1", "AnalysisRun"
 			b, err := json.Marshal(ar)
 			require.NoError(t, err)
 			require.NoError(t, env.create(ctx, fmt.Sprintf("/apis/argoproj.io/v1alpha1/namespaces/%s/analysisruns", ns), b), name)

@@ -480,6 +480,11 @@ func namespace(t *testing.T, name string) {
 	if err := env.create(ctx, "/api/v1/namespaces", []byte(fmt.Sprintf(`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":%q}}`, name))); err != nil {
 		t.Fatal(err)
 	}
+	// The default ServiceAccount, which kube-controller-manager would
+	// create (pods need it to be admitted).
+	if err := env.create(ctx, "/api/v1/namespaces/"+name+"/serviceaccounts", []byte(`{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"default"}}`)); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _, _, _ = env.do(ctx, http.MethodDelete, "/api/v1/namespaces/"+name, "", nil) })
 }
 

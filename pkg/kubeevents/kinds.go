@@ -32,9 +32,9 @@ type differ func(prev *ObjectState, obj *unstructured.Unstructured) (ObjectState
 
 // Kinds are every kind the watcher can follow, by name.
 var Kinds = map[string]Kind{
-	"Deployment":              {Name: "Deployment", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, diff: workloadDiffer("Deployment", deploymentSettled)},
-	"StatefulSet":             {Name: "StatefulSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}, diff: workloadDiffer("StatefulSet", statefulSetSettled)},
-	"DaemonSet":               {Name: "DaemonSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, diff: workloadDiffer("DaemonSet", daemonSetSettled)},
+	"Deployment":              {Name: "Deployment", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, diff: workloadDiffer("Deployment", templateHash, deploymentSettled)},
+	"StatefulSet":             {Name: "StatefulSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "statefulsets"}, diff: workloadDiffer("StatefulSet", templateHash, statefulSetSettled)},
+	"DaemonSet":               {Name: "DaemonSet", Resource: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "daemonsets"}, diff: workloadDiffer("DaemonSet", templateHash, daemonSetSettled)},
 	"Rollout":                 {Name: "Rollout", Resource: schema.GroupVersionResource{Group: "argoproj.io", Version: "v1alpha1", Resource: "rollouts"}, diff: rolloutDiff},
 	"HorizontalPodAutoscaler": {Name: "HorizontalPodAutoscaler", Resource: schema.GroupVersionResource{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}, diff: hpaDiff},
 	"ConfigMap":               {Name: "ConfigMap", Resource: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, metadataOnly: true, diff: configDiffer("ConfigMap")},
@@ -221,7 +221,7 @@ func rolloutSettled(obj *unstructured.Unstructured, _ int64) (bool, string) {
 
 // workloadDiffer derives "deploy" windows: a start when the pod template
 // changes (or the object is new), a stop when the rollout settles.
-func workloadDiffer(kind string, settled settledFunc) differ {
+func workloadDiffer(kind string, hashOf func(*unstructured.Unstructured) string, settled settledFunc) differ {
 	return func(prev *ObjectState, obj *unstructured.Unstructured) (ObjectState, []events.Event) {
 		next := ObjectState{UID: string(obj.GetUID()), ResourceVersion: obj.GetResourceVersion()}
 		if prev != nil {
@@ -229,7 +229,10 @@ func workloadDiffer(kind string, settled settledFunc) differ {
 		}
 		var evs []events.Event
 		t := changeTime(obj)
-		hash := templateHash(obj)
+		hash := hashOf(obj)
+		if hash == "" {
+			return next, nil // not known yet (a Rollout its controller has not seen)
+		}
 		if prev == nil || prev.TemplateHash != hash {
 			if next.Open {
 				evs = append(evs, stopOf(EventDeploy, t, next.Attrs, key(obj, "deploy", strconv.FormatInt(next.Revision, 10)), "superseded"))
@@ -253,6 +256,13 @@ func workloadDiffer(kind string, settled settledFunc) differ {
 		}
 		return next, evs
 	}
+}
+
+// rolloutPodHash is a Rollout's pod-template hash as its controller
+// computes it (status.currentPodHash): the controller normalises the
+// template (a hash of the spec as written changes when it does).
+func rolloutPodHash(obj *unstructured.Unstructured) string {
+	return nestedString(obj, "status", "currentPodHash")
 }
 
 // rolloutStage is the current canary stage of a Rollout, "" when none: the
@@ -297,7 +307,7 @@ func rolloutStage(obj *unstructured.Unstructured) (stage, podHash string, weight
 // when the new pods are the stable ones and the Rollout is Healthy) and its
 // "canary-step" windows, one per stage.
 func rolloutDiff(prev *ObjectState, obj *unstructured.Unstructured) (ObjectState, []events.Event) {
-	next, evs := workloadDiffer("Rollout", rolloutSettled)(prev, obj)
+	next, evs := workloadDiffer("Rollout", rolloutPodHash, rolloutSettled)(prev, obj)
 	if prev != nil {
 		next.Stage, next.StageAttrs = prev.Stage, prev.StageAttrs
 	}

@@ -98,7 +98,7 @@ const rolloutJSON = `{"apiVersion":"argoproj.io/v1alpha1","kind":"Rollout","meta
 
 func TestRolloutSteps(t *testing.T) {
 	diff := Kinds["Rollout"].diff
-	prev := &ObjectState{UID: "r1", ResourceVersion: "0", TemplateHash: "old", Revision: 1}
+	prev := &ObjectState{UID: "r1", ResourceVersion: "0", TemplateHash: "aaa", Revision: 1}
 	var got []string
 	step := func(idx int64, mutate func(*unstructured.Unstructured)) {
 		o := obj(t, rolloutJSON)
@@ -130,7 +130,7 @@ func TestRolloutSteps(t *testing.T) {
 
 func TestRolloutAbort(t *testing.T) {
 	diff := Kinds["Rollout"].diff
-	prev := &ObjectState{UID: "r1", ResourceVersion: "0", TemplateHash: "old", Revision: 1}
+	prev := &ObjectState{UID: "r1", ResourceVersion: "0", TemplateHash: "aaa", Revision: 1}
 	st, _ := diff(prev, obj(t, rolloutJSON))
 	o := obj(t, rolloutJSON)
 	o.SetResourceVersion("2")
