@@ -263,6 +263,11 @@ func TestRejectedWritesAreAtomic(t *testing.T) {
 	// Series limit: tenant-c has 10 series; the limit becomes 15. A
 	// request writing 10 known and 10 new series is refused whole.
 	require.NoError(t, os.WriteFile(overrides, []byte("overrides:\n  tenant-c:\n    max_series: 15\n"), 0o600))
+	// The limiter re-reads the file on the first request at least
+	// ReloadInterval (50 ms) after its last look; the previous step's
+	// requests may have looked just now. Waiting longer than that makes the
+	// next request the one that reloads, however loaded the machine is.
+	time.Sleep(100 * time.Millisecond)
 	mixed := func(i int) string {
 		req := &prompb.WriteRequest{}
 		for s := range 20 {
@@ -411,8 +416,11 @@ func TestInflightWritesOverload(t *testing.T) {
 	require.NoError(t, err)
 
 	// Once the first request is being served, the next one is refused.
+	// (How soon the first request reaches the handler depends on the
+	// machine's load; the deadline only detects a hang.)
 	var r response
-	for i := range 500 {
+	deadline := time.Now().Add(2 * time.Minute)
+	for i := 0; time.Now().Before(deadline); i++ {
 		r = send(t, srv.URL, tok, remoteWriteReq("/api/v1/write", samplesBody(t, "g_other", i, 1, time.Now())))
 		if r.code != http.StatusNoContent {
 			break
