@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"regexp"
 	"slices"
@@ -75,6 +76,14 @@ type Signal struct {
 	// MinSamples is the fewest points each side needs for the signal to be
 	// judged; with fewer it is left out. Default 10.
 	MinSamples int
+	// AllowedIncrease (AllowedDecrease), if set, is the ratio of the means
+	// (after over before, canary over baseline) a significant rise (fall)
+	// must reach to fail the signal: the judge's effect size, so that a
+	// real but small shift, such as the drift of a day, does not fail a
+	// change. CriticalIncrease (CriticalDecrease) is the ratio beyond which
+	// a critical signal fails the whole change.
+	AllowedIncrease, AllowedDecrease   float64
+	CriticalIncrease, CriticalDecrease float64
 }
 
 // Traffic is a template of a service's requests per second, and the fewest
@@ -99,9 +108,10 @@ const (
 	DefaultHorizon     = 24 * time.Hour
 	DefaultMinSamples  = 10
 	// DefaultMinRequests is the fewest requests each side of a comparison
-	// needs: at a 1 % error ratio, 1000 requests hold about 10 errors
+	// needs: at a 1 % error ratio, 2500 requests hold about 25 errors;
+	// with fewer, simulated healthy changes failed too often
 	// (bench/RESULTS.md, "Change impact").
-	DefaultMinRequests = 1000
+	DefaultMinRequests = 2500
 )
 
 // DefaultConfig judges deploys, canary steps, rollouts and config changes
@@ -128,22 +138,22 @@ func DefaultConfig() Config {
 			{
 				Name:      "error-ratio",
 				Query:     `(sum(rate(http_requests_total{service="$service",code=~"5.."}[1m])) or sum(rate(http_requests_total{service="$service",status=~"5.."}[1m])) or vector(0)) / sum(rate(http_requests_total{service="$service"}[1m]))`,
-				Direction: "increase", Critical: true, MinSamples: DefaultMinSamples,
+				Direction: "increase", Critical: true, MinSamples: DefaultMinSamples, AllowedIncrease: 1.25,
 			},
 			{
 				Name:      "latency-p99",
 				Query:     `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="$service"}[1m])))`,
-				Direction: "increase", MinSamples: DefaultMinSamples,
+				Direction: "increase", MinSamples: DefaultMinSamples, AllowedIncrease: 1.1,
 			},
 			{
 				Name:      "otel-error-ratio",
 				Query:     `(sum(rate(http_server_request_duration_seconds_count{job=~"(.+/)?$service",http_response_status_code=~"5.."}[1m])) or vector(0)) / sum(rate(http_server_request_duration_seconds_count{job=~"(.+/)?$service"}[1m]))`,
-				Direction: "increase", Critical: true, MinSamples: DefaultMinSamples,
+				Direction: "increase", Critical: true, MinSamples: DefaultMinSamples, AllowedIncrease: 1.25,
 			},
 			{
 				Name:      "otel-latency-p99",
 				Query:     `histogram_quantile(0.99, sum by (le) (rate(http_server_request_duration_seconds_bucket{job=~"(.+/)?$service"}[1m])))`,
-				Direction: "increase", MinSamples: DefaultMinSamples,
+				Direction: "increase", MinSamples: DefaultMinSamples, AllowedIncrease: 1.1,
 			},
 		},
 	}
@@ -253,7 +263,12 @@ type fileSignal struct {
 	Direction  string `yaml:"direction"`
 	Critical   bool   `yaml:"critical"`
 	MinSamples *int   `yaml:"min_samples"`
-	line       int
+
+	AllowedIncrease  float64 `yaml:"allowed_increase"`
+	AllowedDecrease  float64 `yaml:"allowed_decrease"`
+	CriticalIncrease float64 `yaml:"critical_increase"`
+	CriticalDecrease float64 `yaml:"critical_decrease"`
+	line             int
 }
 
 func (s *fileSignal) UnmarshalYAML(n *yaml.Node) error {
@@ -443,7 +458,16 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 					return nil, fail(s.line, f+".min_samples", "%d is below 1", minSamples)
 				}
 			}
-			out = append(out, Signal{Name: s.Name, Query: s.Query, Direction: s.Direction, Critical: s.Critical, MinSamples: minSamples})
+			for _, r := range []struct {
+				f string
+				v float64
+			}{{"allowed_increase", s.AllowedIncrease}, {"allowed_decrease", s.AllowedDecrease}, {"critical_increase", s.CriticalIncrease}, {"critical_decrease", s.CriticalDecrease}} {
+				if r.v < 0 || math.IsInf(r.v, 0) || math.IsNaN(r.v) {
+					return nil, fail(s.line, f+"."+r.f, "%v is not a ratio above 0", r.v)
+				}
+			}
+			out = append(out, Signal{Name: s.Name, Query: s.Query, Direction: s.Direction, Critical: s.Critical, MinSamples: minSamples,
+				AllowedIncrease: s.AllowedIncrease, AllowedDecrease: s.AllowedDecrease, CriticalIncrease: s.CriticalIncrease, CriticalDecrease: s.CriticalDecrease})
 		}
 		return out, nil
 	}

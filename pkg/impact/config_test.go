@@ -49,6 +49,7 @@ signals:
     query: sum(rate(errors_total{app="$service",stage="$stage"}[1m]))
     critical: true
     min_samples: 3
+    allowed_increase: 1.5
 split: {label: version, baseline: stable, canary: canary}
 services:
   checkout:
@@ -61,7 +62,7 @@ services:
 	require.Equal(t, 90.0, c.Pass)
 	require.Equal(t, 50.0, c.Traffic.MinRequests)
 	require.Equal(t, DefaultConfig().Traffic.Query, c.Traffic.Query)
-	require.Equal(t, []Signal{{Name: "errors", Query: `sum(rate(errors_total{app="$service",stage="$stage"}[1m]))`, Direction: "increase", Critical: true, MinSamples: 3}}, c.Signals)
+	require.Equal(t, []Signal{{Name: "errors", Query: `sum(rate(errors_total{app="$service",stage="$stage"}[1m]))`, Direction: "increase", Critical: true, MinSamples: 3, AllowedIncrease: 1.5}}, c.Signals)
 	sigs, split := c.For("checkout")
 	require.Equal(t, "p99", sigs[0].Name)
 	require.Equal(t, "either", sigs[0].Direction)
@@ -86,6 +87,7 @@ func TestParseConfigErrors(t *testing.T) {
 		"split: {label: track, baseline: a, canary: a}\n":                   `impact.yml:1: split.canary: is the baseline's value "a"`,
 		"split: {label: 1x, baseline: a, canary: b}\n":                      `impact.yml:1: split.label: "1x" is not a label name`,
 		"traffic: {query: 'x{'}\n":                                          "impact.yml:1: traffic.query: PromQL does not parse",
+		"signals: [{name: a, query: x, critical_decrease: -1}]\n":           "impact.yml:1: signals[0].critical_decrease: -1 is not a ratio above 0",
 		"traffic: {min_requests: -1}\n":                                     "impact.yml:1: traffic.min_requests: -1 is below 0",
 		"thresholds: {pass: 50, marginal: 80}\n":                            "impact.yml: thresholds: want 0 <= marginal <= pass <= 100, got pass 50, marginal 80",
 		"events:\n  nmes: [deploy]\n":                                       "impact.yml:2: unknown field nmes",

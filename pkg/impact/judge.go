@@ -236,7 +236,9 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 		}
 		minSamples := map[string]int{}
 		for _, p := range plan {
-			req.Metrics = append(req.Metrics, &levitatedv1.AnalysisMetric{Name: p.sig.Name, Query: p.query, Direction: p.sig.Direction, Critical: p.sig.Critical})
+			req.Metrics = append(req.Metrics, &levitatedv1.AnalysisMetric{Name: p.sig.Name, Query: p.query, Direction: p.sig.Direction, Critical: p.sig.Critical,
+				AllowedIncrease: ratio(p.sig.AllowedIncrease), AllowedDecrease: ratio(p.sig.AllowedDecrease),
+				CriticalIncrease: ratio(p.sig.CriticalIncrease), CriticalDecrease: ratio(p.sig.CriticalDecrease)})
 			minSamples[p.sig.Name] = p.sig.MinSamples
 		}
 		resp, err := j.Analyzer.Analyze(ctx, req)
@@ -340,6 +342,14 @@ func combine(jd *Judgement, cfg *Config) {
 	default:
 		jd.Verdict = VerdictFail
 	}
+}
+
+// ratio is nil for an unset (0) effect size.
+func ratio(v float64) *float64 {
+	if v == 0 {
+		return nil
+	}
+	return &v
 }
 
 func comparisonLabel(kind string) string {

@@ -249,7 +249,7 @@ func (s *Service) judgeDue(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return nil
 		}
-		if _, err := s.judgeAndRecord(ctx, tid, cfg, d.change, now); err != nil {
+		if _, err := s.judgeAndRecord(ctx, tid, cfg, d.change, s.opts.Now()); err != nil {
 			s.metrics.failures.Inc()
 			s.opts.Logger.Warn("impact: judgement failed; retried at the next tick", "change", d.change.ID, "err", err)
 		}

@@ -221,7 +221,7 @@ split:
 	// pay: a baseline track throughout, a canary track with 10x errors
 	// during the canary step.
 	writeRED(t, srv.URL, "pay", base, 2, redPhase{0, 9 * m, "baseline", 90, 0.01})
-	writeRED(t, srv.URL, "pay", base, 3, redPhase{3 * m, 6 * m, "canary", 10, 0.10})
+	writeRED(t, srv.URL, "pay", base, 3, redPhase{3 * m, 6 * m, "canary", 30, 0.10})
 
 	deploy := func(name, service string, from, to time.Duration, commit time.Duration, extra string) string {
 		attrs := fmt.Sprintf(`"service":%q%s`, service, extra)
@@ -288,7 +288,7 @@ split:
 
 	require.Equal(t, "inconclusive", ai.Verdict, "%v", ai.Explanation)
 	require.Nil(t, ai.Score)
-	require.Contains(t, fmt.Sprint(ai.Explanation), "fewer than the 1000 needed on each (traffic.min_requests)")
+	require.Contains(t, fmt.Sprint(ai.Explanation), "fewer than the 2500 needed on each (traffic.min_requests)")
 
 	// The verdicts as events, in the events API.
 	r = get(t, srv.URL, "/api/v1/events", url.Values{"name": {"change_impact"}, "match": {`change_id="` + d2 + `"`}})
