@@ -76,6 +76,10 @@ type GateRequest struct {
 	AllowMarginal bool `json:"allow_marginal,omitempty"`
 	// DryRun answers without recording anything.
 	DryRun bool `json:"dry_run,omitempty"`
+	// AlwaysOK answers 200 even when the change is blocked, for clients
+	// that read the decision from the body (Argo Rollouts' Web provider
+	// counts any other status as an error, not a failure).
+	AlwaysOK bool `json:"always_ok,omitempty"`
 }
 
 // GateResult is the gate's answer.

@@ -57,7 +57,7 @@ func (s *Service) GateHandler() http.Handler {
 			return
 		}
 		code := http.StatusOK
-		if !res.Allowed {
+		if !res.Allowed && !req.AlwaysOK {
 			code = http.StatusPreconditionFailed
 		}
 		writeJSON(w, code, res)
