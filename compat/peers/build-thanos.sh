@@ -18,9 +18,15 @@ mod="$here/thanos"
 version=v0.42.5
 cache="${LEVITATED_PEERS_DIR:-$HOME/.cache/levitated-peers}"
 
-# The cache key is the wrapper module itself: a change to go.mod or go.sum
-# (another Thanos version, another replace) builds into another directory.
-key="$(cat "$mod/go.mod" "$mod/go.sum" | sha256sum | cut -c1-12)"
+# Thanos' release build tags (.promu.yml): its labelpb casts Prometheus'
+# labels to its own without copying, which only works with slicelabels; a
+# build without them panics in the Querier and the sidecar on the first
+# label set (seen with the recipe in ../shared/MODULES.md).
+tags=netgo,slicelabels
+# The cache key is the wrapper module and the tags: a change to go.mod or
+# go.sum (another Thanos version, another replace) builds into another
+# directory.
+key="$({ cat "$mod/go.mod" "$mod/go.sum"; echo "$tags"; } | sha256sum | cut -c1-12)"
 dir="$cache/thanos-$version-$key"
 bin="$dir/thanos"
 
@@ -34,7 +40,7 @@ tmp="$(mktemp "$dir/.thanos.XXXXXX")"
 trap 'rm -f "$tmp"' EXIT
 echo "build-thanos.sh: building Thanos $version into $dir (a few minutes the first time)" >&2
 # GOFLAGS from the caller (CI sets -mod=readonly) apply; go.sum is committed.
-(cd "$mod" && GOTOOLCHAIN=go1.27.3 GOWORK=off go build -trimpath -o "$tmp" github.com/thanos-io/thanos/cmd/thanos) >&2
+(cd "$mod" && GOTOOLCHAIN=go1.27.3 GOWORK=off go build -trimpath -tags "$tags" -o "$tmp" github.com/thanos-io/thanos/cmd/thanos) >&2
 "$tmp" --version >/dev/null 2>&1 || { echo "build-thanos.sh: the built binary does not run" >&2; exit 1; }
 mv -f "$tmp" "$bin" # atomic: a concurrent run sees the whole binary or none
 echo "$bin"
