@@ -2,15 +2,10 @@ package server
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 	"time"
 
-	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	promstorage "github.com/prometheus/prometheus/storage"
 
-	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
-	"github.com/levitated/levitated/pkg/ingest"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
@@ -37,24 +32,6 @@ func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
 
 func (q queryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
 	return q.chunkQuerier(mint, maxt) // storeapi.go
-}
-
-// mountEvents serves the change-event APIs: gRPC levitated.v1.EventService,
-// its REST face, Last9's change-events API and Grafana's annotation API.
-func (s *Server) mountEvents(handle func(string, http.Handler)) error {
-	svc := ingest.NewEventService(s.eventStore(), s.db.TenantID, ingest.EventServiceOptions{Logger: s.logger})
-	levitatedv1.RegisterEventServiceServer(s.grpc, svc)
-	gw := runtime.NewServeMux()
-	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {
-		return fmt.Errorf("event gateway: %w", err)
-	}
-	for _, p := range []string{"/api/v1/events", "/api/v1/events/", "/api/v1/events:batch", "/api/v1/events:tail"} {
-		handle(p, s.whenReady(gw.ServeHTTP))
-	}
-	handle("/api/v4/organizations/{org}/change_events", s.whenReady(ingest.NewLast9Handler(svc).ServeHTTP))
-	handle("POST /api/v4/oauth/access_token", ingest.NewLast9TokenHandler(nil))
-	handle("POST /api/annotations", s.whenReady(ingest.NewAnnotationsHandler(svc).ServeHTTP))
-	return nil
 }
 
 // eventRetention deletes expired events until ctx ends.

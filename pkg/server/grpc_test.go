@@ -11,17 +11,20 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/levitated/levitated/pkg/auth"
+	"github.com/levitated/levitated/pkg/server"
 	"github.com/levitated/levitated/pkg/server/servertest"
 )
 
-// TestGRPCAndHTTPOnOnePort registers a gRPC service through Options.Register
-// and calls it over h2c on the same address that serves the HTTP API.
+// TestGRPCAndHTTPOnOnePort registers a gRPC service and an HTTP route
+// through Options.Register and calls them over h2c on the same address that serves the HTTP API.
 func TestGRPCAndHTTPOnOnePort(t *testing.T) {
 	var registered bool
 	srv := servertest.Start(t, func(o *serverOptions) {
 		o.Register = append(o.Register, func(_ context.Context, s serverServices) error {
 			healthpb.RegisterHealthServer(s.GRPC, health.NewServer())
-			s.HTTP.HandleFunc("GET /extra", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("extra")) })
+			s.Routes.Handle(server.Route{Pattern: "GET /extra", Access: server.Access{Scope: auth.ScopeAdmin},
+				Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("extra")) })})
 			registered = s.DB != nil && s.Engine != nil
 			return nil
 		})

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/levitated/levitated/pkg/canaryapi"
@@ -10,12 +9,11 @@ import (
 	levpromql "github.com/levitated/levitated/pkg/promql"
 )
 
-// mountImpact serves change intelligence (pkg/impact): every judged change
+// newImpact builds change intelligence (pkg/impact): every judged change
 // gets a verdict from the native analysis service, GET
 // /api/v1/events/{id}/impact answers it and POST /api/v1/gates:evaluate
-// gates on it. It returns the scheduler for Run to start, and to stop
-// before the store closes.
-func (s *Server) mountImpact(m *httpMetrics) (func(ctx context.Context) error, error) {
+// gates on it. Its scheduler joins the background work.
+func (s *Server) newImpact() (*impact.Service, error) {
 	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
 	analyzer := canaryapi.New(q, s.events, s.db, levpromql.NewParser(), canaryapi.Options{Logger: s.logger.With("component", "impact")})
 	opts := s.opts.Impact
@@ -31,7 +29,6 @@ func (s *Server) mountImpact(m *httpMetrics) (func(ctx context.Context) error, e
 	if err != nil {
 		return nil, fmt.Errorf("change impact: %w", err)
 	}
-	s.mux.Handle("GET /api/v1/events/{id}/impact", m.instrument(s.whenReady(svc.ImpactHandler().ServeHTTP)))
-	s.mux.Handle("POST /api/v1/gates:evaluate", m.instrument(s.whenReady(svc.GateHandler().ServeHTTP)))
-	return svc.Run, nil
+	s.background = append(s.background, svc.Run)
+	return svc, nil
 }

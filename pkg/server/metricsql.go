@@ -11,13 +11,9 @@ import (
 // a query that starts with MetricsQL's WITH (...) is expanded
 // (levpromql.ExpandWithTemplates) and the expanded PromQL handed on, so the
 // Prometheus engine runs it; an expansion error is Prometheus' 400
-// bad_data for the query parameter. Other paths and queries pass unchanged.
+// bad_data for the query parameter. Other queries pass unchanged.
 func withTemplates(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/v1/query" && r.URL.Path != "/api/v1/query_range" {
-			next.ServeHTTP(w, r)
-			return
-		}
 		if err := r.ParseForm(); err != nil {
 			// Prometheus' handler reports a bad form itself.
 			next.ServeHTTP(w, r)
@@ -30,7 +26,7 @@ func withTemplates(next http.Handler) http.Handler {
 		}
 		expanded, err := levpromql.ExpandWithTemplates(q)
 		if err != nil {
-			respondError(w, "bad_data", http.StatusBadRequest, &invalidQuery{err})
+			writeError(w, DialectPrometheus, badData(&invalidQuery{err}))
 			return
 		}
 		form := url.Values{}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"runtime"
 	"time"
 
@@ -98,9 +97,11 @@ type Services struct {
 	// GRPC is served on the listen address for requests with an
 	// application/grpc content type.
 	GRPC *grpc.Server
-	// HTTP is the server's mux; add routes with Handle/HandleFunc (Go 1.22
-	// patterns). The Prometheus API owns /api/v1/.
-	HTTP *http.ServeMux
+	// Routes takes the HTTP routes and gRPC methods the function adds, each
+	// with the access it needs (route.go): a route reaches the mux, and a
+	// method is authorized, only through it. A gRPC method not added here
+	// needs the admin scope.
+	Routes *Routes
 	// DB is the open store; it is closed after the server stops.
 	DB *storage.DB
 	// Engine is the PromQL engine of the HTTP API.
@@ -114,6 +115,19 @@ type Services struct {
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 }
+
+// Routes collects the routes and gRPC methods of a registration function.
+type Routes struct {
+	http []Route
+	grpc []GRPCMethod
+}
+
+// Handle adds HTTP routes.
+func (r *Routes) Handle(rs ...Route) { r.http = append(r.http, rs...) }
+
+// HandleGRPC declares the access of gRPC methods registered on
+// Services.GRPC.
+func (r *Routes) HandleGRPC(ms ...GRPCMethod) { r.grpc = append(r.grpc, ms...) }
 
 // DefaultOptions returns the defaults: 127.0.0.1:9090, ./data, Prometheus'
 // query defaults, 32 MiB remote-write bodies.

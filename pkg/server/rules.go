@@ -17,12 +17,13 @@ import (
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
-// mountRules builds the ruler (pkg/ruler) over what the HTTP API queries
+// newRuler builds the ruler (pkg/ruler) over what the HTTP API queries
 // (the engine with each tenant's limits, samples merged with change-event
 // series) and the write path's appenders (with each tenant's series
-// limit), serves POST /-/reload, and returns the ruler's loop for Run.
-// Prometheus' API answers /api/v1/rules and /api/v1/alerts from it (api.go).
-func (s *Server) mountRules(m *httpMetrics) (func(ctx context.Context) error, error) {
+// limit), adds its loop to the background work, and returns the handler of
+// POST /-/reload. Prometheus' API answers /api/v1/rules and /api/v1/alerts
+// from it (api.go).
+func (s *Server) newRuler() (reload http.Handler, err error) {
 	o := s.opts.Rules
 	if o.ExternalURL == "" {
 		o.ExternalURL = "http://" + s.opts.ListenAddress
@@ -38,17 +39,15 @@ func (s *Server) mountRules(m *httpMetrics) (func(ctx context.Context) error, er
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.ruler = r
-	reload := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+	s.background = append(s.background, r.Run)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if err := s.Reload(req.Context()); err != nil {
 			// Prometheus' /-/reload answers 500 with the reason.
-			http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+			writeError(w, DialectText, fmt.Errorf("failed to reload config: %w", err))
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-	})
-	s.mux.Handle("POST /-/reload", m.instrument(s.whenReady(reload)))
-	s.mux.Handle("PUT /-/reload", m.instrument(s.whenReady(reload)))
-	return r.Run, nil
+	}), nil
 }
 
 // Reload re-reads the rule files and the Alertmanager configuration (on

@@ -3,23 +3,18 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
-	v1 "github.com/prometheus/prometheus/web/api/v1"
 	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/levitated/levitated/pkg/auth"
 	"github.com/levitated/levitated/pkg/limits"
@@ -51,95 +46,6 @@ type SecurityOptions struct {
 // SecurityOptions.InsecureAllowUnauthenticatedRemoteAccess.
 const InsecureFlag = "--auth.insecure-allow-unauthenticated-remote-access"
 
-// access is what a route needs.
-type access struct {
-	public bool       // no credential needed
-	scope  auth.Scope // the scope needed
-	kind   routeKind  // which limits apply
-}
-
-type routeKind int
-
-const (
-	kindOther routeKind = iota
-	kindQuery           // counted against the tenant's concurrent queries, bounded by its query timeout
-	kindWrite           // counted against the server's in-flight writes
-)
-
-// kayentaRoots are the roots of Kayenta's REST API (see kayentaPaths).
-var kayentaRoots = []string{"/canaryConfig", "/canary", "/judges", "/credentials", "/metricSetPairList"}
-
-// queryPaths read stored data through the engine or the index.
-var queryPaths = map[string]bool{
-	"/api/v1/query": true, "/api/v1/query_range": true, "/api/v1/series": true, "/api/v1/labels": true,
-	"/api/v1/query_exemplars": true, "/api/v1/metadata": true, "/api/v1/status/tsdb": true,
-}
-
-// httpAccess classifies an HTTP request. Paths that are not listed need
-// the admin scope, so that a route added later is closed until it is
-// classified here (and in docs/security.md).
-func httpAccess(method, p string) access {
-	clean := path.Clean(p)
-	if clean != p && !(strings.HasSuffix(p, "/") && clean+"/" == p) {
-		return access{scope: auth.ScopeAdmin}
-	}
-	switch {
-	case p == "/-/healthy" || p == "/-/ready":
-		return access{public: true}
-	case method == http.MethodOptions && strings.HasPrefix(p, "/api/v1/") && !strings.HasPrefix(p, "/api/v1/admin/"):
-		// CORS preflights carry no credential; Prometheus' API answers
-		// them with its CORS headers and no data.
-		return access{public: true}
-	case p == "/api/v4/oauth/access_token":
-		// Last9's token exchange echoes the token it is sent and reads
-		// nothing (pkg/ingest.Last9TokenHandler).
-		return access{public: true}
-	case p == "/api/v1/write" || p == "/api/v1/push" || p == "/api/v1/otlp/v1/metrics":
-		return access{scope: auth.ScopeWrite, kind: kindWrite}
-	case p == "/api/v1/events" || p == "/api/v1/events:batch":
-		if method == http.MethodGet || method == http.MethodHead {
-			return access{scope: auth.ScopeRead}
-		}
-		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
-	case strings.HasPrefix(p, "/api/v1/events/") || p == "/api/v1/events:tail":
-		return access{scope: auth.ScopeRead}
-	case strings.HasPrefix(p, "/api/v4/organizations/") && strings.HasSuffix(p, "/change_events"),
-		p == "/api/annotations":
-		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
-	case p == "/api/v1/analysis" || p == "/api/v1/analysis:webhook" || p == "/api/v1/gates:evaluate":
-		return access{scope: auth.ScopeAnalysis, kind: kindQuery}
-	case p == "/metrics" || strings.HasPrefix(p, "/debug/pprof/") || strings.HasPrefix(p, "/api/v1/admin/"):
-		return access{scope: auth.ScopeAdmin}
-	case queryPaths[p] || (strings.HasPrefix(p, "/api/v1/label/") && strings.HasSuffix(p, "/values")):
-		return access{scope: auth.ScopeRead, kind: kindQuery}
-	case strings.HasPrefix(p, "/api/v1/"):
-		return access{scope: auth.ScopeRead}
-	}
-	for _, root := range kayentaRoots {
-		if p == root || strings.HasPrefix(p, root+"/") {
-			return access{scope: auth.ScopeAnalysis}
-		}
-	}
-	return access{scope: auth.ScopeAdmin}
-}
-
-// grpcAccess classifies a gRPC method; unlisted methods need admin.
-func grpcAccess(fullMethod string) access {
-	switch fullMethod {
-	case "/levitated.v1.EventService/CreateEvent", "/levitated.v1.EventService/BatchCreateEvents":
-		return access{scope: auth.ScopeEventsWrite, kind: kindWrite}
-	case "/levitated.v1.EventService/GetEvent", "/levitated.v1.EventService/ListEvents", "/levitated.v1.EventService/TailEvents":
-		return access{scope: auth.ScopeRead}
-	case "/levitated.v1.AnalysisService/Analyze":
-		return access{scope: auth.ScopeAnalysis, kind: kindQuery}
-	case "/thanos.Store/Series", "/thanos.Store/LabelNames", "/thanos.Store/LabelValues":
-		return access{scope: auth.ScopeRead, kind: kindQuery}
-	case "/thanos.info.Info/Info":
-		return access{scope: auth.ScopeRead}
-	}
-	return access{scope: auth.ScopeAdmin}
-}
-
 // security authenticates requests, sets their tenant and applies the
 // request-level limits.
 type security struct {
@@ -150,6 +56,8 @@ type security struct {
 	webRate *rate.Limiter // web.yml rate_limit; nil for none
 	// queryTimeout is the engine's --query.timeout.
 	queryTimeout time.Duration
+	// table classifies requests (route.go).
+	table *routeTable
 	// requireAuth is set when the server listens beyond loopback without
 	// the insecure flag: every request then needs a credential, even if
 	// the token file is emptied while the server runs.
@@ -275,37 +183,36 @@ func (sec *security) httpHandler(next http.Handler) http.Handler {
 			}
 		}
 		if sec.webRate != nil && !sec.webRate.Allow() {
-			http.Error(w, http.StatusText(http.StatusTooManyRequests), http.StatusTooManyRequests)
+			writeError(w, DialectText, &statusError{http.StatusTooManyRequests, errors.New(http.StatusText(http.StatusTooManyRequests))})
 			return
 		}
 		if isGRPC(r) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		a := httpAccess(r.Method, r.URL.Path)
-		if a.public {
+		a, dialect := sec.table.httpAccess(r)
+		if a.Public {
 			next.ServeHTTP(w, r)
 			return
 		}
 		ctx := r.Context()
 		p, err := sec.principal(ctx, r.Header.Get("Authorization"), r.Header.Get("X-Last9-Api-Token"), r.Header.Get("X-Scope-OrgID"))
 		if err != nil {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="levitated", Basic realm="levitated"`)
-			writeSecurityError(w, r, http.StatusUnauthorized, "unauthorized", err)
+			writeError(w, dialect, unauthenticated(err))
 			return
 		}
-		if !p.Has(a.scope) {
-			writeSecurityError(w, r, http.StatusForbidden, "forbidden", scopeError(p, a.scope, r.Method+" "+r.URL.Path))
+		if !p.Has(a.Scope) {
+			writeError(w, dialect, forbidden(scopeError(p, a.Scope, r.Method+" "+r.URL.Path)))
 			return
 		}
 		ctx = tenant.NewContext(ctx, p.Tenant)
-		release, err := sec.admit(ctx, a.kind)
+		release, err := sec.admit(ctx, a.Limit)
 		if err != nil {
-			writeLimitError(w, r, err)
+			writeError(w, dialect, err)
 			return
 		}
 		defer release()
-		if a.kind == kindQuery {
+		if a.Limit == LimitQuery {
 			if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
 				var cancel context.CancelFunc
 				ctx, cancel = context.WithTimeout(ctx, timeout)
@@ -318,12 +225,12 @@ func (sec *security) httpHandler(next http.Handler) http.Handler {
 	})
 }
 
-// admit applies the limits of a route's kind before it is served.
-func (sec *security) admit(ctx context.Context, kind routeKind) (release func(), err error) {
-	switch kind {
-	case kindWrite:
+// admit applies a route's limit before it is served.
+func (sec *security) admit(ctx context.Context, limit Limit) (release func(), err error) {
+	switch limit {
+	case LimitWrite:
 		return sec.limiter.StartWrite(ctx)
-	case kindQuery:
+	case LimitQuery:
 		// A query waits for a slot at most its timeout: the tenant's, or
 		// the engine's.
 		timeout, _ := sec.limiter.QueryTimeout(ctx)
@@ -339,35 +246,6 @@ func (sec *security) admit(ctx context.Context, kind routeKind) (release func(),
 
 func isGRPC(r *http.Request) bool {
 	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
-}
-
-// writeSecurityError answers in Prometheus' JSON envelope under /api/,
-// in plain text elsewhere.
-func writeSecurityError(w http.ResponseWriter, r *http.Request, code int, typ string, err error) {
-	if strings.HasPrefix(r.URL.Path, "/api/") {
-		b, _ := json.Marshal(&v1.Response{Status: "error", ErrorType: typ, Error: err.Error()})
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(code)
-		_, _ = w.Write(b)
-		return
-	}
-	http.Error(w, err.Error(), code)
-}
-
-func writeLimitError(w http.ResponseWriter, r *http.Request, err error) {
-	var le *limits.Error
-	if !errors.As(err, &le) {
-		writeSecurityError(w, r, http.StatusInternalServerError, "internal", err)
-		return
-	}
-	if s := le.RetryAfterSeconds(); s > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(s))
-	}
-	typ := "too_many_requests"
-	if le.Code == http.StatusServiceUnavailable {
-		typ = "unavailable"
-	}
-	writeSecurityError(w, r, le.Code, typ, le)
 }
 
 // limitWriter gives a response the status and Retry-After of a limit
@@ -441,7 +319,7 @@ func (sec *security) grpcOptions(extra []grpc.ServerOption) []grpc.ServerOption 
 }
 
 func (sec *security) grpcContext(ctx context.Context, fullMethod string) (context.Context, func(), error) {
-	a := grpcAccess(fullMethod)
+	a := sec.table.grpcAccess(fullMethod)
 	md, _ := metadata.FromIncomingContext(ctx)
 	first := func(k string) string {
 		if v := md.Get(k); len(v) > 0 {
@@ -451,17 +329,17 @@ func (sec *security) grpcContext(ctx context.Context, fullMethod string) (contex
 	}
 	p, err := sec.principal(ctx, first("authorization"), first("x-last9-api-token"), first("x-scope-orgid"))
 	if err != nil {
-		return nil, nil, status.Error(codes.Unauthenticated, err.Error())
+		return nil, nil, unauthenticated(err)
 	}
-	if !p.Has(a.scope) {
-		return nil, nil, status.Error(codes.PermissionDenied, scopeError(p, a.scope, fullMethod).Error())
+	if !p.Has(a.Scope) {
+		return nil, nil, forbidden(scopeError(p, a.Scope, fullMethod))
 	}
 	ctx = tenant.NewContext(ctx, p.Tenant)
-	release, err := sec.admit(ctx, a.kind)
+	release, err := sec.admit(ctx, a.Limit)
 	if err != nil {
 		return nil, nil, err // *limits.Error carries its gRPC status
 	}
-	if a.kind == kindQuery {
+	if a.Limit == LimitQuery {
 		if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
 			var cancel context.CancelFunc
 			ctx, cancel = context.WithTimeout(ctx, timeout)

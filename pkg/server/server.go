@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/prometheus/promql"
 	"google.golang.org/grpc"
 
@@ -39,9 +40,9 @@ type Server struct {
 	engine   *promql.Engine
 	grpc     *grpc.Server
 	http     *http.Server
-	mux      *http.ServeMux
-	sec      *security
+	table    *routeTable
 	ruler    *ruler.Ruler
+	sec      *security
 	ready    atomic.Bool
 	started  time.Time
 	// background runs from Run until shutdown, stopped before the engine
@@ -92,32 +93,18 @@ func New(opts Options) (_ *Server, err error) {
 	if err := s.mountStoreAPI(); err != nil {
 		return nil, err
 	}
-	s.mux = http.NewServeMux()
-	m := newHTTPMetrics(opts.Registry)
-	runRules, err := s.mountRules(m)
+	routes, err := s.routes()
 	if err != nil {
 		return nil, err
 	}
-	s.background = append(s.background, runRules)
-	if err := s.routes(m); err != nil {
-		return nil, err
-	}
-	runAnalysis, err := s.mountAnalysis(m)
-	if err != nil {
-		return nil, err
-	}
-	s.background = append(s.background, runAnalysis)
-	runImpact, err := s.mountImpact(m)
-	if err != nil {
-		return nil, err
-	}
-	s.background = append(s.background, runImpact)
+	methods := grpcMethods
 
 	ctx := context.Background()
 	for _, register := range opts.Register {
+		var added Routes
 		if err := register(ctx, Services{
 			GRPC:       s.grpc,
-			HTTP:       s.mux,
+			Routes:     &added,
 			DB:         s.db,
 			Engine:     s.engine,
 			Queryable:  s.query,
@@ -127,7 +114,14 @@ func New(opts Options) (_ *Server, err error) {
 		}); err != nil {
 			return nil, fmt.Errorf("register services: %w", err)
 		}
+		routes = append(routes, added.http...)
+		methods = append(methods, added.grpc...)
 	}
+	m := newHTTPMetrics(opts.Registry)
+	if s.table, err = newRouteTable(routes, methods, func(r *Route) http.Handler { return s.wrap(m, r) }); err != nil {
+		return nil, err
+	}
+	s.sec.table = s.table
 
 	s.listener, err = net.Listen("tcp", opts.ListenAddress)
 	if err != nil {
@@ -164,8 +158,18 @@ func (s *Server) handler() http.Handler {
 			s.grpc.ServeHTTP(w, r)
 			return
 		}
-		s.mux.ServeHTTP(w, r)
+		s.table.mux.ServeHTTP(w, r)
 	})
+}
+
+// wrap is what every route's handler runs in: the metrics of its route
+// and, unless it serves while not ready, the readiness check.
+func (s *Server) wrap(m *httpMetrics, r *Route) http.Handler {
+	h := r.Handler
+	if !r.AlwaysReady {
+		h = s.whenReady(h.ServeHTTP)
+	}
+	return m.instrument(r.Name(), h)
 }
 
 // Addr is the address the server listens on (with the port chosen when
@@ -258,4 +262,13 @@ func newHTTPMetrics(reg prometheus.Registerer) *httpMetrics {
 	}
 	reg.MustRegister(m.requests, m.duration, m.inFlight)
 	return m
+}
+
+// instrument counts and times a route's handler, labelled with its name.
+func (m *httpMetrics) instrument(name string, h http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerInFlight(m.inFlight,
+		promhttp.InstrumentHandlerDuration(m.duration.MustCurryWith(prometheus.Labels{"handler": name}),
+			promhttp.InstrumentHandlerCounter(m.requests.MustCurryWith(prometheus.Labels{"handler": name}), h),
+		),
+	)
 }

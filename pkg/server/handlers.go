@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
+	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
+	"github.com/levitated/levitated/pkg/canaryapi"
+	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/kayenta"
+	levpromql "github.com/levitated/levitated/pkg/promql"
+)
+
+// handlers are the handlers the route table mounts, built over the store,
+// the engine and the limits.
+type handlers struct {
+	remoteWrite, otlp                            http.Handler
+	eventGateway, last9, last9Token, annotations http.Handler
+	analysis, webhook, kayenta                   http.Handler
+	impact, gate                                 http.Handler
+	reload                                       http.Handler
+	prometheus                                   http.Handler
+}
+
+// handlers builds every handler, registers the gRPC services, and adds
+// Kayenta's execution runner to the background work.
+func (s *Server) handlers() (handlers, error) {
+	var h handlers
+	// The ruler first: Prometheus' API reads its rules and alerts.
+	reload, err := s.newRuler()
+	if err != nil {
+		return h, err
+	}
+	h.reload = reload
+	rw, err := ingest.NewRemoteWriteHandler(s.writeStore(), s.opts.Write)
+	if err != nil {
+		return h, fmt.Errorf("remote write handler: %w", err)
+	}
+	otlp, err := ingest.NewOTLPHandler(s.otlpStore(), s.opts.Write)
+	if err != nil {
+		return h, fmt.Errorf("OTLP handler: %w", err)
+	}
+	h.remoteWrite, h.otlp = rw, otlp
+
+	// Change events: gRPC levitated.v1.EventService, its REST face,
+	// Last9's change-events API and Grafana's annotation API.
+	svc := ingest.NewEventService(s.eventStore(), s.db.TenantID, ingest.EventServiceOptions{Logger: s.logger})
+	levitatedv1.RegisterEventServiceServer(s.grpc, svc)
+	gw := runtime.NewServeMux()
+	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {
+		return h, fmt.Errorf("event gateway: %w", err)
+	}
+	h.eventGateway = gw
+	h.last9 = ingest.NewLast9Handler(svc)
+	h.last9Token = ingest.NewLast9TokenHandler(nil)
+	h.annotations = ingest.NewAnnotationsHandler(svc)
+
+	// Canary analysis: Kayenta's REST API (pkg/kayenta), the native
+	// levitated.v1.AnalysisService over gRPC and REST, and Flagger's
+	// webhook (pkg/canaryapi), all querying what the HTTP API queries.
+	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
+	k, err := kayenta.New(s.db.Pebble(), s.db, q, kayenta.Options{
+		Logger:     s.logger.With("component", "kayenta"),
+		Registerer: s.opts.Registry,
+	})
+	if err != nil {
+		return h, fmt.Errorf("kayenta API: %w", err)
+	}
+	kmux := http.NewServeMux()
+	k.Register(kmux)
+	h.kayenta = kmux
+	s.background = append(s.background, k.Run)
+
+	native := canaryapi.New(q, s.events, s.db, levpromql.NewParser(), canaryapi.Options{Logger: s.logger.With("component", "analysis")})
+	levitatedv1.RegisterAnalysisServiceServer(s.grpc, native)
+	if h.analysis, err = native.Handler(context.Background()); err != nil {
+		return h, err
+	}
+	h.webhook = native.WebhookHandler()
+
+	imp, err := s.newImpact()
+	if err != nil {
+		return h, err
+	}
+	h.impact, h.gate = imp.ImpactHandler(), imp.GateHandler()
+
+	h.prometheus = s.prometheusAPI()
+	return h, nil
+}
