@@ -143,18 +143,8 @@ func startServer(t *testing.T) *testServer {
 // do sends an HTTP request and returns the status and body.
 func (s *testServer) do(t *testing.T, method, path, body string, hdr ...string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
-	require.NoError(t, err)
-	req.Header.Set("Content-Type", "application/json")
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := s.http.Do(req)
-	require.NoError(t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return resp.StatusCode, string(b)
+	code, b, _ := s.doHeader(t, method, path, body, hdr...)
+	return code, b
 }
 
 // restEvent is the REST JSON of an event, as the gateway writes it.
