@@ -92,6 +92,10 @@ func TestConcurrentAppendsShareSyncs(t *testing.T) {
 	wg.Wait()
 	syncs := fs.syncs.Load() - before
 	t.Logf("%d commits, %d WAL syncs", writers*each, syncs)
-	require.Less(t, syncs, int64(writers*each/4))
+	// Serialized appends need one sync per commit (640). Shared syncs come
+	// to about 45 here, and to 100-210 under -race on two loaded cores,
+	// where each append's CPU work is ten times slower than the 2 ms sync:
+	// half is the bound that still fails on serialization alone.
+	require.Less(t, syncs, int64(writers*each/2))
 	require.Len(t, listAll(t, s, 1), writers*each)
 }

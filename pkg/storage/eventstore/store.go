@@ -496,13 +496,20 @@ const twinScan = 16
 func (s *Store) openTwin(r pebble.Reader, tenant uint32, e *events.Event) (*events.Event, error) {
 	var twin *events.Event
 	n := 0
-	err := s.eachOpen(r, tenant, e.Name, func(_ eventID, start events.Event) bool {
+	// openTwin runs outside s.mu: it looks at s.claimed (a window another
+	// append is closing is no twin) only for a candidate, under s.mu.
+	err := s.scanOpen(r, tenant, e.Name, nil, func(sid eventID, start events.Event) bool {
 		if start.ID == e.ID {
 			return true
 		}
 		if !start.Time.After(e.Time) && sameAttributes(start.Attributes, e.Attributes) {
-			twin = &start
-			return false
+			s.mu.Lock()
+			_, closing := s.claimed[string(windowKey(tenant, sid))]
+			s.mu.Unlock()
+			if !closing {
+				twin = &start
+				return false
+			}
 		}
 		n++
 		return n < twinScan
@@ -523,8 +530,16 @@ func (s *Store) openStarts(b *pebble.Batch, tenant uint32, name string, n int) (
 
 // eachOpen calls fn with the start of each open window named name, newest
 // first, skipping windows another append is closing and starts deleted by
-// retention, until fn returns false.
+// retention, until fn returns false. The caller holds s.mu, which guards
+// s.claimed.
 func (s *Store) eachOpen(r pebble.Reader, tenant uint32, name string, fn func(sid eventID, start events.Event) bool) error {
+	return s.scanOpen(r, tenant, name, func(k string) bool {
+		_, busy := s.claimed[k]
+		return busy
+	}, fn)
+}
+
+func (s *Store) scanOpen(r pebble.Reader, tenant uint32, name string, busy func(windowKey string) bool, fn func(sid eventID, start events.Event) bool) error {
 	lo := openPrefix(tenant, name)
 	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
@@ -537,7 +552,7 @@ func (s *Store) eachOpen(r pebble.Reader, tenant uint32, name string, fn func(si
 			continue
 		}
 		sid := idFromBytes(k[len(lo):])
-		if _, busy := s.claimed[string(windowKey(tenant, sid))]; busy {
+		if busy != nil && busy(string(windowKey(tenant, sid))) {
 			continue
 		}
 		start, err := s.get(r, tenant, sid)
