@@ -1,0 +1,134 @@
+package console
+
+import (
+	"bytes"
+	"compress/gzip"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func get(t *testing.T, h http.Handler, method, path string, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(method, path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestPagesServeTheApp(t *testing.T) {
+	h, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, err := dist.ReadFile("dist/index.html")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/", "/graph", "/query", "/changes", "/changes/01ABC", "/analyses", "/analyses/01XYZ", "/status", "/signin"} {
+		w := get(t, h, http.MethodGet, p)
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), index) {
+			t.Errorf("GET %s: %d, body is the index: %v", p, w.Code, bytes.Equal(w.Body.Bytes(), index))
+		}
+		if !strings.Contains(w.Header().Get("Content-Security-Policy"), "default-src 'self'") {
+			t.Errorf("GET %s: no CSP", p)
+		}
+		if !Serves(p) {
+			t.Errorf("Serves(%q) = false", p)
+		}
+	}
+	for _, p := range []string{"/nope", "/changes/a/b", "/index.html", "/api/v1/query", "/app.js/x", "/-/healthy"} {
+		if w := get(t, h, http.MethodGet, p); w.Code != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", p, w.Code)
+		}
+		if Serves(p) {
+			t.Errorf("Serves(%q) = true", p)
+		}
+	}
+	if w := get(t, h, http.MethodPost, "/query"); w.Code != http.StatusMethodNotAllowed {
+		t.Errorf("POST /query: %d, want 405", w.Code)
+	}
+}
+
+func TestAssetsGzipAndETag(t *testing.T) {
+	h, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := dist.ReadFile("dist/app.js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain := get(t, h, http.MethodGet, "/app.js")
+	if plain.Code != http.StatusOK || !bytes.Equal(plain.Body.Bytes(), want) || plain.Header().Get("Content-Type") != "text/javascript; charset=utf-8" {
+		t.Fatalf("GET /app.js: %d %q", plain.Code, plain.Header().Get("Content-Type"))
+	}
+	gz := get(t, h, http.MethodGet, "/app.js", "Accept-Encoding", "gzip, deflate")
+	if gz.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatal("no gzip for a client that accepts it")
+	}
+	zr, err := gzip.NewReader(gz.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("gzip body differs from app.js (%v)", err)
+	}
+	if w := get(t, h, http.MethodGet, "/app.js", "If-None-Match", plain.Header().Get("ETag")); w.Code != http.StatusNotModified {
+		t.Errorf("revalidation: %d, want 304", w.Code)
+	}
+	if w := get(t, h, http.MethodGet, "/app.js", "Accept-Encoding", "gzip;q=0"); w.Header().Get("Content-Encoding") != "" {
+		t.Error("gzip sent to a client that refuses it")
+	}
+	if !Serves("/app.js") || !Serves("/app.css") {
+		t.Error("the assets are not served")
+	}
+}
+
+// TestBundleMatchesSources rebuilds the console from web/ and expects
+// exactly the committed dist/, as the generated-proto check does for
+// api/proto. It needs Node and web/node_modules (npm ci in web/); .ci/run
+// provides both, elsewhere it skips.
+func TestBundleMatchesSources(t *testing.T) {
+	node, err := exec.LookPath("node")
+	if err != nil {
+		t.Skip("node not installed: the bundle check needs Node (see web/README.md)")
+	}
+	web, _ := filepath.Abs("../../web")
+	if _, err := os.Stat(filepath.Join(web, "node_modules", "esbuild")); err != nil {
+		t.Skip("web/node_modules missing: run npm ci in web/ for the bundle check")
+	}
+	out := t.TempDir()
+	cmd := exec.Command(node, "build.mjs", out)
+	cmd.Dir = web
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("npm run build: %v\n%s", err, b)
+	}
+	entries, err := dist.ReadDir("dist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := os.ReadDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(built) != len(entries) {
+		t.Errorf("the build writes %d files, dist holds %d", len(built), len(entries))
+	}
+	for _, e := range entries {
+		committed, _ := dist.ReadFile("dist/" + e.Name())
+		fresh, err := os.ReadFile(filepath.Join(out, e.Name()))
+		if err != nil || !bytes.Equal(committed, fresh) {
+			t.Errorf("pkg/console/dist/%s does not match its sources: run `npm ci && npm run build` in web/ and commit it", e.Name())
+		}
+	}
+}

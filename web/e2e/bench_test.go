@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/performance"
+	"github.com/chromedp/chromedp"
+	"github.com/golang/snappy"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/prometheus/prompb"
+
+	"github.com/levitated/levitated/pkg/server"
+)
+
+// BenchmarkConsoleGraph: from navigation to a drawn graph of 500 series ×
+// 2 h at a 15 s step with 200 change windows, in Chromium. Reported: the
+// whole time (ms-to-graph), the API's part (api-ms), building and painting
+// the chart (draw-ms) and the page's JS heap (heap-MB).
+//
+//	go test -run '^$' -bench ConsoleGraph -benchtime 5x ./web/e2e (from web/e2e: ./...)
+func BenchmarkConsoleGraph(b *testing.B) {
+	if env.chromium == "" {
+		b.Skip("no Chromium")
+	}
+	o := server.DefaultOptions()
+	o.ListenAddress = "127.0.0.1:0"
+	o.DataDir = b.TempDir()
+	o.Registry = prometheus.NewRegistry()
+	srv, err := server.New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(sctx) }()
+	defer func() {
+		stop()
+		<-done
+	}()
+	base := "http://" + srv.Addr().String()
+	if err := waitReady(base); err != nil {
+		b.Fatal(err)
+	}
+	end := time.Now().Truncate(15 * time.Second)
+	start := end.Add(-2 * time.Hour)
+	if err := writeSeries(base, 500, start, end, 15*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	if err := writeWindows(base, 200, start, end); err != nil {
+		b.Fatal(err)
+	}
+	q := url.Values{
+		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
+		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
+	}
+	page := base + "/query?" + q.Encode()
+
+	var total, api, draw, heap float64
+	for b.Loop() {
+		ctx, cancel := benchBrowser(b)
+		err := chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(`.chart[data-drawn-at]`)))
+		var m struct {
+			DrawnAt, DrawMs, APIMs float64
+			Series, Regions        int
+		}
+		if err == nil {
+			m, err = chromedp.Run(ctx, chromedp.Evaluate[struct {
+				DrawnAt, DrawMs, APIMs float64
+				Series, Regions        int
+			}](`(() => { const c = document.querySelector('.chart'), g = document.querySelector('[data-testid=graph]');
+				return {drawnAt: +c.dataset.drawnAt, drawMs: +c.dataset.drawMs, apiMs: +g.dataset.apiMs, series: +g.dataset.series,
+					regions: document.querySelectorAll('.ev-region').length}; })()`))
+		}
+		if err == nil && (m.Series != 500 || m.Regions != 200) {
+			err = fmt.Errorf("graph of %d series with %d windows, want 500 and 200", m.Series, m.Regions)
+		}
+		var metrics performance.GetMetricsResult
+		if err == nil {
+			if _, err = chromedp.Call(ctx, performance.Enable, performance.EnableParams{}); err == nil {
+				metrics, err = chromedp.Call(ctx, performance.GetMetrics, cdp.Empty{})
+			}
+		}
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, x := range metrics.Metrics {
+			if x.Name == "JSHeapUsedSize" {
+				heap += x.Value / 1e6
+			}
+		}
+		total += m.DrawnAt
+		api += m.APIMs
+		draw += m.DrawMs
+	}
+	n := float64(b.N)
+	b.ReportMetric(total/n, "ms-to-graph")
+	b.ReportMetric(api/n, "api-ms")
+	b.ReportMetric(draw/n, "draw-ms")
+	b.ReportMetric(heap/n, "heap-MB")
+}
+
+// benchBrowser is browser() for a benchmark: a fresh profile per tab, so
+// that nothing is cached between iterations.
+func benchBrowser(b *testing.B) (context.Context, context.CancelFunc) {
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), allocatorOptions(b.TempDir(), 1280, 800)...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	// Start the browser outside the measured navigation.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+		b.Fatal(err)
+	}
+	return ctx, func() { cancelB(); cancelA() }
+}
+
+// writeSeries remote-writes n counters bench_requests_total{pod=…} from
+// start to end every step, 50 series a request.
+func writeSeries(base string, n int, start, end time.Time, step time.Duration) error {
+	for first := 0; first < n; first += 50 {
+		var req prompb.WriteRequest
+		for i := first; i < min(first+50, n); i++ {
+			ts := prompb.TimeSeries{Labels: []prompb.Label{
+				{Name: "__name__", Value: "bench_requests_total"}, {Name: "job", Value: "bench"}, {Name: "pod", Value: fmt.Sprintf("pod-%03d", i)},
+			}}
+			v := 0.0
+			for t := start; !t.After(end); t = t.Add(step) {
+				v += float64(10 + i%7)
+				ts.Samples = append(ts.Samples, prompb.Sample{Timestamp: t.UnixMilli(), Value: v})
+			}
+			req.Timeseries = append(req.Timeseries, ts)
+		}
+		raw, err := req.Marshal()
+		if err != nil {
+			return err
+		}
+		hr, err := http.NewRequest(http.MethodPost, base+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+		if err != nil {
+			return err
+		}
+		hr.Header.Set("Content-Encoding", "snappy")
+		hr.Header.Set("Content-Type", "application/x-protobuf")
+		hr.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+		resp, err := http.DefaultClient.Do(hr)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("remote write: %s", resp.Status)
+		}
+	}
+	return nil
+}
+
+// writeWindows posts n deploy windows spread over [start, end], in
+// batches of start and stop events.
+func writeWindows(base string, n int, start, end time.Time) error {
+	gap := end.Sub(start) / time.Duration(n)
+	for first := 0; first < n; first += 250 {
+		var evs []string
+		for i := first; i < min(first+250, n); i++ {
+			t0 := start.Add(time.Duration(i) * gap)
+			attrs := `{"service":"svc-` + strconv.Itoa(i%10) + `","run":"` + strconv.Itoa(i) + `"}`
+			evs = append(evs,
+				fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%q,"attributes":%s}`, t0.UTC().Format(time.RFC3339), attrs),
+				fmt.Sprintf(`{"name":"deploy","state":"stop","timestamp":%q,"attributes":%s}`, t0.Add(gap/2).UTC().Format(time.RFC3339), attrs))
+		}
+		if err := call(http.MethodPost, base+"/api/v1/events:batch", `{"events":[`+strings.Join(evs, ",")+`]}`, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/chromedp"
+)
+
+// apiEvent is what the tests read of GET /api/v1/events.
+type apiEvent struct {
+	ID         string
+	Name       string
+	State      string
+	Timestamp  time.Time
+	Attributes map[string]string
+	Window     *struct {
+		StartID string `json:"start_id"`
+		End     *time.Time
+		Open    bool
+	}
+}
+
+func listEvents(t *testing.T) []apiEvent {
+	t.Helper()
+	var r struct{ Events []apiEvent }
+	q := url.Values{"start": {env.end.Add(-2 * time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}
+	if err := call(http.MethodGet, env.url+"/api/v1/events?"+q.Encode(), "", &r); err != nil {
+		t.Fatal(err)
+	}
+	return r.Events
+}
+
+func queryURL(expr string, extra url.Values) string {
+	q := url.Values{"g0.expr": {expr}, "g0.tab": {"graph"}, "g0.range_input": {"1h"}, "g0.end_input": {env.end.UTC().Format("2006-01-02 15:04:05")}}
+	for k, v := range extra {
+		q[k] = v
+	}
+	return env.url + "/query?" + q.Encode()
+}
+
+// TestQueryGraphDrawsChangeWindows: the Query page graphs a query and draws
+// each change window of the range as a region whose left edge and width are
+// the window's start and end on the chart's time axis.
+func TestQueryGraphDrawsChangeWindows(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	expr := `sum by (track) (rate(http_requests_total{service="checkout"}[1m]))`
+	do(t, ctx,
+		chromedp.Navigate(queryURL(expr, nil)),
+		visible(`[data-testid=graph] .ev-region`),
+	)
+	got := eval[struct {
+		Series  int
+		Xmin    float64
+		Xmax    float64
+		Width   float64
+		Regions []struct {
+			Name, ID            string
+			Start, End, Left, W float64
+		}
+		Editor string
+	}](t, ctx, `(() => {
+		const g = document.querySelector('[data-testid=graph]');
+		const c = g.querySelector('.chart');
+		const over = g.querySelector('.u-over');
+		return {
+			series: +g.dataset.series, xmin: +c.dataset.xmin, xmax: +c.dataset.xmax, width: over.clientWidth,
+			regions: [...g.querySelectorAll('.ev-region')].map(e => ({name: e.dataset.name, id: e.dataset.id,
+				start: +e.dataset.start, end: +e.dataset.end, left: parseFloat(e.style.left), w: parseFloat(e.style.width)})),
+			editor: document.querySelector('.cm-content').textContent,
+		};
+	})()`)
+	if got.Series != 3 {
+		t.Errorf("graph has %d series, want 3 (stable, baseline, canary)", got.Series)
+	}
+	if got.Editor != expr {
+		t.Errorf("editor holds %q, want %q", got.Editor, expr)
+	}
+	// Every window of the API in the range is drawn, where it belongs.
+	want := map[string]apiEvent{}
+	for _, e := range listEvents(t) {
+		if e.State == "start" {
+			want[e.ID] = e
+		}
+	}
+	if len(want) < 2 {
+		t.Fatalf("the demo stored %d windows; want the deploy and its canary steps", len(want))
+	}
+	if len(got.Regions) != len(want) {
+		t.Errorf("%d regions drawn, want %d windows", len(got.Regions), len(want))
+	}
+	px := func(v float64) float64 {
+		v = math.Min(math.Max(v, got.Xmin), got.Xmax)
+		return (v - got.Xmin) / (got.Xmax - got.Xmin) * got.Width
+	}
+	for _, r := range got.Regions {
+		e, ok := want[r.ID]
+		if !ok {
+			t.Errorf("region %s (%s) is no window of the API", r.ID, r.Name)
+			continue
+		}
+		start := float64(e.Timestamp.UnixMilli()) / 1000
+		if r.Start != start {
+			t.Errorf("region %s starts at %v, the event at %v", r.ID, r.Start, start)
+		}
+		if e.Window != nil && e.Window.End != nil {
+			if end := float64(e.Window.End.UnixMilli()) / 1000; r.End != end {
+				t.Errorf("region %s ends at %v, the window at %v", r.ID, r.End, end)
+			}
+		}
+		if math.Abs(r.Left-px(r.Start)) > 1 || math.Abs(r.Left+r.W-px(r.End)) > 1 {
+			t.Errorf("region %s at x=[%.1f, %.1f], want [%.1f, %.1f]", r.ID, r.Left, r.Left+r.W, px(r.Start), px(r.End))
+		}
+	}
+	shot(t, ctx, "query-graph")
+
+	// Hovering inside a window shows the event.
+	mid := got.Regions[0].Left + got.Regions[0].W/2
+	box := eval[[]float64](t, ctx, `(() => { const r = document.querySelector('[data-testid=graph] .u-over').getBoundingClientRect(); return [r.left, r.top]; })()`)
+	do(t, ctx,
+		chromedp.MouseEvent(input.DispatchMouseEventTypeMouseMoved, box[0]+mid, box[1]+60),
+		visible(`.ev-tip`),
+	)
+	tip := text(t, ctx, `.ev-tip`)
+	if !strings.Contains(tip, got.Regions[0].Name) {
+		t.Errorf("tooltip %q does not name the window %s", tip, got.Regions[0].Name)
+	}
+	shot(t, ctx, "query-hover")
+}
+
+// TestQueryAutocompleteOffersEventFunctions: typing in the editor offers
+// levitated's increase_since, and a query using it is no syntax error.
+func TestQueryAutocompleteOffersEventFunctions(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	do(t, ctx,
+		chromedp.Navigate(env.url+"/query"),
+		visible(`.cm-content`),
+		focus(`.cm-content`),
+		typeText("increase_si"),
+		visible(`.cm-tooltip-autocomplete`),
+	)
+	options := eval[[]string](t, ctx, `[...document.querySelectorAll('.cm-tooltip-autocomplete li')].map(l => l.textContent)`)
+	found := false
+	for _, o := range options {
+		found = found || strings.HasPrefix(o, "increase_since")
+	}
+	if !found {
+		t.Fatalf("autocomplete offers %q, want increase_since", options)
+	}
+	shot(t, ctx, "query-autocomplete")
+
+	// A valid event-window query: no lint error in the editor, a graph.
+	expr := `sum(increase_since(http_requests_total{service="checkout"}[1h], change_event_active{event_name="deploy"}))`
+	do(t, ctx,
+		chromedp.Navigate(queryURL(expr, nil)),
+		visible(`[data-testid=graph] .u-over`),
+		chromedp.Sleep(1500*time.Millisecond), // the linter runs after a pause
+	)
+	lintErrors := eval[int](t, ctx, `document.querySelectorAll('.cm-lintRange-error').length`)
+	if lintErrors != 0 {
+		t.Errorf("%d lint errors on a valid increase_since query", lintErrors)
+	}
+}
+
+// TestQuerySyntaxErrorShown: a query that does not parse shows the API's
+// error on the page and a lint mark in the editor.
+func TestQuerySyntaxErrorShown(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	do(t, ctx,
+		chromedp.Navigate(queryURL(`sum(rate(http_requests_total[5m]) foo)`, nil)),
+		visible(`[data-testid=error]`),
+		chromedp.Sleep(1500*time.Millisecond), // the linter runs after a pause
+	)
+	msg := text(t, ctx, `[data-testid=error]`)
+	marks := eval[int](t, ctx, `document.querySelectorAll('.cm-lintRange-error').length`)
+	if !strings.Contains(msg, "parse error") {
+		t.Errorf("error shown: %q, want the API's parse error", msg)
+	}
+	if marks == 0 {
+		t.Error("no lint mark in the editor")
+	}
+	shot(t, ctx, "query-error")
+}
+
+// TestQueryDeepLink: a Prometheus UI link (/graph?g0.expr=…&g0.tab=1)
+// opens the Query page in that state, and the page's own URL reproduces
+// the view in a new browser.
+func TestQueryDeepLink(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	expr := `sum by (code) (rate(http_requests_total{service="checkout"}[5m]))`
+	q := url.Values{"g0.expr": {expr}, "g0.tab": {"1"}, "g0.end_input": {env.end.UTC().Format("2006-01-02 15:04:05")}}
+	do(t, ctx,
+		chromedp.Navigate(env.url+"/graph?"+q.Encode()),
+		visible(`[data-testid=result-table]`),
+	)
+	rows := eval[int](t, ctx, `document.querySelectorAll('[data-testid=result-table] tbody tr').length`)
+	tab := text(t, ctx, `[role=tab][aria-selected=true]`)
+	editor := text(t, ctx, `.cm-content`)
+	if rows != 2 || tab != "Table" || editor != expr {
+		t.Errorf("Prometheus link opened tab %q with %d rows and %q; want Table, 2 rows (200, 500), %q", tab, rows, editor, expr)
+	}
+	// Change the view (graph, 2h, stacked, deploys only): the URL carries it.
+	do(t, ctx,
+		click(`[role=tab]:nth-child(1)`),
+		visible(`[data-testid=graph] .u-over`),
+		choose(`select`, "2h"),
+		visible(`[data-testid=graph] .u-over`),
+		click(`input[type=checkbox]`),
+		keys(`[data-testid=ev-name]`, "canary-step"),
+		chromedp.Sleep(300*time.Millisecond),
+	)
+	loc := location(t, ctx)
+	u, err := url.Parse(loc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := u.Query()
+	if u.Path != "/query" || p.Get("g0.expr") != expr || p.Get("g0.range_input") != "2h" || p.Get("g0.display_mode") != "stacked" || p.Get("ev.name") != "canary-step" {
+		t.Fatalf("URL %s does not hold the view", loc)
+	}
+	// The same link in a fresh browser shows the same view.
+	ctx2 := browser(t, 1280, 800)
+	do(t, ctx2,
+		chromedp.Navigate(loc),
+		visible(`[data-testid=graph] .ev-region`),
+	)
+	state := eval[struct {
+		Expr    string
+		Range   string
+		Stacked bool
+		Regions []string
+	}](t, ctx2, `({expr: document.querySelector('.cm-content').textContent, range: document.querySelector('select').value,
+			stacked: document.querySelector('input[type=checkbox]').checked,
+			regions: [...document.querySelectorAll('.ev-region')].map(e => e.dataset.name)})`)
+	if state.Expr != expr || state.Range != "2h" || !state.Stacked {
+		t.Errorf("deep link reopened as %+v", state)
+	}
+	for _, n := range state.Regions {
+		if n != "canary-step" {
+			t.Errorf("event filter canary-step drew a %s window", n)
+		}
+	}
+	if len(state.Regions) == 0 {
+		t.Error("no canary-step window drawn")
+	}
+	shot(t, ctx2, "query-stacked")
+}

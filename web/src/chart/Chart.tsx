@@ -1,0 +1,118 @@
+// Chart.tsx: a uPlot time-series chart with change windows drawn over it.
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+import type { Span } from '../events';
+import { regionsPlugin } from './regions';
+import { formatValue } from '../format';
+
+export interface ChartSeries {
+  label: string;
+  color: string;
+  values: (number | null)[];
+}
+
+export interface ChartProps {
+  xs: number[]; // Unix seconds
+  series: ChartSeries[];
+  spans: Span[];
+  stacked?: boolean;
+  height?: number;
+  /** Called with a new [start, end] when the user drags to zoom. */
+  onZoom?: (start: number, end: number) => void;
+  onOpenSpan?: (s: Span) => void;
+  title?: string;
+}
+
+/** stack adds each series to the ones before it (for a stacked chart). */
+function stack(series: ChartSeries[]): (number | null)[][] {
+  const acc: number[] = [];
+  return series.map((s) =>
+    s.values.map((v, i) => {
+      if (v === null || !isFinite(v)) return null;
+      acc[i] = (acc[i] ?? 0) + v;
+      return acc[i];
+    }),
+  );
+}
+
+/** cssVar reads a colour of the theme (canvas cannot use var()). */
+function cssVar(name: string): string {
+  return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || '#888';
+}
+
+export function Chart(p: ChartProps) {
+  const host = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const spans = useRef(p.spans);
+  spans.current = p.spans;
+  const cb = useRef(p);
+  cb.current = p;
+
+  useEffect(() => {
+    const el = host.current!;
+    const fg = cssVar('--fg-muted');
+    const grid = cssVar('--grid');
+    const values = p.stacked ? stack(p.series) : p.series.map((s) => s.values);
+    const opts: uPlot.Options = {
+      width: el.clientWidth || 800,
+      height: p.height ?? 320,
+      legend: { show: false },
+      cursor: { drag: { x: true, y: false }, points: { size: 6 } },
+      scales: { x: { time: true } },
+      axes: [
+        { stroke: fg, grid: { stroke: grid }, ticks: { stroke: grid } },
+        { stroke: fg, grid: { stroke: grid }, ticks: { stroke: grid }, size: 64, values: (_u, vs) => vs.map((v) => formatValue(v)) },
+      ],
+      series: [
+        {},
+        ...p.series.map((s) => ({
+          label: s.label,
+          stroke: s.color,
+          width: 1.25,
+          fill: p.stacked ? s.color + '55' : undefined,
+          spanGaps: false,
+          points: { show: p.xs.length < 60 },
+        })),
+      ],
+      bands: p.stacked ? p.series.slice(1).map((_, i) => ({ series: [i + 2, i + 1] as [number, number] })) : undefined,
+      plugins: [regionsPlugin(() => spans.current, (s) => cb.current.onOpenSpan?.(s))],
+      hooks: {
+        setSelect: [
+          (u) => {
+            if (u.select.width < 5) return;
+            const a = u.posToVal(u.select.left, 'x');
+            const b = u.posToVal(u.select.left + u.select.width, 'x');
+            u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+            cb.current.onZoom?.(a, b);
+          },
+        ],
+      },
+    };
+    const t0 = performance.now();
+    const u = new uPlot(opts, [p.xs, ...values] as uPlot.AlignedData, el);
+    // For the benchmark: when the first frame with the chart was painted,
+    // and how long building and drawing it took.
+    requestAnimationFrame(() => {
+      el.dataset.drawMs = (performance.now() - t0).toFixed(1);
+      el.dataset.drawnAt = performance.now().toFixed(1);
+    });
+    plot.current = u;
+    el.dataset.xmin = String(u.scales.x.min);
+    el.dataset.xmax = String(u.scales.x.max);
+    const ro = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: p.height ?? 320 }));
+    ro.observe(el);
+    return () => {
+      ro.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+  }, [p.xs, p.series, p.stacked, p.height]);
+
+  // New windows only need a redraw.
+  useEffect(() => {
+    plot.current?.redraw(false, false);
+  }, [p.spans]);
+
+  return <div class="chart" ref={host} role="img" aria-label={p.title ?? 'graph'} />;
+}

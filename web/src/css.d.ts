@@ -1,0 +1,2 @@
+// css.d.ts: esbuild bundles imported stylesheets into app.css.
+declare module '*.css';

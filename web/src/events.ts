@@ -1,0 +1,151 @@
+// events.ts: change events from the events API (GET /api/v1/events, and the
+// newline-delimited JSON stream GET /api/v1/events:tail).
+import { request, authHeaders, ApiError } from './api';
+
+export interface EventWindow {
+  start_id?: string;
+  start?: string;
+  stop_id?: string;
+  end?: string;
+  open?: boolean;
+}
+
+export interface ChangeEvent {
+  id: string;
+  name: string;
+  state: 'start' | 'stop' | string;
+  timestamp: string;
+  received_at?: string;
+  attributes?: Record<string, string>;
+  text?: string;
+  url?: string;
+  source?: string;
+  value?: number;
+  window?: EventWindow;
+}
+
+export interface ListParams {
+  start?: number; // Unix seconds
+  end?: number;
+  name?: string;
+  match?: string[];
+  openOnly?: boolean;
+  limit?: number;
+}
+
+function listQuery(p: ListParams, pageToken?: string): URLSearchParams {
+  const q = new URLSearchParams();
+  if (p.start !== undefined) q.set('start', String(Math.floor(p.start)));
+  if (p.end !== undefined) q.set('end', String(Math.ceil(p.end)));
+  if (p.name) q.set('name', p.name);
+  for (const m of p.match ?? []) if (m.trim()) q.append('match', m.trim());
+  if (p.openOnly) q.set('open_only', 'true');
+  q.set('limit', String(p.limit ?? 1000));
+  if (pageToken) q.set('page_token', pageToken);
+  return q;
+}
+
+/** listEvents reads every page, up to max events. */
+export async function listEvents(p: ListParams, max = 5000, signal?: AbortSignal): Promise<ChangeEvent[]> {
+  const out: ChangeEvent[] = [];
+  let token: string | undefined;
+  do {
+    const r = await request<{ events?: ChangeEvent[]; next_page_token?: string }>(`/api/v1/events?${listQuery(p, token)}`, { signal });
+    out.push(...(r.events ?? []));
+    token = r.next_page_token || undefined;
+  } while (token && out.length < max);
+  return out;
+}
+
+export async function getEvent(id: string): Promise<ChangeEvent> {
+  return (await request<{ event: ChangeEvent }>(`/api/v1/events/${encodeURIComponent(id)}`)).event;
+}
+
+/** splitMatchers splits `a="x", b=~"y"` at top-level commas. */
+export function splitMatchers(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let quote = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    if (quote) {
+      cur += c;
+      if (c === '\\') cur += s[++i] ?? '';
+      else if (c === quote) quote = '';
+    } else if (c === '"' || c === "'" || c === '`') {
+      quote = c;
+      cur += c;
+    } else if (c === ',') {
+      if (cur.trim()) out.push(cur.trim());
+      cur = '';
+    } else cur += c;
+  }
+  if (cur.trim()) out.push(cur.trim());
+  return out;
+}
+
+/**
+ * tailEvents follows new events until signal aborts; onEvent gets each.
+ * It resolves when the stream ends and rejects on an HTTP error.
+ */
+export async function tailEvents(p: { name?: string; match?: string[] }, onEvent: (e: ChangeEvent) => void, signal: AbortSignal): Promise<void> {
+  const q = new URLSearchParams();
+  if (p.name) q.set('name', p.name);
+  for (const m of p.match ?? []) q.append('match', m);
+  const res = await fetch(`/api/v1/events:tail?${q}`, { headers: authHeaders(), signal });
+  if (!res.ok || !res.body) throw new ApiError(res.status, (await res.text()).trim() || res.statusText);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      const msg = JSON.parse(line);
+      if (msg.error) throw new ApiError(503, msg.error.message ?? 'tail ended');
+      if (msg.result?.event) onEvent(msg.result.event);
+    }
+  }
+}
+
+/** Span is what the graphs draw: a window [start, end) or a point event (end undefined). */
+export interface Span {
+  id: string;
+  name: string;
+  start: number; // Unix seconds
+  end?: number;
+  open: boolean;
+  ev: ChangeEvent;
+}
+
+/**
+ * spans turns events into windows and points: a start is its window (to now
+ * while open); a stop that closed a window is part of it; any other stop is
+ * a point event.
+ */
+export function spans(evs: ChangeEvent[], now = Date.now() / 1000): Span[] {
+  const out: Span[] = [];
+  for (const e of evs) {
+    const t = Date.parse(e.timestamp) / 1000;
+    if (e.state === 'start') {
+      const w = e.window;
+      const open = !w || w.open !== false;
+      const end = !open && w?.end ? Date.parse(w.end) / 1000 : now;
+      out.push({ id: e.id, name: e.name, start: t, end, open, ev: e });
+    } else if (!e.window?.start_id) {
+      out.push({ id: e.id, name: e.name, start: t, open: false, ev: e });
+    }
+  }
+  return out;
+}
+
+/** describe writes an event's attributes as `k=v, …`. */
+export function describe(attrs?: Record<string, string>): string {
+  return Object.entries(attrs ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(', ');
+}

@@ -1,0 +1,108 @@
+// Changes.tsx: the change events and windows of a time range, searchable by
+// name, attribute matchers and open-only, kept live by the events tail.
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, type ChangeEvent } from '../events';
+import { decodeChanges, encodeChanges, type ChangesState } from '../url';
+import { replace } from '../router';
+import { parseDuration, formatTime, formatDuration, ago } from '../time';
+import { Timeline } from '../changes/Timeline';
+import { ErrorAlert } from '../ui/Alert';
+import { Field } from '../ui/Field';
+import { eventColor } from '../chart/palette';
+
+export function ChangesPage({ search }: { search: string }) {
+  const st = useMemo(() => decodeChanges(search), [search]);
+  const [evs, setEvs] = useState<ChangeEvent[] | null>(null);
+  const [err, setErr] = useState<unknown>(null);
+  const [live, setLive] = useState<'connecting' | 'live' | 'off'>('connecting');
+  const [tick, setTick] = useState(0);
+  const set = (p: Partial<ChangesState>) => replace(`/changes?${encodeChanges({ ...st, ...p })}`);
+  const rangeSec = parseDuration(st.range);
+  const now = Date.now() / 1000;
+
+  useEffect(() => {
+    if (!(rangeSec > 0)) return;
+    const ac = new AbortController();
+    setErr(null);
+    listEvents({ start: Date.now() / 1000 - rangeSec, name: st.name || undefined, match: splitMatchers(st.match), openOnly: st.openOnly }, 5000, ac.signal)
+      .then(setEvs)
+      .catch((e) => !ac.signal.aborted && setErr(e));
+    return () => ac.abort();
+  }, [st.name, st.match, st.range, st.openOnly, tick]);
+
+  // Live: any new matching event re-reads the list (a stop changes its window).
+  const pending = useRef<number>();
+  useEffect(() => {
+    const ac = new AbortController();
+    setLive('connecting');
+    tailEvents(
+      { name: st.name || undefined, match: splitMatchers(st.match) },
+      () => {
+        setLive('live');
+        clearTimeout(pending.current);
+        pending.current = window.setTimeout(() => setTick((t) => t + 1), 250);
+      },
+      ac.signal,
+    ).catch(() => !ac.signal.aborted && setLive('off'));
+    const t = setTimeout(() => setLive((l) => (l === 'connecting' ? 'live' : l)), 500);
+    return () => {
+      ac.abort();
+      clearTimeout(t);
+    };
+  }, [st.name, st.match]);
+
+  const spans = useMemo(() => toSpans(evs ?? []).sort((a, b) => b.start - a.start), [evs]);
+
+  return (
+    <section class="page" aria-labelledby="changes-h">
+      <div class="page-head">
+        <h1 id="changes-h">Changes</h1>
+        <span class={`live ${live}`} role="status">
+          {live === 'live' ? '● live' : live === 'connecting' ? '○ connecting' : '○ not live'}
+        </span>
+      </div>
+      <div class="controls" role="search">
+        <Field label="Event name" value={st.name} placeholder="all" testid="changes-name" onInput={(v) => set({ name: v })} />
+        <Field label="Attributes" value={st.match} placeholder={'service="checkout", env=~"prod.*"'} width="18em" testid="changes-match" onInput={(v) => set({ match: v })} />
+        <Field label="Last" value={st.range} width="5em" onInput={(v) => set({ range: v })} />
+        <label class="check">
+          <input type="checkbox" checked={st.openOnly} onChange={(e) => set({ openOnly: (e.target as HTMLInputElement).checked })} /> Open only
+        </label>
+      </div>
+      {!(rangeSec > 0) && <div class="alert error">Last: "{st.range}" is not a duration such as 24h.</div>}
+      <ErrorAlert err={err} />
+      {evs && spans.length > 0 && <Timeline spans={spans} start={now - rangeSec} end={now} />}
+      {evs && (
+        <table class="table" data-testid="changes">
+          <caption class="sr-only">Change events</caption>
+          <thead>
+            <tr>
+              <th scope="col">Change</th>
+              <th scope="col">Attributes</th>
+              <th scope="col">Started (UTC)</th>
+              <th scope="col">Duration</th>
+              <th scope="col">Source</th>
+            </tr>
+          </thead>
+          <tbody>
+            {spans.map((s) => (
+              <tr key={s.id} data-id={s.id}>
+                <td>
+                  <span class="swatch" style={{ background: eventColor(s.name) }} />
+                  <a href={`/changes/${s.id}`}>{s.name}</a> {s.open && <span class="badge open">open</span>}
+                  {s.end === undefined && <span class="badge">point</span>}
+                  {s.ev.text && <div class="muted small">{s.ev.text}</div>}
+                </td>
+                <td class="mono small">{describe(s.ev.attributes)}</td>
+                <td title={ago(s.start)}>{formatTime(s.start)}</td>
+                <td>{s.end === undefined ? '—' : s.open ? `${formatDuration(Math.round(now - s.start))} so far` : formatDuration(Math.round(s.end - s.start))}</td>
+                <td class="muted small">{s.ev.source ?? ''}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
+      {evs && spans.length === 0 && <p class="muted">No changes in the last {st.range}.</p>}
+    </section>
+  );
+}

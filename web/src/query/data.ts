@@ -1,0 +1,71 @@
+// data.ts: running queries and shaping their results for the chart.
+import { prom, type PromResponse } from '../api';
+import type { ChartSeries } from '../chart/Chart';
+import { seriesColor } from '../chart/palette';
+import { formatLabels } from '../format';
+
+export interface MatrixSeries {
+  metric: Record<string, string>;
+  values?: [number, string][];
+  histograms?: [number, any][];
+}
+
+export interface RangeResult {
+  xs: number[];
+  series: (ChartSeries & { metric: Record<string, string> })[];
+  warnings: string[];
+  infos: string[];
+  ms: number; // API time
+}
+
+/** queryRange runs a range query and puts the samples on the step grid. */
+export async function queryRange(expr: string, start: number, end: number, step: number, signal?: AbortSignal): Promise<RangeResult> {
+  const t0 = performance.now();
+  const r: PromResponse<{ resultType: string; result: MatrixSeries[] }> = await prom(
+    '/api/v1/query_range',
+    { query: expr, start: String(start), end: String(end), step: String(step) },
+    signal,
+  );
+  const ms = performance.now() - t0;
+  const n = Math.floor((end - start) / step) + 1;
+  const xs = Array.from({ length: n }, (_, i) => start + i * step);
+  const series = r.data.result.map((s, i) => {
+    const values: (number | null)[] = new Array(n).fill(null);
+    for (const [t, v] of s.values ?? []) {
+      const k = Math.round((t - start) / step);
+      if (k >= 0 && k < n) values[k] = Number(v);
+    }
+    for (const [t, h] of s.histograms ?? []) {
+      const k = Math.round((t - start) / step);
+      if (k >= 0 && k < n) values[k] = Number(h.sum) / Number(h.count || 1);
+    }
+    return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
+  });
+  return { xs, series, warnings: r.warnings ?? [], infos: r.infos ?? [], ms };
+}
+
+export interface InstantResult {
+  resultType: 'vector' | 'matrix' | 'scalar' | 'string';
+  result: any;
+  warnings: string[];
+  infos: string[];
+}
+
+export async function queryInstant(expr: string, time: number, signal?: AbortSignal): Promise<InstantResult> {
+  const r: PromResponse<{ resultType: InstantResult['resultType']; result: any }> = await prom('/api/v1/query', { query: expr, time: String(time) }, signal);
+  return { ...r.data, warnings: r.warnings ?? [], infos: r.infos ?? [] };
+}
+
+/** mean of the non-null values whose time lies in [from, to). */
+export function meanIn(xs: number[], values: (number | null)[], from: number, to: number): number | null {
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i < xs.length; i++) {
+    const v = values[i];
+    if (xs[i] >= from && xs[i] < to && v !== null && isFinite(v)) {
+      sum += v;
+      n++;
+    }
+  }
+  return n ? sum / n : null;
+}
