@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
 
@@ -108,9 +109,13 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
+// do runs the steps, each call bounded by a minute so that a page that
+// never shows what a step waits for fails the test.
 func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	if err := chromedp.Do(ctx, steps...); err != nil {
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := chromedp.Do(c, steps...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -168,14 +173,18 @@ func jsString(s string) string {
 	return string(b)
 }
 
-// typeText types s into the focused element, key by key (a whole string in
-// one KeyEvent stalls Chromium here).
+// typeText types s into the focused element, a character at a time, as
+// text input (Input.insertText): chromedp's KeyEvent of several keys in a
+// row stalls on this machine.
 func typeText(s string) chromedp.Action[chromedp.Void] {
-	var steps []chromedp.Action[chromedp.Void]
-	for _, r := range s {
-		steps = append(steps, chromedp.KeyEvent(string(r)))
-	}
-	return chromedp.Steps(steps...)
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		for _, r := range s {
+			if _, err := chromedp.Call(ctx, input.InsertText, input.InsertTextParams{Text: string(r)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // focus focuses the element (a click on CodeMirror's contenteditable

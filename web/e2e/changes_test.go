@@ -96,8 +96,9 @@ func TestChangesListAndChangePage(t *testing.T) {
 		"p99":    `histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service="checkout"}[1m])))`,
 	}
 	for sig, q := range queries {
-		var m []struct{ Values [][2]any }
-		promAPI(t, "/api/v1/query_range", url.Values{"query": {q}, "start": {ftoa(fig.From)}, "end": {ftoa(fig.To)}, "step": {ftoa(fig.Step)}}, &m)
+		var res struct{ Result []struct{ Values [][2]any } }
+		promAPI(t, "/api/v1/query_range", url.Values{"query": {q}, "start": {ftoa(fig.From)}, "end": {ftoa(fig.To)}, "step": {ftoa(fig.Step)}}, &res)
+		m := res.Result
 		if len(m) != 1 {
 			t.Fatalf("%s: %d series", sig, len(m))
 		}

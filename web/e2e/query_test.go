@@ -142,6 +142,8 @@ func TestQueryAutocompleteOffersEventFunctions(t *testing.T) {
 		visible(`.cm-content`),
 		focus(`.cm-content`),
 		typeText("increase_si"),
+		// Ctrl+Space asks for completions, as typing does after a pause.
+		chromedp.KeyEvent(" ", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
 		visible(`.cm-tooltip-autocomplete`),
 	)
 	options := eval[[]string](t, ctx, `[...document.querySelectorAll('.cm-tooltip-autocomplete li')].map(l => l.textContent)`)

@@ -45,11 +45,13 @@ export function parseTime(s: string): number {
 
 /** formatTime writes Unix seconds as "2026-01-15 12:00:00" UTC. */
 export function formatTime(sec: number): string {
+  if (!isFinite(sec) || Math.abs(sec) > 8.64e12) return '—';
   return new Date(sec * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, '').replace('Z', '');
 }
 
 /** isoTime writes Unix seconds as RFC 3339. */
 export function isoTime(sec: number): string {
+  if (!isFinite(sec) || Math.abs(sec) > 8.64e12) return '—';
   return new Date(sec * 1000).toISOString();
 }
 

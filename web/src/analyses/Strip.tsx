@@ -14,7 +14,7 @@ export function Strip({ m }: { m: MetricVerdict }) {
   let lo = Math.min(...all);
   let hi = Math.max(...all);
   if (lo === hi) (lo -= 1), (hi += 1);
-  const x = (v: number) => 8 + ((v - lo) / (hi - lo)) * (W - 16);
+  const x = (v: number) => 58 + ((v - lo) / (hi - lo)) * (W - 66);
   const row = (y: number, s: Stats | undefined, vals: number[] | undefined, cls: string) => (
     <g class={cls}>
       {s && s.count > 0 && (
@@ -31,9 +31,9 @@ export function Strip({ m }: { m: MetricVerdict }) {
   );
   return (
     <svg class="strip" viewBox={`0 0 ${W} ${H}`} width={W} height={H} role="img" aria-label={`${m.name}: baseline mean ${formatValue(m.baseline?.mean)}, canary mean ${formatValue(m.canary?.mean)}`}>
-      <text x="2" y="12" class="strip-label">baseline</text>
+      <text x="2" y="21" class="strip-label">baseline</text>
       {row(18, m.baseline, m.baselineValues, 'side-baseline')}
-      <text x="2" y="38" class="strip-label">canary</text>
+      <text x="2" y="47" class="strip-label">canary</text>
       {row(44, m.canary, m.canaryValues, 'side-canary')}
     </svg>
   );

@@ -9,6 +9,7 @@ import { Timeline } from '../changes/Timeline';
 import { ErrorAlert } from '../ui/Alert';
 import { Field } from '../ui/Field';
 import { eventColor } from '../chart/palette';
+import { useDebounced } from '../debounce';
 
 export function ChangesPage({ search }: { search: string }) {
   const st = useMemo(() => decodeChanges(search), [search]);
@@ -17,18 +18,20 @@ export function ChangesPage({ search }: { search: string }) {
   const [live, setLive] = useState<'connecting' | 'live' | 'off'>('connecting');
   const [tick, setTick] = useState(0);
   const set = (p: Partial<ChangesState>) => replace(`/changes?${encodeChanges({ ...st, ...p })}`);
-  const rangeSec = parseDuration(st.range);
+  const name = useDebounced(st.name);
+  const match = useDebounced(st.match);
+  const rangeSec = parseDuration(useDebounced(st.range));
   const now = Date.now() / 1000;
 
   useEffect(() => {
     if (!(rangeSec > 0)) return;
     const ac = new AbortController();
     setErr(null);
-    listEvents({ start: Date.now() / 1000 - rangeSec, name: st.name || undefined, match: splitMatchers(st.match), openOnly: st.openOnly }, 5000, ac.signal)
+    listEvents({ start: Date.now() / 1000 - rangeSec, name: name || undefined, match: splitMatchers(match), openOnly: st.openOnly }, 5000, ac.signal)
       .then(setEvs)
       .catch((e) => !ac.signal.aborted && setErr(e));
     return () => ac.abort();
-  }, [st.name, st.match, st.range, st.openOnly, tick]);
+  }, [name, match, rangeSec, st.openOnly, tick]);
 
   // Live: any new matching event re-reads the list (a stop changes its window).
   const pending = useRef<number>();
@@ -36,7 +39,7 @@ export function ChangesPage({ search }: { search: string }) {
     const ac = new AbortController();
     setLive('connecting');
     tailEvents(
-      { name: st.name || undefined, match: splitMatchers(st.match) },
+      { name: name || undefined, match: splitMatchers(match) },
       () => {
         setLive('live');
         clearTimeout(pending.current);
@@ -49,7 +52,7 @@ export function ChangesPage({ search }: { search: string }) {
       ac.abort();
       clearTimeout(t);
     };
-  }, [st.name, st.match]);
+  }, [name, match]);
 
   const spans = useMemo(() => toSpans(evs ?? []).sort((a, b) => b.start - a.start), [evs]);
 

@@ -14,6 +14,7 @@ import { navigate, replace } from '../router';
 import { parseDuration, parseTime, formatDuration, formatTime, defaultStep } from '../time';
 import { ErrorAlert, Notes } from '../ui/Alert';
 import { Field } from '../ui/Field';
+import { useDebounced } from '../debounce';
 
 const ranges = ['5m', '15m', '30m', '1h', '2h', '6h', '12h', '1d', '2d', '1w'];
 
@@ -29,6 +30,10 @@ export function QueryPage({ search }: { search: string }) {
   const [filter, setFilter] = useState('');
   const [drawMs, setDrawMs] = useState<number | null>(null);
   useEffect(() => setDraft(st.expr), [st.expr]);
+  const endInput = useDebounced(st.end);
+  const stepInput = useDebounced(st.step);
+  const evName = useDebounced(st.evName);
+  const evMatch = useDebounced(st.evMatch);
 
   const set = (patch: Partial<QueryState>, push = false) => {
     const to = `${location.pathname === '/graph' ? '/query' : location.pathname}?${encodeQuery({ ...st, ...patch })}`;
@@ -38,10 +43,10 @@ export function QueryPage({ search }: { search: string }) {
 
   // The time range of the view.
   const rangeSec = parseDuration(st.range);
-  const endSec = st.end ? parseTime(st.end) : NaN;
+  const endSec = endInput ? parseTime(endInput) : NaN;
   const badRange = !(rangeSec > 0);
-  const badEnd = st.end !== '' && isNaN(endSec);
-  const stepSec = st.step ? parseDuration(st.step) : defaultStep(rangeSec);
+  const badEnd = endInput !== '' && isNaN(endSec);
+  const stepSec = stepInput ? parseDuration(stepInput) : defaultStep(rangeSec);
   const badStep = !(stepSec > 0);
 
   useEffect(() => {
@@ -61,7 +66,7 @@ export function QueryPage({ search }: { search: string }) {
         requestAnimationFrame(() => setDrawMs(performance.now() - t0));
       });
     return () => ac.abort();
-  }, [st.expr, st.range, st.end, st.step, st.tab]);
+  }, [st.expr, st.range, endInput, stepInput, st.tab]);
 
   // Change windows of the view's range, drawn on the graph.
   useEffect(() => {
@@ -69,11 +74,11 @@ export function QueryPage({ search }: { search: string }) {
     if (badRange || badEnd || st.tab !== 'graph') return;
     const ac = new AbortController();
     const end = isNaN(endSec) ? Date.now() / 1000 : endSec;
-    listEvents({ start: end - rangeSec, end, name: st.evName || undefined, match: splitMatchers(st.evMatch) }, 5000, ac.signal)
+    listEvents({ start: end - rangeSec, end, name: evName || undefined, match: splitMatchers(evMatch) }, 5000, ac.signal)
       .then((evs) => setSpans(toSpans(evs)))
       .catch((e) => !ac.signal.aborted && (setSpans([]), setEvErr(e)));
     return () => ac.abort();
-  }, [st.range, st.end, st.evName, st.evMatch, st.tab, st.expr]);
+  }, [st.range, endInput, evName, evMatch, st.tab, st.expr]);
 
   const hidden = useMemo(() => new Set(st.hidden), [st.hidden]);
   const visible = useMemo(
@@ -127,7 +132,7 @@ export function QueryPage({ search }: { search: string }) {
                   ‹
                 </button>
               )}
-              <Field label="End (UTC)" value={st.end} placeholder="now" width="11.5em" testid="end" onInput={(v) => set({ end: v })} />
+              <Field label="End (UTC)" value={st.end} placeholder="now" width="12.5em" testid="end" onInput={(v) => set({ end: v })} />
               {st.tab === 'graph' && (
                 <button type="button" aria-label="Later" title="Later" onClick={() => shift(1)}>
                   ›
@@ -148,8 +153,8 @@ export function QueryPage({ search }: { search: string }) {
         )}
       </div>
       {badRange && <div class="alert error">Range: "{st.range}" is not a duration such as 1h or 30m.</div>}
-      {badEnd && <div class="alert error">End: "{st.end}" is not a time (2026-01-15 12:00:00, RFC 3339 or Unix seconds).</div>}
-      {badStep && st.tab === 'graph' && <div class="alert error">Step: "{st.step}" is not a duration such as 15s.</div>}
+      {badEnd && <div class="alert error">End: "{endInput}" is not a time (2026-01-15 12:00:00, RFC 3339 or Unix seconds).</div>}
+      {badStep && st.tab === 'graph' && <div class="alert error">Step: "{stepInput}" is not a duration such as 15s.</div>}
       <ErrorAlert err={err} />
       {evErr ? <div class="alert warning">Change events could not be read: {String((evErr as Error).message ?? evErr)}</div> : null}
       {st.tab === 'graph' && range && (

@@ -101,7 +101,7 @@ export function StatusPage() {
         <>
           <p>
             <b>{tsdb.headStats?.numSeries}</b> series, <b>{tsdb.headStats?.numLabelPairs}</b> label pairs
-            {tsdb.headStats?.minTime > 0 && (
+            {tsdb.headStats?.numSeries > 0 && tsdb.headStats?.minTime > 0 && tsdb.headStats?.maxTime < 8.64e15 && (
               <>
                 , from {formatTime(tsdb.headStats.minTime / 1000)} to {formatTime(tsdb.headStats.maxTime / 1000)} UTC
               </>
