@@ -86,6 +86,7 @@ func TestSignInAndReadOnlyToken(t *testing.T) {
 	// A read-only token: no judging, no writing, on any page.
 	pages := []string{"/query", "/changes", "/changes/" + created.Event.ID, "/analyses", "/status"}
 	for _, p := range pages {
+		t.Logf("page %s", p)
 		do(t, ctx,
 			chromedp.Navigate(base+p),
 			visible(`main .page`),
@@ -101,7 +102,7 @@ func TestSignInAndReadOnlyToken(t *testing.T) {
 		}
 	}
 	// The token survives a reload of the tab (session storage).
-	do(t, ctx, chromedp.Navigate(base+"/status"), visible(`[data-testid=flags]`))
+	do(t, ctx, chromedp.Navigate(base+"/status"), visible(`[data-testid=who] b`))
 	who = text(t, ctx, `[data-testid=who]`)
 	if !strings.Contains(who, tenant.Default) {
 		t.Errorf("after a reload the header shows %q", who)

@@ -116,6 +116,16 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 	c, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if err := chromedp.Do(c, steps...); err != nil {
+		// What the page showed, for the person reading the failure.
+		if png, serr := chromedp.Run(ctx, chromedp.CaptureScreenshot()); serr == nil {
+			p := filepath.Join(t.TempDir(), "failure.png")
+			if dir := os.Getenv("CONSOLE_SCREENSHOTS"); dir != "" {
+				p = filepath.Join(dir, "failure-"+t.Name()+".png")
+			}
+			if os.WriteFile(p, png, 0o644) == nil {
+				t.Logf("screenshot of the page: %s", p)
+			}
+		}
 		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"net/url"
@@ -26,10 +27,10 @@ type apiEvent struct {
 	}
 }
 
-func listEvents(t *testing.T) []apiEvent {
+func listEvents(t *testing.T, match ...string) []apiEvent {
 	t.Helper()
 	var r struct{ Events []apiEvent }
-	q := url.Values{"start": {env.end.Add(-2 * time.Hour).Format(time.RFC3339)}, "limit": {"1000"}}
+	q := url.Values{"start": {env.end.Add(-2 * time.Hour).Format(time.RFC3339)}, "limit": {"1000"}, "match": match}
 	if err := call(http.MethodGet, env.url+"/api/v1/events?"+q.Encode(), "", &r); err != nil {
 		t.Fatal(err)
 	}
@@ -141,9 +142,16 @@ func TestQueryAutocompleteOffersEventFunctions(t *testing.T) {
 		chromedp.Navigate(env.url+"/query"),
 		visible(`.cm-content`),
 		focus(`.cm-content`),
-		typeText("increase_si"),
-		// Ctrl+Space asks for completions, as typing does after a pause.
-		chromedp.KeyEvent(" ", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+		// Typing, as CodeMirror sees it: a transaction of user event
+		// input.type. (Chromium's Input.dispatchKeyEvent and insertText
+		// stall on CodeMirror's editor under chromedp here.)
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(() => { const v = document.querySelector('.editor').editorView;
+				for (const c of 'increase_si') v.dispatch(v.state.update({changes: {from: v.state.doc.length, insert: c},
+					selection: {anchor: v.state.doc.length + 1}, userEvent: 'input.type'}));
+				return true; })()`)(ctx, tg)
+			return err
+		}),
 		visible(`.cm-tooltip-autocomplete`),
 	)
 	options := eval[[]string](t, ctx, `[...document.querySelectorAll('.cm-tooltip-autocomplete li')].map(l => l.textContent)`)
@@ -195,7 +203,9 @@ func TestQuerySyntaxErrorShown(t *testing.T) {
 func TestQueryDeepLink(t *testing.T) {
 	ctx := browser(t, 1280, 800)
 	expr := `sum by (code) (rate(http_requests_total{service="checkout"}[5m]))`
-	q := url.Values{"g0.expr": {expr}, "g0.tab": {"1"}, "g0.end_input": {env.end.UTC().Format("2006-01-02 15:04:05")}}
+	// At the end of the last stage: the demo's traffic stops after it.
+	at := env.stages[len(env.stages)-1].End
+	q := url.Values{"g0.expr": {expr}, "g0.tab": {"1"}, "g0.end_input": {at.UTC().Format("2006-01-02 15:04:05")}}
 	do(t, ctx,
 		chromedp.Navigate(env.url+"/graph?"+q.Encode()),
 		visible(`[data-testid=result-table]`),
@@ -213,7 +223,7 @@ func TestQueryDeepLink(t *testing.T) {
 		choose(`select`, "2h"),
 		visible(`[data-testid=graph] .u-over`),
 		click(`input[type=checkbox]`),
-		keys(`[data-testid=ev-name]`, "canary-step"),
+		fill(`[data-testid=ev-name]`, "canary-step"),
 		chromedp.Sleep(300*time.Millisecond),
 	)
 	loc := location(t, ctx)

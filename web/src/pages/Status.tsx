@@ -57,8 +57,8 @@ function Top({ title, rows }: { title: string; rows?: { name: string; value: num
 export function StatusPage() {
   const who = useSession();
   const [build, bErr] = useProm<Record<string, string>>('/api/v1/status/buildinfo');
-  const [rt] = useProm<Record<string, any>>('/api/v1/status/runtimeinfo');
-  const [flags] = useProm<Record<string, string>>('/api/v1/status/flags');
+  const [rt, rErr] = useProm<Record<string, any>>('/api/v1/status/runtimeinfo');
+  const [flags, fErr] = useProm<Record<string, string>>('/api/v1/status/flags');
   const [tsdb, tErr] = useProm<any>('/api/v1/status/tsdb?limit=10');
   const [filter, setFilter] = useState('');
   return (
@@ -81,7 +81,7 @@ export function StatusPage() {
         </figure>
         <figure class="card">
           <figcaption>Build and runtime</figcaption>
-          <ErrorAlert err={bErr} />
+          <ErrorAlert err={bErr ?? rErr} />
           {build && <KV data={{ levitated: who?.version || build.revision, 'Prometheus API': build.version, go: build.goVersion }} />}
           {rt && (
             <KV
@@ -117,6 +117,7 @@ export function StatusPage() {
         </>
       )}
       <h2>Flags and limits</h2>
+      <ErrorAlert err={fErr} />
       {flags && (
         <>
           <label class="field">

@@ -68,6 +68,8 @@ export function Editor(p: EditorProps) {
       }),
     });
     view.current = v;
+    // The view, reachable from the page (the browser tests type through it).
+    (host.current as HTMLElement & { editorView?: EditorView }).editorView = v;
     return () => {
       v.destroy();
       promql.destroy();
