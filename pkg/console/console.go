@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"sort"
 	"strings"
 	"time"
 )
@@ -79,6 +80,27 @@ func New() (*Handler, error) {
 	}
 	h.index = idx.body
 	return h, nil
+}
+
+// Paths are the URL paths the console answers, as http.ServeMux patterns
+// (without a method): its pages and the files of its bundle. A server
+// mounts each for GET, so that other paths and methods keep their 404 and
+// 405.
+func (h *Handler) Paths() []string {
+	out := []string{"/{$}"}
+	for _, p := range Pages[1:] {
+		out = append(out, p)
+	}
+	for _, p := range pagePrefixes {
+		out = append(out, p+"{id}")
+	}
+	for p := range h.assets {
+		if p != "/index.html" {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Serves reports whether the console serves p: a page or an asset of the

@@ -89,6 +89,18 @@ func TestAssetsGzipAndETag(t *testing.T) {
 	if w := get(t, h, http.MethodGet, "/app.js", "Accept-Encoding", "gzip;q=0"); w.Header().Get("Content-Encoding") != "" {
 		t.Error("gzip sent to a client that refuses it")
 	}
+	mux := http.NewServeMux()
+	for _, p := range h.Paths() {
+		mux.Handle("GET "+p, h)
+	}
+	for _, p := range []string{"/", "/query", "/changes/x", "/app.js"} {
+		if w := get(t, mux, http.MethodGet, p); w.Code != http.StatusOK {
+			t.Errorf("mounted at its Paths, GET %s: %d", p, w.Code)
+		}
+	}
+	if w := get(t, mux, http.MethodGet, "/other"); w.Code != http.StatusNotFound {
+		t.Errorf("GET /other through the mux: %d", w.Code)
+	}
 	if !Serves("/app.js") || !Serves("/app.css") {
 		t.Error("the assets are not served")
 	}

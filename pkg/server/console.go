@@ -8,7 +8,8 @@ import (
 	"github.com/levitated/levitated/pkg/console"
 )
 
-// mountConsole serves the web console (pkg/console) at / and the
+// mountConsole serves the web console (pkg/console) at / (GET of its
+// pages and assets only, so other paths keep their 404 and 405) and the
 // principal of a request at GET /api/v1/status/whoami, which the console
 // reads to show the tenant and to offer only what the token's scopes allow.
 // The console's pages and assets are public (httpAccess); the data it
@@ -18,7 +19,9 @@ func (s *Server) mountConsole(handle func(string, http.Handler)) error {
 	if err != nil {
 		return err
 	}
-	handle("/", c)
+	for _, p := range c.Paths() {
+		handle("GET "+p, c)
+	}
 	handle("GET /api/v1/status/whoami", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := principalFrom(r.Context())
 		scopes := make([]string, 0, len(p.Scopes))
