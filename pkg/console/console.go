@@ -103,19 +103,6 @@ func (h *Handler) Paths() []string {
 	return out
 }
 
-// Serves reports whether the console serves p: a page or an asset of the
-// bundle. The server leaves exactly these paths public.
-func Serves(p string) bool {
-	if isPage(p) {
-		return true
-	}
-	if p == "/index.html" || !strings.HasPrefix(p, "/") || strings.Contains(p[1:], "/") || p == "/" {
-		return false
-	}
-	fi, err := fs.Stat(dist, "dist"+p)
-	return err == nil && !fi.IsDir()
-}
-
 func isPage(p string) bool {
 	for _, pg := range Pages {
 		if p == pg {

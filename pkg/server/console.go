@@ -2,27 +2,38 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/levitated/levitated/pkg/auth"
 	"github.com/levitated/levitated/pkg/console"
 )
 
-// mountConsole serves the web console (pkg/console) at / (GET of its
-// pages and assets only, so other paths keep their 404 and 405) and the
-// principal of a request at GET /api/v1/status/whoami, which the console
-// reads to show the tenant and to offer only what the token's scopes allow.
-// The console's pages and assets are public (httpAccess); the data it
-// shows comes from the API with the signed-in token.
-func (s *Server) mountConsole(handle func(string, http.Handler)) error {
+// consoleHandlers builds the web console (pkg/console), whose pages and
+// assets the route table declares (consolePaths), and GET
+// /api/v1/status/whoami: the principal of the request, which the console
+// reads to show the tenant and to offer only what the token's scopes
+// allow.
+func (s *Server) consoleHandlers() (pages, whoami http.Handler, err error) {
 	c, err := console.New()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	for _, p := range c.Paths() {
-		handle("GET "+p, c)
+	// The table declares each path the console serves; a page or asset
+	// added to the bundle without its row would answer 404.
+	served := c.Paths()
+	for _, p := range served {
+		if !slices.Contains(consolePaths, p) {
+			return nil, nil, fmt.Errorf("route table: the console serves %s, which consolePaths does not declare", p)
+		}
 	}
-	handle("GET /api/v1/status/whoami", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	for _, p := range consolePaths {
+		if !slices.Contains(served, p) {
+			return nil, nil, fmt.Errorf("route table: consolePaths declares %s, which the console does not serve", p)
+		}
+	}
+	whoami = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, _ := principalFrom(r.Context())
 		scopes := make([]string, 0, len(p.Scopes))
 		for _, sc := range p.Scopes {
@@ -35,8 +46,8 @@ func (s *Server) mountConsole(handle func(string, http.Handler)) error {
 			"auth_required": s.sec.authEnabled(),
 			"version":       s.opts.Version,
 		})
-	}))
-	return nil
+	})
+	return c, whoami, nil
 }
 
 type principalKey struct{}

@@ -22,6 +22,7 @@ type handlers struct {
 	analysis, webhook, kayenta                   http.Handler
 	impact, gate                                 http.Handler
 	reload                                       http.Handler
+	console, whoami                              http.Handler
 	prometheus                                   http.Handler
 }
 
@@ -86,6 +87,10 @@ func (s *Server) handlers() (handlers, error) {
 		return h, err
 	}
 	h.impact, h.gate = imp.ImpactHandler(), imp.GateHandler()
+
+	if h.console, h.whoami, err = s.consoleHandlers(); err != nil {
+		return h, err
+	}
 
 	h.prometheus = s.prometheusAPI()
 	return h, nil

@@ -109,6 +109,8 @@ var wildcard = regexp.MustCompile(`\{([^}.]+)(\.\.\.)?\}`)
 // its path, with wildcards written :name.
 func (r Route) Name() string {
 	_, p := r.split()
+	// "/{$}" matches the path "/" only.
+	p = strings.ReplaceAll(p, "{$}", "")
 	return wildcard.ReplaceAllString(p, ":$1")
 }
 

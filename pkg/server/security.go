@@ -205,7 +205,7 @@ func (sec *security) httpHandler(next http.Handler) http.Handler {
 			writeError(w, dialect, forbidden(scopeError(p, a.Scope, r.Method+" "+r.URL.Path)))
 			return
 		}
-		ctx = tenant.NewContext(ctx, p.Tenant)
+		ctx = withPrincipal(tenant.NewContext(ctx, p.Tenant), p)
 		release, err := sec.admit(ctx, a.Limit)
 		if err != nil {
 			writeError(w, dialect, err)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"path"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -82,6 +83,15 @@ var prometheusPaths = []struct {
 // are declared so that they need the same scope as their roots.
 var kayentaPaths = []string{"/canaryConfig", "/canaryConfig/", "/canary", "/canary/", "/judges", "/judges/", "/credentials", "/credentials/", "/metricSetPairList/"}
 
+// consolePaths are the pages and assets of the web console (pkg/console,
+// docs/console.md), served for GET only, so that other paths keep their
+// 404 and other methods their 405. They are public: they hold no data;
+// what the console shows comes from the API with the signed-in token.
+// /graph is the Prometheus UI's query page (its g0.expr deep links).
+// The server refuses to start if the console serves a path not listed
+// here, or does not serve one that is (consoleHandlers).
+var consolePaths = []string{"/{$}", "/analyses", "/analyses/{id}", "/app.css", "/app.js", "/changes", "/changes/{id}", "/graph", "/query", "/signin", "/status"}
+
 // routes builds the handlers and declares every HTTP route.
 func (s *Server) routes() ([]Route, error) {
 	h, err := s.handlers()
@@ -117,6 +127,9 @@ func (s *Server) routes() ([]Route, error) {
 		{Pattern: "POST /api/v1/analysis:webhook", Access: analysisQuery, Preflight: true, Dialect: prom, Handler: h.webhook, Doc: "Flagger webhook"},
 		{Pattern: "POST /api/v1/gates:evaluate", Access: analysisQuery, Preflight: true, Dialect: prom, Handler: h.gate, Doc: "gate on the impact of changes"},
 
+		// The console's principal: tenant, subject and scopes of the token.
+		{Pattern: "GET /api/v1/status/whoami", Access: readAccess, Preflight: true, Dialect: prom, Handler: h.whoami, Doc: "the request's tenant, subject and scopes (the console)"},
+
 		{Pattern: "/-/healthy", Access: public, AlwaysReady: true, Handler: http.HandlerFunc(healthy), Doc: "liveness"},
 		{Pattern: "/-/ready", Access: public, Handler: http.HandlerFunc(s.readyHandler), Doc: "readiness (503 until ready, or while the disk refuses writes)"},
 		// Rules: Prometheus' reload.
@@ -144,6 +157,13 @@ func (s *Server) routes() ([]Route, error) {
 		}
 		// Prometheus' API checks readiness itself (v1.NewAPI's ready).
 		rs = append(rs, Route{Pattern: p.path, Access: p.access, Preflight: p.access != adminAccess, Dialect: prom, AlwaysReady: true, Handler: handler, Doc: doc})
+	}
+	for _, p := range consolePaths {
+		doc := "the web console's page"
+		if path.Ext(p) != "" {
+			doc = "the web console's bundle"
+		}
+		rs = append(rs, Route{Pattern: "GET " + p, Access: public, AlwaysReady: true, Handler: h.console, Doc: doc})
 	}
 	for _, p := range kayentaPaths {
 		rs = append(rs, Route{Pattern: p, Access: kayentaAccess, Handler: h.kayenta, Doc: "Kayenta API"})
