@@ -12,7 +12,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/levitated/levitated/pkg/storage/integrity"
 )
 
 // ErrClosed is returned by operations on a closed DB.
@@ -141,6 +144,13 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 		popts.Levels[i].BlockSize = 32 << 10
 	}
 	popts.EnsureDefaults()
+	// Pebble opens a corrupt write-ahead log with an error naming no file,
+	// and drops a torn tail of the last one silently: read them first, as
+	// `levitated check` does.
+	if err := scanLogs(opts.FS, dir, opts.Logger); err != nil {
+		cache.Unref()
+		return nil, err
+	}
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
@@ -170,6 +180,25 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 	db.logger.Info("storage opened", "dir", dir, "tenants", len(db.tenants), "duration", time.Since(start))
 	go db.background()
 	return db, nil
+}
+
+// scanLogs reads the MANIFEST and the write-ahead logs of dir with
+// integrity.ScanLogs: a problem is the error to refuse to start with,
+// warnings (a torn tail) are logged with their counts.
+func scanLogs(fs vfs.FS, dir string, logger *slog.Logger) error {
+	r, err := integrity.ScanLogs(fs, dir)
+	if err != nil {
+		return err
+	}
+	for _, f := range r.Findings {
+		if f.Severity == integrity.Warning {
+			logger.Warn(f.What, "file", f.Path, "remedy", f.Remedy)
+		}
+	}
+	if err := r.Err(); err != nil {
+		return err
+	}
+	return nil
 }
 
 // load reads the format, tenants and series, then replays the write-ahead
