@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -22,6 +23,7 @@ type apiEvent struct {
 	Attributes map[string]string
 	Window     *struct {
 		StartID string `json:"start_id"`
+		Start   *time.Time
 		End     *time.Time
 		Open    bool
 	}
@@ -35,6 +37,11 @@ func listEvents(t *testing.T, match ...string) []apiEvent {
 		t.Fatal(err)
 	}
 	return r.Events
+}
+
+// queryURLAt is the Query page over [from, to].
+func queryURLAt(expr string, from, to time.Time) string {
+	return queryURL(expr, url.Values{"g0.range_input": {fmt.Sprintf("%dm", int(to.Sub(from).Minutes()))}, "g0.end_input": {to.UTC().Format("2006-01-02 15:04:05")}})
 }
 
 func queryURL(expr string, extra url.Values) string {
@@ -261,4 +268,101 @@ func TestQueryDeepLink(t *testing.T) {
 		t.Error("no canary-step window drawn")
 	}
 	shot(t, ctx2, "query-stacked")
+}
+
+// TestQueryDrawsWindowsOpenedBeforeTheRange: a window that opened before
+// the graph's range is drawn from the range's left edge: one that closed
+// inside the range (read from its stop), and one that closed after it (the
+// range ends in the past), which no event inside the range names.
+func TestQueryDrawsWindowsOpenedBeforeTheRange(t *testing.T) {
+	var deploy apiEvent
+	var windows []apiEvent
+	for _, e := range listEvents(t) {
+		if e.State == "start" && e.Window != nil && e.Window.End != nil {
+			windows = append(windows, e)
+			if e.Name == "deploy" {
+				deploy = e
+			}
+		}
+	}
+	if deploy.ID == "" {
+		t.Fatal("the demo stored no closed deploy window")
+	}
+	s, e := deploy.Timestamp, *deploy.Window.End
+	if e.Sub(s) < 8*time.Minute {
+		t.Fatalf("the deploy window lasts %v; the test needs 8 minutes", e.Sub(s))
+	}
+	expr := `sum(rate(http_requests_total{service="checkout"}[1m]))`
+	for _, c := range []struct {
+		name     string
+		from, to time.Time
+	}{
+		// From inside the deploy, past its end.
+		{"closed-inside", s.Add(3 * time.Minute), e.Add(5 * time.Minute)},
+		// Wholly inside the deploy: no event of the range.
+		{"spanning", s.Add(3 * time.Minute), e.Add(-2 * time.Minute)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx := browser(t, 1280, 800)
+			do(t, ctx,
+				chromedp.Navigate(queryURLAt(expr, c.from, c.to)),
+				visible(`[data-testid=graph] .ev-region[data-id="`+deploy.ID+`"]`),
+			)
+			got := eval[struct {
+				Xmin, Xmax, Width float64
+				Regions           []struct {
+					ID, Class           string
+					Start, End, Left, W float64
+				}
+			}](t, ctx, `(() => {
+				const g = document.querySelector('[data-testid=graph]');
+				const c = g.querySelector('.chart');
+				return {xmin: +c.dataset.xmin, xmax: +c.dataset.xmax, width: g.querySelector('.u-over').clientWidth,
+					regions: [...g.querySelectorAll('.ev-region')].map(e => ({id: e.dataset.id, class: e.className, start: +e.dataset.start,
+						end: +e.dataset.end, left: parseFloat(e.style.left), w: parseFloat(e.style.width)}))};
+			})()`)
+			px := func(v float64) float64 {
+				v = math.Min(math.Max(v, got.Xmin), got.Xmax)
+				return (v - got.Xmin) / (got.Xmax - got.Xmin) * got.Width
+			}
+			drawn := map[string]int{}
+			for i, r := range got.Regions {
+				drawn[r.ID] = i
+			}
+			// Every window of the API that overlaps the range (more than
+			// at an edge) is drawn, at its place, clipped to the range.
+			from, to := float64(c.from.Unix()), float64(c.to.Unix())
+			n := 0
+			for _, w := range windows {
+				ws, we := float64(w.Timestamp.UnixMilli())/1000, float64(w.Window.End.UnixMilli())/1000
+				if !(ws < to && we > from) {
+					continue
+				}
+				n++
+				i, ok := drawn[w.ID]
+				if !ok {
+					t.Errorf("window %s %s [%v, %v] overlaps [%v, %v] and is not drawn", w.Name, w.ID, ws, we, from, to)
+					continue
+				}
+				r := got.Regions[i]
+				if r.Start != ws || r.End != we {
+					t.Errorf("window %s drawn as [%v, %v], the API's is [%v, %v]", w.ID, r.Start, r.End, ws, we)
+				}
+				if math.Abs(r.Left-px(ws)) > 1 || math.Abs(r.Left+r.W-px(we)) > 1 {
+					t.Errorf("window %s at x=[%.1f, %.1f], want [%.1f, %.1f]", w.ID, r.Left, r.Left+r.W, px(ws), px(we))
+				}
+			}
+			// It starts at the left edge, without the line that marks a
+			// window's start.
+			if i := drawn[deploy.ID]; got.Regions[i].Left > 1 || !strings.Contains(got.Regions[i].Class, "before-range") {
+				t.Errorf("the deploy, open before the range, is drawn from x=%.1f with class %q", got.Regions[i].Left, got.Regions[i].Class)
+			}
+			if n < 2 {
+				t.Errorf("only %d windows overlap the range; the test wants the deploy and a canary step", n)
+			}
+			if c.name == "spanning" {
+				shot(t, ctx, "query-window-before-range")
+			}
+		})
+	}
 }

@@ -129,18 +129,56 @@ export interface Span {
  */
 export function spans(evs: ChangeEvent[], now = Date.now() / 1000): Span[] {
   const out: Span[] = [];
+  const ids = new Set(evs.map((e) => e.id));
+  const seen = new Set<string>();
   for (const e of evs) {
     const t = Date.parse(e.timestamp) / 1000;
     if (e.state === 'start') {
+      if (seen.has(e.id)) continue;
+      seen.add(e.id);
       const w = e.window;
       const open = !w || w.open !== false;
       const end = !open && w?.end ? Date.parse(w.end) / 1000 : now;
       out.push({ id: e.id, name: e.name, start: t, end, open, ev: e });
     } else if (!e.window?.start_id) {
       out.push({ id: e.id, name: e.name, start: t, open: false, ev: e });
+    } else if (!ids.has(e.window.start_id) && !seen.has(e.window.start_id) && e.window.start) {
+      // The stop of a window whose start is not among evs (it opened
+      // before them): the window, from the stop's record of it.
+      seen.add(e.window.start_id);
+      out.push({ id: e.window.start_id, name: e.name, start: Date.parse(e.window.start) / 1000, end: t, open: false, ev: e });
     }
   }
   return out;
+}
+
+/** How far before a range an open window is looked for (spansIn). */
+export const openLookback = 30 * 86400;
+
+/**
+ * spansIn lists the windows and point events that overlap [from, to] (Unix
+ * seconds): the events inside it; windows opened before it, from their
+ * stops inside it; windows opened before it (up to openLookback) that are
+ * still open; and, for a range that ends in the past, windows opened before
+ * it and closed after it, from the stops among the first 1000 events after
+ * it. The events API bounds an event's own time, so these are separate
+ * reads.
+ */
+export async function spansIn(
+  p: { name?: string; match?: string[] },
+  from: number,
+  to: number,
+  signal?: AbortSignal,
+  now = Date.now() / 1000,
+): Promise<Span[]> {
+  const [inRange, open, after] = await Promise.all([
+    listEvents({ ...p, start: from, end: to }, 5000, signal),
+    listEvents({ ...p, start: from - openLookback, end: from, openOnly: true }, 1000, signal),
+    to < now - 1 ? listEvents({ ...p, start: to, limit: 1000 }, 1000, signal) : Promise.resolve([] as ChangeEvent[]),
+  ]);
+  const before = (e: ChangeEvent) => !!e.window?.start && Date.parse(e.window.start) / 1000 < from;
+  const spanning = after.filter((e) => e.state === 'stop' && before(e));
+  return spans([...open, ...inRange, ...spanning], now);
 }
 
 /** describe writes an event's attributes as `k=v, …`. */

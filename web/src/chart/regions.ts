@@ -22,7 +22,7 @@ export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void
       const el = document.createElement('div');
       const left = Math.max(0, u.valToPos(Math.max(s.start, xmin), 'x'));
       const right = Math.min(width, u.valToPos(Math.min(end, xmax), 'x'));
-      el.className = s.end === undefined ? 'ev-marker' : 'ev-region';
+      el.className = s.end === undefined ? 'ev-marker' : s.start < xmin ? 'ev-region before-range' : 'ev-region';
       el.dataset.id = s.id;
       el.dataset.name = s.name;
       el.dataset.start = String(s.start);

@@ -12,6 +12,7 @@ import { ErrorAlert } from '../ui/Alert';
 import { Field } from '../ui/Field';
 import { encodeQuery, defaultQuery } from '../url';
 import { KayentaForChange } from '../analyses/ForChange';
+import { ImpactVerdict } from '../analyses/Impact';
 
 export function ChangePage({ id, search }: { id: string; search: string }) {
   const [ev, setEv] = useState<ChangeEvent | null>(null);
@@ -94,6 +95,7 @@ export function ChangePage({ id, search }: { id: string; search: string }) {
         }}
       />
       <RedFigures ev={ev} start={start} end={end} sel={sel} />
+      <ImpactVerdict id={ev.id} />
       <KayentaForChange ev={ev} start={start} end={end} />
     </section>
   );

@@ -8,7 +8,7 @@ import { Legend } from '../chart/Legend';
 import { ResultTable } from '../query/Table';
 import { Explain } from '../query/Explain';
 import { queryRange, queryInstant, type RangeResult, type InstantResult } from '../query/data';
-import { listEvents, spans as toSpans, splitMatchers, type Span } from '../events';
+import { spansIn, splitMatchers, type Span } from '../events';
 import { decodeQuery, encodeQuery, type QueryState } from '../url';
 import { navigate, replace } from '../router';
 import { parseDuration, parseTime, formatDuration, formatTime, defaultStep } from '../time';
@@ -74,8 +74,8 @@ export function QueryPage({ search }: { search: string }) {
     if (badRange || badEnd || st.tab !== 'graph') return;
     const ac = new AbortController();
     const end = isNaN(endSec) ? Date.now() / 1000 : endSec;
-    listEvents({ start: end - rangeSec, end, name: evName || undefined, match: splitMatchers(evMatch) }, 5000, ac.signal)
-      .then((evs) => setSpans(toSpans(evs)))
+    spansIn({ name: evName || undefined, match: splitMatchers(evMatch) }, end - rangeSec, end, ac.signal)
+      .then(setSpans)
       .catch((e) => !ac.signal.aborted && (setSpans([]), setEvErr(e)));
     return () => ac.abort();
   }, [st.range, endInput, evName, evMatch, st.tab, st.expr]);
