@@ -20,6 +20,7 @@ import (
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
@@ -68,7 +69,7 @@ func newEFEnv(b *testing.B) *efEnv {
 	b.Cleanup(func() { _ = db.Close() })
 	end := time.Now().Add(-time.Hour).Truncate(time.Hour)
 	begin := end.Add(-efSpan)
-	es := eventstore.New(db.Pebble(), eventstore.Options{Now: func() time.Time { return end.Add(time.Hour) }})
+	es := eventstore.New(storagetest.Namespace(b, db, storage.OwnerEvents), eventstore.Options{Now: func() time.Time { return end.Add(time.Hour) }})
 
 	ctx := context.Background()
 	steps := int(efSpan/(15*time.Second)) + 1

@@ -25,7 +25,9 @@ import (
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 type quietLogger struct{}
@@ -39,11 +41,8 @@ func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a
 // (a real disk, so every acknowledged event costs a real fsync, shared by
 // concurrent commits).
 func eventServer(b *testing.B) (addr string) {
-	db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: quietLogger{}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	store := eventstore.New(db, eventstore.Options{})
+	db := storagetest.Open(b, b.TempDir())
+	store := eventstore.New(storagetest.Namespace(b, db, storage.OwnerEvents), eventstore.Options{})
 	svc := ingest.NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, ingest.EventServiceOptions{})
 	gs := grpc.NewServer()
 	levitatedv1.RegisterEventServiceServer(gs, svc)

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -30,7 +29,9 @@ import (
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/events"
 	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -58,9 +59,8 @@ const token = "s3cret"
 
 func startServer(t *testing.T) *server {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), &pebble.Options{Logger: quietLogger{}})
-	require.NoError(t, err)
-	store := eventstore.New(db, eventstore.Options{})
+	db := storagetest.Open(t, t.TempDir())
+	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	svc := ingest.NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, ingest.EventServiceOptions{})
 	s := &server{store: store}
 	auth := func(ctx context.Context) error {

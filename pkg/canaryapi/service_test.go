@@ -45,7 +45,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	db := storagetest.New(t)
-	ev := eventstore.New(db.Pebble(), eventstore.Options{})
+	ev := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	t.Cleanup(func() { _ = engine.Close() })
 	svc := canaryapi.New(&kayenta.PromQL{Engine: engine, Queryable: db}, ev, db, levpromql.NewParser(), canaryapi.Options{})

@@ -13,14 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
+	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 // childEnv names the data directory when this test binary runs as the
@@ -34,12 +35,8 @@ func TestKillChild(t *testing.T) {
 	if dir == "" {
 		t.Skip("runs only as the child of TestKill9KeepsAcknowledgedEvents")
 	}
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
-	if err != nil {
-		fmt.Println("ERR", err)
-		os.Exit(1)
-	}
-	store := eventstore.New(db, eventstore.Options{})
+	db := storagetest.Open(t, dir)
+	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	svc := NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, EventServiceOptions{})
 	gs := grpc.NewServer()
 	levitatedv1.RegisterEventServiceServer(gs, svc)

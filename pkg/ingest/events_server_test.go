@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -24,7 +23,9 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
+	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
@@ -92,9 +93,8 @@ func withTenantMD(ctx context.Context) context.Context {
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	db, err := pebble.Open(t.TempDir(), &pebble.Options{Logger: quietLogger{}})
-	require.NoError(t, err)
-	store := eventstore.New(db, eventstore.Options{})
+	db := storagetest.Open(t, t.TempDir())
+	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	ids := &tenantIDs{ids: map[string]uint32{}}
 	svc := NewEventService(store, ids.resolve, EventServiceOptions{})
 

@@ -30,7 +30,7 @@ func (s *Service) execute(ctx context.Context, j job) {
 	e, err := s.getExecution(j.tid, j.id)
 	if errors.Is(err, errNotFound) {
 		log.Warn("queued canary execution has no record; dropping it")
-		if err := s.db.Delete(pendingKey(j.tid, j.id), nil); err != nil {
+		if err := s.ns.Delete(pendingKey(j.tid, j.id), true); err != nil {
 			log.Error("drop queued canary execution", "err", err)
 		}
 		return

@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
+	"github.com/levitated/levitated/pkg/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -110,7 +110,7 @@ func (o Options) Validate() error {
 // run asynchronously by a pool of workers, their status and results, all
 // stored in levitated's Pebble database so that they survive a restart.
 type Service struct {
-	db      *pebble.DB
+	ns      *storage.Namespace
 	tenants TenantIDs
 	promql  *PromQL
 	opts    Options
@@ -122,10 +122,10 @@ type Service struct {
 	lastID   [16]byte
 }
 
-// New returns a Service over db (levitated's Pebble database), running
-// queries with q. Mount its routes with Register and run its workers with
+// New returns a Service over ns (the canary-analysis namespace,
+// storage.OwnerAnalysis, of levitated's database), running queries with q. Mount its routes with Register and run its workers with
 // Run.
-func New(db *pebble.DB, tenants TenantIDs, q *PromQL, opts Options) (*Service, error) {
+func New(ns *storage.Namespace, tenants TenantIDs, q *PromQL, opts Options) (*Service, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -134,7 +134,7 @@ func New(db *pebble.DB, tenants TenantIDs, q *PromQL, opts Options) (*Service, e
 	if err != nil {
 		return nil, err
 	}
-	return &Service{db: db, tenants: tenants, promql: q, opts: opts, queue: newQueue(), metrics: m}, nil
+	return &Service{ns: ns, tenants: tenants, promql: q, opts: opts, queue: newQueue(), metrics: m}, nil
 }
 
 // Run re-queues the executions left unfinished by the last run, then runs

@@ -8,21 +8,21 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/levitated/levitated/pkg/analysis"
 	"github.com/levitated/levitated/pkg/storage"
 )
 
-// Key kinds of this package, in the canary-analysis range 0x50-0x5F of
-// levitated's Pebble database (FORMAT.md).
+// Key kinds of this package, named in pkg/storage's keyspace.go, in the
+// canary-analysis range storage.OwnerAnalysis (FORMAT.md).
 const (
-	kindConfig    byte = 0x50 // tid|50|config id                  -> config record
-	kindExecution byte = 0x51 // tid|51|execution id               -> execution record
-	kindByApp     byte = 0x52 // tid|52|application|00|execution id -> empty
-	kindPending   byte = 0x53 // 0|53|tid(4)|execution id          -> empty (global: tenant 0)
-	kindPairs     byte = 0x54 // tid|54|execution id               -> metric set pair list record
+	kindConfig    = storage.KindCanaryConfig    // tid|50|config id                  -> config record
+	kindExecution = storage.KindCanaryExecution // tid|51|execution id               -> execution record
+	kindByApp     = storage.KindCanaryByApp     // tid|52|application|00|execution id -> empty
+	kindPending   = storage.KindCanaryPending   // 0|53|tid(4)|execution id          -> empty (global: tenant 0)
+	kindPairs     = storage.KindCanaryPairs     // tid|54|execution id               -> metric set pair list record
 
+	// recordVersion is the version byte of the stored records
+	// (storage.RecordCodec); the metric set pairs are read raw.
 	recordVersion byte = 0x01
 )
 
@@ -43,32 +43,12 @@ func pendingKey(tid uint32, id string) []byte {
 	return append(k, id...)
 }
 
-// prefixEnd is the first key after every key starting with p.
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		if end[i] < 0xff {
-			end[i]++
-			return end[:i+1]
-		}
-	}
-	return nil
-}
+// records is the version byte + JSON codec of the stored records.
+var records = storage.RecordCodec{Owner: "kayenta"}
 
-func encodeRecord(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return append([]byte{recordVersion}, b...), nil
-}
+func encodeRecord(v any) ([]byte, error) { return records.Encode(v) }
 
-func decodeRecord(b []byte, v any) error {
-	if len(b) == 0 || b[0] != recordVersion {
-		return fmt.Errorf("kayenta: record version %v is not %d", b[:min(len(b), 1)], recordVersion)
-	}
-	return json.Unmarshal(b[1:], v)
-}
+func decodeRecord(b []byte, v any) error { return records.Decode(b, v) }
 
 // configRecord is a stored canary config.
 type configRecord struct {
@@ -113,21 +93,17 @@ func complete(status string) bool { return status == statusSucceeded || status =
 // errNotFound is returned by the getters for a missing key.
 var errNotFound = errors.New("kayenta: not found")
 
-func get(db *pebble.DB, k []byte, v any) error {
-	b, closer, err := db.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
+func get(ns *storage.Namespace, k []byte, v any) error {
+	err := ns.GetRecord(k, v)
+	if errors.Is(err, storage.ErrNotFound) {
 		return errNotFound
 	}
-	if err != nil {
-		return err
-	}
-	defer closer.Close()
-	return decodeRecord(b, v)
+	return err
 }
 
 func (s *Service) getConfig(tid uint32, id string) (analysis.CanaryConfig, error) {
 	var r configRecord
-	if err := get(s.db, key(tid, kindConfig, id), &r); err != nil {
+	if err := get(s.ns, key(tid, kindConfig, id), &r); err != nil {
 		return analysis.CanaryConfig{}, err
 	}
 	return r.Config, nil
@@ -138,14 +114,14 @@ func (s *Service) putConfig(tid uint32, cfg analysis.CanaryConfig) error {
 	if err != nil {
 		return fmt.Errorf("encode canary config: %w", err)
 	}
-	if err := s.db.Set(key(tid, kindConfig, cfg.ID), b, pebble.Sync); err != nil {
+	if err := s.ns.Set(key(tid, kindConfig, cfg.ID), b, true); err != nil {
 		return fmt.Errorf("store canary config: %w", err)
 	}
 	return nil
 }
 
 func (s *Service) deleteConfig(tid uint32, id string) error {
-	if err := s.db.Delete(key(tid, kindConfig, id), pebble.Sync); err != nil {
+	if err := s.ns.Delete(key(tid, kindConfig, id), true); err != nil {
 		return fmt.Errorf("delete canary config: %w", err)
 	}
 	return nil
@@ -154,7 +130,7 @@ func (s *Service) deleteConfig(tid uint32, id string) error {
 // listConfigs returns every config of the tenant in key (id) order.
 func (s *Service) listConfigs(ctx context.Context, tid uint32) ([]analysis.CanaryConfig, error) {
 	lo := storage.TenantPrefix(tid, kindConfig)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := s.ns.NewIter(lo, storage.PrefixEnd(lo))
 	if err != nil {
 		return nil, fmt.Errorf("list canary configs: %w", err)
 	}
@@ -178,7 +154,7 @@ func (s *Service) listConfigs(ctx context.Context, tid uint32) ([]analysis.Canar
 
 func (s *Service) getExecution(tid uint32, id string) (execution, error) {
 	var e execution
-	err := get(s.db, key(tid, kindExecution, id), &e)
+	err := get(s.ns, key(tid, kindExecution, id), &e)
 	return e, err
 }
 
@@ -189,8 +165,13 @@ func (s *Service) createExecution(tid uint32, e *execution) error {
 	if err != nil {
 		return fmt.Errorf("encode canary execution: %w", err)
 	}
-	batch := s.db.NewBatch()
-	defer batch.Close()
+	batch := s.ns.NewBatch()
+	committed := false
+	defer func() {
+		if !committed {
+			_ = batch.Close()
+		}
+	}()
 	if err := batch.Set(key(tid, kindExecution, e.ID), b, nil); err != nil {
 		return err
 	}
@@ -200,7 +181,8 @@ func (s *Service) createExecution(tid uint32, e *execution) error {
 	if err := batch.Set(pendingKey(tid, e.ID), nil, nil); err != nil {
 		return err
 	}
-	if err := batch.Commit(pebble.Sync); err != nil {
+	committed = true // Commit owns the batch
+	if err := s.ns.Commit(batch, true); err != nil {
 		return fmt.Errorf("store canary execution: %w", err)
 	}
 	return nil
@@ -213,7 +195,7 @@ func (s *Service) updateExecution(tid uint32, e *execution) error {
 	if err != nil {
 		return fmt.Errorf("encode canary execution: %w", err)
 	}
-	if err := s.db.Set(key(tid, kindExecution, e.ID), b, pebble.NoSync); err != nil {
+	if err := s.ns.Set(key(tid, kindExecution, e.ID), b, false); err != nil {
 		return fmt.Errorf("update canary execution: %w", err)
 	}
 	return nil
@@ -226,8 +208,13 @@ func (s *Service) finishExecution(tid uint32, e *execution, pairs []analysis.Met
 	if err != nil {
 		return fmt.Errorf("encode canary execution: %w", err)
 	}
-	batch := s.db.NewBatch()
-	defer batch.Close()
+	batch := s.ns.NewBatch()
+	committed := false
+	defer func() {
+		if !committed {
+			_ = batch.Close()
+		}
+	}()
 	if err := batch.Set(key(tid, kindExecution, e.ID), b, nil); err != nil {
 		return err
 	}
@@ -243,7 +230,8 @@ func (s *Service) finishExecution(tid uint32, e *execution, pairs []analysis.Met
 	if err := batch.Delete(pendingKey(tid, e.ID), nil); err != nil {
 		return err
 	}
-	if err := batch.Commit(pebble.Sync); err != nil {
+	committed = true // Commit owns the batch
+	if err := s.ns.Commit(batch, true); err != nil {
 		return fmt.Errorf("store canary result: %w", err)
 	}
 	return nil
@@ -254,7 +242,7 @@ func (s *Service) finishExecution(tid uint32, e *execution, pairs []analysis.Met
 // limit.
 func (s *Service) listExecutionIDs(ctx context.Context, tid uint32, application string, skip, limit int, keep func(id string) (bool, error)) ([]string, error) {
 	lo := append(key(tid, kindByApp, application), 0)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := s.ns.NewIter(lo, storage.PrefixEnd(lo))
 	if err != nil {
 		return nil, fmt.Errorf("list canary executions: %w", err)
 	}
@@ -288,7 +276,7 @@ func (s *Service) listExecutionIDs(ctx context.Context, tid uint32, application 
 // accepted and not finished.
 func (s *Service) pendingExecutions() ([]job, error) {
 	lo := storage.TenantPrefix(0, kindPending)
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := s.ns.NewIter(lo, storage.PrefixEnd(lo))
 	if err != nil {
 		return nil, fmt.Errorf("read the canary queue: %w", err)
 	}
@@ -308,8 +296,8 @@ func (s *Service) pendingExecutions() ([]job, error) {
 }
 
 func (s *Service) getPairs(tid uint32, id string) (json.RawMessage, error) {
-	b, closer, err := s.db.Get(key(tid, kindPairs, id))
-	if errors.Is(err, pebble.ErrNotFound) {
+	b, closer, err := s.ns.Get(key(tid, kindPairs, id))
+	if errors.Is(err, storage.ErrNotFound) {
 		return nil, errNotFound
 	}
 	if err != nil {

@@ -48,7 +48,7 @@ func scriptBase() time.Time {
 func newScriptEnv(t testing.TB) *scriptEnv {
 	db := storagetest.New(t)
 	base := scriptBase()
-	es := eventstore.New(db.Pebble(), eventstore.Options{Now: func() time.Time { return base.Add(24 * time.Hour) }})
+	es := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{Now: func() time.Time { return base.Add(24 * time.Hour) }})
 	opts := DefaultOptions()
 	opts.Registerer = prometheus.NewRegistry()
 	ng, err := New(opts)

@@ -12,6 +12,7 @@ import (
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/kayenta"
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/storage"
 )
 
 // handlers are the handlers the route table mounts, built over the store,
@@ -63,7 +64,11 @@ func (s *Server) handlers() (handlers, error) {
 	// levitated.v1.AnalysisService over gRPC and REST, and Flagger's
 	// webhook (pkg/canaryapi), all querying what the HTTP API queries.
 	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
-	k, err := kayenta.New(s.db.Pebble(), s.db, q, kayenta.Options{
+	kns, err := s.db.Namespace(storage.OwnerAnalysis)
+	if err != nil {
+		return h, err
+	}
+	k, err := kayenta.New(kns, s.db, q, kayenta.Options{
 		Logger:     s.logger.With("component", "kayenta"),
 		Registerer: s.opts.Registry,
 	})

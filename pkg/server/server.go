@@ -75,7 +75,11 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	closers = append(closers, s.db.Close)
-	s.events = eventstore.New(s.db.Pebble(), eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger, Commit: s.db.CommitSync})
+	evns, err := s.db.Namespace(storage.OwnerEvents)
+	if err != nil {
+		return nil, err
+	}
+	s.events = eventstore.New(evns, eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger})
 	s.query = queryable{db: s.db, events: s.events}
 
 	s.engine, err = levpromql.New(queryEngineOptions(opts))

@@ -337,7 +337,7 @@ func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
 // newestInDay returns the newest sample of the series stored in a partition.
 func (db *DB) newestInDay(th *tenantHead, s *memSeries, day int32) (sample, bool, error) {
 	p := chunkSeriesPrefix(th.id, day, s.ref)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return sample{}, false, fmt.Errorf("read chunks: %w", err)
 	}
@@ -377,7 +377,7 @@ func (db *DB) newestInDay(th *tenantHead, s *memSeries, day int32) (sample, bool
 func (db *DB) persistedAt(th *tenantHead, s *memSeries, t int64) (sample, bool, error) {
 	day := dayOf(t)
 	p := chunkSeriesPrefix(th.id, day, s.ref)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return sample{}, false, fmt.Errorf("read chunks: %w", err)
 	}

@@ -254,7 +254,7 @@ func (db *DB) load() error {
 
 func (db *DB) loadTenants() error {
 	p := TenantPrefix(0, globalTenantName)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return fmt.Errorf("read tenants: %w", err)
 	}
@@ -275,7 +275,7 @@ func (db *DB) loadTenants() error {
 
 func (db *DB) loadSeries(th *tenantHead) error {
 	p := TenantPrefix(th.id, kindSeries)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return fmt.Errorf("read series of tenant %q: %w", th.name, err)
 	}
@@ -327,7 +327,7 @@ func (db *DB) loadTenantState(th *tenantHead) error {
 // samples already present are skipped.
 func (db *DB) replay(th *tenantHead) error {
 	p := TenantPrefix(th.id, kindWAL)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return fmt.Errorf("read WAL of tenant %q: %w", th.name, err)
 	}
@@ -453,9 +453,6 @@ func (db *DB) fail(err error) {
 	db.failed.CompareAndSwap(nil, &err)
 	db.logger.Error("storage write failed; refusing further writes", "err", err)
 }
-
-// Pebble returns the shared Pebble database, for the event store.
-func (db *DB) Pebble() *pebble.DB { return db.pdb }
 
 // StartTime returns the oldest sample time of the default tenant, or
 // math.MaxInt64 if it has none.

@@ -69,7 +69,7 @@ func (q *exemplarQuerier) Select(start, end int64, matcherSets ...[]*labels.Matc
 		s.mu.Unlock()
 		for day := from; day <= to; day++ {
 			p := exemplarSeriesPrefix(q.th.id, day, s.ref)
-			it, err := q.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+			it, err := q.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 			if err != nil {
 				return nil, fmt.Errorf("read exemplars: %w", err)
 			}

@@ -1,6 +1,10 @@
 package storage
 
-import "context"
+import (
+	"context"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // CheckpointForTest writes every in-memory chunk to Pebble and drops from
 // memory what readers can find there, so that reads go to Pebble.
@@ -14,3 +18,6 @@ func CheckpointForTest(db *DB) error {
 
 // RetentionForTest runs one retention pass.
 func RetentionForTest(db *DB) error { return db.applyRetention(context.Background()) }
+
+// PebbleForTest is the database, for tests that dump every key.
+func PebbleForTest(db *DB) *pebble.DB { return db.pdb }

@@ -63,7 +63,7 @@ func TestOnDiskFormatGolden(t *testing.T) {
 	require.NoError(t, app.Commit())
 
 	var dump bytes.Buffer
-	it, err := db.Pebble().NewIter(nil)
+	it, err := storage.PebbleForTest(db).NewIter(nil)
 	require.NoError(t, err)
 	for it.First(); it.Valid(); it.Next() {
 		fmt.Fprintf(&dump, "%s %s\n", hex.EncodeToString(it.Key()), hex.EncodeToString(it.Value()))

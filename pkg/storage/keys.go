@@ -15,26 +15,18 @@ const (
 	tenantIDLen = 4
 	prefixLen   = tenantIDLen + 1
 
-	// Per-tenant kinds. 0x00-0x3F belong to this package; 0x40-0x4F to the
-	// event store; 0x50-0x5F to the canary-analysis store.
-	kindSeries   byte = 0x01 // tid|01|sid(8)                          -> labels
-	kindChunk    byte = 0x03 // tid|03|day(4)|sid(8)|minT(8)|part(8)  -> chunk
-	kindWAL      byte = 0x04 // tid|04|seq(8)                          -> WAL record
-	kindExemplar byte = 0x05 // tid|05|day(4)|sid(8)|t(8)              -> exemplar
-	kindMetadata byte = 0x06 // tid|06|metric family name             -> metadata list
-	kindTenant   byte = 0x07 // tid|07|name                            -> per-tenant state
+	// Per-tenant kinds, named in keyspace.go.
+	kindSeries   = KindSeries   // tid|01|sid(8)                          -> labels
+	kindChunk    = KindChunk    // tid|03|day(4)|sid(8)|minT(8)|part(8)  -> chunk
+	kindWAL      = KindWAL      // tid|04|seq(8)                          -> WAL record
+	kindExemplar = KindExemplar // tid|05|day(4)|sid(8)|t(8)              -> exemplar
+	kindMetadata = KindMetadata // tid|06|metric family name             -> metadata list
+	kindTenant   = KindTenant   // tid|07|name                            -> per-tenant state
 
 	// Global kinds (tenant id 0).
-	globalFormat     byte = 0x01 // 0|01                -> format version string
-	globalTenantName byte = 0x02 // 0|02|name           -> tenant id (4)
-	globalCheckpoint byte = 0x03 // 0|03                -> WAL sequence covered by chunks (8)
-
-	// EventKindMin and EventKindMax bound the kind bytes other packages may use.
-	EventKindMin byte = 0x40
-	EventKindMax byte = 0x4F
-	// AnalysisKindMin and AnalysisKindMax bound the analysis store's kinds.
-	AnalysisKindMin byte = 0x50
-	AnalysisKindMax byte = 0x5F
+	globalFormat     = KindGlobalFormat     // 0|01                -> format version string
+	globalTenantName = KindGlobalTenantName // 0|02|name           -> tenant id (4)
+	globalCheckpoint = KindGlobalCheckpoint // 0|03                -> WAL sequence covered by chunks (8)
 )
 
 // formatVersion is written once at creation and checked at every open.
@@ -55,7 +47,7 @@ func putTenantPrefix(b []byte, tid uint32, kind byte) []byte {
 // TenantPrefix returns the 5-byte prefix of all keys of one kind of one
 // tenant. Other packages that share the Pebble database build their keys on it.
 func TenantPrefix(tid uint32, kind byte) []byte {
-	return putTenantPrefix(make([]byte, 0, prefixLen), tid, kind)
+	return putTenantPrefix(make([]byte, 0, 64), tid, kind)
 }
 
 func putInt64(b []byte, v int64) []byte {
@@ -183,16 +175,4 @@ func tenantStateKey(tid uint32, name string) []byte {
 func globalKey(kind byte, suffix string) []byte {
 	b := putTenantPrefix(make([]byte, 0, prefixLen+len(suffix)), 0, kind)
 	return append(b, suffix...)
-}
-
-// prefixEnd returns the smallest key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	end := append([]byte(nil), p...)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil // p is all 0xff: no upper bound.
 }

@@ -84,10 +84,10 @@ func (db *DB) Metadata(ctx context.Context, metric string, limit, limitPerMetric
 		return out, nil
 	}
 	p := TenantPrefix(th.id, kindMetadata)
-	lower, upper := p, prefixEnd(p)
+	lower, upper := p, PrefixEnd(p)
 	if metric != "" {
 		lower = metadataKey(th.id, metric)
-		upper = prefixEnd(lower)
+		upper = PrefixEnd(lower)
 	}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {

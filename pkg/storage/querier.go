@@ -526,7 +526,7 @@ func (h *rangeHead) dayIter(day int32) (*pebble.Iterator, error) {
 		return it, nil
 	}
 	p := chunkDayPrefix(h.th.id, day)
-	it, err := h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return nil, fmt.Errorf("read chunks: %w", err)
 	}

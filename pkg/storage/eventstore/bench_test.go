@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 // BenchmarkAppend measures Store.Append (synced) with concurrent callers,
@@ -18,12 +17,9 @@ import (
 func BenchmarkAppend(b *testing.B) {
 	for _, clients := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			db, err := pebble.Open(b.TempDir(), &pebble.Options{Logger: quietLogger{}})
-			if err != nil {
-				b.Fatal(err)
-			}
+			db := storagetest.Open(b, b.TempDir())
 			defer db.Close()
-			s := New(db, Options{})
+			s := New(eventsNS(b, db), Options{})
 			now := time.Now()
 			var next atomic.Int64
 			var wg sync.WaitGroup

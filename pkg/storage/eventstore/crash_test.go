@@ -7,11 +7,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 // TestCrashKeepsAcknowledgedEvents writes events from several goroutines on
@@ -23,10 +24,9 @@ func TestCrashKeepsAcknowledgedEvents(t *testing.T) {
 	for seed := uint64(1); seed <= 4; seed++ {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			fs := vfs.NewCrashableMem()
-			db, err := pebble.Open("db", &pebble.Options{FS: fs, Logger: quietLogger{}})
-			require.NoError(t, err)
+			db := storagetest.Open(t, "db", func(o *storage.Options) { o.FS = fs })
 			c := &clock{now: t0}
-			s := New(db, Options{Now: c.Now})
+			s := New(eventsNS(t, db), Options{Now: c.Now})
 			ctx := context.Background()
 
 			var mu sync.Mutex
@@ -74,10 +74,9 @@ func TestCrashKeepsAcknowledgedEvents(t *testing.T) {
 			wg.Wait()
 			require.NoError(t, db.Close())
 
-			db2, err := pebble.Open("db", &pebble.Options{FS: crashed, Logger: quietLogger{}})
-			require.NoError(t, err)
+			db2 := storagetest.Open(t, "db", func(o *storage.Options) { o.FS = crashed })
 			defer db2.Close()
-			s2 := New(db2, Options{Now: c.Now})
+			s2 := New(eventsNS(t, db2), Options{Now: c.Now})
 			for _, want := range before {
 				got, err := s2.Get(ctx, 1, want.ID)
 				require.NoError(t, err, "acknowledged event %s lost", want.ID)

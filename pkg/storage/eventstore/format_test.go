@@ -48,13 +48,10 @@ func TestStoredKeys(t *testing.T) {
 	start := appendOne(t, s, 9, e)
 	sid, err := parseID("id", start.ID)
 	require.NoError(t, err)
-	keys := func() []string {
-		it, err := db.NewIter(nil)
-		require.NoError(t, err)
-		defer it.Close()
+	hexKeys := func() []string {
 		var out []string
-		for ok := it.First(); ok; ok = it.Next() {
-			out = append(out, hex.EncodeToString(it.Key()))
+		for _, k := range keys(t, db) {
+			out = append(out, hex.EncodeToString(k))
 		}
 		return out
 	}
@@ -63,7 +60,7 @@ func TestStoredKeys(t *testing.T) {
 		hex.EncodeToString(idemKey(9, "k")),
 		hex.EncodeToString(openKey(9, "deploy", sid)),
 		hex.EncodeToString(windowKey(9, sid)),
-	}, keys())
+	}, hexKeys())
 	stop := appendOne(t, s, 9, ev("deploy", events.StateStop, 10, "service", "api"))
 	pid, err := parseID("id", stop.ID)
 	require.NoError(t, err)
@@ -72,7 +69,7 @@ func TestStoredKeys(t *testing.T) {
 		hex.EncodeToString(eventKey(9, pid)),
 		hex.EncodeToString(idemKey(9, "k")),
 		hex.EncodeToString(windowKey(9, sid)),
-	}, keys(), "the stop deletes the open entry")
+	}, hexKeys(), "the stop deletes the open entry")
 	v, closer, err := db.Get(windowKey(9, sid))
 	require.NoError(t, err)
 	defer closer.Close()

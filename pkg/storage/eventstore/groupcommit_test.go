@@ -9,11 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 // slowSyncFS counts the syncs of WAL files and makes each take 2 ms, as a
@@ -69,11 +70,10 @@ func (fs *slowSyncFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, o ...v
 // would need one sync each.
 func TestConcurrentAppendsShareSyncs(t *testing.T) {
 	fs := &slowSyncFS{FS: vfs.NewMem()}
-	db, err := pebble.Open("db", &pebble.Options{FS: fs, Logger: quietLogger{}})
-	require.NoError(t, err)
+	db := storagetest.Open(t, "db", func(o *storage.Options) { o.FS = fs })
 	defer db.Close()
 	c := &clock{now: t0}
-	s := New(db, Options{Now: c.Now})
+	s := New(eventsNS(t, db), Options{Now: c.Now})
 	before := fs.syncs.Load()
 	const writers, each = 32, 20
 	var wg sync.WaitGroup

@@ -1,29 +1,30 @@
 package eventstore
 
 import (
-	"bytes"
 	"encoding/base32"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/storage"
 )
 
-// Key kinds of the event store (0x40-0x4F is its range; see FORMAT.md).
+// Key kinds of the event store, named in pkg/storage's keyspace.go (its
+// range is storage.OwnerEvents; see FORMAT.md).
 const (
-	kindEvent  byte = 0x40 // tenant | kind | time | seq          → eventRecord
-	kindIdem   byte = 0x41 // tenant | kind | idempotency key      → idemRecord
-	kindOpen   byte = 0x42 // tenant | kind | name 0x00 | time|seq → empty
-	kindWindow byte = 0x43 // tenant | kind | time | seq (of start) → windowRecord
-
-	kindFirst byte = 0x40
-	kindLast  byte = 0x4F
+	kindEvent  = storage.KindEvent       // tenant | kind | time | seq          → eventRecord
+	kindIdem   = storage.KindEventIdem   // tenant | kind | idempotency key      → idemRecord
+	kindOpen   = storage.KindEventOpen   // tenant | kind | name 0x00 | time|seq → empty
+	kindWindow = storage.KindEventWindow // tenant | kind | time | seq (of start) → windowRecord
 )
 
-// recordVersion is the first byte of every value the store writes.
+// recordVersion is the first byte of the idempotency records, the one
+// value not stored as a JSON record.
 const recordVersion byte = 1
+
+// records is the version byte + JSON codec of the event and window records.
+var records = storage.RecordCodec{Owner: "eventstore"}
 
 // eventID is the time (Unix nanoseconds) and sequence number of an event.
 // Its 16 big-endian bytes are the tail of the event's keys; its text form,
@@ -60,12 +61,7 @@ func parseID(field, s string) (eventID, error) {
 	return idFromBytes(b), nil
 }
 
-func prefix(tenant uint32, kind byte) []byte {
-	b := make([]byte, 5, 64)
-	binary.BigEndian.PutUint32(b, tenant)
-	b[4] = kind
-	return b
-}
+func prefix(tenant uint32, kind byte) []byte { return storage.TenantPrefix(tenant, kind) }
 
 func eventKey(tenant uint32, id eventID) []byte {
 	return append(prefix(tenant, kindEvent), id.bytes()...)
@@ -94,18 +90,6 @@ func timeKey(tenant uint32, kind byte, ts uint64) []byte {
 	return append(prefix(tenant, kind), eventID{ts: ts}.bytes()...)
 }
 
-// prefixEnd returns the smallest key greater than every key with prefix p.
-func prefixEnd(p []byte) []byte {
-	end := bytes.Clone(p)
-	for i := len(end) - 1; i >= 0; i-- {
-		end[i]++
-		if end[i] != 0 {
-			return end[:i+1]
-		}
-	}
-	return nil // p is all 0xff: no upper bound
-}
-
 // eventRecord is the stored form of an event (the time and sequence are in
 // the key).
 type eventRecord struct {
@@ -130,23 +114,15 @@ type windowRecord struct {
 }
 
 func encodeRecord(v any) []byte {
-	b, err := json.Marshal(v)
+	b, err := records.Encode(v)
 	if err != nil {
 		// Records hold only strings, maps of strings and numbers.
-		panic(fmt.Sprintf("eventstore: encode record: %v", err))
+		panic(err.Error())
 	}
-	return append([]byte{recordVersion}, b...)
+	return b
 }
 
-func decodeRecord(b []byte, v any) error {
-	if len(b) == 0 || b[0] != recordVersion {
-		return fmt.Errorf("eventstore: record version %v is not %d", b[:min(len(b), 1)], recordVersion)
-	}
-	if err := json.Unmarshal(b[1:], v); err != nil {
-		return fmt.Errorf("eventstore: decode record: %w", err)
-	}
-	return nil
-}
+func decodeRecord(b []byte, v any) error { return records.Decode(b, v) }
 
 func recordOf(e *events.Event) eventRecord {
 	return eventRecord{

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
@@ -193,7 +192,7 @@ func msToNanos(ms int64) uint64 {
 func (q *querier) eventSeries(ctx context.Context, mint, maxt int64, matches func(labels.Labels) bool, withSamples bool) ([]*listSeries, error) {
 	lo := timeKey(q.tenant, kindEvent, msToNanos(mint))
 	hi := timeKey(q.tenant, kindEvent, msToNanos(maxt)+1e6)
-	it, err := q.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := q.s.ns.NewIter(lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("select events: %w", err)
 	}
@@ -274,7 +273,7 @@ func (q *querier) windows(ctx context.Context, mint, maxt int64) (map[string]*wi
 func (q *querier) scanWindows(ctx context.Context, maxt int64, fn func(key, name string, attrs map[string]string, w window)) error {
 	lo := prefix(q.tenant, kindWindow)
 	hi := timeKey(q.tenant, kindWindow, msToNanos(maxt)+1e6)
-	it, err := q.s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := q.s.ns.NewIter(lo, hi)
 	if err != nil {
 		return fmt.Errorf("select windows: %w", err)
 	}

@@ -2,12 +2,11 @@ package eventstore
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
-	"math"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/levitated/levitated/pkg/storage"
 )
 
 // EnforceRetention deletes, in every tenant, the events and windows whose
@@ -32,44 +31,20 @@ func (s *Store) EnforceRetention(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// tenants lists the tenants that have event-store keys, by seeking from one
-// tenant's event range to the next.
-func (s *Store) tenants() ([]uint32, error) {
-	it, err := s.db.NewIter(nil)
-	if err != nil {
-		return nil, fmt.Errorf("list event tenants: %w", err)
-	}
-	defer it.Close()
-	var out []uint32
-	t := uint64(0)
-	for t <= math.MaxUint32 {
-		if !it.SeekGE(prefix(uint32(t), kindFirst)) {
-			break
-		}
-		k := it.Key()
-		if len(k) < 5 {
-			t++
-			continue
-		}
-		kt := uint64(binary.BigEndian.Uint32(k))
-		if kt > t {
-			t = kt
-			continue
-		}
-		if k[4] >= kindFirst && k[4] <= kindLast {
-			out = append(out, uint32(t))
-		}
-		t++
-	}
-	return out, it.Error()
-}
+// tenants lists the tenants that have event-store keys.
+func (s *Store) tenants() ([]uint32, error) { return s.ns.Tenants() }
 
 // DeleteBefore deletes the events of tenant whose time, in Unix
 // nanoseconds, is before cutoff (see EnforceRetention). The deletion is
 // committed with pebble.Sync.
 func (s *Store) DeleteBefore(ctx context.Context, tenant uint32, cutoff uint64) error {
-	b := s.db.NewBatch()
-	defer b.Close()
+	b := s.ns.NewBatch()
+	committed := false
+	defer func() {
+		if !committed {
+			_ = b.Close()
+		}
+	}()
 	for _, kind := range []byte{kindEvent, kindWindow} {
 		if err := b.DeleteRange(prefix(tenant, kind), timeKey(tenant, kind, cutoff), nil); err != nil {
 			return err
@@ -89,14 +64,15 @@ func (s *Store) DeleteBefore(ctx context.Context, tenant uint32, cutoff uint64) 
 	}); err != nil {
 		return err
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	committed = true // Commit owns the batch
+	if err := s.ns.Commit(b, true); err != nil {
 		return fmt.Errorf("commit retention deletion: %w", err)
 	}
 	return nil
 }
 
 func (s *Store) scanDelete(ctx context.Context, b *pebble.Batch, p []byte, del func(k, v []byte) bool) error {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	it, err := s.ns.NewIter(p, storage.PrefixEnd(p))
 	if err != nil {
 		return fmt.Errorf("scan for retention: %w", err)
 	}

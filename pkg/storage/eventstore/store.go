@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -24,6 +25,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/storage"
 )
 
 // Options configure a Store.
@@ -40,12 +42,6 @@ type Options struct {
 	TailBuffer int
 	// Logger may be nil.
 	Logger *slog.Logger
-	// Commit commits a batch with pebble.Sync and owns it, calling done
-	// with the commit's error once it completes; it may return earlier
-	// with an error (a disk that refuses writes) and call done later.
-	// Default: b.Commit(pebble.Sync). The server passes
-	// (*storage.DB).CommitSync.
-	Commit func(b *pebble.Batch, done func(error)) error
 }
 
 // DefaultOptions returns the default options.
@@ -73,21 +69,13 @@ func (o Options) ensureDefaults() Options {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Commit == nil {
-		o.Commit = func(b *pebble.Batch, done func(error)) error {
-			err := b.Commit(pebble.Sync)
-			done(err)
-			_ = b.Close()
-			return err
-		}
-	}
 	return o
 }
 
-// Store is the event store over a Pebble database opened elsewhere. It is
+// Store is the event store over its namespace of the database. It is
 // safe for concurrent use. It does not close the database.
 type Store struct {
-	db   *pebble.DB
+	ns   *storage.Namespace
 	opts Options
 	seq  atomic.Uint64
 
@@ -103,10 +91,16 @@ type Store struct {
 	tails tailHub
 }
 
-// New returns a Store over db.
-func New(db *pebble.DB, opts Options) *Store {
+// getter reads one key: the namespace, or a batch.
+type getter interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+}
+
+// New returns a Store over the event store's namespace
+// (storage.OwnerEvents) of the database.
+func New(ns *storage.Namespace, opts Options) *Store {
 	s := &Store{
-		db:           db,
+		ns:           ns,
 		opts:         opts.ensureDefaults(),
 		inflightKeys: make(map[string]chan struct{}),
 		claimed:      make(map[string]struct{}),
@@ -202,7 +196,7 @@ type pending struct {
 }
 
 func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event, fps [][32]byte) ([]events.Event, <-chan struct{}, error) {
-	b := s.db.NewIndexedBatch()
+	b := s.ns.NewIndexedBatch()
 	defer func() {
 		if b != nil {
 			_ = b.Close()
@@ -318,7 +312,7 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 	} else {
 		commit := b
 		b = nil // Commit owns it
-		if err := s.opts.Commit(commit, finish); err != nil {
+		if err := s.ns.CommitSync(commit, finish); err != nil {
 			return nil, nil, fmt.Errorf("commit events: %w", err)
 		}
 	}
@@ -329,7 +323,7 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 		if out[i].State != events.StateStart || out[i].ID == "" || out[i].Window == nil || out[i].Window.StartID != out[i].ID || out[i].Warnings != nil {
 			continue
 		}
-		twin, err := s.openTwin(s.db, tenant, &out[i])
+		twin, err := s.openTwin(tenant, &out[i])
 		if err != nil {
 			s.opts.Logger.Warn("eventstore: look for an identical open window", "err", err)
 			continue
@@ -346,7 +340,7 @@ type waitError struct{ ch chan struct{} }
 func (waitError) Error() string { return "eventstore: idempotency key in flight" }
 
 // lookupIdem returns the event stored under key, if any.
-func (s *Store) lookupIdem(r pebble.Reader, tenant uint32, key string, fp [32]byte) (events.Event, bool, error) {
+func (s *Store) lookupIdem(r getter, tenant uint32, key string, fp [32]byte) (events.Event, bool, error) {
 	v, closer, err := r.Get(idemKey(tenant, key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return events.Event{}, false, nil
@@ -493,12 +487,12 @@ const twinScan = 16
 // openTwin returns the start of an open window with e's name and exactly
 // e's attributes, started at or before e, among the twinScan newest open
 // windows of that name: a new start beside it leaves it open.
-func (s *Store) openTwin(r pebble.Reader, tenant uint32, e *events.Event) (*events.Event, error) {
+func (s *Store) openTwin(tenant uint32, e *events.Event) (*events.Event, error) {
 	var twin *events.Event
 	n := 0
 	// openTwin runs outside s.mu: it looks at s.claimed (a window another
 	// append is closing is no twin) only for a candidate, under s.mu.
-	err := s.scanOpen(r, tenant, e.Name, nil, func(sid eventID, start events.Event) bool {
+	err := s.scanOpen(s.ns, tenant, e.Name, nil, func(sid eventID, start events.Event) bool {
 		if start.ID == e.ID {
 			return true
 		}
@@ -532,16 +526,30 @@ func (s *Store) openStarts(b *pebble.Batch, tenant uint32, name string, n int) (
 // first, skipping windows another append is closing and starts deleted by
 // retention, until fn returns false. The caller holds s.mu, which guards
 // s.claimed.
-func (s *Store) eachOpen(r pebble.Reader, tenant uint32, name string, fn func(sid eventID, start events.Event) bool) error {
-	return s.scanOpen(r, tenant, name, func(k string) bool {
+func (s *Store) eachOpen(b *pebble.Batch, tenant uint32, name string, fn func(sid eventID, start events.Event) bool) error {
+	return s.scanOpen(batchReader{b}, tenant, name, func(k string) bool {
 		_, busy := s.claimed[k]
 		return busy
 	}, fn)
 }
 
-func (s *Store) scanOpen(r pebble.Reader, tenant uint32, name string, busy func(windowKey string) bool, fn func(sid eventID, start events.Event) bool) error {
+// rangeReader reads keys and ranges: the namespace, or a batch over it
+// (batchReader).
+type rangeReader interface {
+	getter
+	NewIter(lo, hi []byte) (*pebble.Iterator, error)
+}
+
+// batchReader reads an indexed batch, with its own writes, as a rangeReader.
+type batchReader struct{ *pebble.Batch }
+
+func (b batchReader) NewIter(lo, hi []byte) (*pebble.Iterator, error) {
+	return b.Batch.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+}
+
+func (s *Store) scanOpen(r rangeReader, tenant uint32, name string, busy func(windowKey string) bool, fn func(sid eventID, start events.Event) bool) error {
 	lo := openPrefix(tenant, name)
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	it, err := r.NewIter(lo, storage.PrefixEnd(lo))
 	if err != nil {
 		return fmt.Errorf("scan open windows: %w", err)
 	}
@@ -590,10 +598,10 @@ func (s *Store) Get(ctx context.Context, tenant uint32, id string) (events.Event
 	if err != nil {
 		return events.Event{}, err
 	}
-	return s.get(s.db, tenant, eid)
+	return s.get(s.ns, tenant, eid)
 }
 
-func (s *Store) get(r pebble.Reader, tenant uint32, id eventID) (events.Event, error) {
+func (s *Store) get(r getter, tenant uint32, id eventID) (events.Event, error) {
 	v, closer, err := r.Get(eventKey(tenant, id))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return events.Event{}, events.NotFound(fmt.Sprintf("event %s not found", id))
@@ -619,7 +627,7 @@ func (s *Store) get(r pebble.Reader, tenant uint32, id eventID) (events.Event, e
 
 // attachWindow sets e.Window from the window record of e (a start) or of
 // the start e closed (a stop).
-func (s *Store) attachWindow(r pebble.Reader, tenant uint32, e *events.Event) error {
+func (s *Store) attachWindow(r getter, tenant uint32, e *events.Event) error {
 	startID := e.ID
 	if e.State == events.StateStop {
 		if e.StartID == "" {
@@ -671,11 +679,11 @@ func (s *Store) List(ctx context.Context, tenant uint32, q events.Query) ([]even
 			lo = k
 		}
 	}
-	hi := prefixEnd(prefix(tenant, kindEvent))
+	hi := storage.PrefixEnd(prefix(tenant, kindEvent))
 	if !q.End.IsZero() {
 		hi = timeKey(tenant, kindEvent, timeNanos(q.End, 0)+1)
 	}
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := s.ns.NewIter(lo, hi)
 	if err != nil {
 		return nil, "", fmt.Errorf("list events: %w", err)
 	}
@@ -716,7 +724,7 @@ func (s *Store) decodeEventAt(tenant uint32, key, value []byte) (events.Event, e
 	if err != nil {
 		return events.Event{}, err
 	}
-	if err := s.attachWindow(s.db, tenant, &e); err != nil {
+	if err := s.attachWindow(s.ns, tenant, &e); err != nil {
 		return events.Event{}, err
 	}
 	return e, nil

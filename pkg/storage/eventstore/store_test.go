@@ -1,6 +1,7 @@
 package eventstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/levitated/levitated/pkg/events"
+	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 func TestMain(m *testing.M) {
@@ -38,19 +40,27 @@ func (quietLogger) Infof(string, ...any)           {}
 func (quietLogger) Errorf(string, ...any)          {}
 func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a...)) }
 
-func openPebble(t testing.TB, dir string) *pebble.DB {
-	t.Helper()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
-	require.NoError(t, err)
-	return db
+// eventsNS is the event store's namespace of db.
+func eventsNS(t testing.TB, db *storage.DB) *storage.Namespace {
+	return storagetest.Namespace(t, db, storage.OwnerEvents)
 }
 
-func newStore(t testing.TB) (*Store, *clock, *pebble.DB) {
+func newStore(t testing.TB) (*Store, *clock, *storage.Namespace) {
 	t.Helper()
-	db := openPebble(t, t.TempDir())
-	t.Cleanup(func() { require.NoError(t, db.Close()) })
+	ns := eventsNS(t, storagetest.New(t))
 	c := &clock{now: t0}
-	return New(db, Options{Now: c.Now}), c, db
+	return New(ns, Options{Now: c.Now}), c, ns
+}
+
+// keys lists the keys of the namespace.
+func keys(t testing.TB, ns *storage.Namespace) [][]byte {
+	t.Helper()
+	var out [][]byte
+	require.NoError(t, ns.Each(func(k, _ []byte) bool {
+		out = append(out, bytes.Clone(k))
+		return true
+	}))
+	return out
 }
 
 func at(sec int) time.Time { return t0.Add(-time.Hour + time.Duration(sec)*time.Second) }
@@ -411,10 +421,8 @@ func TestTail(t *testing.T) {
 }
 
 func TestTailOverflow(t *testing.T) {
-	db := openPebble(t, t.TempDir())
-	defer db.Close()
 	c := &clock{now: t0}
-	s := New(db, Options{Now: c.Now, TailBuffer: 2})
+	s := New(eventsNS(t, storagetest.New(t)), Options{Now: c.Now, TailBuffer: 2})
 	ctx := context.Background()
 	ready := make(chan struct{})
 	release := make(chan struct{})
@@ -460,12 +468,9 @@ func TestRetention(t *testing.T) {
 	require.ErrorIs(t, err, events.ErrNotFound)
 
 	// Nothing of the old event is left: no open entry, no key.
-	it, err := db.NewIter(nil)
-	require.NoError(t, err)
-	defer it.Close()
 	var kinds []string
-	for ok := it.First(); ok; ok = it.Next() {
-		kinds = append(kinds, fmt.Sprintf("%d/%#x", it.Key()[3], it.Key()[4]))
+	for _, k := range keys(t, db) {
+		kinds = append(kinds, fmt.Sprintf("%d/%#x", k[3], k[4]))
 	}
 	require.Equal(t, []string{"1/0x40", "1/0x41", "1/0x42", "1/0x43"}, kinds)
 	// The deleted key can be used again.
@@ -474,15 +479,19 @@ func TestRetention(t *testing.T) {
 }
 
 func TestNothingLeaksIntoOtherKinds(t *testing.T) {
-	s, _, db := newStore(t)
-	// A key of pkg/storage (kind 0x01) for the same tenant is untouched by
-	// the event store and invisible to it.
-	require.NoError(t, db.Set([]byte{0, 0, 0, 1, 0x01, 'x'}, []byte("sample"), pebble.Sync))
+	db := storagetest.New(t)
+	c := &clock{now: t0}
+	s := New(eventsNS(t, db), Options{Now: c.Now})
+	// A key of another owner (the analysis store, kind 0x50) for the same
+	// tenant is untouched by the event store and invisible to it.
+	other := storagetest.Namespace(t, db, storage.OwnerAnalysis)
+	foreign := append(other.Prefix(1, storage.KindCanaryConfig), 'x')
+	require.NoError(t, other.Set(foreign, []byte("config"), true))
 	appendOne(t, s, 1, ev("deploy", events.StateStart, 0))
 	require.NoError(t, s.EnforceRetention(context.Background(), t0.Add(100*24*time.Hour)))
-	v, closer, err := db.Get([]byte{0, 0, 0, 1, 0x01, 'x'})
+	v, closer, err := other.Get(foreign)
 	require.NoError(t, err)
-	require.Equal(t, "sample", string(v))
+	require.Equal(t, "config", string(v))
 	closer.Close()
 	require.Empty(t, listAll(t, s, 1))
 }
