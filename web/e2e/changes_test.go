@@ -15,6 +15,19 @@ import (
 // a click opens a change page whose before / during / after figures are
 // the means of the API's own range query over those periods.
 func TestChangesListAndChangePage(t *testing.T) {
+	// The 40 % stage, at which the canary regresses, once levitated has
+	// judged it (its change_impact event).
+	var stage apiEvent
+	for _, e := range listEvents(t) {
+		if e.State == "start" && e.Name == "canary-step" && e.Attributes["weight"] == "40" {
+			stage = e
+		}
+	}
+	if stage.ID == "" {
+		t.Fatal("no canary-step window at weight 40")
+	}
+	verdict := impactOf(t, stage.ID).Verdict
+
 	ctx := browser(t, 1280, 800)
 	do(t, ctx,
 		chromedp.Navigate(env.url+"/changes?range=6h"),
@@ -22,19 +35,21 @@ func TestChangesListAndChangePage(t *testing.T) {
 	)
 	rows := eval[[]string](t, ctx, `[...document.querySelectorAll('[data-testid=changes] tbody tr')].map(r => r.dataset.id)`)
 	// A change is a window (its start) or a point event (a stop that
-	// closed no window: the demo's canary-verdict events).
-	var starts []apiEvent
+	// closed no window: the demo's canary-verdict events); levitated's
+	// change_impact events are shown as the verdict of the change they
+	// judge.
 	changes := 0
 	for _, e := range listEvents(t) {
-		if e.State == "start" {
-			starts = append(starts, e)
-		}
-		if e.State == "start" || e.Window == nil {
+		if e.Name != "change_impact" && (e.State == "start" || e.Window == nil) {
 			changes++
 		}
 	}
 	if len(rows) != changes {
 		t.Errorf("the page lists %d changes, the API has %d windows and point events", len(rows), changes)
+	}
+	mark := eval[string](t, ctx, `(() => { const m = document.querySelector('[data-testid=changes] tbody tr[data-id="`+stage.ID+`"] [data-testid=impact-mark]'); return m ? m.textContent : ''; })()`)
+	if !strings.EqualFold(mark, verdict) {
+		t.Errorf("the 40 %% stage's row shows verdict %q, the impact API %q", mark, verdict)
 	}
 	shot(t, ctx, "changes")
 
@@ -48,7 +63,7 @@ func TestChangesListAndChangePage(t *testing.T) {
 	loc := location(t, ctx)
 	want := 0
 	for _, e := range listEvents(t, `weight="40"`) {
-		if e.State == "start" || e.Window == nil {
+		if e.Name != "change_impact" && (e.State == "start" || e.Window == nil) {
 			want++
 		}
 	}
@@ -56,16 +71,7 @@ func TestChangesListAndChangePage(t *testing.T) {
 		t.Errorf("weight=\"40\" lists %d changes, the API %d (the stage and its verdict at least), URL %s", filtered, want, loc)
 	}
 
-	// Open the 40 % stage: the stage at which the canary regresses.
-	var stage apiEvent
-	for _, e := range starts {
-		if e.Name == "canary-step" && e.Attributes["weight"] == "40" {
-			stage = e
-		}
-	}
-	if stage.ID == "" {
-		t.Fatal("no canary-step window at weight 40")
-	}
+	// Open the 40 % stage.
 	do(t, ctx,
 		click(`[data-testid=changes] tbody tr[data-id="`+stage.ID+`"] a`),
 		visible(`[data-testid=figures]`),

@@ -178,7 +178,36 @@ export async function spansIn(
   ]);
   const before = (e: ChangeEvent) => !!e.window?.start && Date.parse(e.window.start) / 1000 < from;
   const spanning = after.filter((e) => e.state === 'stop' && before(e));
-  return spans([...open, ...inRange, ...spanning], now);
+  return spans(withoutImpact([...open, ...inRange, ...spanning], p.name), now);
+}
+
+/**
+ * The event levitated records for each automatic impact verdict
+ * (docs/impact.md). Lists and graphs show the verdict on the change it
+ * judges, not as a change of its own, unless asked for it by name.
+ */
+export const impactEventName = 'change_impact';
+
+/** ImpactMark is a change's automatic verdict, from its change_impact event. */
+export interface ImpactMark {
+  verdict: string;
+  score?: string;
+  failing?: string;
+}
+
+/** impactMarks maps a judged change's id to its verdict. */
+export function impactMarks(evs: ChangeEvent[]): Map<string, ImpactMark> {
+  const out = new Map<string, ImpactMark>();
+  for (const e of evs) {
+    const a = e.attributes ?? {};
+    if (e.name === impactEventName && a.change_id && a.verdict) out.set(a.change_id, { verdict: a.verdict, score: a.score, failing: a.failing_signals });
+  }
+  return out;
+}
+
+/** withoutImpact drops change_impact events unless name asks for them. */
+export function withoutImpact(evs: ChangeEvent[], name?: string): ChangeEvent[] {
+  return name === impactEventName ? evs : evs.filter((e) => e.name !== impactEventName);
 }
 
 /** describe writes an event's attributes as `k=v, …`. */

@@ -91,7 +91,7 @@ function tipItem(s: Span): HTMLElement {
   div.appendChild(when);
   const attrs = describe(e.attributes);
   if (attrs) div.appendChild(line(attrs, 'mono'));
-  if (e.text) div.appendChild(line(e.text));
+  if (e.text) div.appendChild(line(e.text.length > 240 ? `${e.text.slice(0, 240)}…` : e.text));
   if (e.url) div.appendChild(line(e.url, 'link'));
   if (e.source) div.appendChild(line(`sent by ${e.source}`, 'muted'));
   return div;

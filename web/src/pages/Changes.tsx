@@ -1,7 +1,8 @@
 // Changes.tsx: the change events and windows of a time range, searchable by
 // name, attribute matchers and open-only, kept live by the events tail.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, type ChangeEvent } from '../events';
+import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, impactMarks, withoutImpact, type ChangeEvent } from '../events';
+import { VerdictBadge } from '../analyses/JudgementView';
 import { decodeChanges, encodeChanges, type ChangesState } from '../url';
 import { replace } from '../router';
 import { parseDuration, formatTime, formatDuration, ago } from '../time';
@@ -54,7 +55,9 @@ export function ChangesPage({ search }: { search: string }) {
     };
   }, [name, match]);
 
-  const spans = useMemo(() => toSpans(evs ?? []).sort((a, b) => b.start - a.start), [evs]);
+  // change_impact events are shown as the verdict of the change they judge.
+  const spans = useMemo(() => toSpans(withoutImpact(evs ?? [], name)).sort((a, b) => b.start - a.start), [evs, name]);
+  const marks = useMemo(() => impactMarks(evs ?? []), [evs]);
 
   return (
     <section class="page" aria-labelledby="changes-h">
@@ -94,7 +97,12 @@ export function ChangesPage({ search }: { search: string }) {
                   <span class="swatch" style={{ background: eventColor(s.name) }} />
                   <a href={`/changes/${s.id}`}>{s.name}</a> {s.open && <span class="badge open">open</span>}
                   {s.end === undefined && <span class="badge">point</span>}
-                  {s.ev.text && <div class="muted small">{s.ev.text}</div>}
+                  {marks.has(s.id) && (
+                    <span data-testid="impact-mark" title={`automatic impact verdict, score ${marks.get(s.id)!.score ?? '—'}${marks.get(s.id)!.failing ? `; failing: ${marks.get(s.id)!.failing}` : ''}`}>
+                      <VerdictBadge v={marks.get(s.id)!.verdict} />
+                    </span>
+                  )}
+                  {s.ev.text && <div class="muted small clamp">{s.ev.text}</div>}
                 </td>
                 <td class="mono small">{describe(s.ev.attributes)}</td>
                 <td title={ago(s.start)}>{formatTime(s.start)}</td>
