@@ -92,8 +92,20 @@ func dark() chromedp.Action[chromedp.Void] {
 // the test's temporary directory).
 func shot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
+	shotOf(t, ctx, name, chromedp.CaptureScreenshot())
+}
+
+// shotOfElement writes a PNG of the element sel (all of it, scrolled into
+// view) as shot does.
+func shotOfElement(t *testing.T, ctx context.Context, name, sel string) {
+	t.Helper()
+	shotOf(t, ctx, name, chromedp.Screenshot(chromedp.CSS(sel)))
+}
+
+func shotOf(t *testing.T, ctx context.Context, name string, capture chromedp.Action[[]byte]) {
+	t.Helper()
 	do(t, ctx, chromedp.Sleep(200*time.Millisecond))
-	png, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	png, err := chromedp.Run(ctx, capture)
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}

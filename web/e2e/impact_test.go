@@ -139,8 +139,7 @@ func TestChangePageShowsImpactVerdict(t *testing.T) {
 		}
 		if want.Verdict == "fail" && !failed {
 			failed = true
-			do(t, ctx, chromedp.ScrollIntoView(chromedp.CSS(`[data-testid=impact]`)))
-			shot(t, ctx, "change-impact")
+			shotOfElement(t, ctx, "change-impact", `[data-testid=impact]`)
 		}
 	}
 	if !failed {

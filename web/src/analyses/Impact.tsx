@@ -120,11 +120,16 @@ export function ImpactVerdict({ id }: { id: string }) {
               )}
             </span>
           </div>
-          {j.explanation.map((s, i) => (
-            <p key={i} class="explanation" data-testid="impact-explanation">
-              {s}
-            </p>
-          ))}
+          {/* The judge's sentences: each comparison's, which repeat the
+              signals' below; folded. */}
+          <details class="impact-sentences">
+            <summary>The judge's sentences</summary>
+            {j.explanation.map((s, i) => (
+              <p key={i} class="explanation" data-testid="impact-explanation">
+                {s}
+              </p>
+            ))}
+          </details>
           {j.comparisons.map((c) => {
             const [title, base] = kinds[c.kind] ?? [c.kind, 'baseline'];
             const other = base === 'before' ? 'after' : 'canary';
