@@ -40,6 +40,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "rules" {
 		return runRulesCheck(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "backup" {
+		return runBackup(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "check" {
 		return runCheck(args[1:], stdout, stderr)
 	}
@@ -115,7 +118,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	fs = flag.NewFlagSet("levitated", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: levitated [flags]\n       levitated token create|list|revoke (see levitated token --help)\n       levitated demo [flags] (a canary rollout judged in stages, on this machine)\n       levitated rules check FILE... (check rule files, as promtool check rules)\n       levitated check --data-dir DIR (verify every checksum of a stopped store or a backup)\n       levitated kube-events [flags] (Kubernetes changes as events; see levitated kube-events --help)\n\n"+
+		fmt.Fprint(out, "Usage: levitated [flags]\n       levitated token create|list|revoke (see levitated token --help)\n       levitated demo [flags] (a canary rollout judged in stages, on this machine)\n       levitated rules check FILE... (check rule files, as promtool check rules)\n       levitated check --data-dir DIR (verify every checksum of a stopped store or a backup)\n       levitated backup [--url URL] [--to DIR] (a consistent copy of a running levitated's store)\n       levitated kube-events [flags] (Kubernetes changes as events; see levitated kube-events --help)\n\n"+
 			"levitated receives Prometheus remote write (1.0 and 2.0, on /api/v1/write and\n"+
 			"/api/v1/push) and OTLP metrics (/api/v1/otlp/v1/metrics), and serves the\n"+
 			"Prometheus HTTP API (/api/v1/...) and levitated's gRPC services, all on one\n"+

@@ -108,6 +108,8 @@ func (s *Server) routes() ([]Route, error) {
 		{Pattern: "GET /api/v1/metadata", Access: queryAccess, Preflight: true, Dialect: prom, Handler: serveAPI(s.metadata), Doc: "metric metadata"},
 		{Pattern: "GET /api/v1/status/tsdb", Access: queryAccess, Preflight: true, Dialect: prom, Handler: serveAPI(s.tsdbStatus), Doc: "TSDB statistics"},
 		{Pattern: "POST /api/v1/admin/flush", Access: adminAccess, Dialect: prom, Handler: serveAPI(s.flush), Doc: "flush the store (benchmarks)"},
+		{Pattern: "POST /api/v1/admin/snapshot", Access: adminAccess, Dialect: prom, Handler: serveAPI(s.snapshot), Doc: "back up the running store to <data-dir>/snapshots/<name> (docs/operations.md)"},
+		{Pattern: "POST /api/v1/admin/tsdb/snapshot", Access: adminAccess, Dialect: prom, Handler: serveAPI(s.snapshot), Doc: "the same, at Prometheus' path"},
 
 		// Change events: the REST face of levitated.v1.EventService, Last9's
 		// change-events API and Grafana's annotations.

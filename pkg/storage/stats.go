@@ -48,28 +48,7 @@ func (db *DB) Flush(ctx context.Context) error {
 	}
 	// A flush held up by the disk returns its fault, and finishes in the
 	// background once the disk takes writes again.
-	faulted := db.health.faulted()
-	done := make(chan error, 1)
-	db.flushMu.Lock()
-	if db.closed.Load() || db.flushesStopped {
-		db.flushMu.Unlock()
-		return ErrClosed
-	}
-	db.flushes.Add(1)
-	db.flushMu.Unlock()
-	go func() {
-		defer db.flushes.Done()
-		done <- db.flush(ctx)
-	}()
-	select {
-	case err := <-done:
-		return err
-	case <-faulted:
-		if err := db.health.err(); err != nil {
-			return err
-		}
-		return <-done
-	}
+	return db.runHeld(func() error { return db.flush(ctx) })
 }
 
 func (db *DB) flush(ctx context.Context) error {

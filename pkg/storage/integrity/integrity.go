@@ -269,7 +269,7 @@ func (r *Report) scanWAL(fs vfs.FS, ll wal.LogicalLog, last bool) {
 // refuses to check the directory of a running store (its files change
 // under the check): check a stopped store or a backup.
 func Check(ctx context.Context, dir string) (*Report, error) {
-	fs := vfs.Default
+	fs := readOnlyFS{vfs.Default}
 	st, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("check %s: %w", dir, err)
@@ -277,14 +277,11 @@ func Check(ctx context.Context, dir string) (*Report, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("check %s: not a directory", dir)
 	}
-	var lock *pebble.Lock
-	if _, err := os.Stat(filepath.Join(dir, "LOCK")); err == nil {
-		lock, err = pebble.LockDirectory(dir, fs)
-		if err != nil {
-			return nil, fmt.Errorf("check %s: a running levitated holds it (%v): stop it, or check a backup (levitated backup)", dir, oneLine(err))
-		}
-		defer lock.Close()
+	lock, err := pebble.LockDirectory(dir, fs)
+	if err != nil {
+		return nil, fmt.Errorf("check %s: a running levitated holds it (%v): stop it, or check a backup (levitated backup)", dir, oneLine(err))
 	}
+	defer lock.Close()
 	r, err := ScanLogs(fs, dir)
 	if err != nil {
 		return nil, err
@@ -334,7 +331,8 @@ func (r *Report) checkTable(ctx context.Context, fs vfs.FS, path string) {
 	}
 	defer t.Close()
 	if err := t.ValidateBlockChecksums(); err != nil {
-		r.add(Problem, path, "table corrupt: "+oneLine(err), restore(r.Dir))
+		// The reader does not know the file's number; the path names it.
+		r.add(Problem, path, "table corrupt: "+strings.Replace(oneLine(err), "file 000000: ", "", 1), restore(r.Dir))
 		return
 	}
 	r.Tables++
