@@ -25,9 +25,10 @@ import (
 
 // apiEngine is the engine every HTTP and gRPC query runs on: shardable
 // aggregations run over shards of the series in parallel (pkg/queryshard),
-// each shard within the tenant's query limits (pkg/limits).
+// each shard within the tenant's query limits (pkg/limits), and cacheable
+// range queries are served through the results cache (resultscache.go).
 func (s *Server) apiEngine() promql.QueryEngine {
-	return queryshard.New(s.queryEngine(), s.opts.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...)
+	return s.cachedEngine(queryshard.New(s.queryEngine(), s.opts.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...))
 }
 
 // prometheusAPI mounts Prometheus' own web/api/v1 handlers, as Mimir does

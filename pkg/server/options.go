@@ -33,6 +33,10 @@ const DefaultListenAddress = "127.0.0.1:9090"
 // choose API features by version (Grafana) treat levitated as that release.
 const PrometheusVersion = "3.16.0"
 
+// DefaultQueryResultsCacheBytes is the default size of the range-query
+// results cache.
+const DefaultQueryResultsCacheBytes = 64 << 20
+
 // Options configure a Server. Start from DefaultOptions.
 type Options struct {
 	// ListenAddress is the one TCP address serving HTTP/1.1 and gRPC (h2c).
@@ -49,6 +53,10 @@ type Options struct {
 	// a shardable aggregation over, concurrently (pkg/queryshard). Default:
 	// the number of CPUs; 1 turns sharding off.
 	QueryShards int
+	// QueryResultsCacheBytes bounds the memory of the range-query results
+	// cache (pkg/resultscache, invalidated exactly by every write); 0
+	// turns it off. DefaultOptions: 64 MiB.
+	QueryResultsCacheBytes int64
 	// Write configures remote write and OTLP (body and label limits).
 	Write ingest.RemoteWriteOptions
 	// Security configures tokens, tenancy and TLS (security.go).
@@ -144,6 +152,8 @@ func DefaultOptions() Options {
 		StoreAPI:        StoreAPIOptions{MaxBufferBytes: storeapi.DefaultOptions().MaxBufferBytes},
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "devel",
+
+		QueryResultsCacheBytes: DefaultQueryResultsCacheBytes,
 	}
 }
 
@@ -216,6 +226,9 @@ func (o Options) Validate() error {
 	}
 	if o.ShutdownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("server: shutdown timeout %v is negative", o.ShutdownTimeout))
+	}
+	if o.QueryResultsCacheBytes < 0 {
+		errs = append(errs, fmt.Errorf("server: query results cache size %d is negative (--query.results-cache-bytes; 0 turns it off)", o.QueryResultsCacheBytes))
 	}
 	st := o.Storage
 	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.Rules.Validate())

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/resultscache"
 	"github.com/levitated/levitated/pkg/ruler"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
@@ -38,6 +39,7 @@ type Server struct {
 	events   *eventstore.Store
 	query    queryable
 	engine   *promql.Engine
+	cache    *resultscache.Cache // nil when off (resultscache.go)
 	grpc     *grpc.Server
 	http     *http.Server
 	table    *routeTable
@@ -70,7 +72,8 @@ func New(opts Options) (_ *Server, err error) {
 		}
 	}()
 
-	s.db, err = storage.Open(opts.DataDir, opts.Storage)
+	s.newResultsCache()
+	s.db, err = storage.Open(opts.DataDir, s.opts.Storage)
 	if err != nil {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
@@ -79,7 +82,7 @@ func New(opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.events = eventstore.New(evns, eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger})
+	s.events = eventstore.New(evns, eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger, OnChange: s.eventsChanged})
 	s.query = queryable{db: s.db, events: s.events}
 
 	s.engine, err = levpromql.New(queryEngineOptions(opts))

@@ -346,6 +346,7 @@ func (a *appender) Commit() (err error) {
 
 	o := db.chunkOpts()
 	var conflicts int
+	changedMin, changedMax := int64(math.MaxInt64), int64(math.MinInt64)
 	db.applyMu.Lock()
 	db.seq++
 	seq := db.seq
@@ -375,6 +376,7 @@ func (a *appender) Commit() (err error) {
 			continue
 		}
 		th.observeTime(p.smp.t)
+		changedMin, changedMax = min(changedMin, p.smp.t), max(changedMax, p.smp.t)
 		if err := a.enc.add(s.ref, p.smp); err != nil {
 			db.applyMu.Unlock()
 			db.fail(err)
@@ -387,6 +389,9 @@ func (a *appender) Commit() (err error) {
 		s.mu.Unlock()
 	}
 	db.applyMu.Unlock()
+	// The samples of series already indexed are visible now; those of new
+	// series once the commit indexes them (below).
+	db.changed(th, changedMin, changedMax)
 	if conflicts > 0 {
 		db.metrics.commitConflicts.Add(float64(conflicts))
 	}
@@ -422,6 +427,9 @@ func (a *appender) Commit() (err error) {
 			s.mu.Unlock()
 		}
 		th.index(newSeries)
+		if len(newSeries) > 0 {
+			db.changed(th, changedMin, changedMax)
+		}
 	})
 	switch {
 	case errors.Is(err, ErrUnavailable):
@@ -436,6 +444,14 @@ func (a *appender) Commit() (err error) {
 		return err
 	}
 	return nil
+}
+
+// changed tells Options.OnChange of a change of th's samples in
+// [mint, maxt] (nothing if mint > maxt).
+func (db *DB) changed(th *tenantHead, mint, maxt int64) {
+	if db.opts.OnChange != nil && mint <= maxt {
+		db.opts.OnChange(th.name, mint, maxt)
+	}
 }
 
 // applyResult is what applying one sample to memory did.

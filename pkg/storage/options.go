@@ -40,6 +40,13 @@ type Options struct {
 	// CacheSize is Pebble's block cache size in bytes.
 	CacheSize int64
 
+	// OnChange, if set, is called with a tenant's name and a time range
+	// [mint, maxt] (ms) after samples in it became visible to queriers
+	// (appended, in order or out of order) or were deleted (retention), for
+	// every such change: a results cache invalidates what it read there.
+	// It must be quick and must not call back into the store.
+	OnChange func(tenant string, mint, maxt int64)
+
 	// FS is the filesystem Pebble writes to; nil means the OS filesystem.
 	// Crash tests pass vfs.NewCrashableMem().
 	FS vfs.FS

@@ -34,6 +34,9 @@ func (db *DB) applyRetention(ctx context.Context) error {
 			return fmt.Errorf("delete expired exemplars: %w", err)
 		}
 		var gone []*memSeries
+		// Memory drops what is before cutT from here on, whether the
+		// deletion commits or not.
+		defer db.changed(th, math.MinInt64, cutT-1)
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
 			s.chunks = dropBefore(s.chunks, cutT, &s.droppedMaxT)
@@ -60,6 +63,7 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		}
 		_ = b.Close()
 		th.remove(gone)
+		db.changed(th, math.MinInt64, cutT-1)
 		if th.minT.Load() < cutT {
 			th.minT.Store(cutT)
 		}

@@ -377,3 +377,15 @@ func (db *DB) tenantHeads() []*tenantHead {
 	}
 	return out
 }
+
+// TenantName returns the name of the tenant whose id (TenantID) is id.
+func (db *DB) TenantName(id uint32) (string, bool) {
+	db.tenantsMu.RLock()
+	defer db.tenantsMu.RUnlock()
+	for name, th := range db.tenants {
+		if th.id == id {
+			return name, true
+		}
+	}
+	return "", false
+}

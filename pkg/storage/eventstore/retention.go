@@ -65,7 +65,9 @@ func (s *Store) DeleteBefore(ctx context.Context, tenant uint32, cutoff uint64) 
 		return err
 	}
 	committed = true // Commit owns the batch
-	if err := s.ns.Commit(b, true); err != nil {
+	err := s.ns.Commit(b, true)
+	s.changed(tenant)
+	if err != nil {
 		return fmt.Errorf("commit retention deletion: %w", err)
 	}
 	return nil

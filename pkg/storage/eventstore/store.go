@@ -42,6 +42,11 @@ type Options struct {
 	TailBuffer int
 	// Logger may be nil.
 	Logger *slog.Logger
+	// OnChange, if set, is called with a tenant after its events changed
+	// (an append committed or failed, a retention deletion): a results
+	// cache drops what read them. It must be quick and must not call back
+	// into the store.
+	OnChange func(tenant uint32)
 }
 
 // DefaultOptions returns the default options.
@@ -111,6 +116,12 @@ func New(ns *storage.Namespace, opts Options) *Store {
 	s.seq.Store(uint64(time.Now().UnixNano()))
 	s.tails.subs = make(map[*subscriber]struct{})
 	return s
+}
+
+func (s *Store) changed(tenant uint32) {
+	if s.opts.OnChange != nil {
+		s.opts.OnChange(tenant)
+	}
 }
 
 // Retention returns the retention the store applies.
@@ -303,6 +314,9 @@ func (s *Store) tryAppend(ctx context.Context, tenant uint32, in []events.Event,
 		}
 		s.mu.Unlock()
 		close(p.done)
+		if len(written) > 0 {
+			s.changed(tenant) // even on error: the commit may have been applied
+		}
 		if err == nil {
 			s.tails.publish(tenant, written)
 		}
