@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/levitated/levitated/pkg/memlimit"
 	"github.com/levitated/levitated/pkg/server"
 )
 
@@ -73,6 +74,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	// The heap is sized to the cgroup's memory limit (a Kubernetes pod's),
+	// as GOMEMLIMIT would, unless GOMEMLIMIT is set.
+	if d, err := memlimit.Apply("/", os.Getenv, nil); err != nil {
+		logger.Warn("Go memory limit not set", "err", err)
+	} else {
+		logger.Info("Go memory limit", "limit_bytes", d.Limit, "cgroup_limit_bytes", d.CgroupLimit, "source", d.Source, "reason", d.Reason)
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
