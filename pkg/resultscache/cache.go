@@ -106,6 +106,7 @@ type entry struct {
 	reads         bool
 	plan          plan
 	mat           promql.Matrix
+	warnings      annotations.Annotations // of the whole evaluation
 	size          int64
 	elem          *list.Element
 }

@@ -58,9 +58,16 @@ func (e *engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts pr
 		e.c.count("uncacheable", 0, 0)
 		return full, nil
 	}
+	s, en := start.UnixMilli(), end.UnixMilli()
+	if en < s || start.Sub(time.UnixMilli(s)) != 0 || end.Sub(time.UnixMilli(en)) != 0 {
+		e.c.count("uncacheable", 0, 0)
+		return full, nil
+	}
+	// The last step is the last on the grid at or before end.
+	en = s + (en-s)/step*step
 	return &query{
 		e: e, full: full, q: q, opts: opts, qs: qs, plan: p,
-		start: start.UnixMilli(), end: end.UnixMilli(), step: step, interval: interval,
+		start: s, end: en, step: step, interval: interval,
 	}, nil
 }
 
@@ -125,6 +132,11 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 	u0, u1 := int64(1), int64(0)
 	if old != nil {
 		u0, u1 = max(old.validFrom, q.start), min(old.validTo, q.end)
+		// Annotations are known per evaluation, not per step: an entry
+		// with some serves only queries that use all of it, as it is.
+		if len(old.warnings) > 0 && (old.validFrom != old.from || old.validTo != old.to || u0 != old.from || u1 != old.to) {
+			u0, u1 = 1, 0
+		}
 	}
 	if u0 <= u1 {
 		if q.start < u0 {
@@ -145,7 +157,7 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 	if len(pieces) == 0 {
 		c.finish(tn, p, nil)
 		c.count("hit", cachedSteps, 0)
-		return &promql.Result{Value: slice(old.mat, q.start, q.end)}
+		return &promql.Result{Value: slice(old.mat, q.start, q.end), Warnings: mergeAnnotations(nil, old.warnings)}
 	}
 
 	// Evaluate the pieces.
@@ -191,6 +203,7 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 			segs = append(segs, cached)
 		}
 		segs = append(segs, results...)
+		warnings = mergeAnnotations(warnings, old.warnings)
 		if old.reads {
 			reads = true
 			before, after = max(before, old.before), max(after, old.after)
@@ -211,28 +224,24 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 	}
 	c.count(result, cachedSteps, evaluatedSteps)
 
-	// Store it, unless it carries annotations (which the cache does not
-	// split by step).
-	var ne *entry
-	if len(warnings) == 0 {
-		ne = &entry{
-			tenant: tn, key: key, step: q.step,
-			from: q.start, to: q.end, validFrom: q.start, validTo: q.end,
-			before: before, after: after, lo: lo, hi: hi, reads: reads,
-			plan: q.plan, mat: mat, size: sizeOf(mat) + int64(len(key)) + 200,
-		}
-		if q.plan.readsEvents && reads {
-			// Open event windows last until now: keep only the steps
-			// that read nothing after now.
-			if q.plan.pinned {
-				if hi > now {
-					ne = nil
-				}
-			} else {
-				ne.validTo = ne.stepAtOrBefore(subSat(now, after))
-				if ne.validTo < ne.validFrom {
-					ne = nil
-				}
+	// Store it. Annotations are kept with it whole (see above).
+	ne := &entry{
+		tenant: tn, key: key, step: q.step,
+		from: q.start, to: q.end, validFrom: q.start, validTo: q.end,
+		before: before, after: after, lo: lo, hi: hi, reads: reads,
+		plan: q.plan, mat: mat, warnings: warnings, size: sizeOf(mat) + int64(len(key)) + 200,
+	}
+	if q.plan.readsEvents && reads {
+		// Open event windows last until now: keep only the steps that
+		// read nothing after now.
+		if q.plan.pinned {
+			if hi > now {
+				ne = nil
+			}
+		} else {
+			ne.validTo = ne.stepAtOrBefore(subSat(now, after))
+			if ne.validTo < ne.validFrom {
+				ne = nil
 			}
 		}
 	}
