@@ -150,7 +150,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	fs.IntVar(&o.QueryShards, "query.shards", o.QueryShards,
 		"evaluate shardable aggregations (sum, count, min, max, group, topk, bottomk of per-series expressions) over this many shards of the series in parallel; 0 means one per CPU, 1 turns it off")
 	fs.Int64Var(&o.QueryResultsCacheBytes, "query.results-cache-bytes", o.QueryResultsCacheBytes,
-		"memory for cached range-query results (served again for the steps no write has changed since; docs/operations.md); 0 turns the cache off")
+		"memory for cached range-query results (served again for the steps no write has changed since; docs/query-cache.md); 0 turns the cache off")
 	fs.IntVar(&o.Query.MaxConcurrency, "query.max-concurrency", o.Query.MaxConcurrency,
 		"maximum queries evaluated at once; more wait for a slot")
 	fs.Int64Var(&o.Write.MaxBodyBytes, "write.max-body-bytes", o.Write.MaxBodyBytes,
