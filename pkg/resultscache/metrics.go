@@ -20,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) metrics {
 	m := metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "levitated_query_results_cache_queries_total",
-			Help: "Range queries by what the results cache did: uncacheable, miss, partial, hit, fallback.",
+			Help: "Range queries by what the results cache did: uncacheable, bypassed (nocache=1), miss, partial, hit, fallback.",
 		}, []string{"result"}),
 		stepsCached: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "levitated_query_results_cache_steps_cached_total",

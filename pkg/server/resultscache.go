@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/http"
+
 	"github.com/prometheus/prometheus/promql"
 
 	"github.com/levitated/levitated/pkg/events"
@@ -42,4 +44,16 @@ func (s *Server) eventsChanged(id uint32) {
 // cache.
 func (s *Server) cachedEngine(inner promql.QueryEngine) promql.QueryEngine {
 	return s.cache.Engine(inner)
+}
+
+// withNoCache sits in front of /api/v1/query_range: nocache=1 (as
+// VictoriaMetrics spells it) evaluates the query without the results
+// cache, neither reading nor filling it.
+func withNoCache(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err == nil && r.Form.Get("nocache") == "1" {
+			r = r.WithContext(resultscache.Bypass(r.Context()))
+		}
+		next.ServeHTTP(w, r)
+	})
 }

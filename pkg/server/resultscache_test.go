@@ -148,4 +148,10 @@ func TestResultsCacheSeesEveryWrite(t *testing.T) {
 	require.Contains(t, strings.Join(panel(qs[0]), " "), "=42")
 	c := cacheQueries(t, srv.URL)
 	require.Positive(t, c["partial"], "the metric panels reused the steps the writes did not reach: %v", c)
+
+	// nocache=1 evaluates without the cache, to the same answer.
+	bypassed := points(t, decodeQuery(t, get(t, srv.URL, "/api/v1/query_range", url.Values{
+		"query": {qs[1]}, "start": {unixString(start)}, "end": {unixString(end)}, "step": {"60"}, "nocache": {"1"}})))
+	require.Equal(t, panel(qs[1]), bypassed)
+	require.Equal(t, 1, cacheQueries(t, srv.URL)["bypassed"])
 }
