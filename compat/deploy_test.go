@@ -165,28 +165,48 @@ func TestDeployExamplesArgoRollouts(t *testing.T) {
 	}
 }
 
+// TestDeployExampleFlagger runs deploy/flagger's MetricTemplate through
+// Flagger's own Prometheus provider and the Canary's rollout webhook through
+// Flagger's own webhook call, on a healthy canary and on one with five
+// times the primary's errors: the template measures the canary's pods only
+// (not diluted by the primary's) and passes (≤ max 1 %) the healthy one,
+// and the judge passes the healthy one and fails the other.
 func TestDeployExampleFlagger(t *testing.T) {
-	u := start(t)
-	now := time.Now().Truncate(10 * time.Second)
-	writeKubernetesRollout(t, u, now, 5)
-	post(t, u+"/api/v1/events", fmt.Sprintf(`{"name":"canary-step","state":"start","timestamp":%d,"attributes":{"app":"checkout"}}`,
-		now.Add(-20*time.Minute).Unix()))
-	docs := example(t, "flagger/metric-template-analysis.yaml", u, nil)
+	for _, tc := range []struct {
+		canaryErrors float64
+		percent      float64 // the canary's error percentage since the step
+		pass         bool
+	}{{1, 0.5, true}, {5, 2.5, false}} {
+		t.Run(fmt.Sprintf("errors=%vx", tc.canaryErrors), func(t *testing.T) {
+			u := start(t)
+			now := time.Now().Truncate(10 * time.Second)
+			writeKubernetesRollout(t, u, now, tc.canaryErrors)
+			post(t, u+"/api/v1/events", fmt.Sprintf(`{"name":"canary-step","state":"start","timestamp":%d,"attributes":{"app":"checkout"}}`,
+				now.Add(-20*time.Minute).Unix()))
+			docs := example(t, "flagger/metric-template-analysis.yaml", u, nil)
 
-	var mt flaggerv1.MetricTemplate
-	require.NoError(t, yaml.UnmarshalStrict(docs[0], &mt))
-	provider, err := flagger.NewPrometheusProvider(mt.Spec.Provider, nil)
-	require.NoError(t, err)
-	query := strings.NewReplacer("{{ namespace }}", "shop", "{{ target }}", "checkout").Replace(mt.Spec.Query)
-	v, err := provider.RunQuery(query)
-	require.NoError(t, err)
-	require.InDelta(t, 1.5, v, 0.3, "the whole window's error percentage: stable and canary pods together")
+			var mt flaggerv1.MetricTemplate
+			require.NoError(t, yaml.UnmarshalStrict(docs[0], &mt))
+			provider, err := flagger.NewPrometheusProvider(mt.Spec.Provider, nil)
+			require.NoError(t, err)
+			query := strings.NewReplacer("{{ namespace }}", "shop", "{{ target }}", "checkout").Replace(mt.Spec.Query)
+			v, err := provider.RunQuery(query)
+			require.NoError(t, err)
+			require.InDelta(t, tc.percent, v, 0.3, "the canary pods' error percentage since the step")
 
-	var canary flaggerv1.Canary
-	require.NoError(t, yaml.UnmarshalStrict(docs[1], &canary))
-	require.Equal(t, "error-ratio-since-step", canary.Spec.Analysis.Metrics[0].TemplateRef.Name)
-	hook := canary.Spec.Analysis.Webhooks[0]
-	err = flaggercontroller.CallWebhook(canary, flaggerv1.CanaryPhaseProgressing, hook)
-	require.ErrorContains(t, err, "canary analysis: Fail, score 0")
-	require.ErrorContains(t, err, "error-ratio: High.")
+			var canary flaggerv1.Canary
+			require.NoError(t, yaml.UnmarshalStrict(docs[1], &canary))
+			metric := canary.Spec.Analysis.Metrics[0]
+			require.Equal(t, "error-ratio-since-step", metric.TemplateRef.Name)
+			require.Equal(t, tc.pass, v <= *metric.ThresholdRange.Max, "Flagger's threshold check: %v against max %v", v, *metric.ThresholdRange.Max)
+			hook := canary.Spec.Analysis.Webhooks[0]
+			err = flaggercontroller.CallWebhook(canary, flaggerv1.CanaryPhaseProgressing, hook)
+			if tc.pass {
+				require.NoError(t, err)
+				return
+			}
+			require.ErrorContains(t, err, "canary analysis: Fail, score 0")
+			require.ErrorContains(t, err, "error-ratio: High.")
+		})
+	}
 }
