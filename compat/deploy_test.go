@@ -181,7 +181,7 @@ func TestDeployExampleFlagger(t *testing.T) {
 			u := start(t)
 			now := time.Now().Truncate(10 * time.Second)
 			writeKubernetesRollout(t, u, now, tc.canaryErrors)
-			post(t, u+"/api/v1/events", fmt.Sprintf(`{"name":"canary-step","state":"start","timestamp":%d,"attributes":{"app":"checkout"}}`,
+			post(t, u+"/api/v1/events", fmt.Sprintf(`{"name":"canary-step","state":"start","timestamp":%d,"attributes":{"service":"checkout"}}`,
 				now.Add(-20*time.Minute).Unix()))
 			docs := example(t, "flagger/metric-template-analysis.yaml", u, nil)
 
