@@ -144,7 +144,11 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	fs.DurationVar(&o.Storage.OutOfOrderWindow, "storage.out-of-order-window", o.Storage.OutOfOrderWindow,
 		"how far behind the newest sample a sample may arrive; negative disables out-of-order ingest")
 	fs.DurationVar(&o.Query.Timeout, "query.timeout", o.Query.Timeout, "maximum time a query may take, queueing included")
-	fs.IntVar(&o.Query.MaxSamples, "query.max-samples", o.Query.MaxSamples, "maximum samples a single query may load into memory")
+	fs.IntVar(&o.Query.MaxSamples, "query.max-samples", o.Query.MaxSamples, "maximum samples a single query may load into memory; a subquery evaluated at more steps than this is refused (422) before it runs")
+	fs.IntVar(&o.Query.MaxQueryLength, "query.max-length", o.Query.MaxQueryLength,
+		"longest query text accepted, in bytes, checked before it is parsed (by the API, rules, the canary judge)")
+	fs.IntVar(&o.Query.MaxQueryDepth, "query.max-depth", o.Query.MaxQueryDepth,
+		"deepest query accepted, checked before it is parsed: each bracket, and each operator within one bracket, adds a level")
 	fs.DurationVar(&o.Query.LookbackDelta, "query.lookback-delta", o.Query.LookbackDelta,
 		"how far back an instant selector looks for a sample")
 	fs.IntVar(&o.QueryShards, "query.shards", o.QueryShards,

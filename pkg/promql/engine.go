@@ -41,6 +41,12 @@ type Options struct {
 	// whose deadline passes while it waits for a slot fails with
 	// promql.ErrQueryTimeout (503) rather than the context's error.
 	EnableQueryCost bool
+	// MaxQueryLength is the longest query text accepted, in bytes
+	// (--query.max-length). Default 65536.
+	MaxQueryLength int
+	// MaxQueryDepth is the deepest nesting of a query accepted
+	// (--query.max-depth; QueryDepth). Default 500.
+	MaxQueryDepth int
 
 	Logger     *slog.Logger          // may be nil
 	Registerer prometheus.Registerer // may be nil; engine metrics go here
@@ -53,6 +59,8 @@ func DefaultOptions() Options {
 		MaxSamples:     50_000_000,
 		LookbackDelta:  5 * time.Minute,
 		MaxConcurrency: 20,
+		MaxQueryLength: DefaultMaxQueryLength,
+		MaxQueryDepth:  DefaultMaxQueryDepth,
 	}
 }
 
@@ -71,6 +79,12 @@ func (o *Options) EnsureDefaults() {
 	if o.MaxConcurrency == 0 {
 		o.MaxConcurrency = d.MaxConcurrency
 	}
+	if o.MaxQueryLength == 0 {
+		o.MaxQueryLength = d.MaxQueryLength
+	}
+	if o.MaxQueryDepth == 0 {
+		o.MaxQueryDepth = d.MaxQueryDepth
+	}
 }
 
 // Validate reports every field that cannot be used, in one error.
@@ -88,6 +102,12 @@ func (o Options) Validate() error {
 	if o.MaxConcurrency < 0 {
 		errs = append(errs, fmt.Errorf("promql: max concurrency %d is negative", o.MaxConcurrency))
 	}
+	if o.MaxQueryLength < 0 {
+		errs = append(errs, fmt.Errorf("promql: max query length %d is negative (%s)", o.MaxQueryLength, FlagMaxQueryLength))
+	}
+	if o.MaxQueryDepth < 0 {
+		errs = append(errs, fmt.Errorf("promql: max query depth %d is negative (%s)", o.MaxQueryDepth, FlagMaxQueryDepth))
+	}
 	return errors.Join(errs...)
 }
 
@@ -102,9 +122,23 @@ func ParserOptions() parser.Options {
 	}
 }
 
-// NewParser returns the PromQL parser every levitated path uses.
+// NewParser returns the PromQL parser every levitated path uses, with
+// the default query limits (Options.Parser has the configured ones).
 func NewParser() parser.Parser {
-	return parser.NewParser(ParserOptions())
+	return DefaultOptions().Parser()
+}
+
+// Limits are the query limits of o (defaults for zero fields).
+func (o Options) Limits() QueryLimits {
+	o.EnsureDefaults()
+	return QueryLimits{MaxLength: o.MaxQueryLength, MaxDepth: o.MaxQueryDepth}
+}
+
+// Parser returns the PromQL parser every levitated path uses: Prometheus'
+// parser with ParserOptions, refusing a query beyond o's length and depth
+// limits before it reads it (limits.go).
+func (o Options) Parser() parser.Parser {
+	return limitedParser{Parser: parser.NewParser(ParserOptions()), limits: o.Limits()}
 }
 
 // New builds a Prometheus engine from opts (defaults filled in). The @
@@ -137,7 +171,7 @@ func New(opts Options) (*promql.Engine, error) {
 		EnableDelayedNameRemoval: true,
 		UseStartTimestamps:       opts.UseStartTimestamps,
 		EnableQueryCost:          opts.EnableQueryCost,
-		Parser:                   evalParser{NewParser()},
+		Parser:                   evalParser{opts.Parser()},
 	}), nil
 }
 

@@ -29,10 +29,15 @@ func HasWithTemplates(q string) bool {
 // Functions the Prometheus parser knows but MetricsQL does not (the
 // event-window functions, info, ...) pass through unchanged. A MetricsQL-only
 // function in the result is left for the Prometheus parser to reject by
-// name. Queries without WITH are returned unchanged.
-func ExpandWithTemplates(q string) (string, error) {
+// name. Queries without WITH are returned unchanged. A query beyond l is
+// refused (*LimitError) before MetricsQL's parser reads it; the expansion
+// then meets l again in the PromQL parser.
+func ExpandWithTemplates(q string, l QueryLimits) (string, error) {
 	if !HasWithTemplates(q) {
 		return q, nil
+	}
+	if err := l.Check(q); err != nil {
+		return "", err
 	}
 	protected, mqlOnly := protectFunctions(q)
 	if len(mqlOnly) > 0 {

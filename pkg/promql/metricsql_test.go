@@ -22,16 +22,16 @@ func TestExpandWithTemplates(t *testing.T) {
 		`sum(increase_since(c[1h], change_event_active))`: `sum(increase_since(c[1h], change_event_active))`,
 		`withdrawals_total`: `withdrawals_total`,
 	} {
-		got, err := ExpandWithTemplates(in)
+		got, err := ExpandWithTemplates(in, QueryLimits{})
 		require.NoError(t, err, in)
 		require.Equal(t, want, got, in)
 		_, err = NewParser().ParseExpr(got)
 		require.NoError(t, err, got)
 	}
 
-	_, err := ExpandWithTemplates(`WITH (x = ) x`)
+	_, err := ExpandWithTemplates(`WITH (x = ) x`, QueryLimits{})
 	require.ErrorContains(t, err, "expand WITH templates")
-	_, err = ExpandWithTemplates(`WITH (x = foo_bar(y)) x`)
+	_, err = ExpandWithTemplates(`WITH (x = foo_bar(y)) x`, QueryLimits{})
 	require.ErrorContains(t, err, `unsupported function "foo_bar"`)
 }
 
@@ -57,7 +57,7 @@ func TestWithTemplatesThroughEngine(t *testing.T) {
 	require.NoError(t, app.Commit())
 	at := env.base.Add(40 * 15 * time.Second)
 	run := func(q string) string {
-		expanded, err := ExpandWithTemplates(q)
+		expanded, err := ExpandWithTemplates(q, QueryLimits{})
 		require.NoError(t, err)
 		qry, err := env.engine.NewInstantQuery(context.Background(), env.queryable(), nil, expanded, at)
 		if err != nil {
@@ -73,7 +73,7 @@ func TestWithTemplatesThroughEngine(t *testing.T) {
 	got := run(`WITH (errs = rate(http_requests_total{code=~"5.."}[5m]), all = rate(http_requests_total[5m])) sum(errs) by (service) / sum(all) by (service)`)
 	require.Equal(t, run(`sum(rate(http_requests_total{code=~"5.."}[5m])) by (service) / sum(rate(http_requests_total[5m])) by (service)`), got)
 	require.Contains(t, got, `{service="a"} => 0.25`)
-	_, err := ExpandWithTemplates(`WITH (x = http_requests_total) range_median(x)`)
+	_, err := ExpandWithTemplates(`WITH (x = http_requests_total) range_median(x)`, QueryLimits{})
 	require.ErrorContains(t, err, `function "range_median" is MetricsQL-only`)
 	// Should one slip through, the engine names it too.
 	require.Contains(t, run(`WITH (x = http_requests_total) x + 1`), `=> 41`)

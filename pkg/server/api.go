@@ -28,7 +28,7 @@ import (
 // each shard within the tenant's query limits (pkg/limits), and cacheable
 // range queries are served through the results cache (resultscache.go).
 func (s *Server) apiEngine() promql.QueryEngine {
-	return s.cachedEngine(queryshard.New(s.queryEngine(), s.opts.QueryShards, levpromql.NewParser(), levpromql.EventFunctions()...))
+	return s.cachedEngine(queryshard.New(s.queryEngine(), s.opts.QueryShards, s.opts.Query.Parser(), levpromql.EventFunctions()...))
 }
 
 // prometheusAPI mounts Prometheus' own web/api/v1 handlers, as Mimir does
@@ -89,7 +89,7 @@ func (s *Server) prometheusAPI() http.Handler {
 		nil,   // default error codes
 		nil,   // feature registry
 		v1.OpenAPIOptions{},
-		levpromql.NewParser(),
+		s.opts.Query.Parser(),
 		false, // query cost
 		o.Query.Timeout,
 	)

@@ -11,7 +11,6 @@ import (
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/kayenta"
-	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/storage"
 )
 
@@ -80,7 +79,7 @@ func (s *Server) handlers() (handlers, error) {
 	h.kayenta = kmux
 	s.background = append(s.background, k.Run)
 
-	native := canaryapi.New(q, s.events, s.db, levpromql.NewParser(), canaryapi.Options{Logger: s.logger.With("component", "analysis")})
+	native := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "analysis")})
 	levitatedv1.RegisterAnalysisServiceServer(s.grpc, native)
 	if h.analysis, err = native.Handler(context.Background()); err != nil {
 		return h, err

@@ -6,7 +6,6 @@ import (
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/impact"
 	"github.com/levitated/levitated/pkg/kayenta"
-	levpromql "github.com/levitated/levitated/pkg/promql"
 )
 
 // newImpact builds change intelligence (pkg/impact): every judged change
@@ -15,7 +14,7 @@ import (
 // gates on it. Its scheduler joins the background work.
 func (s *Server) newImpact() (*impact.Service, error) {
 	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
-	analyzer := canaryapi.New(q, s.events, s.db, levpromql.NewParser(), canaryapi.Options{Logger: s.logger.With("component", "impact")})
+	analyzer := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "impact")})
 	opts := s.opts.Impact
 	opts.Logger = s.logger.With("component", "impact")
 	opts.Registerer = s.opts.Registry
@@ -24,7 +23,7 @@ func (s *Server) newImpact() (*impact.Service, error) {
 		Events:   s.events,
 		Samples:  s.db,
 		Tenants:  s.db,
-		Parser:   levpromql.NewParser(),
+		Parser:   s.opts.Query.Parser(),
 	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("change impact: %w", err)

@@ -184,19 +184,22 @@ func (e limitedEvents) Append(ctx context.Context, t uint32, evs []events.Event)
 	return e.EventStore.Append(ctx, t, evs)
 }
 
-// queryEngine is the engine with each tenant's query limits.
+// queryEngine is the engine with each tenant's query limits, refusing
+// subqueries beyond --query.max-samples before they run.
 func (s *Server) queryEngine() promql.QueryEngine {
-	return &limits.Engine{QueryEngine: s.engine, Limiter: s.sec.limiter, Timeout: s.opts.Query.Timeout}
+	bounded := levpromql.BoundSubqueries(s.engine, s.opts.Query.MaxSamples)
+	return &limits.Engine{QueryEngine: bounded, Limiter: s.sec.limiter, Timeout: s.opts.Query.Timeout}
 }
 
-// queryEngineOptions turns on the engine's query-cost feature when
-// per-tenant query limits may apply (set by flag, or possibly by the
-// overrides file); otherwise the engine is exactly Prometheus' default.
+// queryEngineOptions turns on the engine's query-cost feature, with no
+// engine-wide cost limit. Per-tenant query limits need it; and only with it
+// does Prometheus' engine check the query's context while a range
+// function reads its window (the feature's guarded iterators), and start
+// --query.timeout before the query waits for a slot and is parsed: without
+// it, max_over_time(max_over_time(vector(1)[1d:1s])[30d:1s]) ran on for
+// hours after its timeout and after its client left.
 func queryEngineOptions(o Options) levpromql.Options {
 	q := o.Query
-	d := o.Limits.Defaults
-	if d.MaxSamplesPerQuery > 0 || d.QueryTimeout > 0 || o.Limits.OverridesFile != "" {
-		q.EnableQueryCost = true
-	}
+	q.EnableQueryCost = true
 	return q
 }

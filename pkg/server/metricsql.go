@@ -11,8 +11,9 @@ import (
 // a query that starts with MetricsQL's WITH (...) is expanded
 // (levpromql.ExpandWithTemplates) and the expanded PromQL handed on, so the
 // Prometheus engine runs it; an expansion error is Prometheus' 400
-// bad_data for the query parameter. Other queries pass unchanged.
-func withTemplates(next http.Handler) http.Handler {
+// bad_data for the query parameter, as is a query beyond the query
+// limits l. Other queries pass unchanged.
+func withTemplates(next http.Handler, l levpromql.QueryLimits) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := r.ParseForm(); err != nil {
 			// Prometheus' handler reports a bad form itself.
@@ -24,7 +25,7 @@ func withTemplates(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		expanded, err := levpromql.ExpandWithTemplates(q)
+		expanded, err := levpromql.ExpandWithTemplates(q, l)
 		if err != nil {
 			writeError(w, DialectPrometheus, badData(&invalidQuery{err}))
 			return

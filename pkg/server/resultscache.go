@@ -20,7 +20,7 @@ func (s *Server) newResultsCache() {
 	o := &s.opts
 	s.cache = resultscache.New(resultscache.Options{
 		MaxBytes:       o.QueryResultsCacheBytes,
-		Parser:         levpromql.NewParser(),
+		Parser:         s.opts.Query.Parser(),
 		EventFunctions: levpromql.EventFunctions(),
 		EventMetrics:   []string{events.MetricChangeEvents, events.MetricActive, events.MetricWindowStart, events.MetricWindowEnd},
 		Registerer:     o.Registry,

@@ -12,7 +12,6 @@ import (
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
 	"github.com/levitated/levitated/pkg/events"
-	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/ruler"
 	"github.com/levitated/levitated/pkg/tenant"
 )
@@ -32,7 +31,7 @@ func (s *Server) newRuler() (reload http.Handler, err error) {
 		Engine:     s.apiEngine(),
 		Queryable:  s.query,
 		Appendable: s.writeStore(),
-		Parser:     levpromql.NewParser(),
+		Parser:     s.opts.Query.Parser(),
 		Changes:    changeFinder{s: s, externalURL: strings.TrimSuffix(o.ExternalURL, "/")},
 	})
 	if err != nil {

@@ -206,19 +206,17 @@ func (sec *security) httpHandler(next http.Handler) http.Handler {
 			return
 		}
 		ctx = withPrincipal(tenant.NewContext(ctx, p.Tenant), p)
+		if a.Limit == LimitQuery {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, sec.queryDeadline(ctx))
+			defer cancel()
+		}
 		release, err := sec.admit(ctx, a.Limit)
 		if err != nil {
 			writeError(w, dialect, err)
 			return
 		}
 		defer release()
-		if a.Limit == LimitQuery {
-			if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, timeout)
-				defer cancel()
-			}
-		}
 		ctx, rej := limits.WithRejections(ctx)
 		lw := &limitWriter{ResponseWriter: w, rej: rej}
 		next.ServeHTTP(lw, r.WithContext(ctx))
@@ -231,17 +229,24 @@ func (sec *security) admit(ctx context.Context, limit Limit) (release func(), er
 	case LimitWrite:
 		return sec.limiter.StartWrite(ctx)
 	case LimitQuery:
-		// A query waits for a slot at most its timeout: the tenant's, or
-		// the engine's.
-		timeout, _ := sec.limiter.QueryTimeout(ctx)
-		if timeout <= 0 || timeout > sec.queryTimeout {
-			timeout = sec.queryTimeout
-		}
-		ctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
+		// A query waits for a slot at most its timeout (ctx's deadline).
 		return sec.limiter.AcquireQuery(ctx)
 	}
 	return func() {}, nil
+}
+
+// queryDeadline is how long a request of a LimitQuery route may take in
+// all, from its admission: queueing for a slot, parsing, evaluation and
+// the answer: the tenant's query timeout, or --query.timeout if that is
+// shorter or the tenant has none. The engine's own timeout starts only
+// when evaluation does, so without this deadline the time spent queueing
+// and parsing would come on top of --query.timeout.
+func (sec *security) queryDeadline(ctx context.Context) time.Duration {
+	timeout, _ := sec.limiter.QueryTimeout(ctx)
+	if timeout <= 0 || timeout > sec.queryTimeout {
+		timeout = sec.queryTimeout
+	}
+	return timeout
 }
 
 func isGRPC(r *http.Request) bool {
@@ -335,19 +340,16 @@ func (sec *security) grpcContext(ctx context.Context, fullMethod string) (contex
 		return nil, nil, forbidden(scopeError(p, a.Scope, fullMethod))
 	}
 	ctx = tenant.NewContext(ctx, p.Tenant)
+	cancel := context.CancelFunc(func() {})
+	if a.Limit == LimitQuery {
+		ctx, cancel = context.WithTimeout(ctx, sec.queryDeadline(ctx))
+	}
 	release, err := sec.admit(ctx, a.Limit)
 	if err != nil {
+		cancel()
 		return nil, nil, err // *limits.Error carries its gRPC status
 	}
-	if a.Limit == LimitQuery {
-		if timeout, _ := sec.limiter.QueryTimeout(ctx); timeout > 0 {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, timeout)
-			r := release
-			release = func() { cancel(); r() }
-		}
-	}
-	return ctx, release, nil
+	return ctx, func() { cancel(); release() }, nil
 }
 
 func (sec *security) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -148,7 +148,7 @@ func (s *Server) routes() ([]Route, error) {
 	for _, p := range prometheusPaths {
 		handler := h.prometheus
 		if p.path == "/api/v1/query" || p.path == "/api/v1/query_range" {
-			handler = withNoCache(withTemplates(handler)) // resultscache.go
+			handler = withNoCache(withTemplates(handler, s.opts.Query.Limits())) // resultscache.go
 		}
 		doc := "Prometheus API"
 		switch p.path {
