@@ -12,7 +12,9 @@ function useProm<T>(path: string): [T | null, unknown] {
   const [e, setE] = useState<unknown>(null);
   useEffect(() => {
     request<PromResponse<T>>(path)
-      .then((r) => setD(r.data))
+      // An answer without data (flags of a server started without
+      // them) is shown as empty, not as loading.
+      .then((r) => setD(r.data ?? ({} as T)))
       .catch(setE);
   }, [path]);
   return [d, e];
@@ -118,7 +120,8 @@ export function StatusPage() {
       )}
       <h2>Flags and limits</h2>
       <ErrorAlert err={fErr} />
-      {flags && (
+      {flags && Object.keys(flags).length === 0 && <p class="muted">The server reports no flags.</p>}
+      {flags && Object.keys(flags).length > 0 && (
         <>
           <label class="field">
             <span>Filter</span>
