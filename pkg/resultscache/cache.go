@@ -283,7 +283,7 @@ func (c *Cache) finish(tenant string, p *pending, e *entry) {
 	ts := c.tenant(tenant)
 	delete(ts.pending, p)
 	defer func() {
-		if len(ts.entries) == 0 && len(ts.pending) == 0 {
+		if ts := c.tenants[tenant]; ts != nil && len(ts.entries) == 0 && len(ts.pending) == 0 {
 			delete(c.tenants, tenant)
 		}
 	}()
@@ -298,6 +298,7 @@ func (c *Cache) finish(tenant string, p *pending, e *entry) {
 	}
 	if old := ts.entries[e.key]; old != nil {
 		c.removeLocked(old)
+		ts = c.tenant(tenant) // the removal may have dropped the tenant's state
 	}
 	ts.entries[e.key] = e
 	e.elem = c.lru.PushFront(e)

@@ -263,6 +263,14 @@ func TestOutOfOrderWriteInvalidates(t *testing.T) {
 	require.True(t, found, "the out-of-order sample is in the answer")
 	st := f.cache.Stats()
 	require.Equal(t, int64(1), st.Queries["partial"], "only the steps that read the write were evaluated again: %+v", st)
+
+	// The entry that replaced the first serves the next run whole.
+	again, err = f.run(t, f.cached, q, s, e, time.Minute)
+	require.NoError(t, err)
+	equalMatrix(t, want, again, "third run")
+	st = f.cache.Stats()
+	require.Equal(t, int64(2), st.Queries["hit"], "%+v", st)
+	require.Equal(t, 1, st.Entries)
 }
 
 // TestConcurrentWritesAndQueries runs queries through the cache while
