@@ -166,7 +166,9 @@ func TestDocsExamples(t *testing.T) {
 		"--data-dir /var/lib/levitated", "--data-dir "+scratch,
 		"--data-dir /data", "--data-dir "+scratch,
 		"/secrets/levitated-analysis-token/token", filepath.Join(scratch, "analysis-token"),
+		"/backups/", filepath.Join(scratch, "backups")+"/",
 	)
+	require.NoError(t, os.MkdirAll(filepath.Join(scratch, "backups"), 0o755))
 	require.NoError(t, os.WriteFile(filepath.Join(scratch, "analysis-token"), []byte("lev_0123456789abcdef_"+strings.Repeat("ab", 32)+"\n"), 0o600))
 
 	// Blocks that are files (a rules file, a config) are written first, so
