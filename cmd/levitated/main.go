@@ -67,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "levitated: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
+	if opts.DataDir == "" {
+		fmt.Fprintln(stderr, "levitated: --data-dir is empty: give the directory of the store (the default is ./data)")
+		return 2
+	}
 
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {

@@ -50,6 +50,24 @@ func TestBadFlags(t *testing.T) {
 	errOut.Reset()
 	require.Equal(t, 1, run([]string{"--listen-address", "127.0.0.1:0", "--data-dir", t.TempDir(), "--query.max-samples", "-1"}, &out, &errOut))
 	require.Contains(t, errOut.String(), "max samples -1 is negative")
+	errOut.Reset()
+	require.Equal(t, 1, run([]string{"--listen-address", "127.0.0.1:0", "--data-dir", t.TempDir(), "--query.max-depth", "-1"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "max query depth -1 is negative (--query.max-depth)")
+}
+
+// TestEmptyDataDir: --data-dir "" is refused naming the flag, not taken to
+// mean ./data (or, for token, the working directory).
+func TestEmptyDataDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	var out, errOut bytes.Buffer
+	require.Equal(t, 2, run([]string{"--listen-address", "127.0.0.1:0", "--data-dir", ""}, &out, &errOut))
+	require.Contains(t, errOut.String(), "--data-dir is empty")
+	errOut.Reset()
+	require.Equal(t, 2, run([]string{"token", "create", "--data-dir", "", "--scope", "read"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "levitated token create: --data-dir is empty")
+	entries, err := os.ReadDir(".")
+	require.NoError(t, err)
+	require.Empty(t, entries, "nothing was created in the working directory")
 }
 
 // binary builds levitated into a temporary directory.

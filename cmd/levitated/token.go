@@ -69,6 +69,10 @@ func runToken(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 2
 	}
+	if *dataDir == "" {
+		fmt.Fprintf(stderr, "levitated token %s: --data-dir is empty: give levitated's data directory (the default is ./data)\n", cmd)
+		return 2
+	}
 	store := auth.NewStore(filepath.Join(*dataDir, auth.TokenFileName))
 	switch cmd {
 	case "create":

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/base64"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -188,4 +189,79 @@ func TestImport(t *testing.T) {
 	p, err := a.Authenticate(context.Background(), Credential{Token: tok})
 	require.NoError(t, err)
 	require.Equal(t, "team-a", p.Tenant)
+}
+
+// TestTokenFileGoneKeepsTokens: once tokens were read, deleting the token
+// file, emptying it or writing it with no tokens keeps the tokens in force
+// (authentication never turns off while running) and logs it once per
+// version of the file; a new file with tokens is read again.
+func TestTokenFileGoneKeepsTokens(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, TokenFileName)
+	store := NewStore(file)
+	tok, _, err := store.Create("team-a", []Scope{ScopeRead}, "", time.Now())
+	require.NoError(t, err)
+	var logs syncBuffer
+	a, err := NewAuthenticator(Options{TokenFile: file, ReloadInterval: time.Nanosecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	require.NoError(t, err)
+	require.True(t, a.Enabled())
+
+	for name, change := range map[string]func() error{
+		"deleted":      func() error { return os.Remove(file) },
+		"emptied":      func() error { return os.WriteFile(file, nil, 0o600) },
+		"no tokens":    func() error { return os.WriteFile(file, []byte(`{"version":1,"tokens":[]}`), 0o600) },
+		"moved away":   func() error { return os.Rename(file, file+".bak") },
+		"not readable": func() error { return os.WriteFile(file, []byte(`{"version":1,`), 0o600) },
+	} {
+		saved, err := os.ReadFile(file)
+		require.NoError(t, err)
+		logs.Reset()
+		require.NoError(t, change(), name)
+		for range 3 {
+			time.Sleep(time.Millisecond)
+			require.True(t, a.Enabled(), "%s: authentication turned off", name)
+			p, err := a.Authenticate(context.Background(), Credential{Token: tok})
+			require.NoError(t, err, name)
+			require.Equal(t, "team-a", p.Tenant)
+		}
+		require.Contains(t, logs.String(), "level=ERROR", name)
+		require.Contains(t, logs.String(), "stay in force", name)
+		require.Equal(t, 1, strings.Count(logs.String(), "level=ERROR"), "%s: logged once per version of the file:\n%s", name, logs.String())
+		_ = os.Remove(file + ".bak")
+		require.NoError(t, os.WriteFile(file, saved, 0o600))
+	}
+
+	// A new file with another token replaces the old set.
+	require.NoError(t, os.Remove(file))
+	tok2, _, err := NewStore(file).Create("team-b", []Scope{ScopeRead}, "", time.Now())
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		p, err := a.Authenticate(context.Background(), Credential{Token: tok2})
+		return err == nil && p.Tenant == "team-b"
+	}, 5*time.Second, time.Millisecond)
+	_, err = a.Authenticate(context.Background(), Credential{Token: tok})
+	require.ErrorIs(t, err, ErrBadCredentials)
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func (b *syncBuffer) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.b.Reset()
 }

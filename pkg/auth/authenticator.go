@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -112,6 +113,9 @@ type Authenticator struct {
 	mu        sync.Mutex // serialises reloads
 	index     atomic.Pointer[tokenIndex]
 	lastCheck atomic.Int64 // unix nanoseconds
+	// refused is the state of the token file last refused (under mu), so
+	// that a file left broken is reported once, not at every check.
+	refused *fileState
 
 	// dummy stands in for an unknown token id, so that it costs what a
 	// known one does; no token hashes to it.
@@ -177,13 +181,30 @@ func (a *Authenticator) reload() error {
 	if err != nil {
 		return err
 	}
-	if cur := a.index.Load(); cur != nil && cur.state == st {
+	cur := a.index.Load()
+	if cur != nil && cur.state == st || a.refused != nil && *a.refused == st {
 		return nil
 	}
 	f, st, err := readTokenFile(a.opts.TokenFile)
+	if err == nil && cur != nil && cur.tokens > 0 && len(f.Tokens) == 0 {
+		// Deleting or emptying the file would turn authentication off on a
+		// loopback listener: every caller would act for the default tenant
+		// with every scope. That takes a restart, never a reload.
+		what := "has no tokens"
+		if !st.exists {
+			what = "is gone"
+		}
+		err = fmt.Errorf("token file %s %s; the %d tokens read before stay in force (restart levitated to serve without tokens)", a.opts.TokenFile, what, cur.tokens)
+	}
 	if err != nil {
+		refused := st
+		if refused == (fileState{}) {
+			refused, _ = statFile(a.opts.TokenFile)
+		}
+		a.refused = &refused
 		return err
 	}
+	a.refused = nil
 	idx := &tokenIndex{state: st, byID: make(map[string]*tokenEntry, len(f.Tokens)), tokens: len(f.Tokens)}
 	for _, t := range f.Tokens {
 		e := &tokenEntry{tenant: t.Tenant, scopes: slices.Clone(t.Scopes), id: t.ID, revoked: t.Revoked()}
@@ -196,8 +217,9 @@ func (a *Authenticator) reload() error {
 }
 
 // maybeReload re-reads the token file when it changed, at most once per
-// ReloadInterval. A file that cannot be read keeps the tokens loaded
-// before, and is logged.
+// ReloadInterval. A file that cannot be read, or that no longer holds any
+// token (deleted, emptied) after tokens were read, keeps the tokens loaded
+// before, and is logged at error level once per version of the file.
 func (a *Authenticator) maybeReload() {
 	now := time.Now().UnixNano()
 	last := a.lastCheck.Load()

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DecodeJSON reads the body of POST /api/v1/events: one event object, or
-// {"events":[…]}. It is strict: unknown fields, values of the wrong type
-// and JSON nested deeper than l.MaxJSONDepth are errors naming the field.
+// {"events":[…]}. It is strict: unknown fields, fields given twice, values
+// of the wrong type, strings and keys that are not valid UTF-8 and JSON
+// nested deeper than l.MaxJSONDepth are errors naming the field.
 // batch reports whether the body was the {"events":[…]} form. The events
 // are not validated (see Validate); a zero Time means "when received".
 func DecodeJSON(data []byte, l Limits) (evs []Event, batch bool, err error) {
@@ -67,16 +70,62 @@ func DecodeJSON(data []byte, l Limits) (evs []Event, batch bool, err error) {
 	return evs, true, nil
 }
 
+// decodeObject reads one JSON object strictly: a key given twice, or a key
+// that is not valid UTF-8, is an error naming it (encoding/json would keep
+// the last value, and replace invalid UTF-8 with U+FFFD). Values are kept
+// raw, byte for byte. field names the object ("body" for the top level);
+// keys are named field.key, or key at the top level.
 func decodeObject(data []byte, field string) (map[string]json.RawMessage, error) {
-	var obj map[string]json.RawMessage
-	d := json.NewDecoder(bytes.NewReader(data))
-	if err := d.Decode(&obj); err != nil || obj == nil {
-		if se, ok := err.(*json.SyntaxError); ok {
-			return nil, &FieldError{Field: field, Rule: fmt.Sprintf("invalid JSON at offset %d: %v", se.Offset, se)}
+	name := func(k string) string {
+		if field == "body" {
+			return k
 		}
-		return nil, &FieldError{Field: field, Rule: "not a JSON object"}
+		return field + "." + k
+	}
+	notObject := func(err error) error {
+		if se, ok := err.(*json.SyntaxError); ok {
+			return &FieldError{Field: field, Rule: fmt.Sprintf("invalid JSON at offset %d: %v", se.Offset, se)}
+		}
+		return &FieldError{Field: field, Rule: "not a JSON object"}
+	}
+	d := json.NewDecoder(bytes.NewReader(data))
+	tok, err := d.Token()
+	if err != nil {
+		return nil, notObject(err)
+	}
+	if delim, ok := tok.(json.Delim); !ok || delim != '{' {
+		return nil, notObject(nil)
+	}
+	obj := map[string]json.RawMessage{}
+	for d.More() {
+		before := d.InputOffset()
+		tok, err := d.Token()
+		if err != nil {
+			return nil, notObject(err)
+		}
+		k, ok := tok.(string)
+		if !ok {
+			return nil, notObject(nil)
+		}
+		if !utf8.Valid(data[before:d.InputOffset()]) {
+			return nil, &FieldError{Field: name(k), Rule: "key is not valid UTF-8"}
+		}
+		var raw json.RawMessage
+		if err := d.Decode(&raw); err != nil {
+			return nil, notObject(err)
+		}
+		if _, dup := obj[k]; dup {
+			return nil, &FieldError{Field: name(k), Rule: "given twice"}
+		}
+		obj[k] = raw
+	}
+	if _, err := d.Token(); err != nil { // the closing brace
+		return nil, notObject(err)
 	}
 	if d.More() {
+		return nil, &FieldError{Field: field, Rule: "trailing data after the JSON object"}
+	}
+	if _, err := d.Token(); err != io.EOF {
 		return nil, &FieldError{Field: field, Rule: "trailing data after the JSON object"}
 	}
 	return obj, nil
@@ -147,6 +196,9 @@ func isNull(raw json.RawMessage) bool {
 }
 
 func decodeString(field string, raw json.RawMessage) (string, error) {
+	if !utf8.Valid(raw) {
+		return "", &FieldError{Field: field, Rule: "not valid UTF-8"}
+	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
 		return "", &FieldError{Field: field, Rule: "not a string"}
@@ -159,15 +211,18 @@ func decodeString(field string, raw json.RawMessage) (string, error) {
 // lenient, null values are dropped and objects and arrays are kept as their
 // compact JSON text; otherwise they are errors naming the attribute.
 func DecodeAttributes(raw json.RawMessage, lenient bool) (map[string]string, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(raw, &obj); err != nil {
-		return nil, &FieldError{Field: "attributes", Rule: "not a JSON object"}
+	obj, err := decodeObject(raw, "attributes")
+	if err != nil {
+		return nil, err
 	}
 	if len(obj) == 0 {
 		return nil, nil
 	}
 	attrs := make(map[string]string, len(obj))
 	for k, v := range obj {
+		if !utf8.Valid(v) {
+			return nil, &FieldError{Field: "attributes." + k, Rule: "value is not valid UTF-8"}
+		}
 		s, err := ScalarString(v)
 		if err != nil {
 			if !lenient {
@@ -185,6 +240,69 @@ func DecodeAttributes(raw json.RawMessage, lenient bool) (map[string]string, err
 		attrs[k] = s
 	}
 	return attrs, nil
+}
+
+// InvalidUTF8 reports the first field of a JSON body (as a path: "text",
+// "tags[2]", "data.x") whose key or string is not valid UTF-8, for
+// decoders that read into structs (encoding/json replaces invalid UTF-8
+// with U+FFFD silently); "" if data is valid UTF-8.
+func InvalidUTF8(data []byte) string {
+	if utf8.Valid(data) {
+		return ""
+	}
+	var walk func(raw []byte, path string) string
+	walk = func(raw []byte, path string) string {
+		if utf8.Valid(raw) {
+			return ""
+		}
+		raw = bytes.TrimSpace(raw)
+		join := func(k string) string {
+			if path == "" {
+				return k
+			}
+			return path + "." + k
+		}
+		switch {
+		case len(raw) > 0 && raw[0] == '{':
+			d := json.NewDecoder(bytes.NewReader(raw))
+			if _, err := d.Token(); err != nil {
+				return path
+			}
+			for d.More() {
+				before := d.InputOffset()
+				tok, err := d.Token()
+				if err != nil {
+					return path
+				}
+				k, _ := tok.(string)
+				if !utf8.Valid(raw[before:d.InputOffset()]) {
+					return join(k)
+				}
+				var v json.RawMessage
+				if err := d.Decode(&v); err != nil {
+					return path
+				}
+				if f := walk(v, join(k)); f != "" {
+					return f
+				}
+			}
+		case len(raw) > 0 && raw[0] == '[':
+			var items []json.RawMessage
+			if json.Unmarshal(raw, &items) != nil {
+				return path
+			}
+			for i, it := range items {
+				if f := walk(it, fmt.Sprintf("%s[%d]", path, i)); f != "" {
+					return f
+				}
+			}
+		}
+		if path == "" {
+			return "body"
+		}
+		return path
+	}
+	return walk(data, "")
 }
 
 // ScalarString renders a JSON string, number or boolean as a string.

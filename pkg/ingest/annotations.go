@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"net/http"
 	"strings"
@@ -89,6 +90,9 @@ func decodeAnnotation(body []byte, l events.Limits, idemKey string) ([]events.Ev
 	if err := events.CheckJSONDepth(body, l.MaxJSONDepth); err != nil {
 		return nil, err
 	}
+	if f := events.InvalidUTF8(body); f != "" {
+		return nil, &events.FieldError{Field: f, Rule: "not valid UTF-8"}
+	}
 	var req annotationRequest
 	if err := json.Unmarshal(body, &req); err != nil {
 		var te *json.UnmarshalTypeError
@@ -107,7 +111,7 @@ func decodeAnnotation(body []byte, l events.Limits, idemKey string) ([]events.Ev
 	attrs := map[string]string{}
 	var plain []string
 	named := false
-	for _, tag := range req.Tags {
+	for i, tag := range req.Tags {
 		tag = strings.TrimSpace(tag)
 		if tag == "" {
 			continue
@@ -117,6 +121,10 @@ func decodeAnnotation(body []byte, l events.Limits, idemKey string) ([]events.Ev
 				attrs[k] = v
 			}
 			continue
+		}
+		if strings.ContainsAny(tag, ":=") {
+			// ":x", "::", "=": an attribute without a key, never a name.
+			return nil, &events.FieldError{Field: fmt.Sprintf("tags[%d]", i), Rule: fmt.Sprintf("%q has no key before its ':' or '=' (tags are an event name, key:value or key=value)", tag)}
 		}
 		if !named && events.Validate(&events.Event{Name: tag, State: events.StateStart}, l) == nil {
 			e.Name, named = tag, true

@@ -80,6 +80,9 @@ func decodeLast9(body []byte, l events.Limits) (events.Event, error) {
 	if err := events.CheckJSONDepth(body, l.MaxJSONDepth); err != nil {
 		return e, err
 	}
+	if f := events.InvalidUTF8(body); f != "" {
+		return e, &events.FieldError{Field: f, Rule: "not valid UTF-8"}
+	}
 	var req last9Request
 	if err := json.Unmarshal(body, &req); err != nil {
 		var te *json.UnmarshalTypeError
