@@ -106,6 +106,8 @@ const docsShellPrelude = `curl() {
 //   - every yaml and json block parses (a json block of an answer may elide
 //     with …, and is then only shown).
 func TestDocsExamples(t *testing.T) {
+	// Mostly waiting for the impact scheduler: beside the other tests.
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
 	}

@@ -40,6 +40,8 @@ func walkthroughBlocks(t *testing.T) []string {
 // says each step shows, and that the first token still sees what was sent
 // before it.
 func TestREADMEWalkthrough(t *testing.T) {
+	// Mostly waiting for the impact scheduler: beside the other tests.
+	t.Parallel()
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Skip("curl not installed")
 	}
