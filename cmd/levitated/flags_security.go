@@ -50,4 +50,6 @@ func addSecurityFlags(fs *flag.FlagSet, o *server.Options) {
 		"queries each tenant may run at once, more wait for a slot; 0 is unlimited (--query.max-concurrency for all)")
 	fs.IntVar(&l.MaxInflightWrites, "limits.max-inflight-writes", l.MaxInflightWrites,
 		"write requests served at once across tenants, more get 503 with Retry-After; 0 is unlimited")
+	fs.Int64Var(&l.MaxInflightWriteBytes, "limits.max-inflight-write-bytes", l.MaxInflightWriteBytes,
+		"bytes of remote-write bodies (compressed and decoded) held at once across tenants; a request that would go over gets 503 with Retry-After before it is decoded (one larger than the whole budget is served alone); 0 is unlimited (docs/operations.md)")
 }

@@ -179,7 +179,15 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, msgType, err)
 		return
 	}
-	body, decoded, err := h.readBody(r)
+	body, decoded, release, err := h.readBody(r)
+	if release != nil {
+		defer release()
+	}
+	var refused interface{ HTTPStatus() int }
+	if errors.As(err, &refused) {
+		h.refuse(w, msgType, err)
+		return
+	}
 	v := validator{limits: h.writeLimits(r.Context())}
 	if err == nil {
 		if err := h.admit(r.Context(), msgType, decoded); err != nil {
@@ -246,27 +254,35 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// readBody reads the compressed body within the limit and decodes it.
-func (h *RemoteWriteHandler) readBody(r *http.Request) (body, decoded []byte, err error) {
+// readBody reads the compressed body within the limit, reserves the
+// memory of it and its decoded form from the admission's in-flight budget
+// (release, if not nil, gives it back), and decodes it. A refusal of the
+// budget is an error with an HTTPStatus.
+func (h *RemoteWriteHandler) readBody(r *http.Request) (body, decoded []byte, release func(), err error) {
 	body, err = io.ReadAll(io.LimitReader(r.Body, h.opts.MaxBodyBytes+1))
 	if err != nil {
-		return nil, nil, badf("read request body: %v", err)
+		return nil, nil, nil, badf("read request body: %v", err)
 	}
 	if int64(len(body)) > h.opts.MaxBodyBytes {
-		return nil, nil, badf("request body is larger than %d bytes (limit set by --write.max-body-bytes)", h.opts.MaxBodyBytes)
+		return nil, nil, nil, badf("request body is larger than %d bytes (limit set by --write.max-body-bytes)", h.opts.MaxBodyBytes)
 	}
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
-		return nil, nil, badf("decode snappy body: %v", err)
+		return nil, nil, nil, badf("decode snappy body: %v", err)
 	}
 	if n > MaxDecodedBodyBytes {
-		return nil, nil, badf("snappy body decodes to %d bytes, more than the %d allowed", n, MaxDecodedBodyBytes)
+		return nil, nil, nil, badf("snappy body decodes to %d bytes, more than the %d allowed", n, MaxDecodedBodyBytes)
+	}
+	if h.opts.Admission != nil {
+		if release, err = h.opts.Admission.ReserveBytes(r.Context(), int64(len(body))+int64(n)); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	decoded, err = snappy.Decode(nil, body)
 	if err != nil {
-		return nil, nil, badf("decode snappy body: %v", err)
+		return nil, nil, release, badf("decode snappy body: %v", err)
 	}
-	return body, decoded, nil
+	return body, decoded, release, nil
 }
 
 func (h *RemoteWriteHandler) reject(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) {

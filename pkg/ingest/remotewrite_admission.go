@@ -25,6 +25,11 @@ type WriteAdmission interface {
 	// 429), and a RetryAfterSeconds() int method gives the Retry-After
 	// header.
 	AdmitSamples(ctx context.Context, samples func() int) error
+	// ReserveBytes is asked, before a body is decoded, for the memory
+	// its bytes (compressed and decoded) take while the request is
+	// served; release is called when the request ends. An error refuses
+	// the request as AdmitSamples' does.
+	ReserveBytes(ctx context.Context, n int64) (release func(), err error)
 }
 
 // writeLimits returns the label limits of ctx's tenant.

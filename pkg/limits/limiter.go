@@ -32,6 +32,14 @@ type Options struct {
 	// being served at once, across tenants; more get 503 with
 	// Retry-After. Zero means unlimited.
 	MaxInflightWrites int
+	// MaxInflightWriteBytes bounds the bytes of remote-write bodies,
+	// compressed and decoded, held by the requests being served at once,
+	// across tenants (the in-flight memory budget of Mimir's
+	// -distributor.max-inflight-push-requests-bytes); a request that would
+	// go over it gets 503 with Retry-After before its body is decoded. A
+	// request larger than the whole budget is admitted when no other is in
+	// flight. Zero means unlimited.
+	MaxInflightWriteBytes int64
 
 	Registerer prometheus.Registerer // may be nil
 	Logger     *slog.Logger          // may be nil
@@ -50,7 +58,8 @@ type Limiter struct {
 	mu      sync.Mutex
 	tenants map[string]*tenantState
 
-	inflight atomic.Int64
+	inflight      atomic.Int64
+	inflightBytes atomic.Int64
 
 	rejected *prometheus.CounterVec
 }
@@ -73,6 +82,9 @@ func New(opts Options) (*Limiter, error) {
 	}
 	if opts.MaxInflightWrites < 0 {
 		return nil, fmt.Errorf("limits: max inflight writes %d is negative (--limits.max-inflight-writes)", opts.MaxInflightWrites)
+	}
+	if opts.MaxInflightWriteBytes < 0 {
+		return nil, fmt.Errorf("limits: max inflight write bytes %d is negative (--limits.max-inflight-write-bytes)", opts.MaxInflightWriteBytes)
 	}
 	if opts.ReloadInterval == 0 {
 		opts.ReloadInterval = 10 * time.Second
@@ -289,6 +301,34 @@ func (l *Limiter) StartWrite(ctx context.Context) (done func(), err error) {
 		}, "max_inflight_writes")
 	}
 	return func() { l.inflight.Add(-1) }, nil
+}
+
+// ReserveWriteBytes reserves n bytes of the in-flight write budget for a
+// request; release must be called when the request no longer holds its
+// body. Over MaxInflightWriteBytes it refuses with 503 and Retry-After,
+// an overload the client must retry (nothing of the request was stored).
+func (l *Limiter) ReserveWriteBytes(ctx context.Context, n int64) (release func(), err error) {
+	limit := l.opts.MaxInflightWriteBytes
+	if limit <= 0 {
+		return func() {}, nil
+	}
+	for {
+		cur := l.inflightBytes.Load()
+		if cur > 0 && cur+n > limit {
+			return nil, l.reject(ctx, &Error{
+				Tenant:     tenant.FromContext(ctx),
+				Limit:      "in-flight write bytes",
+				Value:      fmt.Sprintf("%d bytes of request bodies across tenants", limit),
+				Setting:    "--limits.max-inflight-write-bytes",
+				Detail:     fmt.Sprintf("the request holds %d bytes (compressed and decoded) and %d are in flight; nothing of it was stored", n, cur),
+				Code:       http.StatusServiceUnavailable,
+				RetryAfter: time.Second,
+			}, "max_inflight_write_bytes")
+		}
+		if l.inflightBytes.CompareAndSwap(cur, cur+n) {
+			return func() { l.inflightBytes.Add(-n) }, nil
+		}
+	}
 }
 
 // maxQueuedQueriesPerSlot bounds how many queries of a tenant may wait per

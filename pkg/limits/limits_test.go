@@ -123,3 +123,33 @@ func TestCheckSeries(t *testing.T) {
 	require.NoError(t, l.CheckSeries(ctx, 11, 11), "no series created")
 	require.ErrorContains(t, l.CheckSeries(ctx, 10, 11), "series limit of 10 series exceeded")
 }
+
+func TestReserveWriteBytes(t *testing.T) {
+	l, err := New(Options{MaxInflightWriteBytes: 100})
+	require.NoError(t, err)
+	ctx := context.Background()
+	r1, err := l.ReserveWriteBytes(ctx, 60)
+	require.NoError(t, err)
+	r2, err := l.ReserveWriteBytes(ctx, 40)
+	require.NoError(t, err)
+	_, err = l.ReserveWriteBytes(ctx, 1)
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, http.StatusServiceUnavailable, e.HTTPStatus())
+	require.Equal(t, 1, e.RetryAfterSeconds())
+	require.Contains(t, e.Error(), "--limits.max-inflight-write-bytes")
+	r1()
+	r3, err := l.ReserveWriteBytes(ctx, 50)
+	require.NoError(t, err)
+	r2()
+	r3()
+	// Larger than the whole budget: served alone.
+	r4, err := l.ReserveWriteBytes(ctx, 500)
+	require.NoError(t, err)
+	_, err = l.ReserveWriteBytes(ctx, 1)
+	require.Error(t, err)
+	r4()
+
+	_, err = New(Options{MaxInflightWriteBytes: -1})
+	require.ErrorContains(t, err, "--limits.max-inflight-write-bytes")
+}

@@ -42,6 +42,14 @@ func (a writeAdmission) WriteLimits(ctx context.Context, d ingest.WriteLimits) i
 	return d
 }
 
+func (a writeAdmission) ReserveBytes(ctx context.Context, n int64) (func(), error) {
+	release, err := a.l.ReserveWriteBytes(ctx, n)
+	if err != nil {
+		return nil, err
+	}
+	return release, nil
+}
+
 func (a writeAdmission) AdmitSamples(ctx context.Context, n func() int) error {
 	if !a.l.LimitsIngestion(ctx) {
 		return nil

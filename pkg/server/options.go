@@ -137,6 +137,12 @@ func (r *Routes) Handle(rs ...Route) { r.http = append(r.http, rs...) }
 // Services.GRPC.
 func (r *Routes) HandleGRPC(ms ...GRPCMethod) { r.grpc = append(r.grpc, ms...) }
 
+// DefaultMaxInflightWriteBytes is the default in-flight remote-write
+// budget (--limits.max-inflight-write-bytes): two bodies of the largest
+// size accepted (32 MiB decoded, up to as much compressed), or hundreds of
+// a Prometheus sender's usual ones.
+const DefaultMaxInflightWriteBytes = 128 << 20
+
 // DefaultOptions returns the defaults: 127.0.0.1:9090, ./data, Prometheus'
 // query defaults, 32 MiB remote-write bodies.
 func DefaultOptions() Options {
@@ -150,6 +156,7 @@ func DefaultOptions() Options {
 		Write:           ingest.DefaultRemoteWriteOptions(),
 		Rules:           ruler.DefaultOptions(),
 		StoreAPI:        StoreAPIOptions{MaxBufferBytes: storeapi.DefaultOptions().MaxBufferBytes},
+		Limits:          limits.Options{MaxInflightWriteBytes: DefaultMaxInflightWriteBytes},
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "devel",
 
