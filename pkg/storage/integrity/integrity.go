@@ -20,6 +20,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -124,6 +125,9 @@ func restore(dir string) string {
 	return "restore " + dir + " from a backup (levitated backup; docs/operations.md)"
 }
 
+// pebbleFileRE matches the names of Pebble's tables, logs and MANIFESTs.
+var pebbleFileRE = regexp.MustCompile(`^(\d+\.(sst|log|blob)|\d+-\d+\.log|MANIFEST-\d+)$`)
+
 // ScanLogs reads the current MANIFEST and every write-ahead log of dir
 // with Pebble's record readers, as Pebble's open does, and reports
 // corruption (a Problem) and a torn tail of the last log (a Warning with
@@ -148,7 +152,7 @@ func ScanLogs(fs vfs.FS, dir string) (*Report, error) {
 	}
 	if !desc.Exists {
 		for _, n := range names {
-			if strings.HasSuffix(n, ".sst") || strings.HasSuffix(n, ".log") || strings.HasPrefix(n, "MANIFEST-") {
+			if pebbleFileRE.MatchString(n) {
 				r.add(Problem, dir, "holds store files ("+n+") but no current MANIFEST marker", restore(dir))
 				return r, nil
 			}
@@ -286,6 +290,10 @@ func Check(ctx context.Context, dir string) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if r.Manifest == nil && len(r.Problems()) == 0 {
+		r.add(Problem, dir, "holds no store (no MANIFEST): nothing was checked", "give the --data-dir of a levitated store or of a backup")
+		return r, nil
+	}
 	names, err := fs.List(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", dir, err)
@@ -296,6 +304,7 @@ func Check(ctx context.Context, dir string) (*Report, error) {
 			return nil, err
 		}
 		switch {
+		case !pebbleFileRE.MatchString(n):
 		case strings.HasSuffix(n, ".sst"):
 			r.checkTable(ctx, fs, fs.PathJoin(dir, n))
 		case strings.HasSuffix(n, ".blob"):
