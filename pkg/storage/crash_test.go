@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +46,12 @@ func TestCrashRecovery(t *testing.T) {
 		cycles = 20
 	}
 	seed := time.Now().UnixNano()
-	t.Logf("seed %d", seed)
+	if v := os.Getenv("LEVITATED_CRASH_SEED"); v != "" { // rerun a failed run
+		var err error
+		seed, err = strconv.ParseInt(v, 10, 64)
+		require.NoError(t, err)
+	}
+	t.Logf("seed %d (LEVITATED_CRASH_SEED reruns it)", seed)
 	rng := rand.New(rand.NewPCG(uint64(seed), 7))
 	const nSeries = 16
 	series := make([]labels.Labels, nSeries)

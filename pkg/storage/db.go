@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,14 +148,21 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 	// Pebble opens a corrupt write-ahead log with an error naming no file,
 	// and drops a torn tail of the last one silently: read them first, as
 	// `levitated check` does.
-	if err := scanLogs(opts.FS, dir, opts.Logger); err != nil {
+	walErr, err := scanLogs(opts.FS, dir, opts.Logger)
+	if err != nil {
 		cache.Unref()
 		return nil, err
 	}
 	pdb, err := pebble.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
+		if walErr != nil {
+			return nil, walErr
+		}
 		return nil, fmt.Errorf("open pebble in %s: %w", dir, err)
+	}
+	if walErr != nil {
+		opts.Logger.Warn("a write-ahead log that Pebble did not need to replay is unreadable (a crash left it; Pebble opened the store without it)", "finding", walErr.Error())
 	}
 	db := &DB{
 		pdb:          pdb,
@@ -183,22 +191,32 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 }
 
 // scanLogs reads the MANIFEST and the write-ahead logs of dir with
-// integrity.ScanLogs: a problem is the error to refuse to start with,
-// warnings (a torn tail) are logged with their counts.
-func scanLogs(fs vfs.FS, dir string, logger *slog.Logger) error {
+// integrity.ScanLogs: warnings (a torn tail) are logged with their counts.
+// A problem of the MANIFEST is the error to refuse to start with. A problem
+// of a write-ahead log is returned as walErr: the scan reads every log
+// file, and a crash can leave a log that Pebble no longer replays (flushed
+// before the crash, its deletion not yet durable), so the caller refuses
+// with it only if Pebble's open fails too.
+func scanLogs(fs vfs.FS, dir string, logger *slog.Logger) (walErr, err error) {
 	r, err := integrity.ScanLogs(fs, dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, f := range r.Findings {
 		if f.Severity == integrity.Warning {
 			logger.Warn(f.What, "file", f.Path, "remedy", f.Remedy)
 		}
 	}
-	if err := r.Err(); err != nil {
-		return err
+	for _, f := range r.Problems() {
+		if r.Manifest == nil || f.Path != r.Manifest.Path && strings.HasSuffix(f.Path, ".log") {
+			if walErr == nil {
+				walErr = f
+			}
+			continue
+		}
+		return nil, f
 	}
-	return nil
+	return walErr, nil
 }
 
 // load reads the format, tenants and series, then replays the write-ahead
