@@ -262,18 +262,24 @@ func (c *Cache) removeLocked(e *entry) {
 
 // lookup returns the entry of key (nil if none) and registers an
 // evaluation that is about to start; finish must follow.
-func (c *Cache) lookup(tenant, key string) (*entry, *pending) {
+func (c *Cache) lookup(tenant, key string) (*entry, valid, *pending) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ts := c.tenant(tenant)
 	p := &pending{}
 	ts.pending[p] = struct{}{}
 	e := ts.entries[key]
+	var v valid
 	if e != nil {
 		c.lru.MoveToFront(e.elem)
+		v = valid{e.validFrom, e.validTo}
 	}
-	return e, p
+	return e, v, p
 }
+
+// valid is an entry's valid steps as lookup saw them: changes narrow them
+// under c.mu (apply) while an evaluation reads the entry without it.
+type valid struct{ from, to int64 }
 
 // finish ends the evaluation p and stores e (if not nil) once the changes
 // made while p ran are applied to it.

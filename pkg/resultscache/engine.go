@@ -136,16 +136,16 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 	tn := tenant.FromContext(ctx)
 	key := q.key()
 	now := c.opts.Now().UnixMilli()
-	old, p := c.lookup(tn, key)
+	old, v, p := c.lookup(tn, key)
 
 	// The steps the cache holds, and the pieces to evaluate.
 	var pieces []span
 	u0, u1 := int64(1), int64(0)
 	if old != nil {
-		u0, u1 = max(old.validFrom, q.start), min(old.validTo, q.end)
+		u0, u1 = max(v.from, q.start), min(v.to, q.end)
 		// Annotations are known per evaluation, not per step: an entry
 		// with some serves only queries that use all of it, as it is.
-		if len(old.warnings) > 0 && (old.validFrom != old.from || old.validTo != old.to || u0 != old.from || u1 != old.to) {
+		if len(old.warnings) > 0 && (v.from != old.from || v.to != old.to || u0 != old.from || u1 != old.to) {
 			u0, u1 = 1, 0
 		}
 	}
