@@ -156,3 +156,20 @@ func TestImportDirection(t *testing.T) {
 		}
 	}
 }
+
+// TestPebbleOnlyInStorage: pkg/storage owns the Pebble keyspace (its
+// keyspace.go); every other package reaches its kinds through a
+// storage.Namespace, never through Pebble itself. Tests and benchmarks
+// may use Pebble's vfs for crash images.
+func TestPebbleOnlyInStorage(t *testing.T) {
+	for _, f := range repoFiles(t) {
+		if f.test || f.dir == filepath.Join("pkg", "storage") || strings.HasPrefix(f.dir, filepath.Join("pkg", "storage")+string(filepath.Separator)) {
+			continue
+		}
+		for _, imp := range f.imports {
+			if strings.HasPrefix(imp, "github.com/cockroachdb/pebble") {
+				t.Errorf("%s imports %s: only pkg/storage (and its subpackages) may use Pebble; take a storage.Namespace", f.path, imp)
+			}
+		}
+	}
+}
