@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+
+	"github.com/levitated/levitated/pkg/events"
 )
 
 // eventSeries are the series computed from change events: the side's
@@ -17,7 +19,7 @@ func eventSeries(vs *parser.VectorSelector) bool {
 			name = m.Value
 		}
 	}
-	return name == "last9_change_events" || strings.HasPrefix(name, "change_event_")
+	return name == events.MetricChangeEvents || strings.HasPrefix(name, "change_event_")
 }
 
 // withMatchers returns query with ms added to every vector selector (those

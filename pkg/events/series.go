@@ -26,6 +26,12 @@ const (
 	MetricWindowEnd = "change_event_window_end_seconds"
 )
 
+// WindowListHint is the SelectHints.Func under which PromQL's event-window
+// functions (pkg/promql) select their window argument and the event store
+// (pkg/storage/eventstore) answers with one sample per window. The name
+// cannot be written in PromQL.
+const WindowListHint = "__event_windows"
+
 // EventLabels returns the labels of the event's last9_change_events series.
 func EventLabels(e *Event) labels.Labels {
 	b := labels.NewScratchBuilder(len(e.Attributes) + 3)

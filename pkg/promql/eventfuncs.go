@@ -7,6 +7,8 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	"github.com/levitated/levitated/pkg/events"
 )
 
 // This file registers levitated's event-window functions with Prometheus'
@@ -25,9 +27,9 @@ import (
 // internal function per inner range function.
 
 // windowListFunc is the internal function wrapping window selectors; the
-// engine passes its name to the store as SelectHints.Func. It equals
-// eventstore.WindowListHint (a test checks).
-const windowListFunc = "__event_windows"
+// engine passes its name to the store as SelectHints.Func, which the
+// event store answers with one sample per window.
+const windowListFunc = events.WindowListHint
 
 // sinceFuncs are the <agg>_since functions and the range functions they
 // apply to the samples since the window started.

@@ -13,10 +13,12 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/promql/parser/posrange"
 	"github.com/prometheus/prometheus/storage"
+
+	"github.com/levitated/levitated/pkg/events"
 )
 
 // windowMetrics are the series a window argument may select (docs/events.md).
-var windowMetrics = []string{"change_event_active", "change_event_window_start_seconds", "change_event_window_end_seconds"}
+var windowMetrics = []string{events.MetricActive, events.MetricWindowStart, events.MetricWindowEnd}
 
 // evalParser is the parser the engine uses: Prometheus' parser, then the
 // preparation of event-window calls (prepareEventCalls). The HTTP API's

@@ -14,13 +14,15 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/levitated/levitated/pkg/events"
 )
 
 // Label names of the window series that say which event a window belongs to
 // rather than what it applies to; the matching rule ignores them.
 const (
-	labelEventName  = "event_name"
-	labelEventState = "event_state"
+	labelEventName  = events.LabelEventName
+	labelEventState = events.LabelEventState
 )
 
 // windowList is a set of windows in start order: starts[i] is a start in

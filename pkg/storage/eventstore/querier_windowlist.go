@@ -24,7 +24,7 @@ import (
 //
 // PromQL's event-window functions (pkg/promql) select their window argument
 // under this hint; nothing else does. The name cannot be written in PromQL.
-const WindowListHint = "__event_windows"
+const WindowListHint = events.WindowListHint
 
 // windowListSeries builds the window lists of the wanted window metrics in
 // [mint, maxt] whose labels match.
