@@ -39,7 +39,7 @@ var (
 	faultsBinErr  error
 )
 
-// faultsBinary builds levitated once for the tests of this file.
+// faultsBinary builds levitated once for the tests of the package.
 func faultsBinary(t *testing.T) string {
 	t.Helper()
 	faultsBinOnce.Do(func() {

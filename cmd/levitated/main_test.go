@@ -70,14 +70,11 @@ func TestEmptyDataDir(t *testing.T) {
 	require.Empty(t, entries, "nothing was created in the working directory")
 }
 
-// binary builds levitated into a temporary directory.
+// binary returns the levitated binary, built once for all the tests of
+// the package (linking it takes a while on a loaded machine).
 func binary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "levitated")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(out))
-	return bin
+	return faultsBinary(t)
 }
 
 // process is a running levitated binary.
