@@ -419,13 +419,13 @@ func TestRulesForStateSurvivesRestart(t *testing.T) {
 	base := "http://" + s.Addr().String()
 	writeErrorsAndRatio(t, base, nil, 0.5)
 	var first apiAlert
-	waitFor(t, 20*time.Second, "the alert to be pending for 3 s", func() bool {
+	waitFor(t, 40*time.Second, "the alert to be pending for 8 s", func() bool {
 		as := alerts(t, base, nil)
 		if len(as) != 1 {
 			return false
 		}
 		first = as[0]
-		return time.Since(first.ActiveAt) > 3*time.Second
+		return time.Since(first.ActiveAt) > 8*time.Second
 	})
 	require.Equal(t, "pending", first.State)
 	stop()
@@ -435,15 +435,40 @@ func TestRulesForStateSurvivesRestart(t *testing.T) {
 	defer stop()
 	base = "http://" + s.Addr().String()
 	writeErrorsAndRatio(t, base, nil, 0.5)
-	var again apiAlert
-	waitFor(t, 20*time.Second, "the pending time to be restored", func() bool {
-		as := alerts(t, base, nil)
-		if len(as) != 1 {
-			return false
+	// ALERTS_FOR_STATE's value is the alert's ActiveAt (Unix seconds) at
+	// each evaluation. At the first evaluation after the restart, a fresh
+	// alert would have been pending for next to no time; a restored one
+	// has been pending as long as it was before the stop (its ActiveAt
+	// shifted by the downtime). Comparing the two within one sample does not depend
+	// on how long the restart took on a loaded machine.
+	var evalAt, activeAt float64
+	waitFor(t, 60*time.Second, "an evaluation of the alert after the restart", func() bool {
+		r := getWithHeader(t, base, "/api/v1/query", url.Values{"query": {`ALERTS_FOR_STATE[10m]`}, "time": {unixString(time.Now())}}, nil)
+		require.Equal(t, http.StatusOK, r.code, r.body)
+		q := decodeQuery(t, r)
+		for _, ser := range q.Data.Result {
+			for _, v := range ser.Values {
+				at, err := strconv.ParseFloat(fmt.Sprint(v[0]), 64)
+				require.NoError(t, err)
+				val, err := strconv.ParseFloat(fmt.Sprint(v[1]), 64)
+				require.NoError(t, err)
+				if at >= float64(restarted.UnixMilli())/1000 {
+					evalAt, activeAt = at, val
+					return true
+				}
+			}
 		}
-		again = as[0]
-		return again.ActiveAt.Before(restarted)
+		return false
 	})
+	pendingBefore := restarted.Sub(first.ActiveAt).Seconds()
+	// Started afresh it would have been pending 0-3 s (Prometheus keeps
+	// ActiveAt in whole seconds and may restore from the new process's
+	// own first sample); restored, about the 8 s it had spent before.
+	require.GreaterOrEqual(t, evalAt-activeAt, 6.0,
+		"at its first evaluation after the restart the alert had been pending %.1f s: restored, it would have kept the %.1f s it had spent pending before the stop", evalAt-activeAt, pendingBefore)
+	as := alerts(t, base, nil)
+	require.Len(t, as, 1)
+	again := as[0]
 	require.Equal(t, "pending", again.State)
 	// Restored: shifted by the downtime, so the time spent pending
 	// before the stop counts.
