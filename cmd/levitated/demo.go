@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -44,6 +45,7 @@ func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	logLevel := fs.String("log.level", "warn", "levitated's log `level`")
 	url := fs.String("url", "", "play the runs into the levitated at this `URL` (e.g. http://127.0.0.1:9090) instead of starting one per run, so its Grafana dashboard and console show them")
 	token := fs.String("token", os.Getenv("LEVITATED_TOKEN"), "bearer token for --url (scopes write, events:write, analysis, read; default $LEVITATED_TOKEN)")
+	controller := fs.String("controller", demo.ControllerArgoRollouts, "the rollout controller whose pods the service has: argo-rollouts (pods checkout-<hash>-<id>, label rollouts_pod_template_hash; judged with deploy/argo-rollouts' stage judge) or flagger (primary pods checkout-primary-<hash>-<id>, canary pods checkout-<hash>-<id>, label pod_template_hash; judged with deploy/flagger's Canary webhook request)")
 	fs.Usage = func() {
 		fmt.Fprint(stdout, "Usage: levitated demo [flags]\n\n"+
 			"Plays a canary rollout of a service in stages of 20, 40, 60 and 80 % on this\n"+
@@ -53,7 +55,10 @@ func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			"one a canary that regresses at 40 %. Prints a table per run and writes an\n"+
 			"HTML report with the charts and the stage windows.\n\n"+
 			"With --url, the same traffic, stage events and judgements go to a running\n"+
-			"levitated instead, the runs one after the other ending now.\n\nFlags:\n")
+			"levitated instead, the runs one after the other ending now.\n\n"+
+			"The pods are named and labelled as Argo Rollouts names a Rollout's; with\n"+
+			"--controller flagger, as Flagger names a Canary's primary and canary\n"+
+			"Deployments, so that deploy/flagger's MetricTemplate tells them apart.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -75,7 +80,12 @@ func runDemo(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "levitated demo: --url: want http:// or https://, got %q\n", *url)
 		return 2
 	}
+	if !slices.Contains(demo.Controllers, *controller) {
+		fmt.Fprintf(stderr, "levitated demo: --controller: want %s, got %q\n", strings.Join(demo.Controllers, " or "), *controller)
+		return 2
+	}
 	opts := demo.Options{
+		Controller:    *controller,
 		URL:           *url,
 		Token:         *token,
 		Command:       demoCommand(*url),

@@ -28,7 +28,7 @@ func TestDemoCommand(t *testing.T) {
 	require.Equal(t, 2, strings.Count(out.String(), "paused run=healthy"), out.String())
 	require.Contains(t, errs.String(), "standard input closed while paused")
 
-	for _, args := range [][]string{{"--scenario", "bogus"}, {"extra"}, {"--log.level", "loud"}} {
+	for _, args := range [][]string{{"--scenario", "bogus"}, {"extra"}, {"--log.level", "loud"}, {"--controller", "spinnaker"}} {
 		errs.Reset()
 		require.Equal(t, 2, runDemo(args, strings.NewReader(""), &out, &errs), args)
 		require.NotEmpty(t, errs.String(), args)

@@ -99,6 +99,12 @@ type Options struct {
 	// Token is sent as a bearer token to URL (scopes write, events:write,
 	// analysis and read).
 	Token string
+	// Controller is the rollout controller whose pods the service has
+	// (ControllerArgoRollouts, the default, or ControllerFlagger): how
+	// they are named and labelled, and which deploy examples judge the
+	// stages (deploy/argo-rollouts' stage judge and gate, or deploy/flagger's
+	// Canary webhook request and MetricTemplate).
+	Controller string
 	// Command is how the report names the command that made it; default
 	// "levitated demo".
 	Command string
@@ -161,7 +167,14 @@ func Run(ctx context.Context, opts Options) ([]Result, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	ex, err := loadExamples()
+	switch opts.Controller {
+	case "":
+		opts.Controller = ControllerArgoRollouts
+	case ControllerArgoRollouts, ControllerFlagger:
+	default:
+		return nil, fmt.Errorf("controller: want %s, got %q", strings.Join(Controllers, " or "), opts.Controller)
+	}
+	ex, err := loadExamples(opts.Controller)
 	if err != nil {
 		return nil, err
 	}
@@ -198,7 +211,7 @@ func runScenario(ctx context.Context, opts Options, ex examples, sc Scenario, se
 		u := strings.TrimRight(opts.URL, "/")
 		fmt.Fprintf(opts.Out, "\n== %s: into levitated at %s\n", sc.Title, u)
 		c := &client{base: u, http: &http.Client{Timeout: time.Minute}, token: opts.Token}
-		r := &rollout{c: c, opts: opts, ex: ex, sc: sc, url: u, traffic: newTraffic(seed)}
+		r := &rollout{c: c, opts: opts, ex: ex, sc: sc, url: u, traffic: newTraffic(seed, opts.Controller)}
 		return r.play(ctx)
 	}
 	dir := ""
@@ -235,7 +248,7 @@ func runScenario(ctx context.Context, opts Options, ex examples, sc Scenario, se
 	}()
 	u := "http://" + srv.Addr().String()
 	fmt.Fprintf(opts.Out, "\n== %s: levitated at %s (data in %s)\n", sc.Title, u, dir)
-	r := &rollout{c: &client{base: u, http: &http.Client{Timeout: time.Minute}}, opts: opts, ex: ex, sc: sc, url: u, traffic: newTraffic(seed)}
+	r := &rollout{c: &client{base: u, http: &http.Client{Timeout: time.Minute}}, opts: opts, ex: ex, sc: sc, url: u, traffic: newTraffic(seed, opts.Controller)}
 	return r.play(ctx)
 }
 
@@ -260,7 +273,7 @@ func (r *rollout) play(ctx context.Context) (Result, error) {
 		return res, err
 	}
 	t = t.Add(warmup)
-	deployAttrs := map[string]string{"service": service, "app": service, "revision": newVersion}
+	deployAttrs := r.attrs("revision", newVersion)
 	if err := r.c.event(ctx, event{Name: "deploy", State: "start", Timestamp: ts(t), Attributes: deployAttrs,
 		Text: fmt.Sprintf("canary rollout of %s %s", service, newVersion)}); err != nil {
 		return res, err
@@ -333,7 +346,7 @@ func (r *rollout) play(ctx context.Context) (Result, error) {
 // traffic, the stop event, then the judge and the figures.
 func (r *rollout) stage(ctx context.Context, start time.Time, weight int, last bool) (Stage, error) {
 	s := Stage{Weight: weight, Start: start, End: start.Add(stageLen)}
-	attrs := map[string]string{"service": service, "app": service, "weight": fmt.Sprint(weight)}
+	attrs := r.attrs("weight", fmt.Sprint(weight))
 	if err := r.c.event(ctx, event{Name: "canary-step", State: "start", Timestamp: ts(s.Start), Attributes: attrs,
 		Text: fmt.Sprintf("%s canary at %d %%", service, weight)}); err != nil {
 		return s, err
@@ -350,7 +363,8 @@ func (r *rollout) stage(ctx context.Context, start time.Time, weight int, last b
 	}
 
 	// The judge, over the stage's window (the latest canary-step of the
-	// service), with canary-stage-judge.yaml's request.
+	// service), with canary-stage-judge.yaml's request (or the Flagger
+	// Canary webhook's).
 	a, err := r.c.analyze(ctx, r.ex.judgeBody)
 	if err != nil {
 		return s, fmt.Errorf("judge stage %d %%: %w", weight, err)
@@ -384,10 +398,10 @@ func (r *rollout) stage(ctx context.Context, start time.Time, weight int, last b
 		query string
 		into  *float64
 	}{
-		{errorRatioSinceStage(canaryHash), &s.CanaryErrorRatio},
-		{errorRatioSinceStage(stableHash), &s.BaselineErrorRatio},
-		{p99SinceStage(canaryHash), &s.CanaryP99},
-		{p99SinceStage(stableHash), &s.BaselineP99},
+		{errorRatioSinceStage(r.ex.canary), &s.CanaryErrorRatio},
+		{errorRatioSinceStage(r.ex.baseline), &s.BaselineErrorRatio},
+		{p99SinceStage(r.ex.canary), &s.CanaryP99},
+		{p99SinceStage(r.ex.baseline), &s.BaselineP99},
 		{r.ex.gateQuery, &s.GateErrorRatio},
 	} {
 		v, err := r.c.query(ctx, q.query, s.End)
@@ -400,6 +414,22 @@ func (r *rollout) stage(ctx context.Context, start time.Time, weight int, last b
 		}
 	}
 	return s, nil
+}
+
+// attrs are a change event's attributes: the service, as its metrics name
+// it, and kv. With Argo Rollouts also app (every pod has app=checkout);
+// not with Flagger, whose primary pods have app=checkout-primary, so that
+// a window with app=checkout would not apply to the primary's series (a
+// window applies to the series that share its labels' values).
+func (r *rollout) attrs(kv ...string) map[string]string {
+	m := map[string]string{"service": service}
+	if r.opts.Controller != ControllerFlagger {
+		m["app"] = service
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
 }
 
 // generate writes the traffic of [from, to) through remote write, a minute

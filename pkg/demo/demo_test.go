@@ -130,3 +130,54 @@ func TestDemoIntoRunningServer(t *testing.T) {
 	}
 	require.Equal(t, 2, deploys)
 }
+
+// TestDemoFlagger plays the runs with Flagger's pods (Controller flagger):
+// the primary's pods checkout-primary-<hash>-<id> with app=checkout-primary,
+// the canary's checkout-<hash>-<id>, pod_template_hash on both and no Argo
+// Rollouts label. Judged by deploy/flagger's Canary webhook request, the
+// healthy canary is promoted and the regressed one rolled back at 40 %;
+// the MetricTemplate's query measures the canary's pods only (the gate
+// figure equals the canary's error ratio, not the service's).
+func TestDemoFlagger(t *testing.T) {
+	var out bytes.Buffer
+	var pods []sample
+	results, err := Run(context.Background(), Options{Controller: ControllerFlagger, Seed: 1, Out: &out,
+		AfterStage: func(ctx context.Context, u string, sc Scenario, s Stage) error {
+			if sc.Name != "healthy" || s.Weight != 20 {
+				return nil
+			}
+			c := &client{base: u, http: http.DefaultClient}
+			var qerr error
+			pods, qerr = c.query(ctx, `count by (pod, app, pod_template_hash, rollouts_pod_template_hash) (http_requests_total{service="checkout"})`, s.End)
+			return qerr
+		}})
+	require.NoError(t, err, out.String())
+	t.Log("\n" + out.String())
+	var names []string
+	for _, p := range pods {
+		names = append(names, p.Labels["pod"])
+		require.Empty(t, p.Labels["rollouts_pod_template_hash"], "no Argo Rollouts label on Flagger's pods")
+		require.NotEmpty(t, p.Labels["pod_template_hash"])
+		if strings.HasPrefix(p.Labels["pod"], "checkout-primary-") {
+			require.Equal(t, "checkout-primary", p.Labels["app"])
+		} else {
+			require.Equal(t, "checkout", p.Labels["app"])
+		}
+	}
+	require.ElementsMatch(t, []string{"checkout-primary-6d8b7c9f4b-x2k9p", "checkout-primary-6d8b7c9f4b-m4r7t", "checkout-primary-6d8b7c9f4b-z8c1v",
+		"checkout-primary-6d8b7c9f4b-b5n2k", "checkout-7f5c4d8b9c-q7w4z"}, names)
+
+	require.Len(t, results, 2)
+	require.Equal(t, OutcomePromoted, results[0].Outcome)
+	for _, s := range results[0].Stages {
+		require.Equal(t, "Pass", s.Verdict, "stage %d %%: %+v", s.Weight, s.Metrics)
+		require.InDelta(t, 0.005, s.CanaryErrorRatio, 0.003)
+		require.InDelta(t, s.CanaryErrorRatio, s.GateErrorRatio, 1e-12, "the MetricTemplate measures the canary pods")
+	}
+	require.Equal(t, OutcomeRolledBack, results[1].Outcome)
+	require.Len(t, results[1].Stages, 2)
+	s := results[1].Stages[1]
+	require.Equal(t, "Fail", s.Verdict)
+	require.Greater(t, s.CanaryErrorRatio, 5*s.BaselineErrorRatio)
+	require.InDelta(t, s.CanaryErrorRatio, s.GateErrorRatio, 1e-12, "the MetricTemplate measures the canary pods")
+}

@@ -15,6 +15,7 @@ import (
 const (
 	judgeTemplatePath = "argo-rollouts/canary-stage-judge.yaml"
 	gateTemplatePath  = "argo-rollouts/canary-stage-gate.yaml"
+	flaggerPath       = "flagger/metric-template-analysis.yaml"
 	dashboardPath     = "grafana/dashboards/levitated-canary.json"
 )
 
@@ -97,16 +98,23 @@ func loadTemplate(path string, args map[string]string) (analysisTemplate, error)
 // demo's service and pod-template hashes as arguments.
 type examples struct {
 	// judgeBody is canary-stage-judge.yaml's jsonBody: the request Argo
-	// Rollouts' Web provider posts to /api/v1/analysis.
+	// Rollouts' Web provider posts to /api/v1/analysis (with Flagger, the
+	// Canary's rollout webhook request).
 	judgeBody []byte
 	// gateQuery is canary-stage-gate.yaml's query: the canary pods' error
-	// ratio since the stage started.
+	// ratio since the stage started (with Flagger, the MetricTemplate's,
+	// as a ratio).
 	gateQuery string
 	// gateThreshold is its max-error-ratio argument.
 	gateThreshold string
+	// canary and baseline select each side's pods in the demo's figures.
+	canary, baseline string
 }
 
-func loadExamples() (examples, error) {
+func loadExamples(controller string) (examples, error) {
+	if controller == ControllerFlagger {
+		return loadFlaggerExamples()
+	}
 	args := map[string]string{"service": service, "stable-hash": stableHash, "canary-hash": canaryHash}
 	judge, err := loadTemplate(judgeTemplatePath, args)
 	if err != nil {
@@ -134,19 +142,81 @@ func loadExamples() (examples, error) {
 			threshold = *a.Value
 		}
 	}
-	return examples{judgeBody: body, gateQuery: strings.TrimSpace(p.Query), gateThreshold: threshold}, nil
+	return examples{judgeBody: body, gateQuery: strings.TrimSpace(p.Query), gateThreshold: threshold,
+		canary: fmt.Sprintf("rollouts_pod_template_hash=%q", canaryHash), baseline: fmt.Sprintf("rollouts_pod_template_hash=%q", stableHash)}, nil
+}
+
+// loadFlaggerExamples reads deploy/flagger's MetricTemplate and Canary: the
+// gate is the MetricTemplate's query (percent, made a ratio), the judge the
+// Canary's rollout webhook request (${name} and ${namespace} replaced as
+// Flagger replaces them) over the stage's canary-step window instead of
+// its lookback, which counts back from the server's clock while the demo's
+// stages are in simulated time.
+func loadFlaggerExamples() (examples, error) {
+	b, err := fs.ReadFile(deploy.Examples, flaggerPath)
+	if err != nil {
+		return examples{}, fmt.Errorf("read %s: %w", flaggerPath, err)
+	}
+	var ex examples
+	for _, doc := range strings.Split(string(b), "\n---\n") {
+		var obj struct {
+			Kind string `yaml:"kind"`
+			Spec struct {
+				Query    string `yaml:"query"`
+				Analysis struct {
+					Webhooks []struct {
+						Type     string            `yaml:"type"`
+						Metadata map[string]string `yaml:"metadata"`
+					} `yaml:"webhooks"`
+				} `yaml:"analysis"`
+			} `yaml:"spec"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &obj); err != nil {
+			return examples{}, fmt.Errorf("parse %s: %w", flaggerPath, err)
+		}
+		switch obj.Kind {
+		case "MetricTemplate":
+			q := strings.NewReplacer("{{ namespace }}", namespace, "{{ target }}", service).Replace(obj.Spec.Query)
+			ex.gateQuery = "(" + strings.TrimSpace(q) + ") / 100"
+		case "Canary":
+			for _, h := range obj.Spec.Analysis.Webhooks {
+				if h.Type != "rollout" || h.Metadata["request"] == "" {
+					continue
+				}
+				var req map[string]any
+				r := strings.NewReplacer("${name}", service, "${namespace}", namespace).Replace(h.Metadata["request"])
+				if err := json.Unmarshal([]byte(r), &req); err != nil {
+					return examples{}, fmt.Errorf("%s: the rollout webhook's request: %w", flaggerPath, err)
+				}
+				delete(req, "lookback")
+				req["window"] = map[string]any{"event": "canary-step", "match": []string{fmt.Sprintf("service=%q", service)}}
+				if ex.judgeBody, err = json.Marshal(req); err != nil {
+					return examples{}, fmt.Errorf("%s: encode the webhook's request: %w", flaggerPath, err)
+				}
+				ex.canary, _ = req["canary"].(string)
+				ex.baseline, _ = req["baseline"].(string)
+			}
+		}
+	}
+	if ex.gateQuery == "" || ex.judgeBody == nil || ex.canary == "" || ex.baseline == "" {
+		return examples{}, fmt.Errorf("%s: want a MetricTemplate with a query and a Canary with a rollout webhook whose request has a canary and a baseline", flaggerPath)
+	}
+	ex.gateThreshold = "0.01"
+	return ex, nil
 }
 
 // stageQueries are the demo's per-stage figures, in the shape of the
 // dashboard's canary-stage panels: since the start of the latest canary
 // step of the service, for one side's pods.
-func p99SinceStage(hash string) string {
-	return fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate_since(http_request_duration_seconds_bucket{service=%q, rollouts_pod_template_hash=%q}[1h], change_event_active{event_name="canary-step", service=%q})))`,
-		service, hash, service)
+// One side's pods are picked by side, matchers such as
+// rollouts_pod_template_hash="…".
+func p99SinceStage(side string) string {
+	return fmt.Sprintf(`histogram_quantile(0.99, sum by (le) (rate_since(http_request_duration_seconds_bucket{service=%q, %s}[1h], change_event_active{event_name="canary-step", service=%q})))`,
+		service, side, service)
 }
 
-func errorRatioSinceStage(hash string) string {
-	return fmt.Sprintf(`sum(increase_since(http_requests_total{service=%[1]q, rollouts_pod_template_hash=%[2]q, code=~"5.."}[1h], change_event_active{event_name="canary-step", service=%[1]q}))
+func errorRatioSinceStage(side string) string {
+	return fmt.Sprintf(`sum(increase_since(http_requests_total{service=%[1]q, %[2]s, code=~"5.."}[1h], change_event_active{event_name="canary-step", service=%[1]q}))
 /
-sum(increase_since(http_requests_total{service=%[1]q, rollouts_pod_template_hash=%[2]q}[1h], change_event_active{event_name="canary-step", service=%[1]q}))`, service, hash)
+sum(increase_since(http_requests_total{service=%[1]q, %[2]s}[1h], change_event_active{event_name="canary-step", service=%[1]q}))`, service, side)
 }

@@ -12,14 +12,19 @@ import (
 )
 
 // The service the demo rolls out, labelled as Prometheus' Kubernetes pod
-// discovery with a labelmap labels an Argo Rollouts canary's pods.
+// discovery with a labelmap labels an Argo Rollouts canary's pods (or,
+// with ControllerFlagger, a Flagger canary's: see podNaming).
 const (
 	service    = "checkout"
 	namespace  = "shop"
 	stableHash = "6d8b7c9f4b"
 	canaryHash = "7f5c4d8b9c"
-	oldVersion = "1.4.0"
-	newVersion = "1.5.0"
+	// promotedPrimaryHash is the pod-template hash of Flagger's primary
+	// once the canary's spec is copied to it: not the canary's, since the
+	// primary's template has its own selector label (app=checkout-primary).
+	promotedPrimaryHash = "5c8f6b7d9f"
+	oldVersion          = "1.4.0"
+	newVersion          = "1.5.0"
 
 	// tick is the simulated scrape interval.
 	tick = 10 * time.Second
@@ -43,26 +48,59 @@ var (
 	regressed = health{errorRatio: 0.05, median: 0.09, sigma: 0.75} // p99 ≈ 0.51 s
 )
 
+// The rollout controllers whose pods the demo can play.
+const (
+	// ControllerArgoRollouts: one Rollout, whose stable and canary
+	// ReplicaSets name their pods checkout-<hash>-<id> and label them
+	// rollouts-pod-template-hash (rollouts_pod_template_hash once
+	// labelmapped).
+	ControllerArgoRollouts = "argo-rollouts"
+	// ControllerFlagger: the Deployment checkout is Flagger's canary (pods
+	// checkout-<hash>-<id>, app=checkout) and Flagger's copy of it the
+	// primary (pods checkout-primary-<hash>-<id>, app=checkout-primary:
+	// Flagger suffixes the selector label); both carry the Deployment
+	// controller's pod-template-hash (pod_template_hash).
+	ControllerFlagger = "flagger"
+)
+
+// Controllers are the values of Options.Controller.
+var Controllers = []string{ControllerArgoRollouts, ControllerFlagger}
+
 // pod is one pod's series: cumulative counters carried from tick to tick.
 type pod struct {
 	name, track, hash, version string
+	// app is the pod's app label; hashLabel the name of its pod-template
+	// hash label.
+	app, hashLabel string
 
 	ok, errs, sum, count float64
 	bucketCounts         []float64
 }
 
-func newPod(name, track, hash, version string) *pod {
-	return &pod{name: name, track: track, hash: hash, version: version, bucketCounts: make([]float64, len(buckets)+1)}
+// newPod makes a pod of the stable side (primary is true: the stable
+// ReplicaSet, Flagger's primary) or of the canary, named and labelled as
+// the controller's pods are.
+func newPod(controller string, primary bool, suffix, track, hash, version string) *pod {
+	p := &pod{name: service + "-" + hash + "-" + suffix, track: track, hash: hash, version: version,
+		app: service, hashLabel: "rollouts_pod_template_hash", bucketCounts: make([]float64, len(buckets)+1)}
+	if controller == ControllerFlagger {
+		p.hashLabel = "pod_template_hash"
+		if primary {
+			p.name = service + "-primary-" + hash + "-" + suffix
+			p.app = service + "-primary"
+		}
+	}
+	return p
 }
 
 func (p *pod) labels(name string, extra ...string) []prompb.Label {
 	ls := []prompb.Label{
 		{Name: "__name__", Value: name},
-		{Name: "app", Value: service},
+		{Name: "app", Value: p.app},
 		{Name: "job", Value: namespace + "/" + service},
 		{Name: "namespace", Value: namespace},
 		{Name: "pod", Value: p.name},
-		{Name: "rollouts_pod_template_hash", Value: p.hash},
+		{Name: p.hashLabel, Value: p.hash},
 		{Name: "service", Value: service},
 		{Name: "track", Value: p.track},
 		{Name: "version", Value: p.version},
@@ -78,22 +116,23 @@ func (p *pod) labels(name string, extra ...string) []prompb.Label {
 // counters by code and a latency histogram per pod, with the traffic split
 // by the canary weight.
 type traffic struct {
-	rng     *rand.Rand
-	stable  []*pod
-	base    *pod // the baseline: the stable version, started with the canary
-	canary  *pod
-	weight  int    // canary weight in percent; 0 before and after the rollout
-	canaryH health // the canary's behaviour at the current stage
+	rng        *rand.Rand
+	controller string
+	stable     []*pod
+	base       *pod // the baseline: the stable version, started with the canary
+	canary     *pod
+	weight     int    // canary weight in percent; 0 before and after the rollout
+	canaryH    health // the canary's behaviour at the current stage
 	// series collects the samples of the current batch, keyed by the
 	// series' position.
 	series map[string]*prompb.TimeSeries
 	order  []string
 }
 
-func newTraffic(seed uint64) *traffic {
-	t := &traffic{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), canaryH: healthy}
+func newTraffic(seed uint64, controller string) *traffic {
+	t := &traffic{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), controller: controller, canaryH: healthy}
 	for _, suffix := range []string{"x2k9p", "m4r7t", "z8c1v"} {
-		t.stable = append(t.stable, newPod("checkout-"+stableHash+"-"+suffix, "stable", stableHash, oldVersion))
+		t.stable = append(t.stable, newPod(controller, true, suffix, "stable", stableHash, oldVersion))
 	}
 	return t
 }
@@ -102,16 +141,22 @@ func newTraffic(seed uint64) *traffic {
 // version's pod template, started at the same time, so that the judge
 // compares pods of the same age and load).
 func (t *traffic) startCanary() {
-	t.canary = newPod("checkout-"+canaryHash+"-q7w4z", "canary", canaryHash, newVersion)
-	t.base = newPod("checkout-"+stableHash+"-b5n2k", "baseline", stableHash, oldVersion)
+	t.canary = newPod(t.controller, false, "q7w4z", "canary", canaryHash, newVersion)
+	t.base = newPod(t.controller, true, "b5n2k", "baseline", stableHash, oldVersion)
 }
 
 // promote makes the canary's version the stable one: new stable pods of the
-// canary's template take all traffic; the old pods are gone.
+// canary's template take all traffic (Argo Rollouts' canary ReplicaSet
+// becomes the stable one; Flagger copies the canary's spec to the primary);
+// the old pods are gone.
 func (t *traffic) promote() {
 	t.stable = nil
+	hash := canaryHash
+	if t.controller == ControllerFlagger {
+		hash = promotedPrimaryHash
+	}
 	for _, suffix := range []string{"h3j6d", "p9s2f", "w5g8l"} {
-		t.stable = append(t.stable, newPod("checkout-"+canaryHash+"-"+suffix, "stable", canaryHash, newVersion))
+		t.stable = append(t.stable, newPod(t.controller, true, suffix, "stable", hash, newVersion))
 	}
 	t.canary, t.base, t.weight = nil, nil, 0
 }
