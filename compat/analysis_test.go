@@ -93,6 +93,17 @@ func post(t *testing.T, u, body string) []byte {
 	return b
 }
 
+func get(t *testing.T, u string) []byte {
+	t.Helper()
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, string(b))
+	return b
+}
+
 // kayentaCanaryConfig: the error ratio (critical beyond twice the
 // baseline) and the latency, half the score each.
 const kayentaCanaryConfig = `{
