@@ -93,7 +93,8 @@ const docsShellPrelude = `curl() {
 }
 `
 
-// TestDocsExamples runs the examples of docs/*.md against the real binary
+// TestDocsExamples runs the examples of docs/*.md and README.md (but for
+// the walkthrough, which TestREADMEWalkthrough runs) against the real binary
 // on a fresh data directory fed by levitated demo --url, so that an example
 // that stops working fails here:
 //   - every sh block runs in bash -euo pipefail (curl failing on an HTTP
@@ -116,7 +117,18 @@ func TestDocsExamples(t *testing.T) {
 	}
 	files, err := filepath.Glob(filepath.Join("..", "..", "docs", "*.md"))
 	require.NoError(t, err)
-	blocks := docBlocks(t, files...)
+	blocks := docBlocks(t, append(files, filepath.Join("..", "..", "README.md"))...)
+	// The README's walkthrough runs in TestREADMEWalkthrough, in order and
+	// with its checks; not twice.
+	walkthrough := walkthroughBlocks(t)
+	inWalkthrough := 0
+	for i, b := range blocks {
+		if filepath.Base(b.file) == "README.md" && b.lang == "sh" && b.skip == "" && slices.Contains(walkthrough, b.body) {
+			blocks[i].skip = "run by TestREADMEWalkthrough"
+			inWalkthrough++
+		}
+	}
+	require.Equal(t, len(walkthrough), inWalkthrough, "every block of the README's walkthrough is found among its blocks")
 
 	bin := faultsBinary(t)
 	work := t.TempDir()
@@ -252,6 +264,7 @@ func TestDocsExamples(t *testing.T) {
 		t.Logf("not run: %s", s)
 	}
 	require.GreaterOrEqual(t, ran["events.md sh"], 1, "the docs' blocks were found")
+	require.GreaterOrEqual(t, ran["README.md yaml"], 1, "the README's blocks were found")
 }
 
 // promqlExamples splits a promql block into paragraphs separated by blank
