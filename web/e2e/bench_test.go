@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -26,47 +30,26 @@ import (
 // whole time (ms-to-graph), the API's part (api-ms), building and drawing
 // the chart (draw-ms), the page's JS heap (heap-MB), and the CPU time of
 // the renderer's main thread (main-cpu-ms) and of the whole renderer
-// process (renderer-cpu-ms) from before the navigation to then.
+// process (renderer-cpu-ms) from before the navigation to then, of which
+// running script (script-ms) and layout and style (layout-style-ms). The
+// parts of api-ms and draw-ms, from the console's performance marks: the
+// answer's arrival (recv-ms: request to the whole body), decoding it
+// (parse-ms), putting it on the step grid (shape-ms), and uPlot's
+// constructor (build-ms; draw-ms less build-ms is its first draw).
 //
 //	go test -run '^$' -bench ConsoleGraph -benchtime 5x ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraph(b *testing.B) {
 	if env.chromium == "" {
 		b.Skip("no Chromium")
 	}
-	o := server.DefaultOptions()
-	o.ListenAddress = "127.0.0.1:0"
-	o.DataDir = b.TempDir()
-	o.Registry = prometheus.NewRegistry()
-	srv, err := server.New(o)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sctx, stop := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(sctx) }()
-	defer func() {
-		stop()
-		<-done
-	}()
-	base := "http://" + srv.Addr().String()
-	if err := waitReady(base); err != nil {
-		b.Fatal(err)
-	}
-	end := time.Now().Truncate(15 * time.Second)
-	start := end.Add(-2 * time.Hour)
-	if err := writeSeries(base, 500, start, end, 15*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	if err := writeWindows(base, 200, start, end); err != nil {
-		b.Fatal(err)
-	}
+	base, _, end := benchServer(b)
 	q := url.Values{
 		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
 		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
 	}
 	page := base + "/query?" + q.Encode()
 
-	var total, api, draw, heap, task, proc float64
+	var total, api, draw, heap, task, proc, script, layout, recv, parse, shape, build float64
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		// The renderer's metrics count from Performance.enable: before
@@ -79,17 +62,22 @@ func BenchmarkConsoleGraph(b *testing.B) {
 		if err == nil {
 			err = chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(`.chart[data-drawn-at]`)))
 		}
-		var m struct {
+		type result struct {
 			DrawnAt, DrawMs, APIMs float64
 			Series, Regions        int
+			// The parts, from the console's performance marks
+			// (query/data.ts, chart/Chart.tsx).
+			Recv, Parse, Shape, Build float64
 		}
+		var m result
 		if err == nil {
-			m, err = chromedp.Run(ctx, chromedp.Evaluate[struct {
-				DrawnAt, DrawMs, APIMs float64
-				Series, Regions        int
-			}](`(() => { const c = document.querySelector('.chart'), g = document.querySelector('[data-testid=graph]');
+			m, err = chromedp.Run(ctx, chromedp.Evaluate[result](`(() => {
+				const c = document.querySelector('.chart'), g = document.querySelector('[data-testid=graph]');
+				const at = (n) => { const e = performance.getEntriesByName('lv:' + n, 'mark'); return e.length ? e[0].startTime : NaN; };
+				const d = (a, b) => at(b) - at(a);
 				return {drawnAt: +c.dataset.drawnAt, drawMs: +c.dataset.drawMs, apiMs: +g.dataset.apiMs, series: +g.dataset.series,
-					regions: document.querySelectorAll('.ev-region').length}; })()`))
+					regions: document.querySelectorAll('.ev-region').length,
+					recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built')}; })()`))
 		}
 		if err == nil && (m.Series != 500 || m.Regions != 200) {
 			err = fmt.Errorf("graph of %d series with %d windows, want 500 and 200", m.Series, m.Regions)
@@ -113,11 +101,19 @@ func BenchmarkConsoleGraph(b *testing.B) {
 				task += x.Value * 1000
 			case "ProcessTime":
 				proc += x.Value * 1000
+			case "ScriptDuration":
+				script += x.Value * 1000
+			case "LayoutDuration", "RecalcStyleDuration":
+				layout += x.Value * 1000
 			}
 		}
 		total += m.DrawnAt
 		api += m.APIMs
 		draw += m.DrawMs
+		recv += m.Recv
+		parse += m.Parse
+		shape += m.Shape
+		build += m.Build
 	}
 	n := float64(b.N)
 	b.ReportMetric(total/n, "ms-to-graph")
@@ -126,6 +122,125 @@ func BenchmarkConsoleGraph(b *testing.B) {
 	b.ReportMetric(heap/n, "heap-MB")
 	b.ReportMetric(task/n, "main-cpu-ms")
 	b.ReportMetric(proc/n, "renderer-cpu-ms")
+	b.ReportMetric(script/n, "script-ms")
+	b.ReportMetric(layout/n, "layout-style-ms")
+	b.ReportMetric(recv/n, "recv-ms")
+	b.ReportMetric(parse/n, "parse-ms")
+	b.ReportMetric(shape/n, "shape-ms")
+	b.ReportMetric(build/n, "build-ms")
+}
+
+// benchServer starts levitated on loopback with 500 counters
+// bench_requests_total × 2 h at a 15 s step and 200 deploy windows over
+// the same 2 h, ending at end.
+func benchServer(b *testing.B) (base string, start, end time.Time) {
+	o := server.DefaultOptions()
+	o.ListenAddress = "127.0.0.1:0"
+	o.DataDir = b.TempDir()
+	o.Registry = prometheus.NewRegistry()
+	srv, err := server.New(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(sctx) }()
+	b.Cleanup(func() {
+		stop()
+		<-done
+	})
+	base = "http://" + srv.Addr().String()
+	if err := waitReady(base); err != nil {
+		b.Fatal(err)
+	}
+	end = time.Now().Truncate(15 * time.Second)
+	start = end.Add(-2 * time.Hour)
+	if err := writeSeries(base, 500, start, end, 15*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	if err := writeWindows(base, 200, start, end); err != nil {
+		b.Fatal(err)
+	}
+	return base, start, end
+}
+
+// BenchmarkConsoleQueryRange: the server's side of BenchmarkConsoleGraph,
+// the query_range call the console makes, from Go over loopback, with and
+// without gzip (which Prometheus' API applies when the client accepts it,
+// as browsers do), and once from the results cache (as when the console
+// asks again for the same range). Reported: the engine's time (execTotalTime of
+// stats=all), the whole answer's time, and the body's bytes on the wire.
+//
+//	go test -run '^$' -bench ConsoleQueryRange ./web/e2e (from web/e2e: ./...)
+func BenchmarkConsoleQueryRange(b *testing.B) {
+	base, start, end := benchServer(b)
+	form := url.Values{
+		"query": {"bench_requests_total"}, "start": {strconv.FormatInt(start.Unix(), 10)},
+		"end": {strconv.FormatInt(end.Unix(), 10)}, "step": {"15"}, "stats": {"all"},
+	}
+	for _, c := range []struct {
+		name, enc string
+		cache     bool
+	}{{"identity", "identity", false}, {"gzip", "gzip", false}, {"identity-cached", "identity", true}} {
+		enc := c.enc
+		form := maps.Clone(form)
+		if !c.cache {
+			form.Set("nocache", "1") // pkg/resultscache is bypassed
+		}
+		b.Run(c.name, func(b *testing.B) {
+			var engine, wire float64
+			for b.Loop() {
+				req, err := http.NewRequest(http.MethodPost, base+"/api/v1/query_range", strings.NewReader(form.Encode()))
+				if err != nil {
+					b.Fatal(err)
+				}
+				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				// Set explicitly, so that Go's transport does not add
+				// gzip and decode it itself.
+				req.Header.Set("Accept-Encoding", enc)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				raw, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil || resp.StatusCode != http.StatusOK {
+					b.Fatalf("query_range: %v %s", err, resp.Status)
+				}
+				wire += float64(len(raw))
+				body := raw
+				if resp.Header.Get("Content-Encoding") == "gzip" {
+					zr, err := gzip.NewReader(bytes.NewReader(raw))
+					if err == nil {
+						body, err = io.ReadAll(zr)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+				} else if enc == "gzip" {
+					b.Fatal("asked for gzip, got none")
+				}
+				var r struct {
+					Data struct {
+						Result []json.RawMessage
+						Stats  struct {
+							Timings struct{ ExecTotalTime float64 }
+						}
+					}
+				}
+				if err := json.Unmarshal(body, &r); err != nil {
+					b.Fatal(err)
+				}
+				if len(r.Data.Result) != 500 {
+					b.Fatalf("%d series, want 500", len(r.Data.Result))
+				}
+				engine += r.Data.Stats.Timings.ExecTotalTime * 1000
+			}
+			n := float64(b.N)
+			b.ReportMetric(engine/n, "engine-ms")
+			b.ReportMetric(wire/n/1e6, "wire-MB")
+		})
+	}
 }
 
 // benchBrowser is browser() for a benchmark: a fresh profile per tab, so

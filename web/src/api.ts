@@ -34,9 +34,13 @@ function headers(extra?: HeadersInit): Headers {
   return h;
 }
 
-/** request fetches path and returns the parsed JSON body or throws ApiError. */
-export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+/**
+ * respond fetches path and returns the response if it is 2xx, else throws
+ * ApiError with the server's message.
+ */
+export async function respond(path: string, init: RequestInit = {}): Promise<Response> {
   const res = await fetch(path, { ...init, headers: headers(init.headers) });
+  if (res.ok) return res;
   const text = await res.text();
   let body: any = undefined;
   try {
@@ -44,14 +48,21 @@ export async function request<T>(path: string, init: RequestInit = {}): Promise<
   } catch {
     /* not JSON: the message is the text */
   }
-  if (!res.ok) {
-    // Prometheus' envelope {status,errorType,error}, gRPC-gateway's
-    // {code,message}, Kayenta's {message}, or plain text.
-    const msg = body?.error ?? body?.message ?? (text.trim() || res.statusText);
-    if (res.status === 401) unauthorized.forEach((f) => f());
-    throw new ApiError(res.status, msg, body?.errorType ?? '');
+  // Prometheus' envelope {status,errorType,error}, gRPC-gateway's
+  // {code,message}, Kayenta's {message}, or plain text.
+  const msg = body?.error ?? body?.message ?? (text.trim() || res.statusText);
+  if (res.status === 401) unauthorized.forEach((f) => f());
+  throw new ApiError(res.status, msg, body?.errorType ?? '');
+}
+
+/** request fetches path and returns the parsed JSON body or throws ApiError. */
+export async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const text = await (await respond(path, init)).text();
+  try {
+    return (text ? JSON.parse(text) : undefined) as T;
+  } catch {
+    return undefined as T; // a 2xx that is not JSON, as before
   }
-  return body as T;
 }
 
 /** PromResponse is Prometheus' envelope. */
@@ -62,15 +73,20 @@ export interface PromResponse<T> {
   infos?: string[];
 }
 
-/** prom calls the Prometheus API with form parameters. */
-export async function prom<T>(path: string, params: Record<string, string | string[]>, signal?: AbortSignal): Promise<PromResponse<T>> {
+/** promForm is the form body of a Prometheus API call. */
+export function promForm(params: Record<string, string | string[]>): URLSearchParams {
   const body = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
     for (const x of Array.isArray(v) ? v : [v]) body.append(k, x);
   }
+  return body;
+}
+
+/** prom calls the Prometheus API with form parameters. */
+export async function prom<T>(path: string, params: Record<string, string | string[]>, signal?: AbortSignal): Promise<PromResponse<T>> {
   return request<PromResponse<T>>(path, {
     method: 'POST',
-    body,
+    body: promForm(params),
     signal,
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
   });

@@ -98,17 +98,20 @@ export function Chart(p: ChartProps) {
     // (uPlot draws in a microtask after its constructor; the regions'
     // draw hook runs first).
     const t0 = performance.now();
+    performance.mark('lv:chart');
     let first = true;
     opts.hooks!.draw = [
       () => {
         if (!first) return;
         first = false;
         const t1 = performance.now();
+        performance.mark('lv:drawn');
         el.dataset.drawMs = (t1 - t0).toFixed(1);
         el.dataset.drawnAt = t1.toFixed(1);
       },
     ];
     const u = new uPlot(opts, [p.xs, ...values] as uPlot.AlignedData, el);
+    performance.mark('lv:built');
     plot.current = u;
     el.dataset.xmin = String(u.scales.x.min);
     el.dataset.xmax = String(u.scales.x.max);

@@ -1,5 +1,5 @@
 // data.ts: running queries and shaping their results for the chart.
-import { prom, type PromResponse } from '../api';
+import { prom, promForm, respond, type PromResponse } from '../api';
 import type { ChartSeries } from '../chart/Chart';
 import { seriesColor } from '../chart/palette';
 import { formatLabels } from '../format';
@@ -18,15 +18,25 @@ export interface RangeResult {
   ms: number; // API time
 }
 
-/** queryRange runs a range query and puts the samples on the step grid. */
+/**
+ * queryRange runs a range query and puts the samples on the step grid. The
+ * performance marks lv:query, lv:received, lv:parsed and lv:shaped time its
+ * parts (BenchmarkConsoleGraph reads them).
+ */
 export async function queryRange(expr: string, start: number, end: number, step: number, signal?: AbortSignal): Promise<RangeResult> {
   const t0 = performance.now();
-  const r: PromResponse<{ resultType: string; result: MatrixSeries[] }> = await prom(
-    '/api/v1/query_range',
-    { query: expr, start: String(start), end: String(end), step: String(step) },
+  performance.mark('lv:query');
+  const res = await respond('/api/v1/query_range', {
+    method: 'POST',
+    body: promForm({ query: expr, start: String(start), end: String(end), step: String(step) }),
     signal,
-  );
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+  });
+  const text = await res.text();
+  performance.mark('lv:received');
+  const r: PromResponse<{ resultType: string; result: MatrixSeries[] }> = JSON.parse(text);
   const ms = performance.now() - t0;
+  performance.mark('lv:parsed');
   const n = Math.floor((end - start) / step) + 1;
   const xs = Array.from({ length: n }, (_, i) => start + i * step);
   const series = r.data.result.map((s, i) => {
@@ -41,6 +51,7 @@ export async function queryRange(expr: string, start: number, end: number, step:
     }
     return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
   });
+  performance.mark('lv:shaped');
   return { xs, series, warnings: r.warnings ?? [], infos: r.infos ?? [], ms };
 }
 
