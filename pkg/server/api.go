@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/prometheus/util/notifications"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 
+	"github.com/levitated/levitated/pkg/matrixcodec"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/queryshard"
 )
@@ -93,6 +94,9 @@ func (s *Server) prometheusAPI() http.Handler {
 		false, // query cost
 		o.Query.Timeout,
 	)
+	// The console's binary matrices, for a client that asks for them in
+	// Accept (pkg/matrixcodec); JSON stays the default.
+	api.InstallCodec(matrixcodec.Codec{})
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
 	return router

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 
+	"github.com/levitated/levitated/pkg/matrixcodec"
 	"github.com/levitated/levitated/pkg/server"
 )
 
@@ -168,33 +169,46 @@ func benchServer(b *testing.B) (base string, start, end time.Time) {
 // the query_range call the console makes, from Go over loopback, with and
 // without gzip (which Prometheus' API applies when the client accepts it,
 // as browsers do), and once from the results cache (as when the console
-// asks again for the same range). Reported: the engine's time (execTotalTime of
-// stats=all), the whole answer's time, and the body's bytes on the wire.
+// asks again for the same range); in Prometheus' JSON and in levitated's
+// binary matrix (pkg/matrixcodec, what the console asks for). Reported:
+// the time from the request to the whole body read (answer-ms), the
+// engine's time of the same evaluation (execTotalTime of stats=all, asked
+// for in a separate request, outside answer-ms) and the body's bytes on
+// the wire. ns/op holds both requests and decoding the answer.
 //
 //	go test -run '^$' -bench ConsoleQueryRange ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleQueryRange(b *testing.B) {
 	base, start, end := benchServer(b)
 	form := url.Values{
 		"query": {"bench_requests_total"}, "start": {strconv.FormatInt(start.Unix(), 10)},
-		"end": {strconv.FormatInt(end.Unix(), 10)}, "step": {"15"}, "stats": {"all"},
+		"end": {strconv.FormatInt(end.Unix(), 10)}, "step": {"15"},
 	}
+	const matrix = "application/vnd.levitated.matrix" // pkg/matrixcodec
 	for _, c := range []struct {
-		name, enc string
-		cache     bool
-	}{{"identity", "identity", false}, {"gzip", "gzip", false}, {"identity-cached", "identity", true}} {
+		name, accept, enc string
+		cache             bool
+	}{
+		{"json/identity", "application/json", "identity", false},
+		{"json/gzip", "application/json", "gzip", false},
+		{"json/identity-cached", "application/json", "identity", true},
+		{"matrix/identity", matrix, "identity", false},
+		{"matrix/gzip", matrix, "gzip", false},
+	} {
 		enc := c.enc
 		form := maps.Clone(form)
 		if !c.cache {
 			form.Set("nocache", "1") // pkg/resultscache is bypassed
 		}
 		b.Run(c.name, func(b *testing.B) {
-			var engine, wire float64
+			var engine, wire, answer float64
 			for b.Loop() {
+				t0 := time.Now()
 				req, err := http.NewRequest(http.MethodPost, base+"/api/v1/query_range", strings.NewReader(form.Encode()))
 				if err != nil {
 					b.Fatal(err)
 				}
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+				req.Header.Set("Accept", c.accept)
 				// Set explicitly, so that Go's transport does not add
 				// gzip and decode it itself.
 				req.Header.Set("Accept-Encoding", enc)
@@ -207,6 +221,7 @@ func BenchmarkConsoleQueryRange(b *testing.B) {
 				if err != nil || resp.StatusCode != http.StatusOK {
 					b.Fatalf("query_range: %v %s", err, resp.Status)
 				}
+				answer += float64(time.Since(t0).Microseconds()) / 1000
 				wire += float64(len(raw))
 				body := raw
 				if resp.Header.Get("Content-Encoding") == "gzip" {
@@ -220,27 +235,65 @@ func BenchmarkConsoleQueryRange(b *testing.B) {
 				} else if enc == "gzip" {
 					b.Fatal("asked for gzip, got none")
 				}
-				var r struct {
-					Data struct {
-						Result []json.RawMessage
-						Stats  struct {
-							Timings struct{ ExecTotalTime float64 }
+				if got := resp.Header.Get("Content-Type"); !strings.HasPrefix(got, c.accept) {
+					b.Fatalf("asked for %s, got %s", c.accept, got)
+				}
+				series := 0
+				if c.accept == matrix {
+					_, ss, err := matrixcodec.Decode(body)
+					if err != nil {
+						b.Fatal(err)
+					}
+					series = len(ss)
+				} else {
+					var r struct {
+						Data struct {
+							Result []json.RawMessage
 						}
 					}
+					if err := json.Unmarshal(body, &r); err != nil {
+						b.Fatal(err)
+					}
+					series = len(r.Data.Result)
 				}
-				if err := json.Unmarshal(body, &r); err != nil {
-					b.Fatal(err)
+				if series != 500 {
+					b.Fatalf("%d series, want 500", series)
 				}
-				if len(r.Data.Result) != 500 {
-					b.Fatalf("%d series, want 500", len(r.Data.Result))
+				// The engine's time of the same evaluation, separately
+				// (the binary answer carries no stats).
+				if !c.cache {
+					t, err := engineTime(base, form)
+					if err != nil {
+						b.Fatal(err)
+					}
+					engine += t
 				}
-				engine += r.Data.Stats.Timings.ExecTotalTime * 1000
 			}
 			n := float64(b.N)
+			b.ReportMetric(answer/n, "answer-ms")
 			b.ReportMetric(engine/n, "engine-ms")
 			b.ReportMetric(wire/n/1e6, "wire-MB")
 		})
 	}
+}
+
+// engineTime evaluates form's query once more with stats=all and returns
+// the engine's execTotalTime in milliseconds.
+func engineTime(base string, form url.Values) (float64, error) {
+	form = maps.Clone(form)
+	form.Set("stats", "all")
+	form.Set("nocache", "1")
+	var r struct {
+		Data struct {
+			Stats struct {
+				Timings struct{ ExecTotalTime float64 }
+			}
+		}
+	}
+	if err := call(http.MethodGet, base+"/api/v1/query_range?"+form.Encode(), "", &r); err != nil {
+		return 0, err
+	}
+	return r.Data.Stats.Timings.ExecTotalTime * 1000, nil
 }
 
 // benchBrowser is browser() for a benchmark: a fresh profile per tab, so

@@ -3,6 +3,7 @@ import { prom, promForm, respond, type PromResponse } from '../api';
 import type { ChartSeries } from '../chart/Chart';
 import { seriesColor } from '../chart/palette';
 import { formatLabels } from '../format';
+import { decodeMatrix, matrixType } from './matrix';
 
 export interface MatrixSeries {
   metric: Record<string, string>;
@@ -30,29 +31,55 @@ export async function queryRange(expr: string, start: number, end: number, step:
     method: 'POST',
     body: promForm({ query: expr, start: String(start), end: String(end), step: String(step) }),
     signal,
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: `${matrixType}, application/json;q=0.9` },
   });
-  const text = await res.text();
-  performance.mark('lv:received');
-  const r: PromResponse<{ resultType: string; result: MatrixSeries[] }> = JSON.parse(text);
-  const ms = performance.now() - t0;
-  performance.mark('lv:parsed');
   const n = Math.floor((end - start) / step) + 1;
   const xs = Array.from({ length: n }, (_, i) => start + i * step);
-  const series = r.data.result.map((s, i) => {
-    const values: (number | null)[] = new Array(n).fill(null);
-    for (const [t, v] of s.values ?? []) {
-      const k = Math.round((t - start) / step);
-      if (k >= 0 && k < n) values[k] = Number(v);
-    }
-    for (const [t, h] of s.histograms ?? []) {
-      const k = Math.round((t - start) / step);
-      if (k >= 0 && k < n) values[k] = Number(h.sum) / Number(h.count || 1);
-    }
-    return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
-  });
+  const grid = (t: number) => Math.round((t - start) / step);
+  let out: RangeResult;
+  if ((res.headers.get('Content-Type') ?? '').startsWith(matrixType)) {
+    // levitated's binary matrix (pkg/matrixcodec): the samples are read
+    // in place, as Float64Array views of the body.
+    const buf = await res.arrayBuffer();
+    performance.mark('lv:received');
+    const m = decodeMatrix(buf);
+    const ms = performance.now() - t0;
+    performance.mark('lv:parsed');
+    const series = m.series.map((s, i) => {
+      const values: (number | null)[] = new Array(n).fill(null);
+      const ts = s.timestamps;
+      const vs = s.values;
+      for (let j = 0; j < ts.length; j++) {
+        const k = grid(ts[j] / 1000);
+        if (k >= 0 && k < n) values[k] = vs[j];
+      }
+      return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
+    });
+    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms };
+  } else {
+    // Prometheus' JSON: any other answer (native histograms, a server
+    // without the binary codec).
+    const text = await res.text();
+    performance.mark('lv:received');
+    const r: PromResponse<{ resultType: string; result: MatrixSeries[] }> = JSON.parse(text);
+    const ms = performance.now() - t0;
+    performance.mark('lv:parsed');
+    const series = r.data.result.map((s, i) => {
+      const values: (number | null)[] = new Array(n).fill(null);
+      for (const [t, v] of s.values ?? []) {
+        const k = grid(t);
+        if (k >= 0 && k < n) values[k] = Number(v);
+      }
+      for (const [t, h] of s.histograms ?? []) {
+        const k = grid(t);
+        if (k >= 0 && k < n) values[k] = Number(h.sum) / Number(h.count || 1);
+      }
+      return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
+    });
+    out = { xs, series, warnings: r.warnings ?? [], infos: r.infos ?? [], ms };
+  }
   performance.mark('lv:shaped');
-  return { xs, series, warnings: r.warnings ?? [], infos: r.infos ?? [], ms };
+  return out;
 }
 
 export interface InstantResult {
