@@ -1,5 +1,5 @@
 // Chart.tsx: a uPlot time-series chart with change windows drawn over it.
-import { useEffect, useRef } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { Span } from '../events';
@@ -23,6 +23,9 @@ export interface ChartProps {
   onOpenSpan?: (s: Span) => void;
   title?: string;
 }
+
+/** Above this many series a chart draws hairlines and no hover dots. */
+const manySeries = 50;
 
 /** stack adds each series to the ones before it (for a stacked chart). */
 function stack(series: ChartSeries[]): (number | null)[][] {
@@ -49,8 +52,14 @@ export function Chart(p: ChartProps) {
   const cb = useRef(p);
   cb.current = p;
 
-  useEffect(() => {
+  // A layout effect: the chart is built in the same task as the render that
+  // mounts it, not after the next frame has painted the page without it.
+  useLayoutEffect(() => {
     const el = host.current!;
+    // Many series: hairlines (1 px, which Chromium's software canvas
+    // strokes several times faster than a wider line) and no hover dot
+    // per series (uPlot keeps one element per series for them).
+    const many = p.series.length > manySeries;
     const fg = cssVar('--fg-muted');
     const grid = cssVar('--grid');
     const values = p.stacked ? stack(p.series) : p.series.map((s) => s.values);
@@ -58,7 +67,7 @@ export function Chart(p: ChartProps) {
       width: el.clientWidth || 800,
       height: p.height ?? 320,
       legend: { show: false },
-      cursor: { drag: { x: true, y: false }, points: { size: 6 } },
+      cursor: { drag: { x: true, y: false }, points: { size: 6, show: !many } },
       scales: { x: { time: true } },
       // The time axis in UTC and 24-hour time, as the range inputs, the
       // tooltips and the API's timestamps are.
@@ -73,7 +82,7 @@ export function Chart(p: ChartProps) {
         ...p.series.map((s) => ({
           label: s.label,
           stroke: s.color,
-          width: 1.25,
+          width: many ? 1 : 1.25,
           fill: p.stacked ? s.color + '55' : undefined,
           spanGaps: false,
           points: { show: p.xs.length < 60 },
