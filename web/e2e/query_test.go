@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -364,5 +365,92 @@ func TestQueryDrawsWindowsOpenedBeforeTheRange(t *testing.T) {
 				shot(t, ctx, "query-window-before-range")
 			}
 		})
+	}
+}
+
+// TestQueryGraphDrawsTheAPIsValues: the console reads query_range in
+// levitated's binary matrix (pkg/matrixcodec), and what the chart holds is,
+// point for point, the API's JSON answer to the same query: the same
+// series, each value at its step, nothing else.
+func TestQueryGraphDrawsTheAPIsValues(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	expr := `sum by (track) (rate(http_requests_total{service="checkout"}[1m]))`
+	do(t, ctx, chromedp.Navigate(queryURL(expr, nil)), visible(`.chart[data-drawn-at]`))
+	got := eval[struct {
+		Format string
+		Labels []string
+		Data   [][]any
+	}](t, ctx, `(() => {
+		const u = document.querySelector('.chart').uplot;
+		return {format: document.querySelector('[data-testid=graph]').dataset.format,
+			labels: u.series.slice(1).map(s => s.label),
+			data: u.data.map(a => Array.from(a, v => v === null || v === undefined ? null : Number.isFinite(v) ? v : String(v)))};
+	})()`)
+	if got.Format != "matrix" {
+		t.Errorf("the console read query_range as %q, want levitated's binary matrix", got.Format)
+	}
+	// The page's range: 1h to env.end, Prometheus UI's step of range/250.
+	end := env.end.Unix()
+	start, step := end-3600, int64(14)
+	var r struct {
+		Result []struct {
+			Metric map[string]string
+			Values [][2]any
+		}
+	}
+	promAPI(t, "/api/v1/query_range", url.Values{"query": {expr}, "start": {fmt.Sprint(start)}, "end": {fmt.Sprint(end)}, "step": {fmt.Sprint(step)}}, &r)
+	if len(r.Result) < 2 || len(got.Data) != len(r.Result)+1 || len(got.Labels) != len(r.Result) {
+		t.Fatalf("chart holds %d series (%v), the API answers %d", len(got.Data)-1, got.Labels, len(r.Result))
+	}
+	for i, x := range got.Data[0] {
+		if x != float64(start+int64(i)*step) {
+			t.Fatalf("x[%d] = %v, want %d", i, x, start+int64(i)*step)
+		}
+	}
+	for _, s := range r.Result {
+		label := fmt.Sprintf(`{track=%q}`, s.Metric["track"])
+		j := -1
+		for k, l := range got.Labels {
+			if l == label {
+				j = k
+			}
+		}
+		if j < 0 {
+			t.Errorf("series %s of the API is not on the chart (%v)", label, got.Labels)
+			continue
+		}
+		ys := got.Data[j+1]
+		drawn := 0
+		for _, y := range ys {
+			if y != nil {
+				drawn++
+			}
+		}
+		if drawn != len(s.Values) {
+			t.Errorf("%s: %d points drawn, the API has %d", label, drawn, len(s.Values))
+		}
+		for _, p := range s.Values {
+			ts, v := p[0].(float64), p[1].(string)
+			k := int((int64(math.Round(ts)) - start) / step)
+			if k < 0 || k >= len(ys) {
+				t.Fatalf("%s: point at %v outside the chart", label, ts)
+			}
+			want, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			switch y := ys[k].(type) {
+			case float64:
+				if y != want {
+					t.Errorf("%s at %v: drawn %v, the API says %s", label, ts, y, v)
+				}
+			case string: // NaN, ±Inf
+				if y != strconv.FormatFloat(want, 'f', -1, 64) && !(y == "Infinity" && math.IsInf(want, 1)) && !(y == "-Infinity" && math.IsInf(want, -1)) {
+					t.Errorf("%s at %v: drawn %s, the API says %s", label, ts, y, v)
+				}
+			default:
+				t.Errorf("%s at %v: nothing drawn, the API says %s", label, ts, v)
+			}
+		}
 	}
 }

@@ -39,6 +39,11 @@ function Page({ path, search }: { path: string; search: string }) {
   );
 }
 
+// Asked as the bundle starts, not after the first paint: the page waits
+// for it.
+const firstWhoami = whoami();
+firstWhoami.catch(() => {}); // handled in App; not an unhandled rejection meanwhile
+
 function App() {
   const route = useRoute();
   const [who, setWho] = useState<Whoami | null>(null);
@@ -46,7 +51,7 @@ function App() {
   const [fatal, setFatal] = useState('');
 
   useEffect(() => {
-    whoami()
+    firstWhoami
       .then(setWho)
       .catch((e) => {
         if (e instanceof ApiError && e.status === 401) setNeedSignIn(getToken() ? 'The saved token was refused; sign in again.' : '');

@@ -122,6 +122,8 @@ export function Chart(p: ChartProps) {
     const u = new uPlot(opts, [p.xs, ...values] as uPlot.AlignedData, el);
     performance.mark('lv:built');
     plot.current = u;
+    // The browser tests compare what is drawn with the API's answer.
+    (el as HTMLDivElement & { uplot?: uPlot }).uplot = u;
     el.dataset.xmin = String(u.scales.x.min);
     el.dataset.xmax = String(u.scales.x.max);
     const ro = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: p.height ?? 320 }));

@@ -1,7 +1,7 @@
 // Query.tsx: the query page. A PromQL editor, a graph with the change windows
 // drawn over it, a table and the explain tree. Its whole state is in the
 // URL (url.ts): running a query pushes a history entry.
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
 import { Editor } from '../query/Editor';
 import { Chart } from '../chart/Chart';
 import { Legend } from '../chart/Legend';
@@ -49,7 +49,10 @@ export function QueryPage({ search }: { search: string }) {
   const stepSec = stepInput ? parseDuration(stepInput) : defaultStep(rangeSec);
   const badStep = !(stepSec > 0);
 
-  useEffect(() => {
+  // Layout effects: the query and the events are sent when the page is
+  // rendered, before the editor's (passive) effect builds CodeMirror, so
+  // that the server works while the browser does.
+  useLayoutEffect(() => {
     setErr(null);
     setRange(null);
     setInst(null);
@@ -69,7 +72,7 @@ export function QueryPage({ search }: { search: string }) {
   }, [st.expr, st.range, endInput, stepInput, st.tab]);
 
   // Change windows of the view's range, drawn on the graph.
-  useEffect(() => {
+  useLayoutEffect(() => {
     setEvErr(null);
     if (badRange || badEnd || st.tab !== 'graph') return;
     const ac = new AbortController();
@@ -163,7 +166,7 @@ export function QueryPage({ search }: { search: string }) {
           {range.series.length === 0 ? (
             <p class="muted">Empty query result.</p>
           ) : (
-            <div data-testid="graph" data-series={range.series.length} data-api-ms={range.ms.toFixed(1)} data-total-ms={drawMs?.toFixed(1) ?? ''}>
+            <div data-testid="graph" data-series={range.series.length} data-api-ms={range.ms.toFixed(1)} data-format={range.format} data-total-ms={drawMs?.toFixed(1) ?? ''}>
               <Chart
                 xs={range.xs}
                 series={visible}

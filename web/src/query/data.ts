@@ -17,6 +17,7 @@ export interface RangeResult {
   warnings: string[];
   infos: string[];
   ms: number; // API time
+  format: 'matrix' | 'json'; // the answer's encoding
 }
 
 /**
@@ -55,7 +56,7 @@ export async function queryRange(expr: string, start: number, end: number, step:
       }
       return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
     });
-    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms };
+    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms, format: 'matrix' };
   } else {
     // Prometheus' JSON: any other answer (native histograms, a server
     // without the binary codec).
@@ -76,7 +77,7 @@ export async function queryRange(expr: string, start: number, end: number, step:
       }
       return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
     });
-    out = { xs, series, warnings: r.warnings ?? [], infos: r.infos ?? [], ms };
+    out = { xs, series, warnings: r.warnings ?? [], infos: r.infos ?? [], ms, format: 'json' };
   }
   performance.mark('lv:shaped');
   return out;
