@@ -56,9 +56,10 @@ export function Chart(p: ChartProps) {
   // mounts it, not after the next frame has painted the page without it.
   useLayoutEffect(() => {
     const el = host.current!;
-    // Many series: hairlines (1 px, which Chromium's software canvas
-    // strokes several times faster than a wider line) and no hover dot
-    // per series (uPlot keeps one element per series for them).
+    // Many series: 1 px lines and no hover dot per series (uPlot keeps an
+    // element per series for them and moves each on every mouse move).
+    // In BenchmarkConsoleGraph (500 series) the first draw's CPU time with
+    // and without this differed by less than the shared machine's noise.
     const many = p.series.length > manySeries;
     const fg = cssVar('--fg-muted');
     const grid = cssVar('--grid');
