@@ -17,7 +17,7 @@ func addStoreAPIFlags(fs *flag.FlagSet, o *server.Options) {
 	fs.Var(&externalLabels{o: &o.StoreAPI}, "external-label",
 		"`name=value` label identifying this levitated in a fleet (repeatable), as Prometheus' global.external_labels: added to every series of the Thanos StoreAPI and shown in /api/v1/status/config")
 	fs.Int64Var(&o.StoreAPI.MaxBufferBytes, server.StoreAPIBufferFlag[2:], o.StoreAPI.MaxBufferBytes,
-		"most bytes one Thanos StoreAPI Series call may hold while it sorts its series by their external labels")
+		"most bytes the Thanos StoreAPI Series calls may hold at once, all together, while they sort their series by the external labels; a call over it fails with ResourceExhausted")
 }
 
 // externalLabels is the repeatable --external-label flag.

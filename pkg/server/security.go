@@ -235,6 +235,18 @@ func (sec *security) admit(ctx context.Context, limit Limit) (release func(), er
 	return func() {}, nil
 }
 
+// QueryWriteGrace is how long past its deadline a gRPC query call may
+// still write. A handler that is running sees its context end and answers
+// DeadlineExceeded before that; one blocked in a write to a client that
+// stopped reading (HTTP/2 flow control) cannot see its context, and has its
+// stream reset at the end of the grace, which ends the write, the call and
+// what it holds.
+const QueryWriteGrace = time.Second
+
+// writeDeadlineKey is the context key of the gRPC request's
+// http.ResponseController.SetWriteDeadline (Server.handler).
+type writeDeadlineKey struct{}
+
 // queryDeadline is how long a request of a LimitQuery route may take in
 // all, from its admission: queueing for a slot, parsing, evaluation and
 // the answer: the tenant's query timeout, or --query.timeout if that is
@@ -342,7 +354,12 @@ func (sec *security) grpcContext(ctx context.Context, fullMethod string) (contex
 	ctx = tenant.NewContext(ctx, p.Tenant)
 	cancel := context.CancelFunc(func() {})
 	if a.Limit == LimitQuery {
-		ctx, cancel = context.WithTimeout(ctx, sec.queryDeadline(ctx))
+		timeout := sec.queryDeadline(ctx)
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		if set, ok := ctx.Value(writeDeadlineKey{}).(func(time.Time) error); ok {
+			// Best effort: an HTTP/2 stream always has one.
+			_ = set(time.Now().Add(timeout + QueryWriteGrace))
+		}
 	}
 	release, err := sec.admit(ctx, a.Limit)
 	if err != nil {

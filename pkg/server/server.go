@@ -162,7 +162,10 @@ func New(opts Options) (_ *Server, err error) {
 func (s *Server) handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
-			s.grpc.ServeHTTP(w, r)
+			// The interceptors reach the HTTP/2 stream's write deadline
+			// through the context (security.grpcContext).
+			rc := http.NewResponseController(w)
+			s.grpc.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), writeDeadlineKey{}, rc.SetWriteDeadline)))
 			return
 		}
 		s.table.mux.ServeHTTP(w, r)

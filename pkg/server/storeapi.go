@@ -22,8 +22,9 @@ type StoreAPIOptions struct {
 	// global.external_labels do: added to every series the StoreAPI
 	// serves and shown in /api/v1/status/config.
 	ExternalLabels labels.Labels
-	// MaxBufferBytes bounds what one StoreAPI Series call holds while it
-	// sorts the series by their external labels. Default 512 MiB.
+	// MaxBufferBytes bounds what the StoreAPI Series calls hold at once,
+	// all calls together, while they sort their series by the external
+	// labels. Default 512 MiB.
 	MaxBufferBytes int64
 }
 
@@ -50,7 +51,8 @@ func (o StoreAPIOptions) validate() error {
 // mountStoreAPI registers thanos.Store and thanos.info.Info on the gRPC
 // server. Calls are authenticated and given their tenant like every gRPC
 // call (grpcAccess: read scope; Series, LabelNames and LabelValues are
-// queries, under the tenant's concurrency and timeout).
+// queries, under the tenant's concurrency and timeout; Series calls also
+// under --query.max-concurrency).
 func (s *Server) mountStoreAPI() error {
 	o := storeapi.DefaultOptions()
 	o.ExternalLabels = s.opts.StoreAPI.ExternalLabels
@@ -58,6 +60,12 @@ func (s *Server) mountStoreAPI() error {
 	o.BufferFlag = StoreAPIBufferFlag
 	o.Retention = s.opts.Storage.Retention
 	o.SampleLimit = s.sec.limiter.MaxSamplesPerQuery
+	// Series calls run at most as many at once as PromQL queries do (a
+	// pool of their own).
+	q := s.opts.Query
+	q.EnsureDefaults()
+	o.MaxConcurrentSeries = q.MaxConcurrency
+	o.ConcurrencyFlag = "--query.max-concurrency"
 	st, err := storeapi.New(s.query, o)
 	if err != nil {
 		return fmt.Errorf("StoreAPI: %w", err)

@@ -146,16 +146,22 @@ func TestStoreAPITenancy(t *testing.T) {
 	})
 	_, port, err := net.SplitHostPort(srv.Addr().String())
 	require.NoError(t, err)
-	for _, tn := range []struct{ token, metric string }{{tokA, "a_only_total"}, {tokB, "b_only_total"}} {
+	for _, tn := range []struct{ token, metric, label string }{{tokA, "a_only_total", "a_label"}, {tokB, "b_only_total", "b_label"}} {
 		req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
-			Labels:  labelsV1("__name__", tn.metric, "job", "x"),
+			Labels:  labelsV1("__name__", tn.metric, tn.label, "secret", "job", "x"),
 			Samples: []prompb.Sample{{Timestamp: time.Now().Add(-time.Minute).UnixMilli(), Value: 1}},
 		}}}
 		r := send(t, "http://127.0.0.1:"+port, tn.token, remoteWriteReq("/api/v1/write", string(encodeV1(t, req))))
 		require.Equal(t, http.StatusNoContent, r.code, r.body)
 	}
-	// The listener is on every interface; connect through loopback.
-	conn, err := grpc.NewClient(net.JoinHostPort("127.0.0.1", port), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// The listener is on every interface; connect through another one
+	// when the machine has one.
+	host := "127.0.0.1"
+	if ip := nonLoopbackIP(); ip != "" {
+		host = ip
+	}
+	t.Logf("connecting through %s", host)
+	conn, err := grpc.NewClient(net.JoinHostPort(host, port), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	defer conn.Close()
 	all := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: storeMatchers("__name__", ".+")}
@@ -174,13 +180,59 @@ func TestStoreAPITenancy(t *testing.T) {
 	require.Len(t, res, 1)
 	require.Equal(t, "a_only_total", res[0].labels.Get("__name__"))
 
-	values, err := storepb.NewStoreClient(conn).LabelValues(withToken(tokA), &storepb.LabelValuesRequest{Label: "__name__", End: math.MaxInt64})
+	// A matcher on B's label, with A's token: nothing.
+	res, err = storeAPISeries(withToken(tokA), conn, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: storeMatchers("b_label", ".+")})
 	require.NoError(t, err)
-	require.Equal(t, []string{"a_only_total"}, values.Values)
+	require.Empty(t, res)
+	res, err = storeAPISeries(withToken(tokA), conn, &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: storeMatchers("__name__", ".+"), SkipChunks: true})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	require.Equal(t, "a_only_total", res[0].labels.Get("__name__"))
 
+	store := storepb.NewStoreClient(conn)
+	for _, tn := range []struct{ token, own, other, ownLabel, otherLabel string }{
+		{tokA, "a_only_total", "b_only_total", "a_label", "b_label"},
+		{tokB, "b_only_total", "a_only_total", "b_label", "a_label"},
+	} {
+		values, err := store.LabelValues(withToken(tn.token), &storepb.LabelValuesRequest{Label: "__name__", Start: math.MinInt64, End: math.MaxInt64})
+		require.NoError(t, err)
+		require.Equal(t, []string{tn.own}, values.Values)
+		values, err = store.LabelValues(withToken(tn.token), &storepb.LabelValuesRequest{Label: tn.otherLabel, Start: math.MinInt64, End: math.MaxInt64})
+		require.NoError(t, err)
+		require.Empty(t, values.Values, "the other tenant's label values")
+		values, err = store.LabelValues(withToken(tn.token), &storepb.LabelValuesRequest{Label: "replica", Start: math.MinInt64, End: math.MaxInt64,
+			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: tn.other}}})
+		require.NoError(t, err)
+		require.Empty(t, values.Values, "an external label's value only where the tenant has series")
+		names, err := store.LabelNames(withToken(tn.token), &storepb.LabelNamesRequest{Start: math.MinInt64, End: math.MaxInt64})
+		require.NoError(t, err)
+		require.Equal(t, []string{"__name__", tn.ownLabel, "job", "replica"}, names.Names)
+		names, err = store.LabelNames(withToken(tn.token), &storepb.LabelNamesRequest{Start: math.MinInt64, End: math.MaxInt64,
+			Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_EQ, Name: "__name__", Value: tn.other}}})
+		require.NoError(t, err)
+		require.Empty(t, names.Names)
+	}
+	// Info tells nothing of any tenant's data: the same answer for both.
+	infoA, err := infopb.NewInfoClient(conn).Info(withToken(tokA), &infopb.InfoRequest{})
+	require.NoError(t, err)
+	infoB, err := infopb.NewInfoClient(conn).Info(withToken(tokB), &infopb.InfoRequest{})
+	require.NoError(t, err)
+	require.Equal(t, infoA.String(), infoB.String())
+	require.Equal(t, "sidecar", infoA.ComponentType)
+
+	// Without a credential, every StoreAPI and Info call is refused.
 	_, err = storeAPISeries(context.Background(), conn, all)
 	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	_, err = store.LabelNames(context.Background(), &storepb.LabelNamesRequest{End: math.MaxInt64})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	_, err = store.LabelValues(context.Background(), &storepb.LabelValuesRequest{Label: "__name__", End: math.MaxInt64})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
 	_, err = infopb.NewInfoClient(conn).Info(context.Background(), &infopb.InfoRequest{})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	// Nor does a bad token or Thanos' tenant header stand in for one.
+	_, err = storeAPISeries(withToken("lvt_not-a-token"), conn, all)
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
+	_, err = storeAPISeries(withToken("", "thanos-tenant", "team-a", "x-scope-orgid", "team-a"), conn, all)
 	require.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
 	_, err = storeAPISeries(withToken(writeOnly), conn, all)
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
@@ -201,4 +253,90 @@ func TestExternalLabelsValidated(t *testing.T) {
 		require.Error(t, err)
 		require.Contains(t, err.Error(), "external label "+strconv.Quote(name))
 	}
+}
+
+// writeMany remote-writes n series of samples each, one per second up to
+// about now, in requests of at most 100 series.
+func writeMany(t *testing.T, base string, n, samples int, name string) {
+	t.Helper()
+	end := time.Now().Add(-time.Minute).Truncate(time.Second)
+	for start := 0; start < n; start += 100 {
+		var req prompb.WriteRequest
+		for i := start; i < n && i < start+100; i++ {
+			s := prompb.TimeSeries{Labels: labelsV1("__name__", name, "i", strconv.Itoa(i))}
+			for j := range samples {
+				s.Samples = append(s.Samples, prompb.Sample{
+					Timestamp: end.Add(time.Duration(j-samples) * time.Second).UnixMilli(),
+					Value:     float64(i*j) * 1.37,
+				})
+			}
+			req.Timeseries = append(req.Timeseries, s)
+		}
+		r := writeV1(t, base, &req)
+		require.Equal(t, http.StatusNoContent, r.code, r.body)
+	}
+}
+
+// TestStoreAPIClientThatStopsReading: a client without a deadline that
+// starts a large Series call and never reads holds the call only until
+// the query timeout: the server then ends the stream (a write blocked on
+// HTTP/2 flow control cannot see the handler's context), the call's
+// concurrency slot and what it holds are let go, and the server shuts
+// down cleanly (servertest checks).
+func TestStoreAPIClientThatStopsReading(t *testing.T) {
+	srv := servertest.Start(t, func(o *server.Options) {
+		o.Query.Timeout = 2 * time.Second
+		o.Limits.Defaults.MaxConcurrentQueries = 1 // a call still held blocks the next one
+		o.StoreAPI.ExternalLabels = labels.FromStrings("replica", "a")
+	})
+	writeMany(t, srv.URL, 400, 900, "m")
+	// A window of 64 KiB and no dynamic window: the server can send only
+	// that much until the client reads.
+	conn, err := grpc.NewClient(srv.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	require.NoError(t, err)
+	defer conn.Close()
+	all := &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: storeMatchers("__name__", "m")}
+	stuck, err := storepb.NewStoreClient(conn).Series(context.Background(), all)
+	require.NoError(t, err)
+	_, err = stuck.Header() // the call is admitted; now it is never read
+	require.NoError(t, err)
+
+	// After the timeout and the grace, the slot is free again: a call on
+	// another connection is served.
+	time.Sleep(2*time.Second + server.QueryWriteGrace + time.Second)
+	other := grpcConn(t, srv)
+	res, err := storeAPISeries(context.Background(), other, &storepb.SeriesRequest{
+		MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: storeMatchers("__name__", "m", "i", "7"),
+	})
+	require.NoError(t, err, "the stuck call still holds its slot")
+	require.Len(t, res, 1)
+	require.Len(t, res[0].samples, 900)
+
+	// The stuck stream was ended by the server: reading it now gives what
+	// was sent before, then an error, not the whole answer.
+	n := 0
+	for {
+		_, err = stuck.Recv()
+		if err != nil {
+			break
+		}
+		n++
+	}
+	require.NotErrorIs(t, err, io.EOF, "the stuck call was answered in full (%d frames): the test sent too little", n)
+	require.Less(t, n, 400)
+}
+
+// nonLoopbackIP is an IPv4 address of this machine outside loopback, or "".
+func nonLoopbackIP() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			return n.IP.String()
+		}
+	}
+	return ""
 }

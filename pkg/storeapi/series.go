@@ -40,6 +40,11 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 	if len(ms) == 0 {
 		return status.Error(codes.InvalidArgument, "no matchers specified (excluding external labels)")
 	}
+	release, err := s.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
 	q, err := s.src.ChunkQuerier(req.MinTime, req.MaxTime)
 	if err != nil {
 		return status.Errorf(codes.Internal, "open querier: %v", err)
@@ -56,6 +61,7 @@ func (s *Store) Series(req *storepb.SeriesRequest, srv storepb.Store_SeriesServe
 		hints.Func = "series"
 	}
 	w := s.newSeriesWriter(ctx, req, srv)
+	defer w.release()
 	set := q.Select(ctx, true, hints, ms...)
 	sent := int64(0)
 	for set.Next() {
@@ -130,6 +136,33 @@ func (s *Store) newSeriesWriter(ctx context.Context, req *storepb.SeriesRequest,
 		w.sampleLimit, w.sampleSetting = s.opts.SampleLimit(ctx)
 	}
 	return w
+}
+
+// acquire waits for one of the Series slots until ctx ends.
+func (s *Store) acquire(ctx context.Context) (release func(), err error) {
+	if s.slots == nil {
+		return func() {}, nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	default:
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return func() { <-s.slots }, nil
+	case <-ctx.Done():
+		return nil, status.Errorf(codes.ResourceExhausted,
+			"tenant %q: the Series call waited for one of the %d Series calls served at once until %v; retry later, or raise %s",
+			tenant.FromContext(ctx), cap(s.slots), ctx.Err(), s.opts.ConcurrencyFlag)
+	}
+}
+
+// release gives back the bytes still held.
+func (w *seriesWriter) release() {
+	w.s.held.Add(-w.bufferBytes)
+	w.bufferBytes = 0
+	w.buffer = nil
 }
 
 // labels returns a series' labels as sent: without the removed labels,
@@ -275,12 +308,13 @@ func (w *seriesWriter) frame(f *storepb.Series, size int) error {
 	if !w.resort {
 		return w.send(f, size)
 	}
-	w.bufferBytes += int64(size)
-	if w.bufferBytes > w.s.opts.MaxBufferBytes {
+	if total := w.s.held.Add(int64(size)); total > w.s.opts.MaxBufferBytes {
+		w.s.held.Add(-int64(size))
 		return status.Errorf(codes.ResourceExhausted,
-			"tenant %q: the Series call holds more than %d bytes while it sorts the series by their external labels; narrow the matchers or the time range, or raise %s",
-			tenant.FromContext(w.ctx), w.s.opts.MaxBufferBytes, w.s.opts.BufferFlag)
+			"tenant %q: the Series calls would hold more than %d bytes at once while they sort their series by the external labels (this call holds %d); narrow the matchers or the time range, or raise %s",
+			tenant.FromContext(w.ctx), w.s.opts.MaxBufferBytes, w.bufferBytes, w.s.opts.BufferFlag)
 	}
+	w.bufferBytes += int64(size)
 	w.buffer = append(w.buffer, heldFrame{f, size})
 	return nil
 }
@@ -333,6 +367,8 @@ func (w *seriesWriter) finish(warnings []string) error {
 				return err
 			}
 			w.buffer[i] = heldFrame{} // sent: let it go
+			w.s.held.Add(-int64(h.size))
+			w.bufferBytes -= int64(h.size)
 		}
 	}
 	if err := w.flushBatch(); err != nil {

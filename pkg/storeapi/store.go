@@ -12,11 +12,12 @@
 // without_replica_labels, limit, shard_info and response_batch_size.
 //
 // What a call reads is decided by its context: the tenant set by the
-// server's authentication, and the deadline of the query timeout. A
-// Series call whose labels must be re-sorted (external labels added,
-// replica labels removed) holds the response in memory, bounded by
-// MaxBufferBytes and the tenant's samples limit; a client that stops
-// reading holds only gRPC's flow-control window until the deadline.
+// server's authentication, and the deadline of the query timeout. At most
+// MaxConcurrentSeries Series calls run at once. A Series call whose labels
+// must be re-sorted (external labels added, replica labels removed) holds
+// the response in memory, bounded by the tenant's samples limit and by
+// MaxBufferBytes for all calls together; a client that stops reading holds
+// only gRPC's flow-control window until the deadline.
 package storeapi
 
 import (
@@ -24,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/common/model"
@@ -54,9 +56,16 @@ type Options struct {
 	// frame size for a local TSDB); a series larger than that is split
 	// over several.
 	MaxFrameBytes int
-	// MaxBufferBytes bounds the labels and chunks one Series call holds
-	// while it re-sorts them. A call over it fails with ResourceExhausted.
+	// MaxBufferBytes bounds the labels and chunks the Series calls hold
+	// at once, all calls together, while they re-sort them. A call that
+	// would take the total over it fails with ResourceExhausted.
 	MaxBufferBytes int64
+	// MaxConcurrentSeries is the most Series calls served at once; more
+	// wait for a slot until their deadline, then fail with
+	// ResourceExhausted. 0 for no bound.
+	MaxConcurrentSeries int
+	// ConcurrencyFlag names the setting of MaxConcurrentSeries, for errors.
+	ConcurrencyFlag string
 	// SampleLimit returns the most samples one Series call of the tenant
 	// of ctx may send and the setting that changes it; 0 for none.
 	SampleLimit func(ctx context.Context) (int, string)
@@ -81,6 +90,9 @@ func (o Options) Validate() error {
 	if o.MaxBufferBytes <= 0 {
 		errs = append(errs, fmt.Errorf("storeapi: max buffer bytes %d must be positive", o.MaxBufferBytes))
 	}
+	if o.MaxConcurrentSeries < 0 {
+		errs = append(errs, fmt.Errorf("storeapi: max concurrent Series calls %d is negative", o.MaxConcurrentSeries))
+	}
 	if o.Retention < 0 {
 		errs = append(errs, fmt.Errorf("storeapi: retention %s is negative", o.Retention))
 	}
@@ -96,6 +108,9 @@ type Store struct {
 	opts Options
 	ext  []labels.Label // ExternalLabels, sorted
 	now  func() time.Time
+
+	held  atomic.Int64  // bytes the Series calls hold to re-sort
+	slots chan struct{} // Series calls running; nil for no bound
 }
 
 // New returns a Store reading src: chunks of the tenant of each call's
@@ -107,10 +122,19 @@ func New(src promstorage.ChunkQueryable, opts Options) (*Store, error) {
 	if opts.BufferFlag == "" {
 		opts.BufferFlag = "storeapi.Options.MaxBufferBytes"
 	}
+	if opts.ConcurrencyFlag == "" {
+		opts.ConcurrencyFlag = "storeapi.Options.MaxConcurrentSeries"
+	}
 	s := &Store{src: src, opts: opts, now: time.Now}
+	if opts.MaxConcurrentSeries > 0 {
+		s.slots = make(chan struct{}, opts.MaxConcurrentSeries)
+	}
 	opts.ExternalLabels.Range(func(l labels.Label) { s.ext = append(s.ext, l) })
 	return s, nil
 }
+
+// HeldBytes is what the Series calls running hold to re-sort their series.
+func (s *Store) HeldBytes() int64 { return s.held.Load() }
 
 // Register adds the Store and Info services to g.
 func (s *Store) Register(g grpc.ServiceRegistrar) {

@@ -3,6 +3,7 @@ package storeapi_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/levitated/levitated/api/proto/thanos/infopb"
@@ -41,16 +43,23 @@ type sample struct {
 // fixture is a real store with a StoreAPI served over loopback gRPC.
 type fixture struct {
 	db     *storage.DB
+	store  *storeapi.Store
+	addr   string
 	client storepb.StoreClient
 	info   infopb.InfoClient
 }
 
 func newFixture(t *testing.T, opts storeapi.Options) *fixture {
 	t.Helper()
-	db := storagetest.New(t)
+	return serve(t, storagetest.New(t), opts)
+}
+
+// serve serves a Store over db on loopback gRPC.
+func serve(t *testing.T, db *storage.DB, opts storeapi.Options, sopts ...grpc.ServerOption) *fixture {
+	t.Helper()
 	st, err := storeapi.New(db, opts)
 	require.NoError(t, err)
-	g := grpc.NewServer()
+	g := grpc.NewServer(sopts...)
 	st.Register(g)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
@@ -61,7 +70,7 @@ func newFixture(t *testing.T, opts storeapi.Options) *fixture {
 		_ = conn.Close()
 		g.Stop()
 	})
-	return &fixture{db: db, client: storepb.NewStoreClient(conn), info: infopb.NewInfoClient(conn)}
+	return &fixture{db: db, store: st, addr: l.Addr().String(), client: storepb.NewStoreClient(conn), info: infopb.NewInfoClient(conn)}
 }
 
 func opts(ext ...string) storeapi.Options {
@@ -470,3 +479,109 @@ func TestValidateExternalLabels(t *testing.T) {
 	_, err := storeapi.New(nil, storeapi.Options{})
 	require.ErrorContains(t, err, "max frame bytes")
 }
+
+// stuckCall starts a Series call on a connection with a 64 KiB window and
+// no dynamic window, and never reads it: the server can send only that
+// much. It returns once the server has sent its first message (for a
+// re-sorted call: once everything is held), and the cancel that ends it.
+func stuckCall(t *testing.T, f *fixture, req *storepb.SeriesRequest) context.CancelFunc {
+	t.Helper()
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(1<<16), grpc.WithInitialConnWindowSize(1<<16))
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	stream, err := storepb.NewStoreClient(conn).Series(ctx, req)
+	require.NoError(t, err)
+	_, err = stream.Header()
+	require.NoError(t, err)
+	t.Cleanup(func() { cancel(); _ = conn.Close() })
+	return func() { cancel(); _ = conn.Close() }
+}
+
+// settled waits until f's held bytes stop changing, and returns them.
+func settled(t *testing.T, f *fixture, want func(int64) bool) int64 {
+	t.Helper()
+	last := int64(-1)
+	for range 500 {
+		n := f.store.HeldBytes()
+		if n == last && want(n) {
+			return n
+		}
+		last = n
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("held bytes did not settle: %d", last)
+	return 0
+}
+
+// TestBoundsAcrossCalls: MaxBufferBytes bounds what all Series calls hold
+// together and MaxConcurrentSeries how many run at once; a call whose
+// client stopped reading counts against both until it ends, and gives
+// back what it held when it does.
+func TestBoundsAcrossCalls(t *testing.T) {
+	f := newFixture(t, opts("replica", "a"))
+	for i := range 200 {
+		f.write(t, labels.FromStrings("__name__", "m", "i", fmt.Sprint(i)), ramp(2000, 1000)...)
+	}
+	all := &storepb.SeriesRequest{MaxTime: math.MaxInt64, Matchers: []*storepb.LabelMatcher{eq("__name__", "m")}}
+
+	// What one stuck call holds; cancelled, it holds nothing.
+	stop := stuckCall(t, f, all)
+	held := settled(t, f, func(n int64) bool { return n > 0 })
+	require.Greater(t, held, int64(1<<17), "the stuck call holds less than the client's window")
+	stop()
+	settled(t, f, func(n int64) bool { return n == 0 })
+
+	// A budget of twice that: a whole call fits (the client's window is
+	// less than half of it), a second call fails while the first is held,
+	// and is served once it has ended.
+	o := opts("replica", "a")
+	o.MaxBufferBytes = 2 * held
+	o.BufferFlag = "--storeapi.max-buffer-bytes"
+	g := serve(t, f.db, o)
+	stop = stuckCall(t, g, all)
+	settled(t, g, func(n int64) bool { return n > 0 })
+	_, _, err := g.series(t, all)
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	require.ErrorContains(t, err, "at once")
+	require.ErrorContains(t, err, "--storeapi.max-buffer-bytes")
+	require.LessOrEqual(t, g.store.HeldBytes(), o.MaxBufferBytes)
+	stop()
+	settled(t, g, func(n int64) bool { return n == 0 })
+	res, _, err := g.series(t, all)
+	require.NoError(t, err)
+	require.Len(t, res, 200)
+
+	// One Series call at a time: a second one waits for the slot until
+	// its deadline (the server's query timeout, as levitated's
+	// interceptor sets it), and is served once the first has ended.
+	o = opts("replica", "a")
+	o.MaxConcurrentSeries = 1
+	o.ConcurrencyFlag = "--query.max-concurrency"
+	h := serve(t, f.db, o, grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if md, _ := metadata.FromIncomingContext(ss.Context()); len(md.Get("test-timeout")) == 0 {
+			return handler(srv, ss)
+		}
+		ctx, cancel := context.WithTimeout(ss.Context(), 500*time.Millisecond)
+		defer cancel()
+		return handler(srv, ctxStream{ss, ctx})
+	}))
+	stop = stuckCall(t, h, all)
+	stream, err := h.client.Series(metadata.AppendToOutgoingContext(context.Background(), "test-timeout", "1"), all)
+	require.NoError(t, err)
+	_, err = stream.Recv()
+	require.Equal(t, codes.ResourceExhausted, status.Code(err), "%v", err)
+	require.ErrorContains(t, err, "--query.max-concurrency")
+	stop()
+	settled(t, h, func(n int64) bool { return n == 0 })
+	res, _, err = h.series(t, &storepb.SeriesRequest{MaxTime: math.MaxInt64, Matchers: []*storepb.LabelMatcher{eq("i", "7")}})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+}
+
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
