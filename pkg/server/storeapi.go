@@ -84,16 +84,19 @@ func (s *Server) prometheusConfig() config.Config {
 }
 
 // chunkQuerier is the store's chunks merged with the change-event series,
-// encoded into chunks (Prometheus' NewSeriesToChunkEncoder): what remote
-// read's streamed chunks and the StoreAPI send.
+// encoded into chunks (Prometheus' NewSeriesToChunkEncoder), in the
+// standard encodings: what remote read's streamed chunks and the StoreAPI
+// send.
 func (q queryable) chunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
 	cq, err := q.db.ChunkQuerier(mint, maxt)
 	if err != nil {
 		return nil, err
 	}
 	eq := eventChunkQuerier{q.events.ContextQuerier(q.db.TenantID, mint, maxt)}
-	return promstorage.NewMergeChunkQuerier([]promstorage.ChunkQuerier{cq, eq}, nil,
-		promstorage.NewCompactingChunkSeriesMerger(promstorage.ChainedSeriesMerge)), nil
+	// In the chunk encodings remote-read and StoreAPI clients know: a
+	// Thanos sidecar in front of levitated reads them.
+	return storeapi.StandardChunkQuerier(promstorage.NewMergeChunkQuerier([]promstorage.ChunkQuerier{cq, eq}, nil,
+		promstorage.NewCompactingChunkSeriesMerger(promstorage.ChainedSeriesMerge))), nil
 }
 
 // eventChunkQuerier serves the event series' samples as chunks.
