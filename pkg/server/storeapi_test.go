@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/levitated/levitated/api/proto/thanos/infopb"
 	"github.com/levitated/levitated/api/proto/thanos/storepb"
@@ -50,33 +51,44 @@ func storeAPISeries(ctx context.Context, conn *grpc.ClientConn, req *storepb.Ser
 		if err != nil {
 			return out, err
 		}
-		s := resp.GetSeries()
-		if s == nil {
-			continue
+		batch := resp.GetBatch().GetSeries()
+		if s := resp.GetSeries(); s != nil {
+			batch = append(batch, s)
 		}
-		b := labels.NewScratchBuilder(len(s.Labels))
-		for _, l := range s.Labels {
-			b.Add(l.Name, l.Value)
-		}
-		lset := b.Labels()
-		if len(out) == 0 || !labels.Equal(out[len(out)-1].labels, lset) {
-			out = append(out, storeSeries{labels: lset, samples: map[int64]float64{}})
-		}
-		for _, c := range s.Chunks {
-			if c.Raw.Type != storepb.Chunk_XOR {
-				return out, fmt.Errorf("chunk type %v", c.Raw.Type)
-			}
-			chk, err := chunkenc.FromData(chunkenc.EncXOR, c.Raw.Data)
-			if err != nil {
+		for _, s := range batch {
+			if out, err = appendSeries(out, s); err != nil {
 				return out, err
-			}
-			it := chk.Iterator(nil)
-			for it.Next() == chunkenc.ValFloat {
-				ts, v := it.At()
-				out[len(out)-1].samples[ts] = v
 			}
 		}
 	}
+}
+
+// appendSeries adds one Series frame to out: a new series, or more chunks
+// of the last one.
+func appendSeries(out []storeSeries, s *storepb.Series) ([]storeSeries, error) {
+	b := labels.NewScratchBuilder(len(s.Labels))
+	for _, l := range s.Labels {
+		b.Add(l.Name, l.Value)
+	}
+	lset := b.Labels()
+	if len(out) == 0 || !labels.Equal(out[len(out)-1].labels, lset) {
+		out = append(out, storeSeries{labels: lset, samples: map[int64]float64{}})
+	}
+	for _, c := range s.Chunks {
+		if c.Raw.Type != storepb.Chunk_XOR {
+			return out, fmt.Errorf("chunk type %v", c.Raw.Type)
+		}
+		chk, err := chunkenc.FromData(chunkenc.EncXOR, c.Raw.Data)
+		if err != nil {
+			return out, err
+		}
+		it := chk.Iterator(nil)
+		for it.Next() == chunkenc.ValFloat {
+			ts, v := it.At()
+			out[len(out)-1].samples[ts] = v
+		}
+	}
+	return out, nil
 }
 
 func storeMatchers(nv ...string) []*storepb.LabelMatcher {
@@ -339,4 +351,75 @@ func nonLoopbackIP() string {
 		}
 	}
 	return ""
+}
+
+// TestStoreAPIHostileRequests: through the real server, a Series call whose
+// matchers match everything over all time is refused at the tenant's
+// samples limit, naming it; hints, aggregates and shards a store cannot
+// use (unknown aggregate, undecodable hints, a shard beyond the total) are
+// ignored or match nothing, as a Thanos sidecar does, never an error or a
+// panic; LabelNames and LabelValues over everything answer.
+func TestStoreAPIHostileRequests(t *testing.T) {
+	srv := servertest.Start(t, func(o *server.Options) {
+		o.Limits.Defaults.MaxSamplesPerQuery = 2000
+		o.StoreAPI.ExternalLabels = labels.FromStrings("replica", "a")
+	})
+	writeMany(t, srv.URL, 20, 300, "m") // 6000 samples
+	conn := grpcConn(t, srv)
+	ctx := context.Background()
+	all := func(ms ...*storepb.LabelMatcher) *storepb.SeriesRequest {
+		return &storepb.SeriesRequest{MinTime: math.MinInt64, MaxTime: math.MaxInt64, Matchers: ms}
+	}
+	for name, ms := range map[string][]*storepb.LabelMatcher{
+		`__name__=~".*"`:           {{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".*"}},
+		`__name__!=""`:             {{Type: storepb.LabelMatcher_NEQ, Name: "__name__", Value: ""}},
+		`i!~"x^", replica="a"`:     {{Type: storepb.LabelMatcher_NRE, Name: "i", Value: "x^"}, {Type: storepb.LabelMatcher_EQ, Name: "replica", Value: "a"}},
+		`__name__=~".+", i=~".*"`:  {{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".+"}, {Type: storepb.LabelMatcher_RE, Name: "i", Value: ".*"}},
+		`__name__=~"(?s).*|m|.+"`:  {{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: "(?s).*|m|.+"}},
+		`__name__=~"m", i=~"\\d+"`: {{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: "m"}, {Type: storepb.LabelMatcher_RE, Name: "i", Value: `\d+`}},
+	} {
+		_, err := storeAPISeries(ctx, conn, all(ms...))
+		require.Equal(t, codes.ResourceExhausted, status.Code(err), "%s: %v", name, err)
+		require.ErrorContains(t, err, "--limits.max-samples-per-query", name)
+	}
+	// skip_chunks reads no samples: every series' labels.
+	req := all(&storepb.LabelMatcher{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".*"})
+	req.SkipChunks = true
+	res, err := storeAPISeries(ctx, conn, req)
+	require.NoError(t, err)
+	require.Len(t, res, 20)
+
+	one := storeMatchers("__name__", "m", "i", "3")
+	plain, err := storeAPISeries(ctx, conn, all(one...))
+	require.NoError(t, err)
+	require.Len(t, plain, 1)
+	require.Len(t, plain[0].samples, 300)
+	odd := all(one...)
+	odd.Aggregates = []storepb.Aggr{storepb.Aggr(99), storepb.Aggr_COUNT}
+	odd.Hints = &anypb.Any{TypeUrl: "type.googleapis.com/no.such.Hints", Value: []byte{0xff, 0x00, 0x13}}
+	odd.MaxResolutionWindow = math.MaxInt64
+	odd.PartialResponseStrategy = storepb.PartialResponseStrategy(42)
+	odd.Step, odd.Range = -5, -1
+	odd.QueryHints = &storepb.QueryHints{StepMillis: -1, Func: &storepb.Func{Name: "no_such_function"}, ProjectionLabels: []string{"nope"}}
+	odd.Limit = math.MaxInt64
+	odd.ResponseBatchSize = math.MaxInt64
+	got, err := storeAPISeries(ctx, conn, odd)
+	require.NoError(t, err)
+	require.Equal(t, plain, got, "what a store cannot use is ignored")
+	for _, si := range []*storepb.ShardInfo{{ShardIndex: 5, TotalShards: 2}, {ShardIndex: -1, TotalShards: 3}} {
+		req := all(one...)
+		req.ShardInfo = si
+		got, err := storeAPISeries(ctx, conn, req)
+		require.NoError(t, err)
+		require.Empty(t, got, "a shard no series hashes to: %v", si)
+	}
+
+	store := storepb.NewStoreClient(conn)
+	names, err := store.LabelNames(ctx, &storepb.LabelNamesRequest{Start: math.MinInt64, End: math.MaxInt64,
+		Matchers: []*storepb.LabelMatcher{{Type: storepb.LabelMatcher_RE, Name: "__name__", Value: ".*"}}})
+	require.NoError(t, err)
+	require.Equal(t, []string{"__name__", "i", "replica"}, names.Names)
+	values, err := store.LabelValues(ctx, &storepb.LabelValuesRequest{Label: "i", Start: math.MinInt64, End: math.MaxInt64, Limit: 5})
+	require.NoError(t, err)
+	require.Len(t, values.Values, 5)
 }
