@@ -7,17 +7,22 @@ import (
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/remotestore"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 )
 
 // queryable is what PromQL and the HTTP API read: the store's series merged
 // with the series computed from change events (last9_change_events,
-// change_event_active, change_event_window_*), each for the tenant of the
-// call's context.
+// change_event_active, change_event_window_*) and with the series of the
+// remote StoreAPI endpoints (--query.store, querystore.go), each for the
+// tenant of the call's context. A series both hold is merged by Prometheus'
+// chained series merge: a sample at the same timestamp counts once. The
+// chunks (ChunkQuerier: the StoreAPI, remote read) are this store's only.
 type queryable struct {
 	db     *storage.DB
 	events *eventstore.Store
+	remote *remotestore.Store // nil without --query.store
 }
 
 func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
@@ -25,8 +30,18 @@ func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	eq := q.events.ContextQuerier(q.db.TenantID, mint, maxt)
-	merged := promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge)
+	qs := []promstorage.Querier{tq, q.events.ContextQuerier(q.db.TenantID, mint, maxt)}
+	if q.remote != nil {
+		// A primary: its Select never fails but when the query's context
+		// ends; a failing endpoint is a warning (pkg/remotestore).
+		rq, err := q.remote.Querier(mint, maxt)
+		if err != nil {
+			_ = tq.Close()
+			return nil, err
+		}
+		qs = append(qs, rq)
+	}
+	merged := promstorage.NewMergeQuerier(qs, nil, promstorage.ChainedSeriesMerge)
 	return levpromql.NarrowingQuerier(merged), nil
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/limits"
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/remotestore"
 	"github.com/levitated/levitated/pkg/ruler"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
@@ -68,6 +69,10 @@ type Options struct {
 	// StoreAPI configures the external labels and the Thanos StoreAPI
 	// (storeapi.go).
 	StoreAPI StoreAPIOptions
+	// QueryStore are remote Thanos StoreAPI endpoints (--query.store)
+	// whose series every query reads next to the store's (querystore.go,
+	// pkg/remotestore). Its Registerer and Logger are the server's.
+	QueryStore remotestore.Options
 	// Limits are the per-tenant limits and their overrides file; its
 	// Registerer and Logger are the server's.
 	Limits limits.Options
@@ -239,6 +244,6 @@ func (o Options) Validate() error {
 	}
 	st := o.Storage
 	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.Rules.Validate())
-	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.StoreAPI.validate())
+	errs = append(errs, st.Validate(), o.Query.Validate(), o.Write.Validate(), o.Limits.Defaults.Validate(), o.StoreAPI.validate(), o.QueryStore.Validate())
 	return errors.Join(errs...)
 }

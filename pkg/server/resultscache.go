@@ -18,6 +18,12 @@ import (
 // and hooks the store's options to it; call it before the store opens.
 func (s *Server) newResultsCache() {
 	o := &s.opts
+	if len(o.QueryStore.Endpoints) > 0 && o.QueryResultsCacheBytes > 0 {
+		// Remote stores change without telling the cache: it would serve
+		// stale steps.
+		s.logger.Info("query results cache off: remote stores (--query.store) cannot invalidate it")
+		o.QueryResultsCacheBytes = 0
+	}
 	s.cache = resultscache.New(resultscache.Options{
 		MaxBytes:       o.QueryResultsCacheBytes,
 		Parser:         s.opts.Query.Parser(),

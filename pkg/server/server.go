@@ -83,7 +83,14 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s.events = eventstore.New(evns, eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger, OnChange: s.eventsChanged})
-	s.query = queryable{db: s.db, events: s.events}
+	remote, err := s.newRemoteStore() // querystore.go
+	if err != nil {
+		return nil, err
+	}
+	if remote != nil {
+		closers = append(closers, remote.Close)
+	}
+	s.query = queryable{db: s.db, events: s.events, remote: remote}
 
 	s.engine, err = levpromql.New(queryEngineOptions(opts))
 	if err != nil {
@@ -236,6 +243,11 @@ func (s *Server) run(ctx context.Context) error {
 	background.Wait()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close engine: %w", err))
+	}
+	if s.query.remote != nil {
+		if err := s.query.remote.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close remote stores: %w", err))
+		}
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close storage: %w", err))

@@ -150,6 +150,9 @@ func (s *Server) routes() ([]Route, error) {
 		if p.path == "/api/v1/query" || p.path == "/api/v1/query_range" {
 			handler = withNoCache(withTemplates(handler, s.opts.Query.Limits())) // resultscache.go
 		}
+		if p.path == "/api/v1/read" {
+			handler = localOnly(handler) // querystore.go
+		}
 		doc := "Prometheus API"
 		switch p.path {
 		case "/api/v1/":
