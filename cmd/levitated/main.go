@@ -51,12 +51,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runKubeEvents(args[1:], stdout, stderr)
 	}
 	opts := server.DefaultOptions()
-	fs, logLevel, showVersion := newFlagSet(&opts, stdout)
+	fs, logLevel, showVersion, finish := newFlagSet(&opts, stdout)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if err := finish(); err != nil {
+		fmt.Fprintf(stderr, "levitated: %v\n", err)
 		return 2
 	}
 	if *showVersion {
@@ -126,8 +130,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// newFlagSet binds every flag to opts. Help goes to out.
-func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *string, showVersion *bool) {
+// newFlagSet binds every flag to opts. Help goes to out. finish, called
+// after parsing, completes what several flags set together.
+func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *string, showVersion *bool, finish func() error) {
 	fs = flag.NewFlagSet("levitated", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
@@ -178,7 +183,8 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 	addSecurityFlags(fs, o)
 	addRulesFlags(fs, o)
 	addStoreAPIFlags(fs, o)
+	qs := addQueryStoreFlags(fs, o)
 	logLevel = fs.String("log.level", "info", "log `level`: debug, info, warn or error")
 	showVersion = fs.Bool("version", false, "print the version and exit")
-	return fs, logLevel, showVersion
+	return fs, logLevel, showVersion, qs.finish
 }

@@ -125,6 +125,10 @@ func TestImportDirection(t *testing.T) {
 		"pkg/kubeevents": {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi"},
 		// The Thanos StoreAPI reads through Prometheus' ChunkQueryable only.
 		"pkg/storeapi": {"pkg/server", "pkg/storage", "pkg/ingest", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/limits", "pkg/auth"},
+		// The remote StoreAPI endpoints (--query.store) are a Prometheus
+		// Queryable over Thanos' generated client: nothing of levitated but
+		// the protos and the tenant of a call.
+		"pkg/remotestore": {"pkg/server", "pkg/storage", "pkg/ingest", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/limits", "pkg/auth", "pkg/storeapi", "pkg/queryshard", "pkg/resultscache", "pkg/ruler", "pkg/impact"},
 	}
 	for _, f := range repoFiles(t) {
 		if f.test {

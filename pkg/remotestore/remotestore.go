@@ -18,24 +18,25 @@
 // context (the query timeout, a client gone) is an error.
 //
 // Tenancy: every endpoint is called with one identity, the bearer token of
-// Options.BearerToken (or none); the caller's credential is never forwarded.
+// Options.BearerTokenFile (or none); the caller's credential is never forwarded.
 // The fleet's series are merged into the queries of the tenants named in
 // Options.Tenants, or of every tenant when it is empty.
 package remotestore
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
@@ -53,12 +54,15 @@ type Options struct {
 	// Endpoints are the HOST:PORT addresses of StoreAPI servers (a Thanos
 	// Querier, sidecar, store gateway, or another levitated).
 	Endpoints []string
-	// TLS, when not nil, is the client TLS configuration of every endpoint;
-	// nil means plaintext (h2c).
-	TLS *tls.Config
-	// BearerToken is sent as "authorization: Bearer ..." on every call when
-	// not empty. Over plaintext it is sent only to loopback endpoints.
-	BearerToken string
+	// TLS, when not nil, is the client TLS configuration of every endpoint
+	// (CA, client certificate and key files, server name, skip
+	// verification), as Prometheus' tls_config; nil means plaintext (h2c).
+	TLS *config.TLSConfig
+	// BearerTokenFile holds the token sent as "authorization: Bearer ..."
+	// on every call, read again for each (a rotated token is used at
+	// once); empty sends none. Over plaintext it is sent only to loopback
+	// endpoints.
+	BearerTokenFile string
 	// Tenants whose queries see the endpoints' series; empty means every
 	// tenant.
 	Tenants []string
@@ -99,7 +103,7 @@ func (o Options) Validate() error {
 			errs = append(errs, fmt.Errorf("remote store %q: not HOST:PORT", e))
 		case seen[e]:
 			errs = append(errs, fmt.Errorf("remote store %q: given twice", e))
-		case o.BearerToken != "" && o.TLS == nil && !isLoopback(host):
+		case o.BearerTokenFile != "" && o.TLS == nil && !isLoopback(host):
 			errs = append(errs, fmt.Errorf("remote store %q: a bearer token is sent over TLS only, or to a loopback address", e))
 		}
 		seen[e] = true
@@ -112,8 +116,15 @@ func (o Options) Validate() error {
 	if o.MaxBytes < 0 {
 		errs = append(errs, fmt.Errorf("remote store: max bytes %d is negative", o.MaxBytes))
 	}
-	if strings.ContainsAny(o.BearerToken, "\r\n") {
-		errs = append(errs, errors.New("remote store: the bearer token has a line break"))
+	if o.BearerTokenFile != "" {
+		if _, err := readToken(o.BearerTokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("remote store: %w", err))
+		}
+	}
+	if o.TLS != nil {
+		if err := o.TLS.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("remote store TLS: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -171,12 +182,17 @@ func New(opts Options) (*Store, error) {
 	}
 	creds := insecure.NewCredentials()
 	if opts.TLS != nil {
-		creds = credentials.NewTLS(opts.TLS)
+		tc, err := config.NewTLSConfig(opts.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("remote store TLS: %w", err)
+		}
+		tc.NextProtos = []string{"h2"}
+		creds = credentials.NewTLS(tc)
 	}
 	for _, addr := range opts.Endpoints {
 		dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-		if opts.BearerToken != "" {
-			dopts = append(dopts, grpc.WithPerRPCCredentials(bearer(opts.BearerToken)))
+		if opts.BearerTokenFile != "" {
+			dopts = append(dopts, grpc.WithPerRPCCredentials(bearerFile(opts.BearerTokenFile)))
 		}
 		dopts = append(dopts, opts.DialOptions...)
 		conn, err := grpc.NewClient(addr, dopts...)
@@ -307,13 +323,33 @@ func remoteWarning(addr, w string) error {
 	return fmt.Errorf("remote store %s: %s", addr, w)
 }
 
-// bearer is a gRPC per-call credential sending a bearer token.
-type bearer string
+// bearerFile is a gRPC per-call credential sending the bearer token held
+// in a file, read for each call.
+type bearerFile string
 
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
+func (b bearerFile) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	tok, err := readToken(string(b))
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + tok}, nil
 }
 
 // RequireTransportSecurity is false: Validate allows a token over
 // plaintext only to loopback addresses.
-func (bearer) RequireTransportSecurity() bool { return false }
+func (bearerFile) RequireTransportSecurity() bool { return false }
+
+func readToken(file string) (string, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("bearer token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("bearer token file %s is empty", file)
+	case strings.ContainsAny(tok, "\r\n"):
+		return "", fmt.Errorf("bearer token file %s holds more than one line", file)
+	}
+	return tok, nil
+}

@@ -161,6 +161,7 @@ func DefaultOptions() Options {
 		Write:           ingest.DefaultRemoteWriteOptions(),
 		Rules:           ruler.DefaultOptions(),
 		StoreAPI:        StoreAPIOptions{MaxBufferBytes: storeapi.DefaultOptions().MaxBufferBytes},
+		QueryStore:      remotestore.Options{MaxBytes: remotestore.DefaultMaxBytes},
 		Limits:          limits.Options{MaxInflightWriteBytes: DefaultMaxInflightWriteBytes},
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "devel",
