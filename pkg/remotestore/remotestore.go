@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -66,6 +67,10 @@ type Options struct {
 	// Tenants whose queries see the endpoints' series; empty means every
 	// tenant.
 	Tenants []string
+	// LocalMetrics are metric names never read from the endpoints: the
+	// change-event series, which are this levitated's own (a fleet of
+	// levitated nodes serves theirs through the StoreAPI too).
+	LocalMetrics []string
 	// ReplicaLabels are sent as without_replica_labels: a Thanos Querier
 	// (v0.32+) then removes them and merges the replicas of an HA pair.
 	ReplicaLabels []string
@@ -141,6 +146,8 @@ func isLoopback(host string) bool {
 type Store struct {
 	opts      Options
 	endpoints []*endpoint
+	local     map[string]bool // LocalMetrics
+	notLocal  *labels.Matcher // __name__ !~ LocalMetrics; nil without any
 	tenants   map[string]bool
 	logger    *slog.Logger
 	failures  *prometheus.CounterVec
@@ -167,7 +174,19 @@ func New(opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{opts: opts, logger: opts.Logger, tenants: map[string]bool{}}
+	s := &Store{opts: opts, logger: opts.Logger, tenants: map[string]bool{}, local: map[string]bool{}}
+	if len(opts.LocalMetrics) > 0 {
+		quoted := make([]string, len(opts.LocalMetrics))
+		for i, n := range opts.LocalMetrics {
+			quoted[i] = regexp.QuoteMeta(n)
+			s.local[n] = true
+		}
+		m, err := labels.NewMatcher(labels.MatchNotRegexp, labels.MetricName, strings.Join(quoted, "|"))
+		if err != nil {
+			return nil, fmt.Errorf("remote store local metrics: %w", err)
+		}
+		s.notLocal = m
+	}
 	for _, t := range opts.Tenants {
 		s.tenants[t] = true
 	}
@@ -233,6 +252,21 @@ func (s *Store) applies(ctx context.Context) bool {
 	return len(s.tenants) == 0 || s.tenants[tenant.FromContext(ctx)]
 }
 
+// remoteMatchers are the matchers sent to the endpoints: ms, and the
+// exclusion of LocalMetrics. It reports false when ms select only a local
+// metric: nothing to ask.
+func (s *Store) remoteMatchers(ms []*labels.Matcher) ([]*labels.Matcher, bool) {
+	if s.notLocal == nil {
+		return ms, true
+	}
+	for _, m := range ms {
+		if m.Name == labels.MetricName && m.Type == labels.MatchEqual && s.local[m.Value] {
+			return nil, false
+		}
+	}
+	return append(slices.Clip(ms), s.notLocal), true
+}
+
 // Querier returns the querier of [mint, maxt] over every endpoint. Its
 // Select never fails: an endpoint's failure is a warning of its set.
 func (s *Store) Querier(mint, maxt int64) (promstorage.Querier, error) {
@@ -250,6 +284,10 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *promstorage.SelectH
 	if !q.s.applies(ctx) {
 		return promstorage.EmptySeriesSet()
 	}
+	ms, ok := q.s.remoteMatchers(ms)
+	if !ok {
+		return promstorage.EmptySeriesSet()
+	}
 	mint, maxt := q.mint, q.maxt
 	if hints != nil {
 		mint, maxt = hints.Start, hints.End
@@ -262,12 +300,20 @@ func (q *querier) Select(ctx context.Context, _ bool, hints *promstorage.SelectH
 }
 
 func (q *querier) LabelValues(ctx context.Context, name string, hints *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	ms, ok := q.s.remoteMatchers(ms)
+	if !ok {
+		return nil, nil, nil
+	}
 	return q.labels(ctx, func(ctx context.Context, e *endpoint) ([]string, []string, error) {
 		return e.labelValues(ctx, name, q.mint, q.maxt, hints, ms)
 	})
 }
 
 func (q *querier) LabelNames(ctx context.Context, hints *promstorage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	ms, ok := q.s.remoteMatchers(ms)
+	if !ok {
+		return nil, nil, nil
+	}
 	return q.labels(ctx, func(ctx context.Context, e *endpoint) ([]string, []string, error) {
 		return e.labelNames(ctx, q.mint, q.maxt, hints, ms)
 	})

@@ -201,6 +201,26 @@ func TestSelectThroughTheStoreAPI(t *testing.T) {
 	require.Empty(t, vals)
 }
 
+// TestLocalMetrics: the metrics named local are never read from the
+// endpoints; a select of one alone makes no call.
+func TestLocalMetrics(t *testing.T) {
+	p := newPeer(t, extLabels())
+	p.fill(t)
+	s := newStore(t, remotestore.Options{Endpoints: []string{p.addr}, LocalMetrics: []string{"up", "change_event_active"}})
+	q, err := s.Querier(0, 300*60_000)
+	require.NoError(t, err)
+	ctx := context.Background()
+	got, _ := read(t, q, ctx, nil, eq("__name__", "up"))
+	require.Empty(t, got)
+	require.Zero(t, p.series.Load())
+	got, _ = read(t, q, ctx, nil, eq("job", "a"))
+	require.Len(t, got, 1)
+	require.Equal(t, `{__name__="latency", job="a"}`, got[0].labels)
+	vals, _, err := q.LabelValues(ctx, "__name__", nil)
+	require.NoError(t, err)
+	require.Equal(t, []string{"latency"}, vals)
+}
+
 // TestTimeRangePruning: an endpoint whose Info says it holds nothing before
 // now-retention is not asked for older data.
 func TestTimeRangePruning(t *testing.T) {

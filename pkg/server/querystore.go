@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/levitated/levitated/pkg/events"
 	"github.com/levitated/levitated/pkg/remotestore"
 )
 
@@ -27,6 +28,8 @@ func (s *Server) newRemoteStore() (*remotestore.Store, error) {
 		return nil, nil
 	}
 	o.Registerer = s.opts.Registry
+	// The change-event series are this store's, never the fleet's.
+	o.LocalMetrics = []string{events.MetricChangeEvents, events.MetricActive, events.MetricWindowStart, events.MetricWindowEnd}
 	o.Logger = s.logger.With("component", "query-store")
 	if o.MaxBytesFlag == "" {
 		o.MaxBytesFlag = QueryStoreMaxBytesFlag

@@ -114,6 +114,11 @@ func TestQueryStoreOverARemoteLevitated(t *testing.T) {
 	fleetMetrics(t, one.URL, base)
 	fleetEvents(t, b.URL, base)
 	fleetEvents(t, one.URL, base)
+	// A's own change events (a later deploy of checkout) are A's: B's
+	// event-window functions see B's events only.
+	r := sendJSON(t, http.MethodPost, a.URL+"/api/v1/events", fmt.Sprintf(`{"events":[
+		{"name":"deploy","state":"start","timestamp":%d,"attributes":{"service":"checkout","version":"3.0"}}]}`, base.Add(30*time.Minute).Unix()))
+	require.Equal(t, http.StatusOK, r.code, r.body)
 
 	const deploy = `change_event_active{event_name="deploy", service="checkout"}`
 	rangeParams := func(q string) url.Values {
@@ -237,7 +242,7 @@ func TestQueryStoreOverARemoteLevitated(t *testing.T) {
 	got = apiGet(t, d.URL, "/api/v1/query_range", rangeParams(queries[0]))
 	want2 := apiGet(t, one.URL, "/api/v1/query_range", rangeParams(queries[0]))
 	require.JSONEq(t, string(want2.Data), string(got.Data))
-	r := get(t, d.URL, "/metrics", nil)
+	r = get(t, d.URL, "/metrics", nil)
 	require.Contains(t, r.body, `levitated_query_store_failures_total{endpoint="`+down+`",method="series"}`)
 }
 
