@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -31,15 +30,6 @@ func thanosForQueryStore(t *testing.T) string {
 	bin := strings.TrimSpace(string(out))
 	require.FileExists(t, bin)
 	return bin
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	a := l.Addr().String()
-	require.NoError(t, l.Close())
-	return a
 }
 
 // fleetWrite remote-writes to u 50 minutes from base, every 15 s, of a

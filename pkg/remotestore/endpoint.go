@@ -28,8 +28,10 @@ type endpoint struct {
 	info  infopb.InfoClient
 	opts  *Options
 
-	mu     sync.Mutex
-	cached *info // nil until an Info call answered
+	mu       sync.Mutex
+	cached   *info // nil until an Info call answered
+	failed   error // of the last Info call, if it failed
+	failedAt time.Time
 }
 
 // info is what an endpoint's Info said.
@@ -41,23 +43,31 @@ type info struct {
 }
 
 // describe returns the endpoint's Info, asking it again once InfoTTL has
-// passed. A failed call prunes nothing (the Series call reports the
-// failure); an endpoint without the Info API is remembered as such.
-func (e *endpoint) describe(ctx context.Context) *info {
+// passed. An endpoint whose Info call fails is left out (as a Thanos
+// Querier leaves out an endpoint that fails its Info) for InfoRetry, so
+// that an unreachable endpoint costs one InfoTimeout, not every select's
+// whole query timeout; an endpoint without the Info API is read unpruned.
+func (e *endpoint) describe(ctx context.Context) (*info, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.cached != nil && time.Since(e.cached.at) < e.opts.InfoTTL {
-		return e.cached
+		return e.cached, nil
+	}
+	if e.failed != nil && time.Since(e.failedAt) < infoRetry {
+		return nil, e.failed
 	}
 	ictx, cancel := context.WithTimeout(ctx, e.opts.InfoTimeout)
 	defer cancel()
 	resp, err := e.info.Info(ictx, &infopb.InfoRequest{})
 	switch {
 	case status.Code(err) == codes.Unimplemented:
-		e.cached = &info{at: time.Now()}
-		return e.cached
+		e.cached, e.failed = &info{at: time.Now()}, nil
+		return e.cached, nil
+	case err != nil && ctx.Err() != nil:
+		return nil, ctx.Err()
 	case err != nil:
-		return &info{}
+		e.failed, e.failedAt = fmt.Errorf("info: %w", err), time.Now()
+		return nil, e.failed
 	}
 	in := &info{at: time.Now(), known: true, minT: math.MinInt64, maxT: math.MaxInt64}
 	for _, ls := range resp.GetLabelSets() {
@@ -69,9 +79,12 @@ func (e *endpoint) describe(ctx context.Context) *info {
 		// No store API: nothing to ask Series of.
 		in.minT, in.maxT = math.MaxInt64, math.MinInt64
 	}
-	e.cached = in
-	return in
+	e.cached, e.failed = in, nil
+	return in, nil
 }
+
+// infoRetry is how long an endpoint whose Info failed is left out.
+const infoRetry = 5 * time.Second
 
 func zLabels(ls *labelpb.ZLabelSet) labels.Labels {
 	b := labels.NewScratchBuilder(len(ls.GetLabels()))
@@ -159,7 +172,11 @@ func (e *endpoint) startSelect(ctx context.Context, s *Store, mint, maxt int64, 
 // series calls Series and returns the series sorted by labels, each with
 // its chunks decoded, and the endpoint's warnings.
 func (e *endpoint) series(ctx context.Context, mint, maxt int64, hints *promstorage.SelectHints, ms []*labels.Matcher) ([]*series, []string, error) {
-	mint, maxt, ok := e.describe(ctx).prune(mint, maxt, ms)
+	in, err := e.describe(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	mint, maxt, ok := in.prune(mint, maxt, ms)
 	if !ok {
 		return nil, nil, nil
 	}
@@ -230,7 +247,11 @@ func (e *endpoint) series(ctx context.Context, mint, maxt int64, hints *promstor
 }
 
 func (e *endpoint) labelNames(ctx context.Context, mint, maxt int64, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, []string, error) {
-	mint, maxt, ok := e.describe(ctx).prune(mint, maxt, ms)
+	in, err := e.describe(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	mint, maxt, ok := in.prune(mint, maxt, ms)
 	if !ok {
 		return nil, nil, nil
 	}
@@ -254,7 +275,11 @@ func (e *endpoint) labelNames(ctx context.Context, mint, maxt int64, hints *prom
 }
 
 func (e *endpoint) labelValues(ctx context.Context, name string, mint, maxt int64, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, []string, error) {
-	mint, maxt, ok := e.describe(ctx).prune(mint, maxt, ms)
+	in, err := e.describe(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	mint, maxt, ok := in.prune(mint, maxt, ms)
 	if !ok {
 		return nil, nil, nil
 	}

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -209,7 +210,12 @@ func New(opts Options) (*Store, error) {
 		creds = credentials.NewTLS(tc)
 	}
 	for _, addr := range opts.Endpoints {
-		dopts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+		dopts := []grpc.DialOption{
+			grpc.WithTransportCredentials(creds),
+			// A message is one series (or a batch): as large as MaxBytes
+			// allows, not gRPC's 4 MiB.
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(int(min(opts.MaxBytes, math.MaxInt32)))),
+		}
 		if opts.BearerTokenFile != "" {
 			dopts = append(dopts, grpc.WithPerRPCCredentials(bearerFile(opts.BearerTokenFile)))
 		}
