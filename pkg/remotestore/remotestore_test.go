@@ -2,12 +2,24 @@ package remotestore_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/config"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -16,6 +28,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/levitated/levitated/pkg/remotestore"
 	"github.com/levitated/levitated/pkg/storage"
@@ -334,4 +348,78 @@ func TestOptionsValidate(t *testing.T) {
 		require.ErrorContains(t, tc.o.Validate(), tc.want)
 	}
 	require.NoError(t, remotestore.Options{Endpoints: []string{"[::1]:10901", "localhost:1"}}.Validate())
+}
+
+// TestTLSAndBearerToken: an endpoint served over TLS is verified with the
+// CA file, and gets the bearer token of the file, read for each call.
+func TestTLSAndBearerToken(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "fleet"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, DNSNames: []string{"thanos-query.fleet"},
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	caFile := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+	tokFile := filepath.Join(dir, "token")
+	require.NoError(t, os.WriteFile(tokFile, []byte("first\n"), 0o600))
+
+	db := storagetest.New(t)
+	app := db.Appender(context.Background())
+	_, err = app.Append(0, labels.FromStrings("__name__", "up"), 1000, 1)
+	require.NoError(t, err)
+	require.NoError(t, app.Commit())
+	st, err := storeapi.New(db, extLabels())
+	require.NoError(t, err)
+	var tokens []string
+	var mu sync.Mutex
+	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			md, _ := metadata.FromIncomingContext(ss.Context())
+			mu.Lock()
+			tokens = append(tokens, md.Get("authorization")...)
+			mu.Unlock()
+			return h(srv, ss)
+		}))
+	st.Register(g)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+
+	// A bearer token over plaintext to a remote address is refused.
+	_, err = remotestore.New(remotestore.Options{Endpoints: []string{"thanos-query.fleet:10901"}, BearerTokenFile: tokFile})
+	require.ErrorContains(t, err, "a bearer token is sent over TLS only")
+
+	s := newStore(t, remotestore.Options{
+		Endpoints:       []string{l.Addr().String()},
+		TLS:             &config.TLSConfig{CAFile: caFile, ServerName: "thanos-query.fleet"},
+		BearerTokenFile: tokFile,
+	})
+	q, err := s.Querier(0, 2000)
+	require.NoError(t, err)
+	got, warns := read(t, q, context.Background(), nil, eq("__name__", "up"))
+	require.Empty(t, warns)
+	require.Len(t, got, 1)
+	require.NoError(t, os.WriteFile(tokFile, []byte("second\n"), 0o600))
+	got, _ = read(t, q, context.Background(), nil, eq("__name__", "up"))
+	require.Len(t, got, 1)
+	mu.Lock()
+	require.Equal(t, []string{"Bearer first", "Bearer second"}, tokens)
+	mu.Unlock()
+
+	// The wrong server name: the certificate is refused, a warning.
+	bad := newStore(t, remotestore.Options{Endpoints: []string{l.Addr().String()}, TLS: &config.TLSConfig{CAFile: caFile, ServerName: "other"}})
+	q, err = bad.Querier(0, 2000)
+	require.NoError(t, err)
+	got, warns = read(t, q, context.Background(), nil, eq("__name__", "up"))
+	require.Empty(t, got)
+	require.Len(t, warns, 1)
+	require.Contains(t, warns[0], "certificate")
 }
