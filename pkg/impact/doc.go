@@ -14,15 +14,16 @@
 // Signals without enough data are left out; with none left the verdict is
 // "inconclusive", never "pass".
 //
-// A judgement is recorded as the series change_impact_score and
-// change_impact_signal_ratio, the DORA series (change_deployments_total,
-// change_failures_total, change_lead_time_seconds_*,
-// change_restore_seconds_*), and then, last, as a change_impact point event
-// whose idempotency key is the change's id: the event is the commit record,
-// so a restart between a stop and its judgement judges it exactly once, and
-// the scheduler needs no state of its own. The DORA series are recomputed
-// from the stored change_impact events at each judgement, so they depend
-// only on the events.
+// A judgement is recorded first as a change_impact point event whose
+// idempotency key is the change's id: the event is the commit record, so a
+// restart between a stop and its judgement judges it exactly once, and the
+// scheduler needs no state of its own. Then, from the event alone, the
+// series change_impact_score and change_impact_signal_ratio and the DORA
+// series (change_deployments_total, change_failures_total,
+// change_lead_time_seconds_*, change_restore_seconds_*), all at the event's
+// time; the DORA series are recomputed from the stored change_impact events
+// up to that time. Writing them again writes the same samples, so after a
+// crash, and after a failed write, they are written again.
 //
 // [Gate] answers a CI pipeline's "may I proceed?" from the latest
 // judgement of a service's change, or by judging it now. docs/impact.md

@@ -3,6 +3,7 @@ package impact
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -67,32 +68,104 @@ type recorder struct {
 	samples promstorage.Appendable
 }
 
-// record writes jd: the score and ratio series, the DORA series recomputed
-// from the stored judgements of the same service and change name, then the
-// change_impact event. The event is written last: it is the commit record.
-// A change already recorded returns an error matching events.ErrConflict.
+// record writes jd: first the change_impact event, the commit record,
+// then its series (writeSeries). A change recorded already returns its
+// recorded event and an error matching events.ErrConflict, and writes no
+// series. An error after the event is written is a *SeriesError: the
+// judgement is recorded, its series are written again later (they are
+// derived from the event, so writing them again changes nothing).
 func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (events.Event, error) {
 	c := jd.Change
-	attrs := impactAttributes(jd)
-	past, err := r.judgementsOf(ctx, tid, c.Service, c.Name)
+	// The series' samples are at the event's time, in milliseconds: a
+	// repair derives them from the event and must find the same ones.
+	jd.JudgedAt = jd.JudgedAt.Truncate(time.Millisecond)
+	text, err := json.Marshal(jd)
 	if err != nil {
-		return events.Event{}, err
+		return events.Event{}, fmt.Errorf("encode judgement %s: %w", c.ID, err)
 	}
-	for _, p := range past {
-		if p.Attributes[attrChangeID] == c.ID {
-			return p, fmt.Errorf("change %s: %w", c.ID, events.Conflict("impact: the change is judged already"))
+	ev := events.Event{
+		Name: EventImpact, State: events.StateStop, Time: jd.JudgedAt, Attributes: impactAttributes(jd),
+		Text: string(text), Source: "levitated-impact", IdempotencyKey: IdempotencyKey(c.ID),
+	}
+	if jd.Score != nil {
+		v := *jd.Score
+		ev.Value = &v
+	}
+	out, err := r.events.Append(ctx, tid, []events.Event{ev})
+	if errors.Is(err, events.ErrConflict) {
+		prior, ok, lerr := recordedEvent(ctx, r.events, tid, c.ID)
+		switch {
+		case lerr != nil:
+			return events.Event{}, lerr
+		case !ok:
+			return events.Event{}, fmt.Errorf("record judgement %s: %w", c.ID, err)
 		}
+		return prior, fmt.Errorf("change %s: %w", c.ID, events.Conflict("impact: the change is judged already"))
 	}
-	now := jd.JudgedAt
-	dora := DORA(append(past, events.Event{Time: now, Attributes: attrs}))
+	if err != nil {
+		return events.Event{}, fmt.Errorf("record judgement %s: %w", c.ID, err)
+	}
+	if err := r.writeSeries(ctx, tid, out[0], nil); err != nil {
+		return out[0], &SeriesError{EventID: out[0].ID, Err: err}
+	}
+	return out[0], nil
+}
 
-	app := r.samples.Appender(ctx)
-	t := now.UnixMilli()
-	add := func(ls labels.Labels, v float64) error {
-		_, err := app.Append(0, ls, t, v)
+// SeriesError is a judgement recorded as an event whose series could not
+// all be written; they are written again from the event later.
+type SeriesError struct {
+	EventID string
+	Err     error
+}
+
+func (e *SeriesError) Error() string {
+	return fmt.Sprintf("the series of change_impact event %s: %v", e.EventID, e.Err)
+}
+func (e *SeriesError) Unwrap() error { return e.Err }
+
+// writeSeries writes the series of the judgement that the change_impact
+// event ev records, all at ev's time: change_impact_score,
+// change_impact_signal_ratio, and the DORA series computed from the
+// service's change_impact events of the same change name up to ev's time
+// (past, when given, lists them; else they are read). Everything written
+// follows from the stored events, so writing the series of an event again
+// writes the same samples, which the store takes as no-ops. Samples the
+// store refuses are skipped and reported; the others are written.
+func (r *recorder) writeSeries(ctx context.Context, tid uint32, ev events.Event, past []events.Event) error {
+	jd, err := judgementOf(ev)
+	if err != nil {
 		return err
 	}
+	c := jd.Change
+	if past == nil {
+		if past, err = r.judgementsOf(ctx, tid, c.Service, c.Name); err != nil {
+			return err
+		}
+	}
+	upTo := make([]events.Event, 0, len(past)+1)
+	seen := false
+	for _, p := range past {
+		if !p.Time.After(ev.Time) {
+			upTo = append(upTo, p)
+			seen = seen || p.ID == ev.ID
+		}
+	}
+	if !seen {
+		upTo = append(upTo, ev)
+	}
+	dora := DORA(upTo)
+
+	app := r.samples.Appender(ctx)
+	t := ev.Time.UnixMilli()
 	var errs []error
+	written := 0
+	add := func(ls labels.Labels, v float64) {
+		if _, err := app.Append(0, ls, t, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", ls.Get(labels.MetricName), err))
+			return
+		}
+		written++
+	}
 	seriesLabels := func(metric string, extra ...string) labels.Labels {
 		b := labels.NewBuilder(labels.EmptyLabels())
 		for k, v := range c.Attributes {
@@ -108,12 +181,12 @@ func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (event
 		return b.Labels()
 	}
 	if jd.Score != nil {
-		errs = append(errs, add(seriesLabels(MetricScore), *jd.Score))
+		add(seriesLabels(MetricScore), *jd.Score)
 	}
 	for _, cmp := range jd.Comparisons {
 		for _, s := range cmp.Signals {
 			if s.Judged && s.Ratio != nil && len(s.Labels) == 0 {
-				errs = append(errs, add(seriesLabels(MetricSignalRatio, "signal", s.Signal, "comparison", cmp.Kind), *s.Ratio))
+				add(seriesLabels(MetricSignalRatio, "signal", s.Signal, "comparison", cmp.Kind), *s.Ratio)
 			}
 		}
 	}
@@ -128,35 +201,19 @@ func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (event
 		{MetricLeadSum, dora.LeadTimeSum.Seconds()}, {MetricLeadCount, float64(dora.LeadTimes)},
 		{MetricRestoreSum, dora.RestoreSum.Seconds()}, {MetricRestoreCnt, float64(dora.Restores)},
 	} {
-		errs = append(errs, add(doraLabels(s.m), s.v))
+		add(doraLabels(s.m), s.v)
 	}
-	for _, err := range errs {
-		if err != nil {
-			_ = app.Rollback()
-			return events.Event{}, fmt.Errorf("write the series of judgement %s: %w", c.ID, err)
+	if written > 0 {
+		if err := app.Commit(); err != nil {
+			return fmt.Errorf("write the series of judgement %s: %w", c.ID, err)
 		}
+	} else {
+		_ = app.Rollback()
 	}
-	if err := app.Commit(); err != nil {
-		return events.Event{}, fmt.Errorf("write the series of judgement %s: %w", c.ID, err)
+	if len(errs) > 0 {
+		return fmt.Errorf("write the series of judgement %s: %w", c.ID, errors.Join(errs...))
 	}
-
-	text, err := json.Marshal(jd)
-	if err != nil {
-		return events.Event{}, fmt.Errorf("encode judgement %s: %w", c.ID, err)
-	}
-	ev := events.Event{
-		Name: EventImpact, State: events.StateStop, Time: now, Attributes: attrs,
-		Text: string(text), Source: "levitated-impact", IdempotencyKey: IdempotencyKey(c.ID),
-	}
-	if jd.Score != nil {
-		v := *jd.Score
-		ev.Value = &v
-	}
-	out, err := r.events.Append(ctx, tid, []events.Event{ev})
-	if err != nil {
-		return events.Event{}, fmt.Errorf("record judgement %s: %w", c.ID, err)
-	}
-	return out[0], nil
+	return nil
 }
 
 // impactAttributes are the change_impact event's attributes: the judged
@@ -232,4 +289,18 @@ func listAll(ctx context.Context, es EventStore, tid uint32, q events.Query) ([]
 		}
 		q.After = next
 	}
+}
+
+// recordedEvent returns the change_impact event of a change, if there is
+// one.
+func recordedEvent(ctx context.Context, es EventStore, tid uint32, changeID string) (events.Event, bool, error) {
+	evs, _, err := es.List(ctx, tid, events.Query{Name: EventImpact, Limit: 1,
+		Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, attrChangeID, changeID)}})
+	if err != nil {
+		return events.Event{}, false, fmt.Errorf("list change_impact events: %w", err)
+	}
+	if len(evs) == 0 {
+		return events.Event{}, false, nil
+	}
+	return evs[0], true, nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	promstorage "github.com/prometheus/prometheus/storage"
 
@@ -66,6 +65,10 @@ type Service struct {
 
 	mu     sync.Mutex
 	judged map[uint32]map[string]bool // change ids with a change_impact event, per tenant
+	// unwritten are change_impact events whose series are not all
+	// written yet (a write failed after the event): written again at each
+	// tick until they are.
+	unwritten map[uint32]map[string]events.Event
 }
 
 type loadedConfig struct {
@@ -92,7 +95,8 @@ func New(deps Deps, opts Options) (*Service, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{opts: opts, deps: deps, judge: Judge{Analyzer: deps.Analyzer},
-		rec: recorder{events: deps.Events, samples: deps.Samples}, judged: map[uint32]map[string]bool{}}
+		rec: recorder{events: deps.Events, samples: deps.Samples}, judged: map[uint32]map[string]bool{},
+		unwritten: map[uint32]map[string]events.Event{}}
 	lc := &loadedConfig{Config: DefaultConfig()}
 	if opts.ConfigFile != "" {
 		var err error
@@ -209,6 +213,7 @@ func (s *Service) judgeDue(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	s.retryUnwritten(ctx, tid)
 	var todo []due
 	for _, name := range cfg.Events {
 		evs, err := listAll(ctx, s.deps.Events, tid, events.Query{Name: name, Start: now.Add(-cfg.Horizon), End: now})
@@ -269,10 +274,15 @@ func (s *Service) judgeAndRecord(ctx context.Context, tid uint32, cfg *Config, c
 		return jd, err
 	}
 	ev, err := s.rec.record(ctx, tid, &jd)
+	var se *SeriesError
 	switch {
 	case errors.Is(err, events.ErrConflict):
 		s.markJudged(tid, c.ID)
 		return judgementOf(ev)
+	case errors.As(err, &se):
+		// Recorded: the event is the commit record. The series follow.
+		s.opts.Logger.Warn("impact: judgement recorded, its series are written again at the next tick", "change", c.ID, "err", err)
+		s.setUnwritten(tid, ev)
 	case err != nil:
 		var fe *events.FieldError
 		if errors.As(err, &fe) {
@@ -304,6 +314,10 @@ func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (m
 		for _, e := range evs {
 			set[e.Attributes[attrChangeID]] = true
 		}
+		// A crash between a change_impact event and its series leaves the
+		// series unwritten: write the series of the recent events again
+		// (those written already are no-ops).
+		s.repairSeries(ctx, tid, evs)
 		s.mu.Lock()
 		if cur, ok := s.judged[tid]; ok {
 			for id := range cur {
@@ -333,13 +347,66 @@ func (s *Service) markJudged(tid uint32, id string) {
 
 // recorded returns the change_impact event of a change, if there is one.
 func (s *Service) recorded(ctx context.Context, tid uint32, changeID string) (events.Event, bool, error) {
-	evs, _, err := s.deps.Events.List(ctx, tid, events.Query{Name: EventImpact, Limit: 1,
-		Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, attrChangeID, changeID)}})
-	if err != nil {
-		return events.Event{}, false, fmt.Errorf("list change_impact events: %w", err)
+	return recordedEvent(ctx, s.deps.Events, tid, changeID)
+}
+
+func (s *Service) setUnwritten(tid uint32, ev events.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unwritten[tid] == nil {
+		s.unwritten[tid] = map[string]events.Event{}
 	}
-	if len(evs) == 0 {
-		return events.Event{}, false, nil
+	s.unwritten[tid][ev.ID] = ev
+}
+
+// retryUnwritten writes again the series of the tenant's judgements whose
+// series failed to be written.
+func (s *Service) retryUnwritten(ctx context.Context, tid uint32) {
+	s.mu.Lock()
+	var evs []events.Event
+	for _, ev := range s.unwritten[tid] {
+		evs = append(evs, ev)
 	}
-	return evs[0], true, nil
+	s.mu.Unlock()
+	for _, ev := range evs {
+		if err := s.rec.writeSeries(ctx, tid, ev, nil); err != nil && !tooOld(err) {
+			s.opts.Logger.Warn("impact: the series of a judgement are still not written", "event", ev.ID, "err", err)
+			continue
+		}
+		s.mu.Lock()
+		delete(s.unwritten[tid], ev.ID)
+		s.mu.Unlock()
+	}
+}
+
+// repairSeries writes the series of change_impact events again: those
+// already written are no-ops, those missing after a crash are written.
+// Samples older than the store's out-of-order window cannot be written any
+// more; they are logged at debug level (most are there already).
+func (s *Service) repairSeries(ctx context.Context, tid uint32, evs []events.Event) {
+	type key struct{ service, name string }
+	past := map[key][]events.Event{} // all the judgements of a service's changes of a name
+	for _, e := range evs {
+		k := key{e.Attributes[attrService], e.Attributes[attrChangeName]}
+		if _, ok := past[k]; !ok {
+			p, err := s.rec.judgementsOf(ctx, tid, k.service, k.name)
+			if err != nil {
+				s.opts.Logger.Warn("impact: the series of past judgements not checked", "service", k.service, "err", err)
+				return
+			}
+			past[k] = p
+		}
+		if err := s.rec.writeSeries(ctx, tid, e, past[k]); err != nil {
+			if tooOld(err) {
+				s.opts.Logger.Debug("impact: series of a past judgement not checked: older than the out-of-order window", "event", e.ID, "err", err)
+				continue
+			}
+			s.opts.Logger.Warn("impact: the series of a past judgement could not be written again", "event", e.ID, "err", err)
+		}
+	}
+}
+
+// tooOld reports whether err is the store refusing samples for their age.
+func tooOld(err error) bool {
+	return errors.Is(err, promstorage.ErrTooOldSample) || errors.Is(err, promstorage.ErrOutOfBounds)
 }
