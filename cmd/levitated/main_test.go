@@ -88,10 +88,10 @@ type process struct {
 
 var addrRE = regexp.MustCompile(`address=(127\.0\.0\.1:\d+)`)
 
-// start execs bin on dir and waits for /-/ready.
-func start(t *testing.T, bin, dir string) *process {
+// start execs bin on dir, with extra flags, and waits for /-/ready.
+func start(t *testing.T, bin, dir string, extra ...string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "--listen-address", "127.0.0.1:0", "--data-dir", dir)
+	cmd := exec.Command(bin, append([]string{"--listen-address", "127.0.0.1:0", "--data-dir", dir}, extra...)...)
 	pr, pw := io.Pipe()
 	p := &process{cmd: cmd, stderr: &bytes.Buffer{}, exited: make(chan error, 1)}
 	cmd.Stderr = pw
