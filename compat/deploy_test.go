@@ -2,6 +2,7 @@ package compat
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
@@ -209,4 +210,119 @@ func TestDeployExampleFlagger(t *testing.T) {
 			require.ErrorContains(t, err, "error-ratio: High.")
 		})
 	}
+}
+
+// writeStep remote-writes 30 minutes up to now, at 10 s steps, of a
+// service's http_requests_total by code: 100 requests per second, 1 % of
+// them 5xx until from, then errRatio.
+func writeStep(t *testing.T, u, service string, now, from time.Time, errRatio float64) {
+	t.Helper()
+	r := rand.New(rand.NewSource(5))
+	var ok, bad []byte
+	var okN, badN float64
+	for ts := now.Add(-30 * time.Minute); !ts.After(now); ts = ts.Add(10 * time.Second) {
+		ratio := 0.01
+		if !ts.Before(from) {
+			ratio = errRatio
+		}
+		n := 1000 + 30*r.NormFloat64()
+		e := max(n*ratio*(1+0.05*r.NormFloat64()), 0)
+		okN, badN = okN+n-e, badN+e
+		ok = appendSample(ok, 2, okN, ts.UnixMilli())
+		bad = appendSample(bad, 2, badN, ts.UnixMilli())
+	}
+	ls := func(code string) [][2]string {
+		return [][2]string{{"__name__", "http_requests_total"}, {"code", code}, {"service", service}}
+	}
+	body := appendTimeSeries(appendTimeSeries(nil, ls("200"), ok), ls("500"), bad)
+	req, err := http.NewRequest(http.MethodPost, u+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	req.Header.Set("Content-Encoding", "snappy")
+	req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusNoContent, resp.StatusCode, string(b))
+}
+
+// TestArgoRolloutsGate runs deploy/argo-rollouts/analysis-gate.yaml
+// through Argo Rollouts' own Web provider against POST
+// /api/v1/gates:evaluate, with no query written anywhere: the canary step
+// of a service whose errors stay at 1 % is Successful, the one where they
+// rise tenfold is Failed (open, judged over the time since it started;
+// then closed, judged and recorded; then answered from the record), and a
+// step without traffic is Inconclusive. The simplest form docs/impact.md
+// gives ({$.allowed}, result == true, result == false) passes and fails
+// the same steps.
+func TestArgoRolloutsGate(t *testing.T) {
+	u := start(t)
+	now := time.Now().Truncate(10 * time.Second)
+	from := now.Add(-5 * time.Minute)
+	step := func(service, state string) {
+		post(t, u+"/api/v1/events", fmt.Sprintf(`{"name":"canary-step","state":%q,"timestamp":%d,"attributes":{"service":%q,"weight":"20"}}`,
+			state, map[string]time.Time{"start": from, "stop": now}[state].Unix(), service))
+	}
+	writeStep(t, u, "cart", now, from, 0.01)
+	writeStep(t, u, "checkout", now, from, 0.10)
+	for _, svc := range []string{"cart", "checkout", "idle"} {
+		step(svc, "start")
+	}
+
+	run := func(metric argov1alpha1.Metric) *argov1alpha1.Measurement {
+		t.Helper()
+		client, err := webmetric.NewWebMetricHttpClient(metric)
+		require.NoError(t, err)
+		parser, err := webmetric.NewWebMetricJsonParser(metric)
+		require.NoError(t, err)
+		m := webmetric.NewWebMetricProvider(*log.NewEntry(log.New()), client, parser).Run(&argov1alpha1.AnalysisRun{}, metric)
+		return &m
+	}
+	template := func(service string) argov1alpha1.Metric {
+		args := map[string]string{"service": service, "levitated-token": "unused"}
+		return analysisTemplate(t, example(t, "argo-rollouts/analysis-gate.yaml", u, args)[0]).Spec.Metrics[0]
+	}
+	simple := func(service string) argov1alpha1.Metric {
+		m := template(service)
+		m.Provider.Web.JSONPath = "{$.allowed}"
+		m.SuccessCondition, m.FailureCondition = "result == true", "result == false"
+		return m
+	}
+	verdict := func(m *argov1alpha1.Measurement) string {
+		var v struct {
+			Verdict string `json:"verdict"`
+			Source  string `json:"source"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(m.Value), &v), m.Value)
+		return v.Verdict + " (" + v.Source + ")"
+	}
+
+	m := run(template("cart"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseSuccessful, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "pass (judged)", verdict(m))
+	m = run(template("checkout"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseFailed, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "fail (judged)", verdict(m))
+	require.Contains(t, m.Value, "error-ratio High")
+	m = run(template("idle"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseInconclusive, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "inconclusive (judged)", verdict(m))
+
+	m = run(simple("cart"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseSuccessful, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "true", m.Value)
+	m = run(simple("checkout"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseFailed, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "false", m.Value)
+
+	// The step ends: the gate judges the closed change and records the
+	// judgement, then answers from the record.
+	step("checkout", "stop")
+	m = run(template("checkout"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseFailed, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "fail (judged)", verdict(m))
+	m = run(template("checkout"))
+	require.Equal(t, argov1alpha1.AnalysisPhaseFailed, m.Phase, "%s %s", m.Message, m.Value)
+	require.Equal(t, "fail (recorded)", verdict(m))
 }
