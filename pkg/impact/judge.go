@@ -98,6 +98,13 @@ type Judgement struct {
 	JudgedAt    time.Time    `json:"judged_at"`
 	// EventID is the change_impact event that records the judgement.
 	EventID string `json:"event_id,omitempty"`
+	// Phase, on a recorded judgement, is "initial", or "final" for the
+	// judgement again at the end of the grace (Config.Grace) that late
+	// data changed.
+	Phase string `json:"phase,omitempty"`
+	// Supersedes, on a final judgement, is the change_impact event of the
+	// initial one.
+	Supersedes string `json:"supersedes,omitempty"`
 }
 
 // Comparison is one analysis of a judgement.

@@ -30,6 +30,11 @@ const (
 	// EventGate is the point event recording a gate's decision.
 	EventGate = "change_gate"
 
+	// PhaseInitial is a change's first judgement; PhaseFinal its judgement
+	// again at the end of the grace, recorded when late data changed it.
+	PhaseInitial = "initial"
+	PhaseFinal   = "final"
+
 	MetricScore       = "change_impact_score"
 	MetricSignalRatio = "change_impact_signal_ratio"
 	MetricDeployments = "change_deployments_total"
@@ -79,6 +84,9 @@ func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (event
 	// The series' samples are at the event's time, in milliseconds: a
 	// repair derives them from the event and must find the same ones.
 	jd.JudgedAt = jd.JudgedAt.Truncate(time.Millisecond)
+	if jd.Phase == "" {
+		jd.Phase = PhaseInitial
+	}
 	text, err := json.Marshal(jd)
 	if err != nil {
 		return events.Event{}, fmt.Errorf("encode judgement %s: %w", c.ID, err)

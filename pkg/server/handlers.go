@@ -91,6 +91,7 @@ func (s *Server) handlers() (handlers, error) {
 		return h, err
 	}
 	h.impact, h.gate = imp.ImpactHandler(), imp.GateHandler()
+	levitatedv1.RegisterImpactServiceServer(s.grpc, imp.GRPC())
 
 	if h.console, h.whoami, err = s.consoleHandlers(); err != nil {
 		return h, err

@@ -11,13 +11,19 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
+	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/server"
 )
 
@@ -239,7 +245,7 @@ split:
 	idle := deploy("deploy", "idle", 3*m, 6*m, -1, "")
 	// Not judged: no service attribute, and a name that is not judged.
 	postEvent(t, srv.URL, fmt.Sprintf(`{"name":"deploy","state":"stop","timestamp":%q,"attributes":{"team":"x"}}`, at(4*m)))
-	postEvent(t, srv.URL, fmt.Sprintf(`{"name":"scale-up","state":"stop","timestamp":%q,"attributes":{"service":"web"}}`, at(4*m)))
+	scaleUp := postEvent(t, srv.URL, fmt.Sprintf(`{"name":"scale-up","state":"stop","timestamp":%q,"attributes":{"service":"web"}}`, at(4*m)))
 
 	r := get(t, srv.URL, "/api/v1/events/"+d1+"/impact", nil)
 	require.Equal(t, http.StatusNotFound, r.code, r.body)
@@ -369,6 +375,55 @@ split:
 	code, g = gate(`{"service":"web","signals":["nosuch"]}`)
 	require.Equal(t, http.StatusBadRequest, code, g)
 	require.Contains(t, g["message"], "signals:")
+
+	// The same over gRPC, levitated.v1.ImpactService on the same port.
+	conn, err := grpc.NewClient(strings.TrimPrefix(srv.URL, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	ic := levitatedv1.NewImpactServiceClient(conn)
+	ctx := context.Background()
+	got, err := ic.GetImpact(ctx, &levitatedv1.GetImpactRequest{Id: d2})
+	require.NoError(t, err)
+	gj := got.GetJudgement()
+	require.Equal(t, "fail", gj.GetVerdict())
+	require.Equal(t, 0.0, gj.GetScore())
+	require.Equal(t, a2.Failing, gj.GetFailingSignals())
+	require.Equal(t, a2.Explanation, gj.GetExplanation())
+	require.Equal(t, a2.EventID, gj.GetEventId())
+	require.Equal(t, "initial", gj.GetPhase())
+	require.Equal(t, d2, gj.GetChange().GetId())
+	require.Equal(t, "2", gj.GetChange().GetAttributes()["version"])
+	require.Equal(t, "before_after", gj.GetComparisons()[0].GetKind())
+	for _, s := range gj.GetComparisons()[0].GetSignals() {
+		if s.GetSignal() == "error-ratio" {
+			require.Equal(t, "High", s.GetClassification())
+			require.Greater(t, s.GetRatio(), 5.0)
+			require.Greater(t, s.GetShiftLower(), 0.0)
+		}
+	}
+	_, err = ic.GetImpact(ctx, &levitatedv1.GetImpactRequest{Id: "nosuch"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	_, err = ic.GetImpact(ctx, &levitatedv1.GetImpactRequest{Id: scaleUp})
+	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), "not judged")
+	gr, err := ic.EvaluateGate(ctx, &levitatedv1.EvaluateGateRequest{Service: "web"})
+	require.NoError(t, err)
+	require.True(t, gr.GetAllowed())
+	require.Equal(t, "promote", gr.GetDecision())
+	require.Equal(t, d3, gr.GetChangeId())
+	require.Equal(t, "recorded", gr.GetSource())
+	require.NotEmpty(t, gr.GetEventId())
+	gr, err = ic.EvaluateGate(ctx, &levitatedv1.EvaluateGateRequest{Service: "pay", DryRun: true})
+	require.NoError(t, err, "a block is an answer, not an error")
+	require.False(t, gr.GetAllowed())
+	require.Equal(t, "block", gr.GetDecision())
+	require.Empty(t, gr.GetEventId())
+	require.Contains(t, fmt.Sprint(gr.GetReasons()), "error-ratio")
+	_, err = ic.EvaluateGate(ctx, &levitatedv1.EvaluateGateRequest{})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	require.Contains(t, status.Convert(err).Message(), "service")
+	_, err = ic.EvaluateGate(ctx, &levitatedv1.EvaluateGateRequest{Service: "nosuch"})
+	require.Equal(t, codes.NotFound, status.Code(err), "%v", err)
 	srv.stop()
 
 	// Phase 3: another restart judges nothing twice. A new change is

@@ -30,6 +30,10 @@ var grpcMethods = []GRPCMethod{
 	{levitatedv1.EventService_ListEvents_FullMethodName, readAccess},
 	{levitatedv1.EventService_TailEvents_FullMethodName, readAccess},
 	{levitatedv1.AnalysisService_Analyze_FullMethodName, analysisQuery},
+	// Change intelligence (pkg/impact): as GET /api/v1/events/{id}/impact
+	// and POST /api/v1/gates:evaluate.
+	{levitatedv1.ImpactService_GetImpact_FullMethodName, readAccess},
+	{levitatedv1.ImpactService_EvaluateGate_FullMethodName, analysisQuery},
 	// Thanos' StoreAPI and Info API (storeapi.go).
 	{storepb.Store_Series_FullMethodName, queryAccess},
 	{storepb.Store_LabelNames_FullMethodName, queryAccess},
