@@ -37,6 +37,12 @@ type Config struct {
 	// PointWindow is, for a point event, the span after it compared with
 	// the same span before it. Default 10m.
 	PointWindow time.Duration
+	// Grace, if set, judges a change again Grace after its end (a window's
+	// stop, a point event's PointWindow after it), once, when its first
+	// judgement came before then: if the figures changed (late data), the
+	// new judgement is recorded and supersedes the first. Longer than
+	// Delay; 0 (the default) turns it off.
+	Grace time.Duration
 	// Horizon is how far back the scheduler looks for changes not yet
 	// judged (the longest outage it catches up on). Default 24h.
 	Horizon time.Duration
@@ -240,6 +246,7 @@ type file struct {
 		Delay             model.Duration `yaml:"delay"`
 		PointWindow       model.Duration `yaml:"point_window"`
 		Horizon           model.Duration `yaml:"horizon"`
+		Grace             model.Duration `yaml:"grace"`
 	} `yaml:"events"`
 	Attributes []string `yaml:"attributes"`
 	Thresholds *struct {
@@ -400,10 +407,13 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 	for _, d := range []struct {
 		v   model.Duration
 		dst *time.Duration
-	}{{f.Events.Delay, &c.Delay}, {f.Events.PointWindow, &c.PointWindow}, {f.Events.Horizon, &c.Horizon}} {
+	}{{f.Events.Delay, &c.Delay}, {f.Events.PointWindow, &c.PointWindow}, {f.Events.Horizon, &c.Horizon}, {f.Events.Grace, &c.Grace}} {
 		if d.v > 0 {
 			*d.dst = time.Duration(d.v)
 		}
+	}
+	if c.Grace > 0 && c.Grace <= c.Delay {
+		return Config{}, fmt.Errorf("%s: events.grace: %s is not longer than events.delay (%s): the second judgement must come after the first", name, c.Grace, c.Delay)
 	}
 	c.Attributes = f.Attributes
 	for i, a := range c.Attributes {

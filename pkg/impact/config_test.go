@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -41,6 +42,7 @@ events:
   service_attributes: [app]
   delay: 2m
   point_window: 5m
+  grace: 10m
 attributes: [stage]
 thresholds: {pass: 90, marginal: 50}
 traffic: {min_requests: 50}
@@ -59,6 +61,7 @@ services:
 	require.NoError(t, err)
 	require.Equal(t, []string{"deploy"}, c.Events)
 	require.Equal(t, []string{"app"}, c.ServiceAttributes)
+	require.Equal(t, 10*time.Minute, c.Grace)
 	require.Equal(t, 90.0, c.Pass)
 	require.Equal(t, 50.0, c.Traffic.MinRequests)
 	require.Equal(t, DefaultConfig().Traffic.Query, c.Traffic.Query)
@@ -91,6 +94,7 @@ func TestParseConfigErrors(t *testing.T) {
 		"traffic: {min_requests: -1}\n":                                     "impact.yml:1: traffic.min_requests: -1 is below 0",
 		"thresholds: {pass: 50, marginal: 80}\n":                            "impact.yml: thresholds: want 0 <= marginal <= pass <= 100, got pass 50, marginal 80",
 		"events:\n  nmes: [deploy]\n":                                       "impact.yml:2: unknown field nmes",
+		"events: {delay: 2m, grace: 1m}\n":                                  "impact.yml: events.grace: 1m0s is not longer than events.delay (2m0s)",
 		"services:\n  web:\n    signals:\n      - {name: a, query: 'x{'}\n": "impact.yml:4: services.web.signals[0].query: PromQL does not parse",
 	} {
 		_, err := ParseConfig("impact.yml", []byte(body), p)

@@ -25,6 +25,11 @@
 // up to that time. Writing them again writes the same samples, so after a
 // crash, and after a failed write, they are written again.
 //
+// With a grace (Config.Grace), a change judged before the end of its grace
+// is judged again then; if the figures changed (late data), that final
+// judgement is recorded too (idempotency key change_impact:<id>/final) and
+// supersedes the first in the impact API, the gate and the DORA series.
+//
 // [Gate] answers a CI pipeline's "may I proceed?" from the latest
 // judgement of a service's change, or by judging it now. docs/impact.md
 // describes the configuration, the definitions and the APIs.

@@ -32,10 +32,23 @@ type Figures struct {
 }
 
 // DORA computes the figures from change_impact events, in the order of
-// their time (the judgements' times).
+// their time (the judgements' times). A change judged twice (a final
+// judgement after late data) counts once, with the later verdict, in the
+// place of the first.
 func DORA(judgements []events.Event) Figures {
-	js := slices.Clone(judgements)
-	slices.SortStableFunc(js, func(a, b events.Event) int { return a.Time.Compare(b.Time) })
+	sorted := slices.Clone(judgements)
+	slices.SortStableFunc(sorted, func(a, b events.Event) int { return a.Time.Compare(b.Time) })
+	var js []events.Event
+	at := map[string]int{} // change id → index in js
+	for _, e := range sorted {
+		id := e.Attributes[attrChangeID]
+		if i, ok := at[id]; ok && id != "" {
+			js[i] = e
+			continue
+		}
+		at[id] = len(js)
+		js = append(js, e)
+	}
 	var f Figures
 	failedSince := math.NaN() // start of the first unrestored failure
 	for _, e := range js {

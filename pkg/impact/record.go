@@ -61,11 +61,19 @@ const (
 	attrChangeStart = "change_start"
 	attrChangeEnd   = "change_end"
 	attrLeadTime    = "lead_time_seconds"
+	attrPhase       = "judgement"
+	attrSupersedes  = "supersedes"
 )
 
-// IdempotencyKey is the key of the change_impact event of a change: one
-// judgement per change, however often it is attempted.
-func IdempotencyKey(changeID string) string { return "change_impact:" + changeID }
+// IdempotencyKey is the key of the change_impact event of a change's
+// judgement in a phase: one initial and at most one final judgement per
+// change, however often they are attempted.
+func IdempotencyKey(changeID, phase string) string {
+	if phase == PhaseFinal {
+		return "change_impact:" + changeID + "/final"
+	}
+	return "change_impact:" + changeID
+}
 
 // recorder writes judgements as series and events.
 type recorder struct {
@@ -93,7 +101,7 @@ func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (event
 	}
 	ev := events.Event{
 		Name: EventImpact, State: events.StateStop, Time: jd.JudgedAt, Attributes: impactAttributes(jd),
-		Text: string(text), Source: "levitated-impact", IdempotencyKey: IdempotencyKey(c.ID),
+		Text: string(text), Source: "levitated-impact", IdempotencyKey: IdempotencyKey(c.ID, jd.Phase),
 	}
 	if jd.Score != nil {
 		v := *jd.Score
@@ -105,7 +113,7 @@ func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (event
 		switch {
 		case lerr != nil:
 			return events.Event{}, lerr
-		case !ok:
+		case !ok || (jd.Phase == PhaseFinal && prior.Attributes[attrPhase] != PhaseFinal):
 			return events.Event{}, fmt.Errorf("record judgement %s: %w", c.ID, err)
 		}
 		return prior, fmt.Errorf("change %s: %w", c.ID, events.Conflict("impact: the change is judged already"))
@@ -248,6 +256,12 @@ func impactAttributes(jd *Judgement) map[string]string {
 	} else {
 		delete(a, attrFailing)
 	}
+	a[attrPhase] = jd.Phase
+	if jd.Supersedes != "" {
+		a[attrSupersedes] = jd.Supersedes
+	} else {
+		delete(a, attrSupersedes)
+	}
 	a[attrChangeStart] = unixSeconds(c.Start)
 	a[attrChangeEnd] = unixSeconds(deployedAt(c))
 	delete(a, attrLeadTime)
@@ -299,16 +313,21 @@ func listAll(ctx context.Context, es EventStore, tid uint32, q events.Query) ([]
 	}
 }
 
-// recordedEvent returns the change_impact event of a change, if there is
-// one.
+// recordedEvent returns the change_impact event of a change's judgement in
+// force, if there is one: the final one, else the initial one.
 func recordedEvent(ctx context.Context, es EventStore, tid uint32, changeID string) (events.Event, bool, error) {
-	evs, _, err := es.List(ctx, tid, events.Query{Name: EventImpact, Limit: 1,
+	evs, _, err := es.List(ctx, tid, events.Query{Name: EventImpact, Limit: 10,
 		Matchers: []*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, attrChangeID, changeID)}})
 	if err != nil {
 		return events.Event{}, false, fmt.Errorf("list change_impact events: %w", err)
 	}
 	if len(evs) == 0 {
 		return events.Event{}, false, nil
+	}
+	for _, e := range evs {
+		if e.Attributes[attrPhase] == PhaseFinal {
+			return e, true, nil
+		}
 	}
 	return evs[0], true, nil
 }

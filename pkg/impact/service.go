@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,7 +66,7 @@ type Service struct {
 	metrics serviceMetrics
 
 	mu     sync.Mutex
-	judged map[uint32]map[string]bool // change ids with a change_impact event, per tenant
+	judged map[uint32]map[string]judgedState // changes with a change_impact event, per tenant
 	// unwritten are change_impact events whose series are not all
 	// written yet (a write failed after the event): written again at each
 	// tick until they are.
@@ -95,7 +97,7 @@ func New(deps Deps, opts Options) (*Service, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{opts: opts, deps: deps, judge: Judge{Analyzer: deps.Analyzer},
-		rec: recorder{events: deps.Events, samples: deps.Samples}, judged: map[uint32]map[string]bool{},
+		rec: recorder{events: deps.Events, samples: deps.Samples}, judged: map[uint32]map[string]judgedState{},
 		unwritten: map[uint32]map[string]events.Event{}}
 	lc := &loadedConfig{Config: DefaultConfig()}
 	if opts.ConfigFile != "" {
@@ -193,15 +195,26 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
-// due is a change whose time to be judged has come.
+// due is a change whose time to be judged (in a phase) has come.
 type due struct {
 	change Change
 	at     time.Time
+	phase  string
+}
+
+// judgedState is what the scheduler knows of a change's judgements.
+type judgedState struct {
+	// initialAt is when its initial judgement was recorded.
+	initialAt time.Time
+	// done: nothing more to judge (a final judgement is recorded, or the
+	// judgement again at the end of the grace found nothing changed).
+	done bool
 }
 
 // judgeDue judges, in the order they fell due, the changes of the tenant in
 // ctx that ended within the horizon, are due, and have no change_impact
-// event.
+// event; and, with a grace, judges again those whose first judgement came
+// before the end of their grace.
 func (s *Service) judgeDue(ctx context.Context) error {
 	cfg := s.Config()
 	now := s.opts.Now()
@@ -228,7 +241,8 @@ func (s *Service) judgeDue(ctx context.Context) error {
 			if e.Window != nil {
 				id = e.Window.StartID
 			}
-			if judged[id] {
+			st, ok := judged[id]
+			if ok && (cfg.Grace == 0 || st.done) {
 				continue
 			}
 			var start events.Event
@@ -240,12 +254,20 @@ func (s *Service) judgeDue(ctx context.Context) error {
 					return fmt.Errorf("read the start of window %s: %w", id, err)
 				}
 			}
-			c, ok := ChangeOf(cfg, e, start, now)
-			if !ok {
+			c, isChange := ChangeOf(cfg, e, start, now)
+			if !isChange {
 				continue
 			}
-			if at := c.End.Add(cfg.Delay); !at.After(now) {
-				todo = append(todo, due{c, at})
+			switch final := c.End.Add(cfg.Grace); {
+			case !ok:
+				if at := c.End.Add(cfg.Delay); !at.After(now) {
+					todo = append(todo, due{c, at, PhaseInitial})
+				}
+			case !st.initialAt.Before(final):
+				// Judged after the grace had ended: it saw the late data.
+				s.markJudged(tid, id, PhaseFinal, time.Time{})
+			case !final.After(now):
+				todo = append(todo, due{c, final, PhaseFinal})
 			}
 		}
 	}
@@ -254,9 +276,15 @@ func (s *Service) judgeDue(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return nil
 		}
-		if _, err := s.judgeAndRecord(ctx, tid, cfg, d.change, s.opts.Now()); err != nil {
+		var err error
+		if d.phase == PhaseFinal {
+			err = s.judgeAgain(ctx, tid, cfg, d.change, s.opts.Now())
+		} else {
+			_, err = s.judgeAndRecord(ctx, tid, cfg, d.change, s.opts.Now())
+		}
+		if err != nil {
 			s.metrics.failures.Inc()
-			s.opts.Logger.Warn("impact: judgement failed; retried at the next tick", "change", d.change.ID, "err", err)
+			s.opts.Logger.Warn("impact: judgement failed; retried at the next tick", "change", d.change.ID, "phase", d.phase, "err", err)
 		}
 	}
 	return nil
@@ -273,11 +301,18 @@ func (s *Service) judgeAndRecord(ctx context.Context, tid uint32, cfg *Config, c
 	if err != nil {
 		return jd, err
 	}
+	jd.Phase = PhaseInitial
+	return s.recordJudgement(ctx, tid, c, jd)
+}
+
+// recordJudgement records jd, once per change and phase: a judgement
+// recorded already is returned instead.
+func (s *Service) recordJudgement(ctx context.Context, tid uint32, c Change, jd Judgement) (Judgement, error) {
 	ev, err := s.rec.record(ctx, tid, &jd)
 	var se *SeriesError
 	switch {
 	case errors.Is(err, events.ErrConflict):
-		s.markJudged(tid, c.ID)
+		s.markJudged(tid, c.ID, jd.Phase, ev.Time)
 		return judgementOf(ev)
 	case errors.As(err, &se):
 		// Recorded: the event is the commit record. The series follow.
@@ -288,20 +323,79 @@ func (s *Service) judgeAndRecord(ctx context.Context, tid uint32, cfg *Config, c
 		if errors.As(err, &fe) {
 			// The change's attributes cannot be recorded (too many with
 			// ours): retrying cannot help.
-			s.markJudged(tid, c.ID)
+			s.markJudged(tid, c.ID, PhaseFinal, time.Time{})
 			s.opts.Logger.Error("impact: judgement cannot be recorded", "change", c.ID, "err", err)
 		}
 		return jd, err
 	}
-	s.markJudged(tid, c.ID)
+	s.markJudged(tid, c.ID, jd.Phase, ev.Time)
 	s.metrics.judgements.WithLabelValues(jd.Verdict).Inc()
 	jd.EventID = ev.ID
 	return jd, nil
 }
 
-// judgedSet returns the change ids judged in the tenant, read from the
-// change_impact events once per tenant and kept up to date after.
-func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (map[string]bool, error) {
+// judgeAgain judges c again at the end of its grace. If the figures
+// changed since its recorded judgement (late data), the new judgement is
+// recorded as the final one, superseding it; else nothing is recorded.
+func (s *Service) judgeAgain(ctx context.Context, tid uint32, cfg *Config, c Change, now time.Time) error {
+	ev, ok, err := s.recorded(ctx, tid, c.ID)
+	if err != nil {
+		return err
+	}
+	if !ok || ev.Attributes[attrPhase] == PhaseFinal {
+		s.markJudged(tid, c.ID, PhaseFinal, time.Time{})
+		return nil
+	}
+	prior, err := judgementOf(ev)
+	if err != nil {
+		return err
+	}
+	jd, err := s.judge.Judge(ctx, cfg, c, nil, now)
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		jd, err = Inconclusive(c, now, perm), nil
+	}
+	if err != nil {
+		return err
+	}
+	if sameFigures(prior, jd) {
+		s.markJudged(tid, c.ID, PhaseFinal, time.Time{})
+		return nil
+	}
+	jd.Phase, jd.Supersedes = PhaseFinal, ev.ID
+	_, err = s.recordJudgement(ctx, tid, c, jd)
+	return err
+}
+
+// sameFigures reports whether two judgements of a change rest on the same
+// data: the same verdict and score, and for every signal the same counts
+// and means on both sides.
+func sameFigures(a, b Judgement) bool {
+	return figures(a) == figures(b)
+}
+
+func figures(jd Judgement) string {
+	var sb strings.Builder
+	f := func(p *float64) string {
+		if p == nil {
+			return "-"
+		}
+		return strconv.FormatFloat(*p, 'g', -1, 64)
+	}
+	fmt.Fprintf(&sb, "%s %s;", jd.Verdict, f(jd.Score))
+	for _, c := range jd.Comparisons {
+		fmt.Fprintf(&sb, "%s %s;", c.Kind, c.Verdict)
+		for _, sr := range c.Signals {
+			fmt.Fprintf(&sb, "%s %v %t %d %d %s %s;", sr.Signal, sr.Labels, sr.Judged, sr.BaselineCount, sr.CanaryCount, f(sr.BaselineMean), f(sr.CanaryMean))
+		}
+	}
+	return sb.String()
+}
+
+// judgedSet returns what is known of the judgements of the tenant's
+// changes, read from the change_impact events once per tenant and kept up
+// to date after.
+func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (map[string]judgedState, error) {
 	s.mu.Lock()
 	set, ok := s.judged[tid]
 	s.mu.Unlock()
@@ -310,9 +404,16 @@ func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (m
 		if err != nil {
 			return nil, err
 		}
-		set = map[string]bool{}
+		set = map[string]judgedState{}
 		for _, e := range evs {
-			set[e.Attributes[attrChangeID]] = true
+			id := e.Attributes[attrChangeID]
+			st := set[id]
+			if e.Attributes[attrPhase] == PhaseFinal {
+				st.done = true
+			} else {
+				st.initialAt = e.Time
+			}
+			set[id] = st
 		}
 		// A crash between a change_impact event and its series leaves the
 		// series unwritten: write the series of the recent events again
@@ -320,8 +421,8 @@ func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (m
 		s.repairSeries(ctx, tid, evs)
 		s.mu.Lock()
 		if cur, ok := s.judged[tid]; ok {
-			for id := range cur {
-				set[id] = true
+			for id, st := range cur {
+				set[id] = st
 			}
 		}
 		s.judged[tid] = set
@@ -329,20 +430,28 @@ func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (m
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]bool, len(set))
-	for id := range set {
-		out[id] = true
+	out := make(map[string]judgedState, len(set))
+	for id, st := range set {
+		out[id] = st
 	}
 	return out, nil
 }
 
-func (s *Service) markJudged(tid uint32, id string) {
+// markJudged notes a judgement of a change: its initial one, recorded at
+// at, or that nothing more is to be judged (PhaseFinal).
+func (s *Service) markJudged(tid uint32, id, phase string, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.judged[tid] == nil {
 		return // read from the store on first use
 	}
-	s.judged[tid][id] = true
+	st := s.judged[tid][id]
+	if phase == PhaseFinal {
+		st.done = true
+	} else {
+		st.initialAt = at
+	}
+	s.judged[tid][id] = st
 }
 
 // recorded returns the change_impact event of a change, if there is one.

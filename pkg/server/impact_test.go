@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -193,6 +194,22 @@ func instant(t *testing.T, u, expr string) float64 {
 	return v
 }
 
+// waitValue polls expr until it has one value equal to want: a
+// judgement's series are written just after its change_impact event.
+func waitValue(t *testing.T, u, expr string, want float64) {
+	t.Helper()
+	for range 200 {
+		q := decodeQuery(t, get(t, u, "/api/v1/query", url.Values{"query": {expr}}))
+		if len(q.Data.Result) == 1 {
+			if v, err := strconv.ParseFloat(q.Data.Result[0].Value[1].(string), 64); err == nil && v == want {
+				return
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	require.Equal(t, want, instant(t, u, expr), expr)
+}
+
 // TestEveryChangeIsJudged remote-writes the RED metrics of four services
 // and posts their deploys and canary steps as events, with no analysis or
 // query written anywhere, and checks what levitated concludes by itself:
@@ -311,11 +328,15 @@ split:
 		"service": "web", "version": "2", "commit_timestamp": at(5 * m),
 		"change_id": d2, "change_name": "deploy", "change_service": "web", "verdict": "fail", "score": "0",
 		"failing_signals": "error-ratio", "change_start": unixString(base.Add(6 * m)), "change_end": unixString(base.Add(9 * m)),
-		"lead_time_seconds": "240",
+		"lead_time_seconds": "240", "judgement": "initial",
 	}, listed.Events[0].Attributes)
 	require.Equal(t, a2.EventID, listed.Events[0].ID)
 
-	// ... and as series.
+	// ... and as series (written just after the events).
+	for _, id := range []string{d1, d2, d3, canary} {
+		waitValue(t, srv.URL, `count(change_impact_score{change_id="`+id+`"})`, 1)
+	}
+	waitValue(t, srv.URL, `count(change_deployments_total{service="idle"})`, 1)
 	require.Equal(t, 0.0, instant(t, srv.URL, `change_impact_score{change_id="`+d2+`"}`))
 	require.Equal(t, *a1.Score, instant(t, srv.URL, `change_impact_score{change_id="`+d1+`",verdict="pass",service="web",version="1"}`))
 	require.Greater(t, instant(t, srv.URL, `change_impact_signal_ratio{change_id="`+d2+`",signal="error-ratio",comparison="before_after"}`), 5.0)
@@ -441,4 +462,134 @@ split:
 		perChange[e.Attributes["change_id"]]++
 	}
 	require.Equal(t, map[string]int{d1: 1, d2: 1, d3: 1, canary: 1, idle: 1, late: 1}, perChange)
+}
+
+// TestLateDataIsJudgedAgain: with a grace, a change whose first judgement
+// came before the end of its grace is judged again then, once. The deploy
+// of "late" is judged inconclusive while its metrics since it started (with
+// 30 % errors) are still missing: a lagging writer; they arrive, and at the end of the grace
+// the final judgement, fail, is recorded, superseding the first: the impact
+// API and the gate answer it, the DORA series count the change once,
+// as failed. The deploy of "steady", whose data were complete, is judged
+// again and nothing is recorded. A restart judges nothing again.
+func TestLateDataIsJudgedAgain(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(t.TempDir(), "impact.yml")
+	require.NoError(t, os.WriteFile(config, []byte("events:\n  delay: 10s\n  grace: 5m\n"), 0o600))
+	m := time.Minute
+	base := time.Now().Truncate(10 * time.Second).Add(-20 * m)
+	at := func(d time.Duration) string { return base.Add(d).UTC().Format(time.RFC3339) }
+	end := base.Add(11 * m)
+	var clock atomic.Int64 // the scheduler's, in Unix nanoseconds
+	clock.Store(end.Add(-m).UnixNano())
+	run := func() stoppable {
+		o := server.DefaultOptions()
+		o.ListenAddress = "127.0.0.1:0"
+		o.DataDir = dir
+		o.Registry = prometheus.NewRegistry()
+		o.Storage.OutOfOrderWindow = 2 * time.Hour
+		o.Impact.ConfigFile = config
+		o.Impact.Interval = 50 * time.Millisecond
+		o.Impact.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+		s, err := server.New(o)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		return stoppable{URL: "http://" + s.Addr().String(), stop: func() {
+			cancel()
+			require.NoError(t, <-done)
+		}}
+	}
+	srv := run()
+	onTime := redPhase{0, 6 * m, "", 100, 0.01}
+	writeRED(t, srv.URL, "late", base, 7, onTime)
+	writeRED(t, srv.URL, "steady", base, 8, redPhase{0, 11 * m, "", 100, 0.01})
+	deploy := func(service string, to time.Duration) string {
+		id := postEvent(t, srv.URL, fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%q,"attributes":{"service":%q}}`, at(6*m), service))
+		postEvent(t, srv.URL, fmt.Sprintf(`{"name":"deploy","state":"stop","timestamp":%q,"attributes":{"service":%q}}`, at(to), service))
+		return id
+	}
+	late := deploy("late", 11*m)
+	steady := deploy("steady", 11*m-10*time.Second) // due first, in each phase
+
+	clock.Store(end.Add(30 * time.Second).UnixNano())
+	first := waitImpact(t, srv.URL, late)
+	require.Equal(t, "inconclusive", first.Verdict, "%v", first.Explanation)
+	require.Equal(t, "pass", waitImpact(t, srv.URL, steady).Verdict)
+
+	// The missing minutes arrive (the same samples before them again).
+	writeRED(t, srv.URL, "late", base, 7, onTime, redPhase{6 * m, 11 * m, "", 100, 0.30})
+	clock.Store(end.Add(5*m + 30*time.Second).UnixNano())
+	type phased struct {
+		impactAnswer
+		Phase      string `json:"phase"`
+		Supersedes string `json:"supersedes"`
+	}
+	var final phased
+	for range 600 {
+		r := get(t, srv.URL, "/api/v1/events/"+late+"/impact", nil)
+		require.Equal(t, http.StatusOK, r.code, r.body)
+		require.NoError(t, json.Unmarshal([]byte(r.body), &final))
+		if final.Phase == "final" {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Equal(t, "final", final.Phase)
+	require.Equal(t, "fail", final.Verdict, "%v", final.Explanation)
+	require.Contains(t, final.Failing, "error-ratio")
+	require.Equal(t, first.EventID, final.Supersedes)
+
+	check := func(srv stoppable, more ...string) {
+		t.Helper()
+		r := get(t, srv.URL, "/api/v1/events", url.Values{"name": {"change_impact"}})
+		require.Equal(t, http.StatusOK, r.code, r.body)
+		var listed struct {
+			Events []struct {
+				ID         string            `json:"id"`
+				Attributes map[string]string `json:"attributes"`
+			} `json:"events"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(r.body), &listed))
+		got := map[string][]string{}
+		for _, e := range listed.Events {
+			a := e.Attributes
+			got[a["change_id"]] = append(got[a["change_id"]], a["judgement"]+" "+a["verdict"]+" "+a["supersedes"])
+		}
+		want := map[string][]string{
+			late:   {"initial inconclusive ", "final fail " + first.EventID},
+			steady: {"initial pass "},
+		}
+		for _, id := range more {
+			want[id] = []string{"initial pass "}
+		}
+		require.Equal(t, want, got)
+		// The DORA series count the change once, with its final verdict.
+		waitValue(t, srv.URL, `last_over_time(change_failures_total{service="late"}[1h])`, 1)
+		waitValue(t, srv.URL, `last_over_time(change_deployments_total{service="late"}[1h])`, 1)
+		waitValue(t, srv.URL, `count_over_time(change_impact_score{change_id="`+late+`"}[1h])`, 1) // the first, inconclusive, has no score
+		waitValue(t, srv.URL, `last_over_time(change_impact_score{change_id="`+late+`",verdict="fail"}[1h])`, 0)
+		waitValue(t, srv.URL, `count_over_time(change_impact_score{change_id="`+steady+`"}[1h])`, 1)
+	}
+	// The scheduler has been over steady (due before late's final) in the
+	// tick that recorded late's final judgement.
+	check(srv)
+	code, g := func() (int, map[string]any) {
+		r := sendJSON(t, http.MethodPost, srv.URL+"/api/v1/gates:evaluate", `{"service":"late","dry_run":true}`)
+		var out map[string]any
+		require.NoError(t, json.Unmarshal([]byte(r.body), &out), r.body)
+		return r.code, out
+	}()
+	require.Equal(t, http.StatusPreconditionFailed, code, g)
+	require.Equal(t, "recorded", g["source"])
+	require.Equal(t, "fail", g["verdict"])
+	srv.stop()
+
+	// A restart judges nothing again.
+	srv = run()
+	defer srv.stop()
+	other := deploy("steady", 11*m) // a new change, judged after the others were considered
+	waitImpact(t, srv.URL, other)
+	check(srv, other)
 }
