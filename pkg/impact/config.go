@@ -43,6 +43,11 @@ type Config struct {
 	// new judgement is recorded and supersedes the first. Longer than
 	// Delay; 0 (the default) turns it off.
 	Grace time.Duration
+	// OpenAfter, if set, judges a window still open once, OpenAfter after
+	// its start, over [start, start+OpenAfter): an early judgement, which
+	// the initial one supersedes once the window closes. 0 (the default)
+	// turns it off.
+	OpenAfter time.Duration
 	// Horizon is how far back the scheduler looks for changes not yet
 	// judged (the longest outage it catches up on). Default 24h.
 	Horizon time.Duration
@@ -247,6 +252,7 @@ type file struct {
 		PointWindow       model.Duration `yaml:"point_window"`
 		Horizon           model.Duration `yaml:"horizon"`
 		Grace             model.Duration `yaml:"grace"`
+		OpenAfter         model.Duration `yaml:"open_after"`
 	} `yaml:"events"`
 	Attributes []string `yaml:"attributes"`
 	Thresholds *struct {
@@ -407,7 +413,7 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 	for _, d := range []struct {
 		v   model.Duration
 		dst *time.Duration
-	}{{f.Events.Delay, &c.Delay}, {f.Events.PointWindow, &c.PointWindow}, {f.Events.Horizon, &c.Horizon}, {f.Events.Grace, &c.Grace}} {
+	}{{f.Events.Delay, &c.Delay}, {f.Events.PointWindow, &c.PointWindow}, {f.Events.Horizon, &c.Horizon}, {f.Events.Grace, &c.Grace}, {f.Events.OpenAfter, &c.OpenAfter}} {
 		if d.v > 0 {
 			*d.dst = time.Duration(d.v)
 		}

@@ -41,6 +41,9 @@ func DORA(judgements []events.Event) Figures {
 	var js []events.Event
 	at := map[string]int{} // change id → index in js
 	for _, e := range sorted {
+		if e.Attributes[attrPhase] == PhaseEarly {
+			continue // the window was open: not a deployment yet
+		}
 		id := e.Attributes[attrChangeID]
 		if i, ok := at[id]; ok && id != "" {
 			js[i] = e

@@ -133,7 +133,7 @@ func (s *Service) Gate(ctx context.Context, req GateRequest) (GateResult, error)
 	if err != nil {
 		return GateResult{}, err
 	}
-	if ok && len(req.Signals) == 0 {
+	if ok && len(req.Signals) == 0 && ev.Attributes[attrPhase] != PhaseEarly { // an open window is judged up to now
 		if jd, err = judgementOf(ev); err != nil {
 			return GateResult{}, err
 		}

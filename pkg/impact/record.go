@@ -34,6 +34,9 @@ const (
 	// again at the end of the grace, recorded when late data changed it.
 	PhaseInitial = "initial"
 	PhaseFinal   = "final"
+	// PhaseEarly is the judgement of a window still open, OpenAfter after
+	// its start.
+	PhaseEarly = "early"
 
 	MetricScore       = "change_impact_score"
 	MetricSignalRatio = "change_impact_signal_ratio"
@@ -69,8 +72,8 @@ const (
 // judgement in a phase: one initial and at most one final judgement per
 // change, however often they are attempted.
 func IdempotencyKey(changeID, phase string) string {
-	if phase == PhaseFinal {
-		return "change_impact:" + changeID + "/final"
+	if phase == PhaseFinal || phase == PhaseEarly {
+		return "change_impact:" + changeID + "/" + phase
 	}
 	return "change_impact:" + changeID
 }
@@ -113,7 +116,7 @@ func (r *recorder) record(ctx context.Context, tid uint32, jd *Judgement) (event
 		switch {
 		case lerr != nil:
 			return events.Event{}, lerr
-		case !ok || (jd.Phase == PhaseFinal && prior.Attributes[attrPhase] != PhaseFinal):
+		case !ok || (jd.Phase != PhaseInitial && prior.Attributes[attrPhase] != jd.Phase):
 			return events.Event{}, fmt.Errorf("record judgement %s: %w", c.ID, err)
 		}
 		return prior, fmt.Errorf("change %s: %w", c.ID, events.Conflict("impact: the change is judged already"))
@@ -324,10 +327,12 @@ func recordedEvent(ctx context.Context, es EventStore, tid uint32, changeID stri
 	if len(evs) == 0 {
 		return events.Event{}, false, nil
 	}
-	for _, e := range evs {
-		if e.Attributes[attrPhase] == PhaseFinal {
-			return e, true, nil
+	rank := map[string]int{PhaseEarly: 0, PhaseInitial: 1, "": 1, PhaseFinal: 2}
+	best := evs[0]
+	for _, e := range evs[1:] {
+		if rank[e.Attributes[attrPhase]] > rank[best.Attributes[attrPhase]] {
+			best = e
 		}
 	}
-	return evs[0], true, nil
+	return best, true, nil
 }

@@ -204,8 +204,11 @@ type due struct {
 
 // judgedState is what the scheduler knows of a change's judgements.
 type judgedState struct {
-	// initialAt is when its initial judgement was recorded.
+	// initial: its initial judgement is recorded, at initialAt.
+	initial   bool
 	initialAt time.Time
+	// early: its early judgement (an open window) is recorded.
+	early bool
 	// done: nothing more to judge (a final judgement is recorded, or the
 	// judgement again at the end of the grace found nothing changed).
 	done bool
@@ -234,14 +237,24 @@ func (s *Service) judgeDue(ctx context.Context) error {
 			return err
 		}
 		for _, e := range evs {
+			if e.State == events.StateStart && cfg.OpenAfter > 0 && e.Window != nil && e.Window.Open() && !judged[e.ID].early {
+				// An open window: judged once OpenAfter after its start.
+				if at := e.Time.Add(cfg.OpenAfter); !at.After(now) {
+					if c, isChange := ChangeOf(cfg, e, e, at); isChange {
+						todo = append(todo, due{c, at, PhaseEarly})
+					}
+				}
+				continue
+			}
 			if e.State != events.StateStop {
-				continue // a window is judged from its stop; open windows wait
+				continue // a window is judged from its stop
 			}
 			id := e.ID
 			if e.Window != nil {
 				id = e.Window.StartID
 			}
-			st, ok := judged[id]
+			st := judged[id]
+			ok := st.initial
 			if ok && (cfg.Grace == 0 || st.done) {
 				continue
 			}
@@ -277,9 +290,12 @@ func (s *Service) judgeDue(ctx context.Context) error {
 			return nil
 		}
 		var err error
-		if d.phase == PhaseFinal {
+		switch d.phase {
+		case PhaseFinal:
 			err = s.judgeAgain(ctx, tid, cfg, d.change, s.opts.Now())
-		} else {
+		case PhaseEarly:
+			err = s.judgeEarly(ctx, tid, cfg, d.change, s.opts.Now())
+		default:
 			_, err = s.judgeAndRecord(ctx, tid, cfg, d.change, s.opts.Now())
 		}
 		if err != nil {
@@ -332,6 +348,22 @@ func (s *Service) recordJudgement(ctx context.Context, tid uint32, c Change, jd 
 	s.metrics.judgements.WithLabelValues(jd.Verdict).Inc()
 	jd.EventID = ev.ID
 	return jd, nil
+}
+
+// judgeEarly judges the open window c (ending OpenAfter after its start)
+// and records it as its early judgement.
+func (s *Service) judgeEarly(ctx context.Context, tid uint32, cfg *Config, c Change, now time.Time) error {
+	jd, err := s.judge.Judge(ctx, cfg, c, nil, now)
+	var perm *PermanentError
+	if errors.As(err, &perm) {
+		jd, err = Inconclusive(c, now, perm), nil
+	}
+	if err != nil {
+		return err
+	}
+	jd.Phase = PhaseEarly
+	_, err = s.recordJudgement(ctx, tid, c, jd)
+	return err
 }
 
 // judgeAgain judges c again at the end of its grace. If the figures
@@ -408,10 +440,13 @@ func (s *Service) judgedSet(ctx context.Context, tid uint32, since time.Time) (m
 		for _, e := range evs {
 			id := e.Attributes[attrChangeID]
 			st := set[id]
-			if e.Attributes[attrPhase] == PhaseFinal {
+			switch e.Attributes[attrPhase] {
+			case PhaseFinal:
 				st.done = true
-			} else {
-				st.initialAt = e.Time
+			case PhaseEarly:
+				st.early = true
+			default:
+				st.initial, st.initialAt = true, e.Time
 			}
 			set[id] = st
 		}
@@ -446,10 +481,13 @@ func (s *Service) markJudged(tid uint32, id, phase string, at time.Time) {
 		return // read from the store on first use
 	}
 	st := s.judged[tid][id]
-	if phase == PhaseFinal {
+	switch phase {
+	case PhaseFinal:
 		st.done = true
-	} else {
-		st.initialAt = at
+	case PhaseEarly:
+		st.early = true
+	default:
+		st.initial, st.initialAt = true, at
 	}
 	s.judged[tid][id] = st
 }

@@ -593,3 +593,96 @@ func TestLateDataIsJudgedAgain(t *testing.T) {
 	waitImpact(t, srv.URL, other)
 	check(srv, other)
 }
+
+// TestOpenWindowIsJudgedEarly: with open_after, a window still open is
+// judged once that long after its start, over the time since its start
+// (judgement "early"); the gate still judges an open window up to now;
+// once the window closes its initial judgement supersedes the early one,
+// and the DORA series count the change once.
+func TestOpenWindowIsJudgedEarly(t *testing.T) {
+	dir := t.TempDir()
+	config := filepath.Join(t.TempDir(), "impact.yml")
+	require.NoError(t, os.WriteFile(config, []byte("events:\n  delay: 10s\n  open_after: 3m\n"), 0o600))
+	m := time.Minute
+	base := time.Now().Truncate(10 * time.Second).Add(-20 * m)
+	at := func(d time.Duration) string { return base.Add(d).UTC().Format(time.RFC3339) }
+	var clock atomic.Int64
+	clock.Store(base.Add(8 * m).UnixNano())
+	o := server.DefaultOptions()
+	o.ListenAddress = "127.0.0.1:0"
+	o.DataDir = dir
+	o.Registry = prometheus.NewRegistry()
+	o.Storage.OutOfOrderWindow = 2 * time.Hour
+	o.Impact.ConfigFile = config
+	o.Impact.Interval = 50 * time.Millisecond
+	o.Impact.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	s, err := server.New(o)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); require.NoError(t, <-done) }()
+	u := "http://" + s.Addr().String()
+
+	writeRED(t, u, "slow", base, 9, redPhase{0, 12 * m, "", 100, 0.01})
+	id := postEvent(t, u, fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%q,"attributes":{"service":"slow"}}`, at(6*m)))
+	type phased struct {
+		impactAnswer
+		Phase  string `json:"phase"`
+		Change struct {
+			End  time.Time `json:"end"`
+			Open bool      `json:"open"`
+		} `json:"change"`
+	}
+	impact := func() (int, phased) {
+		r := get(t, u, "/api/v1/events/"+id+"/impact", nil)
+		var a phased
+		if r.code == http.StatusOK {
+			require.NoError(t, json.Unmarshal([]byte(r.body), &a))
+		}
+		return r.code, a
+	}
+	code, _ := impact()
+	require.Equal(t, http.StatusNotFound, code, "not judged before open_after")
+
+	clock.Store(base.Add(9*m + 10*time.Second).UnixNano())
+	var a phased
+	for range 600 {
+		if code, a = impact(); code == http.StatusOK {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	require.Equal(t, "early", a.Phase)
+	require.Equal(t, "pass", a.Verdict, "%v", a.Explanation)
+	require.True(t, a.Change.Open)
+	require.True(t, base.Add(9*m).Equal(a.Change.End), "judged over [start, start+open_after): %v", a.Change.End)
+	r := sendJSON(t, http.MethodPost, u+"/api/v1/gates:evaluate", `{"service":"slow","dry_run":true}`)
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, r.body, `"source":"judged"`, "the gate judges an open window up to now")
+
+	postEvent(t, u, fmt.Sprintf(`{"name":"deploy","state":"stop","timestamp":%q,"attributes":{"service":"slow"}}`, at(11*m)))
+	clock.Store(base.Add(11*m + 20*time.Second).UnixNano())
+	for range 600 {
+		if _, a = impact(); a.Phase == "initial" {
+			break
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	require.Equal(t, "initial", a.Phase)
+	require.False(t, a.Change.Open)
+	r = get(t, u, "/api/v1/events", url.Values{"name": {"change_impact"}})
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	var listed struct {
+		Events []struct {
+			Attributes map[string]string `json:"attributes"`
+		} `json:"events"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.body), &listed))
+	var phases []string
+	for _, e := range listed.Events {
+		phases = append(phases, e.Attributes["judgement"])
+	}
+	require.Equal(t, []string{"early", "initial"}, phases)
+	waitValue(t, u, `last_over_time(change_deployments_total{service="slow"}[1h])`, 1)
+}
