@@ -15,6 +15,12 @@ helm lint --strict "$chart"
 helm lint --strict "$chart" -f "$values"
 helm template levitated "$chart" --namespace monitoring >/dev/null
 helm template levitated "$chart" --namespace monitoring -f "$values" >/dev/null
+# The HA pair behind a Thanos Querier (deploy/thanos): each replica's values.
+for r in a b; do
+  helm lint --strict "$chart" -f thanos/values-replica-$r.yaml
+  helm template levitated-$r "$chart" --namespace monitoring -f thanos/values-replica-$r.yaml |
+    grep -q -- "--external-label=replica=$r" || { echo "deploy/thanos/values-replica-$r.yaml: no --external-label=replica=$r rendered" >&2; exit 1; }
+done
 
 render() {
   {

@@ -68,6 +68,20 @@ func TestManifestsAccepted(t *testing.T) {
 		t.Logf("chart %v:\n%s", values, out)
 		require.Equal(t, strings.Count(string(rendered), "\nkind: "), strings.Count(out, "serverside-applied"), "every object applied")
 	}
+	// The HA pair behind a Thanos Querier (deploy/thanos): two releases in
+	// one namespace, and the Querier with its NetworkPolicy.
+	namespace(t, "monitoring-ha")
+	for _, r := range []string{"a", "b"} {
+		rendered := helm(t, "template", "levitated-"+r, chart, "--namespace", "monitoring-ha", "-f", "../../deploy/thanos/values-replica-"+r+".yaml")
+		require.Contains(t, string(rendered), "--external-label=replica="+r)
+		out := kubectl(t, rendered, "apply", "--server-side", "--force-conflicts", "-n", "monitoring-ha", "-f", "-")
+		require.Equal(t, strings.Count(string(rendered), "\nkind: "), strings.Count(out, "serverside-applied"), "every object of replica %s applied", r)
+	}
+	querier, err := os.ReadFile("../../deploy/thanos/querier.yaml")
+	require.NoError(t, err)
+	out := kubectl(t, querier, "apply", "--server-side", "-n", "monitoring-ha", "-f", "-")
+	require.Equal(t, 3, strings.Count(out, "serverside-applied"), "the Querier's Deployment, Service and NetworkPolicy: %s", out)
+
 	plain, err := os.ReadFile("../../deploy/kubernetes/levitated.yaml")
 	require.NoError(t, err)
 	kubectl(t, plain, "apply", "--server-side", "--force-conflicts", "-n", "monitoring", "-f", "-")
@@ -83,7 +97,7 @@ func TestManifestsAccepted(t *testing.T) {
 		t.Logf("%s:\n%s", filepath.Base(p), out)
 	}
 	// What was applied is there, as written.
-	out := kubectl(t, nil, "get", "-A", "rollouts.argoproj.io,analysistemplates.argoproj.io,metrictemplates.flagger.app,canaries.flagger.app,statefulsets,deployments", "-o", "name")
+	out = kubectl(t, nil, "get", "-A", "rollouts.argoproj.io,analysistemplates.argoproj.io,metrictemplates.flagger.app,canaries.flagger.app,statefulsets,deployments", "-o", "name")
 	for _, want := range []string{
 		"rollout.argoproj.io/checkout", "analysistemplate.argoproj.io/canary-stage-judge", "analysistemplate.argoproj.io/canary-stage-gate",
 		"analysistemplate.argoproj.io/kayenta-canary", "analysistemplate.argoproj.io/levitated-canary", "analysistemplate.argoproj.io/error-ratio-since-step",
