@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type Options struct {
 	// Now is the clock. Default time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger // may be nil
+	// Recorder, if set, records every analysis answered through the API
+	// and the webhook (not those of Go callers of Analyze without one).
+	Recorder Recorder
 }
 
 func (o *Options) ensureDefaults() {
@@ -104,7 +108,24 @@ func (s *Service) Handler(ctx context.Context) (http.Handler, error) {
 	mux := runtime.NewServeMux(runtime.WithMarshalerOption(runtime.MIMEWildcard, requestJSON{&runtime.JSONPb{
 		MarshalOptions:   protojson.MarshalOptions{EmitUnpopulated: true},
 		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
-	}}))
+	}}),
+		// Idempotency-Key names the analysis; the answer names it and its
+		// record in Levitated-Analysis-Id and Levitated-Analysis-Event-Id.
+		runtime.WithIncomingHeaderMatcher(func(k string) (string, bool) {
+			if strings.EqualFold(k, "Idempotency-Key") {
+				return mdIdempotencyKey, true
+			}
+			return runtime.DefaultHeaderMatcher(k)
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(k string) (string, bool) {
+			switch k {
+			case mdAnalysisID:
+				return "Levitated-Analysis-Id", true
+			case mdEventID:
+				return "Levitated-Analysis-Event-Id", true
+			}
+			return runtime.MetadataHeaderPrefix + k, true
+		}))
 	if err := levitatedv1.RegisterAnalysisServiceHandlerServer(ctx, mux, s); err != nil {
 		return nil, fmt.Errorf("register analysis gateway: %w", err)
 	}
@@ -112,15 +133,6 @@ func (s *Service) Handler(ctx context.Context) (http.Handler, error) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)
 		mux.ServeHTTP(w, r)
 	}), nil
-}
-
-// Analyze implements levitated.v1.AnalysisService.
-func (s *Service) Analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) (*levitatedv1.AnalyzeResponse, error) {
-	resp, err := s.analyze(ctx, req)
-	if err != nil {
-		return nil, toStatus(err)
-	}
-	return resp, nil
 }
 
 func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) (*levitatedv1.AnalyzeResponse, error) {

@@ -66,11 +66,21 @@ func (s *Service) WebhookHandler() http.Handler {
 			fail(http.StatusBadRequest, "metadata.request: "+err.Error())
 			return
 		}
-		resp, err := s.Analyze(r.Context(), &req)
+		resp, err := s.analyze(r.Context(), &req)
 		if err != nil {
-			st := status.Convert(err)
+			st := status.Convert(toStatus(err))
 			fail(runtime.HTTPStatusFromCode(st.Code()), "metadata.request: "+st.Message())
 			return
+		}
+		if s.opts.Recorder != nil {
+			ev, err := s.record(r.Context(), Outcome{Source: SourceFlagger, ID: flaggerID(p, resp), Attributes: p.attributes(), Response: resp})
+			if err != nil {
+				st := status.Convert(err)
+				fail(runtime.HTTPStatusFromCode(st.Code()), st.Message())
+				return
+			}
+			w.Header().Set("Levitated-Analysis-Id", flaggerID(p, resp))
+			w.Header().Set("Levitated-Analysis-Event-Id", ev)
 		}
 		passed := resp.GetVerdict() == "Pass" || (passOn == "Marginal" && resp.GetVerdict() == "Marginal")
 		if !passed {
@@ -85,6 +95,27 @@ func (s *Service) WebhookHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(b)
 	})
+}
+
+// flaggerID names one webhook judgement: the canary, the phase, the
+// revision (Flagger's checksum) and the analysed time, so that the calls
+// of one phase over one closed window are recorded once, and each call over
+// a moving time (lookback, an open window) once each.
+func flaggerID(p flaggerPayload, resp *levitatedv1.AnalyzeResponse) string {
+	return fmt.Sprintf("%s/%s/%s/%s/%d-%d", p.Namespace, p.Name, p.Phase, p.Checksum,
+		resp.GetStart().AsTime().UnixMilli(), resp.GetEnd().AsTime().UnixMilli())
+}
+
+// attributes are the recorded attributes of a webhook judgement: the
+// canary, its namespace, the phase and the revision, where given.
+func (p flaggerPayload) attributes() map[string]string {
+	a := map[string]string{}
+	for k, v := range map[string]string{"canary": p.Name, "namespace": p.Namespace, "phase": p.Phase, "checksum": p.Checksum} {
+		if v != "" {
+			a[k] = v
+		}
+	}
+	return a
 }
 
 // summary says in one line why an analysis did not pass.

@@ -83,6 +83,11 @@ func (s *Service) execute(ctx context.Context, j job) {
 		e.Result = &res.Result
 		e.HasPairs = true
 	}
+	if err := s.recordOutcome(ctx, &e); err != nil {
+		// The execution's own result stands; only its history is missing.
+		s.metrics.recordErrors.Inc()
+		log.Error("record canary execution as a change_analysis event", "err", err)
+	}
 	if err := s.finishExecution(j.tid, &e, res.MetricSetPairs); err != nil {
 		log.Error("store canary result", "err", err)
 		return

@@ -44,6 +44,8 @@ type Options struct {
 	MaxBodyBytes int64
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Recorder, if set, records every finished execution (Outcome).
+	Recorder Recorder
 	// Logger may be nil; Registerer may be nil.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -283,9 +285,10 @@ func (q *queue) len() int {
 
 // metrics of the executions.
 type metrics struct {
-	finished *prometheus.CounterVec
-	duration prometheus.Histogram
-	queued   prometheus.Gauge
+	finished     *prometheus.CounterVec
+	duration     prometheus.Histogram
+	queued       prometheus.Gauge
+	recordErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -303,9 +306,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "levitated_kayenta_executions_queued",
 			Help: "Canary executions waiting for a worker.",
 		}),
+		recordErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "levitated_kayenta_record_errors_total",
+			Help: "Finished canary executions whose change_analysis record could not be stored.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.finished, m.duration, m.queued} {
+		for _, c := range []prometheus.Collector{m.finished, m.duration, m.queued, m.recordErrors} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("register kayenta metrics: %w", err)
 			}

@@ -59,6 +59,16 @@ func (s *Server) handlers() (handlers, error) {
 	h.last9Token = ingest.NewLast9TokenHandler(nil)
 	h.annotations = ingest.NewAnnotationsHandler(svc)
 
+	// Change intelligence (pkg/impact); it also records every analysis
+	// below as a change_analysis event and series.
+	imp, err := s.newImpact()
+	if err != nil {
+		return h, err
+	}
+	h.impact, h.gate = imp.ImpactHandler(), imp.GateHandler()
+	levitatedv1.RegisterImpactServiceServer(s.grpc, imp.GRPC())
+	rec := analysisRecorder{imp}
+
 	// Canary analysis: Kayenta's REST API (pkg/kayenta), the native
 	// levitated.v1.AnalysisService over gRPC and REST, and Flagger's
 	// webhook (pkg/canaryapi), all querying what the HTTP API queries.
@@ -68,6 +78,7 @@ func (s *Server) handlers() (handlers, error) {
 		return h, err
 	}
 	k, err := kayenta.New(kns, s.db, q, kayenta.Options{
+		Recorder:   rec,
 		Logger:     s.logger.With("component", "kayenta"),
 		Registerer: s.opts.Registry,
 	})
@@ -79,19 +90,12 @@ func (s *Server) handlers() (handlers, error) {
 	h.kayenta = kmux
 	s.background = append(s.background, k.Run)
 
-	native := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "analysis")})
+	native := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "analysis"), Recorder: rec})
 	levitatedv1.RegisterAnalysisServiceServer(s.grpc, native)
 	if h.analysis, err = native.Handler(context.Background()); err != nil {
 		return h, err
 	}
 	h.webhook = native.WebhookHandler()
-
-	imp, err := s.newImpact()
-	if err != nil {
-		return h, err
-	}
-	h.impact, h.gate = imp.ImpactHandler(), imp.GateHandler()
-	levitatedv1.RegisterImpactServiceServer(s.grpc, imp.GRPC())
 
 	if h.console, h.whoami, err = s.consoleHandlers(); err != nil {
 		return h, err
