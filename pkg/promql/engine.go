@@ -171,7 +171,7 @@ func New(opts Options) (*promql.Engine, error) {
 		EnableDelayedNameRemoval: true,
 		UseStartTimestamps:       opts.UseStartTimestamps,
 		EnableQueryCost:          opts.EnableQueryCost,
-		Parser:                   evalParser{opts.Parser()},
+		Parser:                   evalParser{Parser: opts.Parser(), maxSamples: opts.MaxSamples},
 	}), nil
 }
 

@@ -62,7 +62,7 @@ const (
 // EventFunctions returns the names of the event-window functions a query
 // can use, sorted.
 func EventFunctions() []string {
-	names := []string{funcAfterBeforeRatio, funcAfterBeforeDifference, funcTimeSinceWindowStart, funcTimeSinceWindowEnd}
+	names := []string{funcAfterBeforeRatio, funcAfterBeforeDifference, funcTimeSinceWindowStart, funcTimeSinceWindowEnd, funcOverWindows}
 	for n := range sinceFuncs {
 		names = append(names, n)
 	}
@@ -112,6 +112,8 @@ func registerEventFunctions() {
 		timeSinceCall(funcTimeSinceWindowStart, false))
 	register(&parser.Function{Name: funcTimeSinceWindowEnd, ArgTypes: []parser.ValueType{V}, ReturnType: V},
 		timeSinceCall(funcTimeSinceWindowEnd, true))
+
+	registerOverWindows(register)
 
 	register(windowListFunction, func(_ []promql.Vector, _ promql.Matrix, args parser.Expressions, enh *promql.EvalNodeHelper) (promql.Vector, annotations.Annotations) {
 		// Read the windows and narrow the range argument to them; the

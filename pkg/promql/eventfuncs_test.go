@@ -271,7 +271,7 @@ func formatFloat(f float64) string {
 // known to Prometheus' parser and engine, and is time dependent.
 func TestEventFunctionsRegistered(t *testing.T) {
 	names := EventFunctions()
-	require.Len(t, names, 12)
+	require.Len(t, names, 13)
 	for _, n := range names {
 		require.Contains(t, parser.Functions, n)
 		require.NotNil(t, promql.FunctionCalls[n], n)
@@ -284,6 +284,7 @@ func TestEventFunctionsRegistered(t *testing.T) {
 	_, err := NewParser().ParseExpr(windowListFunc + `(change_event_active)`)
 	require.Error(t, err)
 	require.Equal(t, eventstore.WindowListHint, windowListFunc)
+	require.NotContains(t, parser.Functions, windowSamplesFunc)
 	// Each test script exists.
 	for _, n := range names {
 		_, err := os.Stat(filepath.Join("testdata", n+".txt"))
@@ -300,6 +301,8 @@ func exampleCall(name string) string {
 		return name + `(m[1h], ` + w + `)`
 	case strings.HasPrefix(name, "after_before"):
 		return name + `(rate(m[1h]), ` + w + `, 10m)`
+	case name == "over_windows":
+		return name + `(increase(m[1d]), ` + w + `)`
 	default:
 		return name + `(` + w + `)`
 	}
@@ -358,7 +361,7 @@ func TestPlainParserKeepsQuery(t *testing.T) {
 		e, err := NewParser().ParseExpr(q)
 		require.NoError(t, err)
 		require.Equal(t, q, e.String())
-		e, err = evalParser{NewParser()}.ParseExpr(q)
+		e, err = evalParser{Parser: NewParser()}.ParseExpr(q)
 		require.NoError(t, err)
 		require.True(t, slices.ContainsFunc(strings.Split(e.String(), "("), func(s string) bool { return strings.HasSuffix(s, windowListFunc) }), e.String())
 	}

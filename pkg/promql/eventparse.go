@@ -26,6 +26,8 @@ var windowMetrics = []string{events.MetricActive, events.MetricWindowStart, even
 // query as written.
 type evalParser struct {
 	parser.Parser
+	// maxSamples bounds the samples over_windows reads (0: none).
+	maxSamples int
 }
 
 func (p evalParser) ParseExpr(input string) (parser.Expr, error) {
@@ -41,6 +43,7 @@ func (p evalParser) ParseExpr(input string) (parser.Expr, error) {
 		}
 		return nil, err
 	}
+	limitOverWindows(expr, p.maxSamples)
 	return expr, nil
 }
 
@@ -81,7 +84,7 @@ func hintArgTypes(err error) error {
 // functions users call (not an internal __ one).
 func isEventFunction(name string) bool {
 	return sinceFuncs[name] != "" || name == funcAfterBeforeRatio || name == funcAfterBeforeDifference ||
-		name == funcTimeSinceWindowStart || name == funcTimeSinceWindowEnd
+		name == funcTimeSinceWindowStart || name == funcTimeSinceWindowEnd || name == funcOverWindows
 }
 
 // prepareEventCalls checks and rewrites, in place, every event-window call
@@ -145,6 +148,8 @@ func prepareCall(c *parser.Call) error {
 		args := append(slices.Clone(inner.Args), w, d)
 		c.Func = afterBeforeFunction(name, inner.Func.Name)
 		c.Args = args
+	case name == funcOverWindows:
+		return prepareOverWindows(c)
 	case name == funcTimeSinceWindowStart || name == funcTimeSinceWindowEnd:
 		w, err := windowArg(name, c.Args[0], 0, &eventWindows{fn: name, call: c, mi: -1})
 		if err != nil {

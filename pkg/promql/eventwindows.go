@@ -166,6 +166,9 @@ func windowsOf(fn string, args parser.Expressions, i int) *eventWindows {
 
 // windowsOfSelector returns the eventWindows of a prepared window selector.
 func windowsOfSelector(fn string, e parser.Expr) *eventWindows {
+	if ms, ok := e.(*parser.MatrixSelector); ok { // over_windows selects windows over its range
+		e = ms.VectorSelector
+	}
 	if vs, ok := e.(*parser.VectorSelector); ok && len(vs.Series) == 1 {
 		if ew, ok := vs.Series[0].(*eventWindows); ok {
 			if !ew.built {
