@@ -42,7 +42,8 @@ import (
 //	go test ./bench -run '^$' -bench BenchmarkImpactCost -benchtime 1x -timeout 90m
 //
 // LEVITATED_IMPACT_COST_SERIES (default 100000), LEVITATED_IMPACT_COST_CHANGES
-// (default 1000), LEVITATED_IMPACT_COST_BASELINE (default 90s).
+// (default 1000), LEVITATED_IMPACT_COST_BASELINE (default 90s),
+// LEVITATED_IMPACT_COST_WORKERS (--impact.workers, default the server's).
 func BenchmarkImpactCost(b *testing.B) {
 	nSeries, nChanges, baseline := 100_000, 1000, 90*time.Second
 	if v := os.Getenv("LEVITATED_IMPACT_COST_SERIES"); v != "" {
@@ -66,6 +67,9 @@ func BenchmarkImpactCost(b *testing.B) {
 	o.Storage.OutOfOrderWindow = 2 * time.Hour
 	o.Impact.ConfigFile = cfg
 	o.Impact.Interval = time.Second
+	if v := os.Getenv("LEVITATED_IMPACT_COST_WORKERS"); v != "" {
+		o.Impact.Workers, _ = strconv.Atoi(v)
+	}
 	srv, err := server.New(o)
 	if err != nil {
 		b.Fatal(err)
@@ -284,8 +288,8 @@ func BenchmarkImpactCost(b *testing.B) {
 		return fmt.Sprintf("%.1f", float64(s[min(len(s)-1, int(p*float64(len(s))))].Microseconds())/1000)
 	}
 	b.ReportMetric(float64(nChanges)/wallB.Seconds(), "changes/s")
-	fmt.Printf("%d series, %d changes posted in %s; %.0f judged in %s (%.2f changes/s; first after %s): %v\n",
-		len(series), nChanges, posted.Round(time.Millisecond), n, wallB.Round(time.Second), n/wallB.Seconds(), firstDone.Round(time.Millisecond), verdicts)
+	fmt.Printf("%d series, %d workers, %d changes posted in %s; %.0f judged in %s (%.2f changes/s; first after %s): %v\n",
+		len(series), o.Impact.Workers, nChanges, posted.Round(time.Millisecond), n, wallB.Round(time.Second), n/wallB.Seconds(), firstDone.Round(time.Millisecond), verdicts)
 	fmt.Printf("| phase | wall s | process CPU s | CPU cores | peak RSS MiB | remote-write requests | p50 ms | p99 ms | max ms | failed |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	fmt.Printf("| writes only | %.0f | %.1f | %.2f | %d (at end) | %d | %s | %s | %s | |\n", wallA.Seconds(), float64(cpuA)/1e9, float64(cpuA)/1e9/wallA.Seconds(), rssA/1024, len(lat[0]), q(lat[0], 0.5), q(lat[0], 0.99), q(lat[0], 1))
 	fmt.Printf("| writes + judging | %.0f | %.1f | %.2f | %d | %d | %s | %s | %s | %d |\n", wallB.Seconds(), float64(cpuB)/1e9, float64(cpuB)/1e9/wallB.Seconds(), peakRSS/1024, len(lat[1]), q(lat[1], 0.5), q(lat[1], 0.99), q(lat[1], 1), wfailed)

@@ -178,6 +178,8 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 		"how long in-flight requests may take to finish after SIGTERM")
 	fs.StringVar(&o.Impact.ConfigFile, "impact.config", o.Impact.ConfigFile,
 		"YAML `file` of the signals every change is judged on (docs/impact.md); re-read when it changes. Default: built-in signals for http_requests_total and OpenTelemetry's http_server_request_duration_seconds")
+	fs.IntVar(&o.Impact.Workers, "impact.workers", o.Impact.Workers,
+		"how many changes are judged at once, each service's one after another (docs/impact.md)")
 	fs.BoolVar(&o.Impact.Disabled, "impact.disabled", o.Impact.Disabled,
 		"do not judge changes automatically (the gate and GET /api/v1/events/{id}/impact still answer)")
 	addSecurityFlags(fs, o)

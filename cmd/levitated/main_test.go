@@ -53,6 +53,9 @@ func TestBadFlags(t *testing.T) {
 	errOut.Reset()
 	require.Equal(t, 1, run([]string{"--listen-address", "127.0.0.1:0", "--data-dir", t.TempDir(), "--query.max-depth", "-1"}, &out, &errOut))
 	require.Contains(t, errOut.String(), "max query depth -1 is negative (--query.max-depth)")
+	errOut.Reset()
+	require.Equal(t, 1, run([]string{"--listen-address", "127.0.0.1:0", "--data-dir", t.TempDir(), "--impact.workers", "-1"}, &out, &errOut))
+	require.Contains(t, errOut.String(), "workers (--impact.workers) is -1; at least 1")
 }
 
 // TestEmptyDataDir: --data-dir "" is refused naming the flag, not taken to

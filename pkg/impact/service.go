@@ -39,6 +39,9 @@ type Options struct {
 	// Disabled turns automatic judgements off (the gate and the impact API
 	// still work).
 	Disabled bool
+	// Workers is how many changes are judged at once, each service's one
+	// after another (pool.go). Default DefaultWorkers.
+	Workers int
 	// Now is the clock; default time.Now.
 	Now        func() time.Time
 	Logger     *slog.Logger
@@ -89,6 +92,9 @@ type serviceMetrics struct {
 func New(deps Deps, opts Options) (*Service, error) {
 	if opts.Interval <= 0 {
 		opts.Interval = 15 * time.Second
+	}
+	if opts.Workers < 0 {
+		return nil, fmt.Errorf("impact: workers (--impact.workers) is %d; at least 1", opts.Workers)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -214,10 +220,10 @@ type judgedState struct {
 	done bool
 }
 
-// judgeDue judges, in the order they fell due, the changes of the tenant in
-// ctx that ended within the horizon, are due, and have no change_impact
-// event; and, with a grace, judges again those whose first judgement came
-// before the end of their grace.
+// judgeDue judges, each service's in the order they fell due, the changes
+// of the tenant in ctx that ended within the horizon, are due, and have no
+// change_impact event; and, with a grace, judges again those whose first
+// judgement came before the end of their grace.
 func (s *Service) judgeDue(ctx context.Context) error {
 	cfg := s.Config()
 	now := s.opts.Now()
@@ -285,24 +291,7 @@ func (s *Service) judgeDue(ctx context.Context) error {
 		}
 	}
 	slices.SortStableFunc(todo, func(a, b due) int { return a.at.Compare(b.at) })
-	for _, d := range todo {
-		if err := ctx.Err(); err != nil {
-			return nil
-		}
-		var err error
-		switch d.phase {
-		case PhaseFinal:
-			err = s.judgeAgain(ctx, tid, cfg, d.change, s.opts.Now())
-		case PhaseEarly:
-			err = s.judgeEarly(ctx, tid, cfg, d.change, s.opts.Now())
-		default:
-			_, err = s.judgeAndRecord(ctx, tid, cfg, d.change, s.opts.Now())
-		}
-		if err != nil {
-			s.metrics.failures.Inc()
-			s.opts.Logger.Warn("impact: judgement failed; retried at the next tick", "change", d.change.ID, "phase", d.phase, "err", err)
-		}
-	}
+	s.judgeAll(ctx, tid, cfg, todo)
 	return nil
 }
 
