@@ -5,13 +5,15 @@ import (
 	"sync"
 )
 
-// DefaultWorkers is how many changes are judged at once by default. One
-// judgement is a chain of dependent requests to the analysis service
-// (traffic, then the signals, then the signals again without those lacking
-// data), each of whose range queries run 4 at once; two chains at once keep
-// a core busy while the other waits on the store, and leave ingest the
-// rest (bench/RESULTS.md, "Change impact: cost").
-const DefaultWorkers = 2
+// DefaultWorkers is how many changes are judged at once by default: one.
+// On the loaded 2-core machine of bench/RESULTS.md ("Change impact: cost"),
+// two workers judged 1,000 changes only 8 % faster than one (the process
+// got a tenth of a core either way) and doubled the remote-write median
+// latency while they ran; ingest comes first. Raise --impact.workers where
+// cores are free: each worker is a chain of dependent requests to the
+// analysis service (traffic, the signals, the signals again without those
+// lacking data) whose range queries run 4 at once.
+const DefaultWorkers = 1
 
 // judgeAll judges todo (sorted by due time) with Options.Workers workers.
 // The changes of one service are judged by one worker, in order: the DORA
