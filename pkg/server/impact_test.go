@@ -173,6 +173,7 @@ func startImpactServer(t *testing.T, dir, config string, disabled bool) stoppabl
 	o.Impact.ConfigFile = config
 	o.Impact.Interval = 50 * time.Millisecond
 	o.Impact.Disabled = disabled
+	o.Impact.Workers = 3 // the pool judges several services' changes at once
 	s, err := server.New(o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
