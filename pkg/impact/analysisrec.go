@@ -143,6 +143,14 @@ func (s *Service) RecordAnalysis(ctx context.Context, r AnalysisRecord) (events.
 		return events.Event{}, err
 	}
 	attrs := analysisAttributes(r, change)
+	if change != nil && len(attrs) > events.DefaultLimits().MaxAttributes {
+		// Too many to record with ours: the change is named by change_id
+		// only, rather than the analysis's record refused.
+		c := *change
+		c.Attributes = nil
+		change = &c
+		attrs = analysisAttributes(r, change)
+	}
 
 	app := s.deps.Samples.Appender(ctx)
 	t := now.UnixMilli()
