@@ -1,7 +1,8 @@
 // Package memlimit sizes the Go heap to the memory limit of the process'
 // cgroup, as GOMEMLIMIT would: in a Kubernetes pod with a memory limit the
 // garbage collector then works harder as the heap nears the limit, instead
-// of the kernel killing the process.
+// of the kernel killing the process. It also sets the collector's target
+// percent (GOGC) to DefaultGCPercent unless GOGC is set.
 package memlimit
 
 import (
@@ -151,4 +152,27 @@ func Apply(root string, getenv func(string) string, set func(int64) int64) (Deci
 	}
 	set(d.Limit)
 	return d, nil
+}
+
+// DefaultGCPercent is the garbage collector's target when GOGC is not set:
+// the heap may grow 30 % over the live data between collections instead of
+// Go's 100 %. Most of levitated's heap is long-lived (series, their open
+// chunks, the index), so GOGC=100 doubles the process for little gain;
+// VictoriaMetrics sets the same 30 for the same reason
+// (app/victoria-metrics/main.go, cgroup.SetGOGC(30)). bench/RESULTS.md has
+// the memory and the ingest CPU it costs.
+const DefaultGCPercent = 30
+
+// ApplyGCPercent sets the garbage collector's target to DefaultGCPercent
+// unless GOGC is set in env (the operator's choice stands). It returns the
+// percent in effect and why. set is debug.SetGCPercent except in tests.
+func ApplyGCPercent(getenv func(string) string, set func(int) int) (int, string) {
+	if v := getenv("GOGC"); v != "" {
+		return -1, "GOGC=" + v + " is set"
+	}
+	if set == nil {
+		set = debug.SetGCPercent
+	}
+	set(DefaultGCPercent)
+	return DefaultGCPercent, "default (GOGC is not set)"
 }

@@ -116,3 +116,23 @@ func TestThisMachine(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("cgroup memory limit %d from %q", n, src)
 }
+
+func TestApplyGCPercent(t *testing.T) {
+	var got []int
+	set := func(p int) int { got = append(got, p); return 100 }
+	p, why := ApplyGCPercent(noEnv, set)
+	require.Equal(t, DefaultGCPercent, p)
+	require.Equal(t, []int{DefaultGCPercent}, got)
+	require.Contains(t, why, "not set")
+
+	got = nil
+	p, why = ApplyGCPercent(func(k string) string {
+		if k == "GOGC" {
+			return "200"
+		}
+		return ""
+	}, set)
+	require.Equal(t, -1, p)
+	require.Empty(t, got, "GOGC from the environment is left alone")
+	require.Equal(t, "GOGC=200 is set", why)
+}

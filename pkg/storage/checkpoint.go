@@ -61,6 +61,14 @@ func (r *readerEpochs) minActive() uint64 {
 	return m
 }
 
+// checkpointBatchBytes is the size at which a checkpoint commits the chunks
+// gathered so far (without a sync; the final batch syncs). Small batches
+// bound the checkpoint's transient memory: Pebble copies a batch into its
+// write-ahead log buffers and keeps one larger than half a memtable whole
+// in memory until it is flushed; 32 MiB batches held about 100 MiB of heap
+// during each checkpoint at 100k series (bench/RESULTS.md).
+const checkpointBatchBytes = 4 << 20
+
 // checkpoint writes every chunk sample not yet in Pebble, then, in one
 // synced batch, records the covered write-ahead sequence and deletes the
 // records it covers. Chunks are written in batches of their own first; a
@@ -152,7 +160,7 @@ func (db *DB) checkpoint(ctx context.Context) error {
 					return fmt.Errorf("write series: %w", err)
 				}
 			}
-			if b.Len() >= 32<<20 {
+			if b.Len() >= checkpointBatchBytes {
 				if err := flush(); err != nil {
 					return err
 				}

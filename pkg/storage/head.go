@@ -2,6 +2,7 @@ package storage
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"sync"
 
@@ -179,7 +180,7 @@ func (s *memSeries) afterHistogramAppend(c *memChunk, newChunk chunkenc.Chunk, r
 		c.maxT = t
 		c.chunk = newChunk
 	default:
-		c.closed = true
+		c.close()
 		s.chunks = append(s.chunks, &memChunk{chunk: newChunk, minT: t, maxT: t})
 		s.nextAt = rangeForTimestamp(t, chunkRange)
 	}
@@ -257,9 +258,24 @@ func (s *memSeries) histogramsAppendPreprocessor(t int64, e chunkenc.Encoding) (
 	return c, created
 }
 
+// close marks the chunk as taking no more appends, and gives back the
+// spare capacity its byte stream grew into (appends double it): a closed
+// chunk stays in memory until a checkpoint writes it, which during a burst
+// of ingest is many chunks per series.
+func (c *memChunk) close() {
+	c.closed = true
+	b := c.chunk.Bytes()
+	if cap(b)-len(b) < 32 {
+		return
+	}
+	if chk, err := chunkenc.FromData(c.chunk.Encoding(), slices.Clone(b)); err == nil {
+		c.chunk = chk
+	}
+}
+
 func (s *memSeries) cutNewHeadChunk(mint int64, e chunkenc.Encoding) *memChunk {
 	if h := s.headChunk(); h != nil {
-		h.closed = true
+		h.close()
 	}
 	chk, err := chunkenc.NewEmptyChunk(e)
 	if err != nil {
