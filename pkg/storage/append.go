@@ -420,6 +420,7 @@ func (a *appender) Commit() (err error) {
 			return
 		}
 		db.walBytes.Add(size)
+		db.spillBytes.Add(size)
 		db.metrics.samplesAppended.Add(float64(appended))
 		for _, s := range newSeries {
 			s.mu.Lock()

@@ -75,6 +75,28 @@ const checkpointBatchBytes = 4 << 20
 // crash before the final batch leaves the records, and replaying them onto
 // chunks that already hold their samples is harmless.
 func (db *DB) checkpoint(ctx context.Context) error {
+	return db.writeChunks(ctx, false)
+}
+
+// spillClosedBytes is how many bytes of write-ahead records, a proxy for the
+// samples applied to memory, make the background loop spill closed chunks
+// between checkpoints.
+const spillClosedBytes = 32 << 20
+
+// spillClosed writes the closed chunks not yet in Pebble, and the series
+// records whose days changed, without a sync, and makes those chunks
+// droppable: during a burst of ingest (peer-bench sends 2 h of data in
+// seconds) chunks close far faster than checkpoints come, and held every
+// chunk closed since the last checkpoint in memory. The write-ahead records
+// stay until the next checkpoint, which does not write these chunks again;
+// a crash before it replays records whose samples these chunks already hold,
+// which is harmless, as for a checkpoint's own chunk batches.
+func (db *DB) spillClosed(ctx context.Context) error {
+	return db.writeChunks(ctx, true)
+}
+
+// writeChunks is a checkpoint, or with closedOnly a spill of closed chunks.
+func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 	if err := db.health.err(); err != nil {
 		return err
 	}
@@ -85,6 +107,7 @@ func (db *DB) checkpoint(ctx context.Context) error {
 	db.applyMu.Lock()
 	covered := db.seq
 	walBytes := db.walBytes.Load()
+	sinceSpill := db.spillBytes.Load()
 	db.applyMu.Unlock()
 
 	type written struct {
@@ -114,7 +137,7 @@ func (db *DB) checkpoint(ctx context.Context) error {
 		}
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
-			if len(s.ooo) > 0 {
+			if len(s.ooo) > 0 && !closedOnly {
 				for _, c := range buildChunks(s.ooo, covered) {
 					s.oooChunks = append(s.oooChunks, c)
 					s.oooStoredMaxT = max(s.oooStoredMaxT, c.maxT)
@@ -124,7 +147,7 @@ func (db *DB) checkpoint(ctx context.Context) error {
 			for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
 				for _, c := range list {
 					n := c.chunk.NumSamples()
-					if n == 0 {
+					if n == 0 || (closedOnly && !c.closed) {
 						continue
 					}
 					if n == c.persisted {
@@ -166,6 +189,9 @@ func (db *DB) checkpoint(ctx context.Context) error {
 				}
 			}
 		}
+		if closedOnly {
+			continue
+		}
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], uint64(th.maxT.Load())^(1<<63))
 		if err := b.Set(tenantStateKey(th.id, "maxt"), v[:], nil); err != nil {
@@ -179,15 +205,21 @@ func (db *DB) checkpoint(ctx context.Context) error {
 			return fmt.Errorf("delete WAL records: %w", err)
 		}
 	}
-	var v [8]byte
-	binary.BigEndian.PutUint64(v[:], covered)
-	if err := b.Set(globalKey(globalCheckpoint, ""), v[:], nil); err != nil {
-		return err
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		err = fmt.Errorf("commit checkpoint: %w", err)
-		db.fail(err)
-		return err
+	if closedOnly {
+		if err := flush(); err != nil {
+			return err
+		}
+	} else {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], covered)
+		if err := b.Set(globalKey(globalCheckpoint, ""), v[:], nil); err != nil {
+			return err
+		}
+		if err := b.Commit(pebble.Sync); err != nil {
+			err = fmt.Errorf("commit checkpoint: %w", err)
+			db.fail(err)
+			return err
+		}
 	}
 	epoch := db.readers.advance()
 	var droppable []*memSeries
@@ -206,6 +238,11 @@ func (db *DB) checkpoint(ctx context.Context) error {
 		db.dropMu.Lock()
 		db.dropQueue = append(db.dropQueue, dropBatch{epoch: epoch, series: droppable})
 		db.dropMu.Unlock()
+	}
+	db.spillBytes.Add(-sinceSpill)
+	if closedOnly {
+		db.logger.Debug("spilled closed chunks", "chunks", nChunks, "duration", time.Since(start))
+		return nil
 	}
 	db.walBytes.Add(-walBytes)
 	db.lastCheckpoint.Store(time.Now().UnixNano())

@@ -150,3 +150,66 @@ func TestConcurrentSelectsOfOneQuerier(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// A spill writes the closed chunks and lets them leave memory, keeps the
+// open chunk and the write-ahead records (no checkpoint), and reads still
+// find every sample, also after a reopen.
+func TestSpillDropsClosedChunksKeepsRecords(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := Open(dir, Options{Logger: slog.New(slog.DiscardHandler), SamplesPerChunk: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = db.Close() }()
+	ls := labels.FromStrings("__name__", "up", "job", "a")
+	base := int64(100 * chunkRange)
+	const n = 50 // chunks of 8 (cut at 16 at the latest): several close
+	for i := int64(0); i < n; i++ {
+		app := db.AppenderV2(ctx)
+		if _, err := app.Append(0, ls, 0, base+i*15_000, float64(i), nil, nil, promstorage.AOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := app.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walBefore := db.walBytes.Load()
+	th := db.tenantFor(ctx)
+	s := th.get(ls, ls.Hash())
+	s.mu.Lock()
+	before := len(s.chunks)
+	s.mu.Unlock()
+	if before < 3 {
+		t.Fatalf("%d chunks before the spill: the test needs closed ones", before)
+	}
+	if err := db.spillClosed(ctx); err != nil {
+		t.Fatal(err)
+	}
+	db.reclaim()
+	s.mu.Lock()
+	after, open := len(s.chunks), s.headChunk() != nil
+	s.mu.Unlock()
+	if after != 1 || !open {
+		t.Fatalf("%d chunks in memory after the spill (open head: %v), want only the open one", after, open)
+	}
+	if got := db.walBytes.Load(); got != walBefore {
+		t.Fatalf("write-ahead bytes %d after the spill, want %d: a spill is no checkpoint", got, walBefore)
+	}
+	if got := countSamples(t, db, base, base+n*15_000); got != n {
+		t.Fatalf("read %d samples after the spill, want %d", got, n)
+	}
+	// Close checkpoints (nothing left to write but the open chunk); a
+	// crash before it, whose replay meets the spilled chunks, is
+	// TestCrashRecovery's.
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(dir, Options{Logger: slog.New(slog.DiscardHandler), SamplesPerChunk: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := countSamples(t, db, base, base+n*15_000); got != n {
+		t.Fatalf("read %d samples after reopening, want %d", got, n)
+	}
+}

@@ -60,7 +60,7 @@ func TestCrashRecovery(t *testing.T) {
 	}
 	log := &crashLog{attempts: map[int64]*crashBatch{}, acked: map[int]bool{}}
 	fs := vfs.NewCrashableMem()
-	opts := storage.Options{Logger: quietLogger(), FS: fs, CheckpointInterval: time.Hour}
+	opts := storage.Options{Logger: quietLogger(), FS: fs, CheckpointInterval: time.Hour, SamplesPerChunk: 8} // chunks close within a cycle, so spills write some
 	db, err := storage.Open("/db", opts)
 	require.NoError(t, err)
 	nextID := 0
@@ -111,11 +111,18 @@ func TestCrashRecovery(t *testing.T) {
 			}()
 		}
 		wg.Add(1)
+		cr := rand.New(rand.NewPCG(rng.Uint64(), 99))
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				time.Sleep(time.Duration(1+rng.IntN(5)) * time.Millisecond)
-				_ = storage.CheckpointForTest(db)
+				time.Sleep(time.Duration(1+cr.IntN(5)) * time.Millisecond)
+				if cr.IntN(2) == 0 {
+					// Closed chunks written and dropped between
+					// checkpoints, their records kept.
+					_ = storage.SpillForTest(db)
+				} else {
+					_ = storage.CheckpointForTest(db)
+				}
 			}
 		}()
 		time.Sleep(time.Duration(2+rng.IntN(15)) * time.Millisecond)

@@ -40,6 +40,7 @@ type DB struct {
 	seq     uint64
 
 	walBytes       atomic.Int64
+	spillBytes     atomic.Int64 // write-ahead bytes since the last spill or checkpoint
 	lastCheckpoint atomic.Int64 // unix nanoseconds
 	checkpointMu   sync.Mutex
 
@@ -556,6 +557,10 @@ func (db *DB) background() {
 		if db.walBytes.Load() >= db.opts.CheckpointWALBytes || (since >= db.opts.CheckpointInterval && db.walBytes.Load() > 0) {
 			if err := db.checkpoint(context.Background()); err != nil {
 				db.logger.Error("checkpoint", "err", err)
+			}
+		} else if db.spillBytes.Load() >= spillClosedBytes {
+			if err := db.spillClosed(context.Background()); err != nil {
+				db.logger.Error("spill closed chunks", "err", err)
 			}
 		}
 		db.reclaim()

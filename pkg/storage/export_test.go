@@ -16,6 +16,16 @@ func CheckpointForTest(db *DB) error {
 	return nil
 }
 
+// SpillForTest writes the closed chunks not yet in Pebble (no checkpoint)
+// and drops from memory what readers can find there.
+func SpillForTest(db *DB) error {
+	if err := db.spillClosed(context.Background()); err != nil {
+		return err
+	}
+	db.reclaim()
+	return nil
+}
+
 // RetentionForTest runs one retention pass.
 func RetentionForTest(db *DB) error { return db.applyRetention(context.Background()) }
 
