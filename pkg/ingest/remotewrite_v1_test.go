@@ -7,9 +7,11 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/klauspost/compress/snappy"
@@ -162,3 +164,45 @@ func dump(t *testing.T, db *storage.DB) map[string][]string {
 }
 
 func floatString(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// The series cache holds the store's labels, not a copy of its own: after a
+// write, its entry shares the store's label string (stringlabels).
+func TestSeriesCacheSharesStoreLabels(t *testing.T) {
+	db := storagetest.New(t)
+	h, err := NewRemoteWriteHandler(db, RemoteWriteOptions{})
+	require.NoError(t, err)
+	now := time.Now().Truncate(time.Minute).UnixMilli()
+	req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+		Labels:  []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "api"}},
+		Samples: []prompb.Sample{{Timestamp: now, Value: 1}},
+	}}}
+	body, err := proto.Marshal(&req)
+	require.NoError(t, err)
+	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
+	r.Header.Set("Content-Type", ctV1)
+	r.Header.Set("Content-Encoding", "snappy")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+
+	var cached []cachedSeries
+	for _, c := range h.caches {
+		for i := range c.shards {
+			for _, e := range c.shards[i].m {
+				cached = append(cached, e)
+			}
+		}
+	}
+	require.Len(t, cached, 1)
+	stored, ok := db.SeriesLabels(context.Background(), cached[0].ref)
+	require.True(t, ok)
+	require.True(t, labels.Equal(stored, cached[0].lset))
+	data := func(ls labels.Labels) *byte {
+		v := reflect.ValueOf(ls)
+		if v.Kind() != reflect.Struct || v.NumField() == 0 || v.Field(0).Kind() != reflect.String {
+			t.Skip("labels are not one string (not stringlabels)")
+		}
+		return unsafe.StringData(v.Field(0).String())
+	}
+	require.Same(t, data(stored), data(cached[0].lset), "the cache holds a copy of the labels")
+}

@@ -73,6 +73,12 @@ func (s *Server) otlpStore() limitedStore {
 	return limitedStore{db: s.db, l: s.sec.limiter, rateAtCommit: true}
 }
 
+// SeriesLabels lets the remote-write receiver's series cache share the
+// store's labels.
+func (s limitedStore) SeriesLabels(ctx context.Context, ref promstorage.SeriesRef) (labels.Labels, bool) {
+	return s.db.SeriesLabels(ctx, ref)
+}
+
 func (s limitedStore) Appender(ctx context.Context) promstorage.Appender {
 	app := s.db.Appender(ctx)
 	if !s.l.HasSeriesLimit(ctx) {

@@ -135,6 +135,22 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 	return th.getOrCreate(ls), nil
 }
 
+// SeriesLabels returns the labels the store keeps for a series reference
+// an appender of the tenant in ctx handed out, so that a caller caching
+// references (the remote-write receiver) can share them instead of holding
+// a copy. False if the reference names no series (any more).
+func (db *DB) SeriesLabels(ctx context.Context, ref storage.SeriesRef) (labels.Labels, bool) {
+	th := db.tenantFor(ctx)
+	if th == nil {
+		return labels.EmptyLabels(), false
+	}
+	s := th.getByRef(uint64(ref))
+	if s == nil {
+		return labels.EmptyLabels(), false
+	}
+	return s.lset, true
+}
+
 // Append adds a sample to the batch after checking it against the stored
 // series and the samples already in this appender, returning Prometheus'
 // sentinel errors (wrapped with the series) for samples that cannot go in.
