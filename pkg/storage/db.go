@@ -127,10 +127,11 @@ func Open(dir string, opts Options) (*DB, error) {
 func open(dir string, opts Options, h *health) (*DB, error) {
 	// Pebble charges its memtables to the block cache; size the cache so
 	// that CacheSize is left for blocks with the memtables full.
-	// 32 MiB memtables (Pebble allocates them outside the Go heap, and
-	// holds up to two): at 100k series the write-ahead records of a
-	// peer-bench burst fill one in about 2 s; 64 MiB ones added 64 MiB of
-	// resident memory and no ingest speed (bench/RESULTS.md).
+	// 32 MiB memtables: Pebble allocates them outside the Go heap and
+	// holds two during a burst of ingest (one being flushed), so 64 MiB
+	// ones kept 128 MiB resident. The write-ahead records of a peer-bench
+	// burst at 100k series fill 32 MiB in about 2 s; smaller memtables
+	// mean more, smaller flushes (bench/RESULTS.md has the ingest CPU).
 	const memTableSize = 32 << 20
 	const memTables = 2 // pebble's default MemTableStopWritesThreshold
 	cache := pebble.NewCache(opts.CacheSize + memTables*memTableSize)
