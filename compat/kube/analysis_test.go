@@ -76,7 +76,7 @@ func TestAnalysisTemplates(t *testing.T) {
 		"attributes": map[string]string{"service": "checkout", "weight": "40"}, "source": "compat-kube"})
 
 	templates := analysisTemplates(t)
-	require.Len(t, templates, 5, "the examples of deploy/argo-rollouts")
+	require.Len(t, templates, 6, "the examples of deploy/argo-rollouts")
 	for file, at := range templates {
 		b, err := json.Marshal(at)
 		require.NoError(t, err)
@@ -84,6 +84,12 @@ func TestAnalysisTemplates(t *testing.T) {
 		createIn(t, "/apis/argoproj.io/v1alpha1/namespaces/%s/analysistemplates", ns, b)
 		_ = file
 	}
+
+	// analysis-gate.yaml asks the change-impact gate about the service's
+	// latest canary step, with no canary hash to vary: it is accepted
+	// above, and judged healthy, regressed and idle through Argo's own Web
+	// provider by compat's TestArgoRolloutsGate, not by the controller here.
+	delete(templates, "analysis-gate.yaml")
 
 	type run struct {
 		file, canary string
