@@ -169,19 +169,30 @@ func (e *endpoint) startSelect(ctx context.Context, s *Store, mint, maxt int64, 
 	return f
 }
 
-// series calls Series and returns the series sorted by labels, each with
-// its chunks decoded, and the endpoint's warnings.
-func (e *endpoint) series(ctx context.Context, mint, maxt int64, hints *promstorage.SelectHints, ms []*labels.Matcher) ([]*series, []string, error) {
+// scope narrows a call's time range to what the endpoint holds and turns
+// its matchers into the StoreAPI's; ok is false when the endpoint's Info
+// says it cannot have an answer (no call is made then).
+func (e *endpoint) scope(ctx context.Context, mint, maxt int64, ms []*labels.Matcher) (int64, int64, []*storepb.LabelMatcher, bool, error) {
 	in, err := e.describe(ctx)
 	if err != nil {
-		return nil, nil, err
+		return 0, 0, nil, false, err
 	}
 	mint, maxt, ok := in.prune(mint, maxt, ms)
 	if !ok {
-		return nil, nil, nil
+		return 0, 0, nil, false, nil
 	}
 	pms, err := matchersPB(ms)
 	if err != nil {
+		return 0, 0, nil, false, err
+	}
+	return mint, maxt, pms, true, nil
+}
+
+// series calls Series and returns the series sorted by labels, each with
+// its chunks decoded, and the endpoint's warnings.
+func (e *endpoint) series(ctx context.Context, mint, maxt int64, hints *promstorage.SelectHints, ms []*labels.Matcher) ([]*series, []string, error) {
+	mint, maxt, pms, ok, err := e.scope(ctx, mint, maxt, ms)
+	if err != nil || !ok {
 		return nil, nil, err
 	}
 	req := &storepb.SeriesRequest{
@@ -247,16 +258,8 @@ func (e *endpoint) series(ctx context.Context, mint, maxt int64, hints *promstor
 }
 
 func (e *endpoint) labelNames(ctx context.Context, mint, maxt int64, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, []string, error) {
-	in, err := e.describe(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	mint, maxt, ok := in.prune(mint, maxt, ms)
-	if !ok {
-		return nil, nil, nil
-	}
-	pms, err := matchersPB(ms)
-	if err != nil {
+	mint, maxt, pms, ok, err := e.scope(ctx, mint, maxt, ms)
+	if err != nil || !ok {
 		return nil, nil, err
 	}
 	req := &storepb.LabelNamesRequest{
@@ -275,16 +278,8 @@ func (e *endpoint) labelNames(ctx context.Context, mint, maxt int64, hints *prom
 }
 
 func (e *endpoint) labelValues(ctx context.Context, name string, mint, maxt int64, hints *promstorage.LabelHints, ms []*labels.Matcher) ([]string, []string, error) {
-	in, err := e.describe(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	mint, maxt, ok := in.prune(mint, maxt, ms)
-	if !ok {
-		return nil, nil, nil
-	}
-	pms, err := matchersPB(ms)
-	if err != nil {
+	mint, maxt, pms, ok, err := e.scope(ctx, mint, maxt, ms)
+	if err != nil || !ok {
 		return nil, nil, err
 	}
 	req := &storepb.LabelValuesRequest{
