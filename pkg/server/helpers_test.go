@@ -156,10 +156,19 @@ type stoppable struct {
 
 func startOnDir(t *testing.T, dir string) stoppable {
 	t.Helper()
+	return startOnDirWith(t, dir, nil)
+}
+
+// startOnDirWith is startOnDir with options set by configure (if not nil).
+func startOnDirWith(t *testing.T, dir string, configure func(o *server.Options)) stoppable {
+	t.Helper()
 	o := server.DefaultOptions()
 	o.ListenAddress = "127.0.0.1:0"
 	o.DataDir = dir
 	o.Registry = prometheus.NewRegistry()
+	if configure != nil {
+		configure(&o)
+	}
 	s, err := server.New(o)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())

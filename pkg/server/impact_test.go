@@ -483,25 +483,7 @@ func TestLateDataIsJudgedAgain(t *testing.T) {
 	end := base.Add(11 * m)
 	var clock atomic.Int64 // the scheduler's, in Unix nanoseconds
 	clock.Store(end.Add(-m).UnixNano())
-	run := func() stoppable {
-		o := server.DefaultOptions()
-		o.ListenAddress = "127.0.0.1:0"
-		o.DataDir = dir
-		o.Registry = prometheus.NewRegistry()
-		o.Storage.OutOfOrderWindow = 2 * time.Hour
-		o.Impact.ConfigFile = config
-		o.Impact.Interval = 50 * time.Millisecond
-		o.Impact.Now = func() time.Time { return time.Unix(0, clock.Load()) }
-		s, err := server.New(o)
-		require.NoError(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		return stoppable{URL: "http://" + s.Addr().String(), stop: func() {
-			cancel()
-			require.NoError(t, <-done)
-		}}
-	}
+	run := func() stoppable { return startWithClock(t, dir, config, &clock) }
 	srv := run()
 	onTime := redPhase{0, 6 * m, "", 100, 0.01}
 	writeRED(t, srv.URL, "late", base, 7, onTime)
@@ -609,21 +591,9 @@ func TestOpenWindowIsJudgedEarly(t *testing.T) {
 	at := func(d time.Duration) string { return base.Add(d).UTC().Format(time.RFC3339) }
 	var clock atomic.Int64
 	clock.Store(base.Add(8 * m).UnixNano())
-	o := server.DefaultOptions()
-	o.ListenAddress = "127.0.0.1:0"
-	o.DataDir = dir
-	o.Registry = prometheus.NewRegistry()
-	o.Storage.OutOfOrderWindow = 2 * time.Hour
-	o.Impact.ConfigFile = config
-	o.Impact.Interval = 50 * time.Millisecond
-	o.Impact.Now = func() time.Time { return time.Unix(0, clock.Load()) }
-	s, err := server.New(o)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
-	u := "http://" + s.Addr().String()
+	srv := startWithClock(t, dir, config, &clock)
+	defer srv.stop()
+	u := srv.URL
 
 	writeRED(t, u, "slow", base, 9, redPhase{0, 12 * m, "", 100, 0.01})
 	id := postEvent(t, u, fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%q,"attributes":{"service":"slow"}}`, at(6*m)))
@@ -686,4 +656,18 @@ func TestOpenWindowIsJudgedEarly(t *testing.T) {
 	}
 	require.Equal(t, []string{"early", "initial"}, phases)
 	waitValue(t, u, `last_over_time(change_deployments_total{service="slow"}[1h])`, 1)
+}
+
+// startWithClock starts a server on dir whose impact scheduler reads the
+// impact configuration file config and tells the time from clock (Unix
+// nanoseconds), looking every 50 ms; out-of-order samples are accepted two
+// hours back, so the tests can write the minutes they judge.
+func startWithClock(t *testing.T, dir, config string, clock *atomic.Int64) stoppable {
+	t.Helper()
+	return startOnDirWith(t, dir, func(o *server.Options) {
+		o.Storage.OutOfOrderWindow = 2 * time.Hour
+		o.Impact.ConfigFile = config
+		o.Impact.Interval = 50 * time.Millisecond
+		o.Impact.Now = func() time.Time { return time.Unix(0, clock.Load()) }
+	})
 }
