@@ -22,7 +22,7 @@ func TestBackupUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	dir := t.TempDir()
 	p := serve(t, bin, dir, nil)
 	f := newFiller(p.url)

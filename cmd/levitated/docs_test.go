@@ -136,7 +136,7 @@ func TestDocsExamples(t *testing.T) {
 	}
 	require.Equal(t, len(walkthrough), inWalkthrough, "every block of the README's walkthrough is found among its blocks")
 
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	work := t.TempDir()
 	binDir := filepath.Join(work, "bin")
 	require.NoError(t, os.MkdirAll(binDir, 0o755))

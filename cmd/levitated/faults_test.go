@@ -34,28 +34,29 @@ import (
 const hang = 60 * time.Second
 
 var (
-	faultsBinOnce sync.Once
-	faultsBin     string
-	faultsBinErr  error
+	levitatedBinOnce sync.Once
+	levitatedBin     string
+	levitatedBinErr  error
 )
 
-// faultsBinary builds levitated once for the tests of the package.
-func faultsBinary(t *testing.T) string {
+// levitatedBinary builds levitated once for all the tests of the package
+// (linking it takes a while on a loaded machine).
+func levitatedBinary(t *testing.T) string {
 	t.Helper()
-	faultsBinOnce.Do(func() {
+	levitatedBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "levitated-faults")
 		if err != nil {
-			faultsBinErr = err
+			levitatedBinErr = err
 			return
 		}
-		faultsBin = filepath.Join(dir, "levitated")
-		out, err := exec.Command("go", "build", "-o", faultsBin, ".").CombinedOutput()
+		levitatedBin = filepath.Join(dir, "levitated")
+		out, err := exec.Command("go", "build", "-o", levitatedBin, ".").CombinedOutput()
 		if err != nil {
-			faultsBinErr = fmt.Errorf("go build: %v: %s", err, out)
+			levitatedBinErr = fmt.Errorf("go build: %v: %s", err, out)
 		}
 	})
-	require.NoError(t, faultsBinErr)
-	return faultsBin
+	require.NoError(t, levitatedBinErr)
+	return levitatedBin
 }
 
 // mountTmpfs mounts a tmpfs of size bytes on a new directory and returns
@@ -341,7 +342,7 @@ func TestDiskFullWhileRunning(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	mnt := mountTmpfs(t, "24m")
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	// Ballast, deleted to free space.
 	ballast := filepath.Join(mnt, "ballast")
 	require.NoError(t, os.WriteFile(ballast, make([]byte, 6<<20), 0o644))
@@ -406,7 +407,7 @@ func TestDiskFullThenSIGTERM(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	mnt := mountTmpfs(t, "24m")
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	dir := filepath.Join(mnt, "data")
 	p := serve(t, bin, dir, nil)
 	f := newFiller(p.url)
@@ -454,7 +455,7 @@ func nobodyDir(t *testing.T) (bin, data string) {
 	t.Cleanup(func() { _ = os.RemoveAll(root) })
 	require.NoError(t, os.Chmod(root, 0o755))
 	bin = filepath.Join(root, "levitated")
-	b, err := os.ReadFile(faultsBinary(t))
+	b, err := os.ReadFile(levitatedBinary(t))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(bin, b, 0o755))
 	data = filepath.Join(root, "data")
@@ -550,7 +551,7 @@ func TestCorruptTable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	dir := t.TempDir()
 	p := serve(t, bin, dir, nil)
 	f := newFiller(p.url)

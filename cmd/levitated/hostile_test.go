@@ -70,7 +70,7 @@ func TestHostileQueries(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	p := serve(t, bin, t.TempDir(), nil, "--query.timeout", "5s")
 	pid := p.cmd.Process.Pid
 	// Idle: after a first query has warmed the engine up.
@@ -202,7 +202,7 @@ func TestQueryCancelledWhenClientLeaves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	p := serve(t, bin, t.TempDir(), nil, "--query.timeout", "1h")
 	require.Equal(t, "0", engineQueries(t, p.url))
 

@@ -131,7 +131,7 @@ func TestImpactKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := binary(t)
+	bin := levitatedBinary(t)
 	dir := t.TempDir()
 	late := filepath.Join(t.TempDir(), "late.yml")
 	require.NoError(t, os.WriteFile(late, []byte("events:\n  delay: 1h\n"), 0o600))

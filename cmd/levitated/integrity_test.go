@@ -178,7 +178,7 @@ func TestCorruptDataDir(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	orig, f := killedDataDir(t, bin)
 	logs := wals(t, orig)
 	require.GreaterOrEqual(t, len(logs), 2, "the killed store should leave several write-ahead logs")

@@ -73,13 +73,6 @@ func TestEmptyDataDir(t *testing.T) {
 	require.Empty(t, entries, "nothing was created in the working directory")
 }
 
-// binary returns the levitated binary, built once for all the tests of
-// the package (linking it takes a while on a loaded machine).
-func binary(t *testing.T) string {
-	t.Helper()
-	return faultsBinary(t)
-}
-
 // process is a running levitated binary.
 type process struct {
 	cmd    *exec.Cmd
@@ -154,7 +147,7 @@ func TestKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := binary(t)
+	bin := levitatedBinary(t)
 	dir := t.TempDir()
 	logFile, err := os.Create(filepath.Join(t.TempDir(), "requests.log"))
 	require.NoError(t, err)
@@ -289,7 +282,7 @@ func TestSIGTERMRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := binary(t)
+	bin := levitatedBinary(t)
 	dir := t.TempDir()
 	p := start(t, bin, dir)
 	ts := time.Now().Add(-time.Minute).UnixMilli()

@@ -112,7 +112,7 @@ func TestRemoteWriteMemoryBudget(t *testing.T) {
 	if os.Getenv("LEVITATED_RW_BUDGET_FULL") == "1" {
 		seriesPerRequest = 250_000
 	}
-	bin := faultsBinary(t)
+	bin := levitatedBinary(t)
 	ts := time.Now().Add(-time.Minute).UnixMilli()
 	bodies := make([][]byte, requests)
 	for r := range bodies {

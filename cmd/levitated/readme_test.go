@@ -48,7 +48,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	blocks := walkthroughBlocks(t)
 	require.Len(t, blocks, 2, "the walkthrough's shell blocks: steps 1-5, then the first token")
 
-	bin := binary(t)
+	bin := levitatedBinary(t)
 	work := t.TempDir()
 	p := start(t, bin, filepath.Join(work, "data")) // the README's ./data, seen from work
 	sh := func(block string) string {

@@ -56,7 +56,7 @@ func TestTokenCommands(t *testing.T) {
 
 	// The binary, started on the directory, takes the token and refuses
 	// requests without one.
-	bin := binary(t)
+	bin := levitatedBinary(t)
 	p := start(t, bin, dir)
 	query := func(tok string) int {
 		req, err := http.NewRequest(http.MethodGet, p.url+"/api/v1/query?query=1", nil)
