@@ -259,26 +259,37 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // (release, if not nil, gives it back), and decodes it. A refusal of the
 // budget is an error with an HTTPStatus.
 func (h *RemoteWriteHandler) readBody(r *http.Request) (body, decoded []byte, release func(), err error) {
-	body, err = io.ReadAll(io.LimitReader(r.Body, h.opts.MaxBodyBytes+1))
+	cbuf, err := readLimited(r.Body, r.ContentLength, h.opts.MaxBodyBytes)
+	var dbuf *[]byte
+	var admitted func()
+	release = func() {
+		if admitted != nil {
+			admitted()
+		}
+		putBuf(&compressedBufs, cbuf)
+		putBuf(&decodedBufs, dbuf)
+	}
+	body = *cbuf
 	if err != nil {
-		return nil, nil, nil, badf("read request body: %v", err)
+		return nil, nil, release, badf("read request body: %v", err)
 	}
 	if int64(len(body)) > h.opts.MaxBodyBytes {
-		return nil, nil, nil, badf("request body is larger than %d bytes (limit set by --write.max-body-bytes)", h.opts.MaxBodyBytes)
+		return nil, nil, release, badf("request body is larger than %d bytes (limit set by --write.max-body-bytes)", h.opts.MaxBodyBytes)
 	}
 	n, err := snappy.DecodedLen(body)
 	if err != nil {
-		return nil, nil, nil, badf("decode snappy body: %v", err)
+		return nil, nil, release, badf("decode snappy body: %v", err)
 	}
 	if n > MaxDecodedBodyBytes {
-		return nil, nil, nil, badf("snappy body decodes to %d bytes, more than the %d allowed", n, MaxDecodedBodyBytes)
+		return nil, nil, release, badf("snappy body decodes to %d bytes, more than the %d allowed", n, MaxDecodedBodyBytes)
 	}
 	if h.opts.Admission != nil {
-		if release, err = h.opts.Admission.ReserveBytes(r.Context(), int64(len(body))+int64(n)); err != nil {
-			return nil, nil, nil, err
+		if admitted, err = h.opts.Admission.ReserveBytes(r.Context(), int64(len(body))+int64(n)); err != nil {
+			return nil, nil, release, err
 		}
 	}
-	decoded, err = snappy.Decode(nil, body)
+	dbuf = getBuf(&decodedBufs, n)
+	decoded, err = snappy.Decode(*dbuf, body)
 	if err != nil {
 		return nil, nil, release, badf("decode snappy body: %v", err)
 	}

@@ -3,12 +3,14 @@ package ingest
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -205,4 +207,79 @@ func TestSeriesCacheSharesStoreLabels(t *testing.T) {
 		return unsafe.StringData(v.Field(0).String())
 	}
 	require.Same(t, data(stored), data(cached[0].lset), "the cache holds a copy of the labels")
+}
+
+// Bodies are read and decoded into pooled buffers: many requests of
+// growing and shrinking sizes, with labels, exemplars and metadata, store
+// exactly what Prometheus' receiver stores. A label or exemplar string
+// that aliased a reused buffer would read a later request's bytes here.
+func TestPooledBodiesAreNotRetained(t *testing.T) {
+	ours, theirs := storagetest.New(t), storagetest.New(t)
+	h, err := NewRemoteWriteHandler(ours, RemoteWriteOptions{})
+	require.NoError(t, err)
+	prom := remote.NewWriteHandler(slog.New(slog.DiscardHandler), nil, theirs,
+		remoteapi.MessageTypes{remoteapi.WriteV1MessageType}, false, true)
+	now := time.Now().Truncate(time.Minute).Add(-30 * time.Minute).UnixMilli()
+	for i := 0; i < 60; i++ {
+		var req prompb.WriteRequest
+		n := 1 + (i*7)%23 // sizes go up and down, so buffers are reused
+		for j := 0; j < n; j++ {
+			name := "m_" + strconv.Itoa(i) + "_" + strconv.Itoa(j)
+			req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+				Labels: []prompb.Label{
+					{Name: "__name__", Value: name},
+					{Name: "pad", Value: string(bytes.Repeat([]byte{byte('a' + i%26)}, 1+(i*13)%200))},
+				},
+				Samples:   []prompb.Sample{{Timestamp: now + int64(i)*1000, Value: float64(i*100 + j)}},
+				Exemplars: []prompb.Exemplar{{Labels: []prompb.Label{{Name: "trace_id", Value: name + "_trace"}}, Value: float64(j), Timestamp: now + int64(i)*1000}},
+			})
+		}
+		req.Metadata = []prompb.MetricMetadata{{Type: prompb.MetricMetadata_COUNTER, MetricFamilyName: "m_" + strconv.Itoa(i) + "_0",
+			Help: "help of request " + strconv.Itoa(i) + strings.Repeat(".", i)}}
+		body, err := proto.Marshal(&req)
+		require.NoError(t, err)
+		for _, hh := range []http.Handler{h, prom} {
+			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
+			r.Header.Set("Content-Type", ctV1)
+			r.Header.Set("Content-Encoding", "snappy")
+			w := httptest.NewRecorder()
+			hh.ServeHTTP(w, r)
+			require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+		}
+	}
+	require.Equal(t, dump(t, theirs), dump(t, ours))
+	for i := 0; i < 60; i++ {
+		name := "m_" + strconv.Itoa(i) + "_0"
+		md, err := ours.Metadata(context.Background(), name, 0, 0)
+		require.NoError(t, err)
+		require.Len(t, md[name], 1, name)
+		require.Equal(t, "help of request "+strconv.Itoa(i)+strings.Repeat(".", i), md[name][0].Help, name)
+	}
+}
+
+// readLimited reads a body whose declared length is wrong or unknown as
+// io.ReadAll would, and gives a truncated body's error.
+func TestReadLimited(t *testing.T) {
+	for _, c := range []struct {
+		body        string
+		size, limit int64
+		want        string
+		err         bool
+	}{
+		{body: "abcdef", size: 6, limit: 10, want: "abcdef"},
+		{body: "abcdef", size: -1, limit: 10, want: "abcdef"},
+		{body: "abcdef", size: 3, limit: 10, want: "abcdef"},                // more than declared: read on
+		{body: "abcdefghijklmnop", size: 3, limit: 10, want: "abcdefghijk"}, // up to limit+1
+		{body: "abcdefghijklmnop", size: 16, limit: 10, want: "abcdefghijk"},
+		{body: "abc", size: 6, limit: 10, err: true}, // truncated
+		{body: "", size: 0, limit: 10, want: ""},
+	} {
+		b, err := readLimited(strings.NewReader(c.body), c.size, c.limit)
+		if c.err {
+			require.ErrorIs(t, err, io.ErrUnexpectedEOF, "%+v", c)
+			continue
+		}
+		require.NoError(t, err, "%+v", c)
+		require.Equal(t, c.want, string(*b), "%+v", c)
+	}
 }
