@@ -21,17 +21,18 @@ var (
 // buffer is left to the garbage collector.
 const maxPooledBuf = MaxDecodedBodyBytes
 
-// getBuf returns a pooled buffer of length n, or a new one if the pooled
-// one is too small.
+// getBuf returns a pooled buffer of length n, or a new one a quarter
+// larger than n if the pooled one is too small, so that the next requests
+// of about the same size fit. A buffer too small is dropped, not put back:
+// the pool then holds at most one buffer per request in flight (putting
+// it back grew the pool by one per miss between collections, and the live
+// heap and Go's heap goal with it: 1.5 GiB peak RSS at 100k series).
 func getBuf(p *sync.Pool, n int) *[]byte {
-	if b, ok := p.Get().(*[]byte); ok {
-		if cap(*b) >= n {
-			*b = (*b)[:n]
-			return b
-		}
-		p.Put(b)
+	if b, ok := p.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
 	}
-	b := make([]byte, n)
+	b := make([]byte, n, n+n/4)
 	return &b
 }
 
