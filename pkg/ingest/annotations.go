@@ -52,26 +52,27 @@ func NewAnnotationsHandler(svc *EventService) *AnnotationsHandler {
 	return &AnnotationsHandler{svc: svc}
 }
 
-func (h *AnnotationsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Serve stores the event and answers, but for a refusal of the store
+// (a limit, a full disk), which it returns for the server to answer.
+func (h *AnnotationsHandler) Serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use POST")
-		return
+		return nil
 	}
 	body, err := readBody(r, h.svc.limits.MaxRequestBodySize)
 	if err != nil {
 		writeHTTPError(w, err)
-		return
+		return nil
 	}
 	evs, err := decodeAnnotation(body, h.svc.limits, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		writeHTTPError(w, err)
-		return
+		return nil
 	}
 	out, err := h.svc.Append(r.Context(), evs)
 	if err != nil {
-		writeHTTPError(w, err)
-		return
+		return grpcError(err)
 	}
 	hash := fnv.New64a()
 	hash.Write([]byte(out[0].ID))
@@ -84,6 +85,7 @@ func (h *AnnotationsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp["warnings"] = warnings
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 func decodeAnnotation(body []byte, l events.Limits, idemKey string) ([]events.Event, error) {

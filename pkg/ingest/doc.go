@@ -10,5 +10,8 @@
 // read side of the Last9 and annotation APIs, which share their
 // conversions with the writes. It must not decide a request's tenant
 // (that comes from pkg/tenant through the context), its scope or its
-// limits (pkg/server's route table), nor open storage itself.
+// limits (pkg/server's route table; the limits wrap the stores it is
+// given, pkg/limits), nor open storage itself. A refusal of a store (a
+// limit, a full disk) is returned by the handler's Serve, not answered:
+// the server maps it to a status.
 package ingest

@@ -91,6 +91,16 @@ func withTenantMD(ctx context.Context) context.Context {
 	return ctx
 }
 
+// serveJSON answers the errors f returns as the server does, in the
+// plain-JSON shape of Last9 and Grafana.
+func serveJSON(f func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			writeHTTPError(w, err)
+		}
+	})
+}
+
 func startServer(t *testing.T) *testServer {
 	t.Helper()
 	db := storagetest.Open(t, t.TempDir())
@@ -104,8 +114,8 @@ func startServer(t *testing.T) *testServer {
 	require.NoError(t, RegisterEventGateway(context.Background(), gw, svc))
 	mux := http.NewServeMux()
 	mux.Handle("/api/v1/", gw)
-	mux.Handle("PUT /api/v4/organizations/{org}/change_events", NewLast9Handler(svc))
-	mux.Handle("POST /api/annotations", NewAnnotationsHandler(svc))
+	mux.Handle("PUT /api/v4/organizations/{org}/change_events", serveJSON(NewLast9Handler(svc).Serve))
+	mux.Handle("POST /api/annotations", serveJSON(NewAnnotationsHandler(svc).Serve))
 	mux.Handle("POST /api/v4/oauth/access_token", NewLast9TokenHandler(nil))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {

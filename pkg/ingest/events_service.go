@@ -20,10 +20,15 @@ import (
 // (pkg/storage/eventstore.Store implements it). Append commits durably
 // before it returns.
 type EventStore interface {
-	Append(ctx context.Context, tenant uint32, evs []events.Event) ([]events.Event, error)
+	EventAppender
 	Get(ctx context.Context, tenant uint32, id string) (events.Event, error)
 	List(ctx context.Context, tenant uint32, q events.Query) ([]events.Event, string, error)
 	Tail(ctx context.Context, tenant uint32, q events.Query, ready func() error, fn func(events.Event) error) error
+}
+
+// EventAppender is the write side of the event store.
+type EventAppender interface {
+	Append(ctx context.Context, tenant uint32, evs []events.Event) ([]events.Event, error)
 }
 
 // TenantResolver maps a tenant name (from tenant.FromContext) to the numeric
@@ -35,6 +40,10 @@ type EventServiceOptions struct {
 	// Limits bound request bodies and events (events.DefaultLimits by
 	// default). Keep them equal to the store's.
 	Limits events.Limits
+	// Appender, if set, stores the events in place of the store's Append
+	// (the server gives the store with the events rate limit,
+	// limits.Events).
+	Appender EventAppender
 	// Logger may be nil.
 	Logger *slog.Logger
 }
@@ -46,6 +55,7 @@ type EventService struct {
 	levitatedv1.UnimplementedEventServiceServer
 
 	store   EventStore
+	app     EventAppender
 	resolve TenantResolver
 	limits  events.Limits
 	logger  *slog.Logger
@@ -57,7 +67,10 @@ func NewEventService(store EventStore, resolve TenantResolver, opts EventService
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &EventService{store: store, resolve: resolve, limits: opts.Limits.EnsureDefaults(), logger: opts.Logger}
+	if opts.Appender == nil {
+		opts.Appender = store
+	}
+	return &EventService{store: store, app: opts.Appender, resolve: resolve, limits: opts.Limits.EnsureDefaults(), logger: opts.Logger}
 }
 
 func (s *EventService) tenantID(ctx context.Context) (uint32, error) {
@@ -75,7 +88,7 @@ func (s *EventService) Append(ctx context.Context, evs []events.Event) ([]events
 	if err != nil {
 		return nil, err
 	}
-	return s.store.Append(ctx, t, evs)
+	return s.app.Append(ctx, t, evs)
 }
 
 // CreateEvent implements levitated.v1.EventService.

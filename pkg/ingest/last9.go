@@ -46,33 +46,35 @@ type Last9Handler struct{ svc *EventService }
 // NewLast9Handler returns the Last9-compatible handler.
 func NewLast9Handler(svc *EventService) *Last9Handler { return &Last9Handler{svc: svc} }
 
-func (h *Last9Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Serve stores the event and answers, but for a refusal of the store
+// (a limit, a full disk), which it returns for the server to answer.
+func (h *Last9Handler) Serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPut && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "PUT, POST")
 		writeJSONError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use PUT")
-		return
+		return nil
 	}
 	body, err := readBody(r, h.svc.limits.MaxRequestBodySize)
 	if err != nil {
 		writeHTTPError(w, err)
-		return
+		return nil
 	}
 	e, err := decodeLast9(body, h.svc.limits)
 	if err != nil {
 		writeHTTPError(w, err)
-		return
+		return nil
 	}
 	e.IdempotencyKey = r.Header.Get("Idempotency-Key")
 	out, err := h.svc.Append(r.Context(), []events.Event{e})
 	if err != nil {
-		writeHTTPError(w, err)
-		return
+		return grpcError(err)
 	}
 	resp := map[string]any{"message": "success"}
 	if warnings := setWarnings(w, out); len(warnings) > 0 {
 		resp["warnings"] = warnings
 	}
 	writeJSON(w, http.StatusOK, resp)
+	return nil
 }
 
 func decodeLast9(body []byte, l events.Limits) (events.Event, error) {

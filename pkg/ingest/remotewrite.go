@@ -29,6 +29,8 @@ import (
 // UpdateMetadata stores the metadata entries of remote write 1.0 requests
 // (Prometheus' own receiver drops them). Commit must make the data durable
 // before it returns: the handler acknowledges with a 2xx only after it.
+// The store may also refuse writes before they are stored (WriteQuota) or
+// while it cannot take them (WriteError).
 type RemoteWriteStore interface {
 	storage.Appendable
 	storage.AppendableV2
@@ -43,9 +45,9 @@ type RemoteWriteOptions struct {
 	// MaxBodyBytes is the largest (compressed) body accepted; a larger one
 	// gets 400. Default and maximum: MaxDecodedBodyBytes.
 	MaxBodyBytes int64
+	// WriteLimits are the label limits; a store with a WriteQuota may
+	// change them per tenant (remotewrite_admission.go).
 	WriteLimits
-	// Admission, if set, applies per-tenant limits (remotewrite_admission.go).
-	Admission WriteAdmission
 	// LookbackDelta is the query lookback delta, which OTLP translation uses
 	// for target_info. Default 5m.
 	LookbackDelta time.Duration
@@ -146,7 +148,7 @@ func NewRemoteWriteHandler(store RemoteWriteStore, opts RemoteWriteOptions) (*Re
 	return &RemoteWriteHandler{
 		store:  store,
 		opts:   opts,
-		prom:   remote.NewWriteHandler(opts.Logger, opts.Registerer, store, accepted, false, true),
+		prom:   remote.NewWriteHandler(opts.Logger, opts.Registerer, errorCatcher{store}, accepted, false, true),
 		logger: opts.Logger,
 		caches: map[string]*seriesCache{},
 		invalid: promauto.With(opts.Registerer).NewCounterVec(prometheus.CounterOpts{
@@ -156,10 +158,16 @@ func NewRemoteWriteHandler(store RemoteWriteStore, opts RemoteWriteOptions) (*Re
 	}, nil
 }
 
-func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Serve stores a remote write request and answers it, but for a refusal
+// of the store or its quota (WriteQuota: a limit, the in-flight budget, a
+// full disk), which it returns unanswered for the caller to answer with
+// the error's status; nothing of a refused request is stored. A request
+// the handler rejects itself (a malformed body, a wrong Content-Type) is
+// answered here, as Prometheus' receiver answers it.
+func (h *RemoteWriteHandler) Serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
-		return
+		return nil
 	}
 	contentType := r.Header.Get("Content-Type")
 	if contentType == "" {
@@ -168,52 +176,45 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	msgType, err := remoteapi.ParseProtoMsg(contentType)
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
-		return
+		return nil
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
 		http.Error(w, fmt.Sprintf("%v encoding (compression) is not accepted by this server; only %v is acceptable", enc, remoteapi.SnappyBlockCompression), http.StatusUnsupportedMediaType)
-		return
+		return nil
 	}
 
 	if err := h.unavailable(); err != nil {
-		h.refuse(w, msgType, err)
-		return
+		return refused(w, msgType, err)
 	}
 	body, decoded, release, err := h.readBody(r)
 	if release != nil {
 		defer release()
 	}
-	var refused interface{ HTTPStatus() int }
-	if errors.As(err, &refused) {
-		h.refuse(w, msgType, err)
-		return
+	var refusal *refusalError
+	if errors.As(err, &refusal) {
+		return refused(w, msgType, refusal.err)
 	}
 	v := validator{limits: h.writeLimits(r.Context())}
 	if err == nil {
 		if err := h.admit(r.Context(), msgType, decoded); err != nil {
-			h.refuse(w, msgType, err)
-			return
+			return refused(w, msgType, err)
 		}
 	}
 	if err == nil && msgType == remoteapi.WriteV1MessageType {
 		code, err := h.writeV1(r.Context(), decoded, &v)
 		if code == http.StatusBadRequest && errors.Is(err, errInvalidWrite) {
 			h.reject(w, msgType, err)
-			return
+			return nil
 		}
 		if err != nil {
-			if withStatus(err) {
-				h.refuse(w, msgType, err)
-				return
+			if code == http.StatusBadRequest {
+				http.Error(w, err.Error(), code)
+				return nil
 			}
-			if code >= 500 {
-				h.logger.Error("Error while storing the remote write request", "err", err)
-			}
-			http.Error(w, err.Error(), code)
-			return
+			return err // the store's: its status, or 500
 		}
 		w.WriteHeader(code)
-		return
+		return nil
 	}
 	if err == nil {
 		if msgType == remoteapi.WriteV1MessageType {
@@ -224,12 +225,10 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		h.reject(w, msgType, err)
-		return
+		return nil
 	}
 	if err := h.storeMetadata(r, v.metadata); err != nil {
-		h.logger.Error("Error storing remote write metadata", "err", err)
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
+		return err
 	}
 
 	if msgType == remoteapi.WriteV2MessageType && len(v.exemplarOnly) > 0 {
@@ -240,7 +239,7 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, held, err = splitExemplarOnly(decoded, &v)
 		if err != nil {
 			h.reject(w, msgType, err)
-			return
+			return nil
 		}
 		w = &exemplarWriter{ResponseWriter: w, store: func() (int, error) { return h.storeExemplars(r.Context(), held) }}
 	}
@@ -248,16 +247,24 @@ func (h *RemoteWriteHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Prometheus' handler decodes the snappy body itself.
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	r.ContentLength = int64(len(body))
-	h.prom.ServeHTTP(w, r)
+	if err := serveCatching(h.prom, w, r); err != nil {
+		return err
+	}
 	if ew, ok := w.(*exemplarWriter); ok && !ew.wroteHeader {
 		ew.WriteHeader(http.StatusNoContent)
 	}
+	return nil
 }
 
+// refusalError is the quota's refusal of a body's memory.
+type refusalError struct{ err error }
+
+func (e *refusalError) Error() string { return e.err.Error() }
+
 // readBody reads the compressed body within the limit, reserves the
-// memory of it and its decoded form from the admission's in-flight budget
+// memory of it and its decoded form from the quota's in-flight budget
 // (release, if not nil, gives it back), and decodes it. A refusal of the
-// budget is an error with an HTTPStatus.
+// budget is a *refusalError.
 func (h *RemoteWriteHandler) readBody(r *http.Request) (body, decoded []byte, release func(), err error) {
 	cbuf, err := readLimited(r.Body, r.ContentLength, h.opts.MaxBodyBytes)
 	var dbuf *[]byte
@@ -283,9 +290,9 @@ func (h *RemoteWriteHandler) readBody(r *http.Request) (body, decoded []byte, re
 	if n > MaxDecodedBodyBytes {
 		return nil, nil, release, badf("snappy body decodes to %d bytes, more than the %d allowed", n, MaxDecodedBodyBytes)
 	}
-	if h.opts.Admission != nil {
-		if admitted, err = h.opts.Admission.ReserveBytes(r.Context(), int64(len(body))+int64(n)); err != nil {
-			return nil, nil, release, err
+	if q := h.quota(); q != nil {
+		if admitted, err = q.ReserveWriteBytes(r.Context(), int64(len(body))+int64(n)); err != nil {
+			return nil, nil, release, &refusalError{err}
 		}
 	}
 	dbuf = getBuf(&decodedBufs, n)
@@ -338,27 +345,38 @@ func (h *RemoteWriteHandler) storeMetadata(r *http.Request, entries []metadataEn
 	return nil
 }
 
-// NewOTLPHandler returns the handler for POST /api/v1/otlp/v1/metrics:
-// Prometheus v3's OTLP receiver with its default translation settings, with
-// the body bounded by MaxBodyBytes.
-func NewOTLPHandler(store storage.AppendableV2, opts RemoteWriteOptions) (http.Handler, error) {
+// OTLPHandler receives OTLP metrics: Prometheus v3's OTLP receiver with
+// its default translation settings, with the body bounded by
+// MaxBodyBytes.
+type OTLPHandler struct {
+	prom http.Handler
+	opts RemoteWriteOptions
+}
+
+// NewOTLPHandler returns the handler for POST /api/v1/otlp/v1/metrics.
+func NewOTLPHandler(store storage.AppendableV2, opts RemoteWriteOptions) (*OTLPHandler, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	cfg := config.DefaultConfig
-	h := remote.NewOTLPWriteHandler(opts.Logger, opts.Registerer, store, func() config.Config { return cfg },
+	h := remote.NewOTLPWriteHandler(opts.Logger, opts.Registerer, errorCatcher{store}, func() config.Config { return cfg },
 		remote.OTLPOptions{LookbackDelta: opts.LookbackDelta})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		if r.ContentLength > opts.MaxBodyBytes {
-			http.Error(w, "request body is larger than "+strconv.FormatInt(opts.MaxBodyBytes, 10)+" bytes (limit set by --write.max-body-bytes)", http.StatusBadRequest)
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, opts.MaxBodyBytes)
-		h.ServeHTTP(w, r)
-	}), nil
+	return &OTLPHandler{prom: h, opts: opts}, nil
+}
+
+// Serve stores an OTLP request and answers it, but for a refusal of the
+// store (a limit, a full disk), which it returns unanswered as
+// RemoteWriteHandler.Serve does.
+func (h *OTLPHandler) Serve(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
+		return nil
+	}
+	if r.ContentLength > h.opts.MaxBodyBytes {
+		http.Error(w, "request body is larger than "+strconv.FormatInt(h.opts.MaxBodyBytes, 10)+" bytes (limit set by --write.max-body-bytes)", http.StatusBadRequest)
+		return nil
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
+	return serveCatching(h.prom, w, r)
 }

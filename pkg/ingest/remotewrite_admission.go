@@ -2,52 +2,66 @@ package ingest
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"strconv"
 
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// WriteAdmission applies per-tenant limits to remote write. The server
-// sets it in RemoteWriteOptions.Admission; nil admits everything with the
-// handler's WriteLimits.
-type WriteAdmission interface {
-	// WriteLimits returns the label limits of ctx's tenant; defaults are
-	// the handler's.
-	WriteLimits(ctx context.Context, defaults WriteLimits) WriteLimits
+// WriteQuota is a store that refuses writes over its tenant's quota
+// before anything of a request is decoded or stored; the server gives
+// remote write such a store (pkg/limits.Appendable). A handler over a
+// store without it admits everything with its own WriteLimits. Refusals
+// are errors the handler returns as they are, for the server to answer.
+type WriteQuota interface {
+	// ReserveWriteBytes is asked, before a body is decoded, for the
+	// memory its bytes (compressed and decoded) take while the request is
+	// served; release is called when the request ends.
+	ReserveWriteBytes(ctx context.Context, n int64) (release func(), err error)
 	// AdmitSamples is asked once a body is decoded, before anything of it
 	// is stored, whether its samples (floats and histograms) may be
-	// stored; samples counts them (a pass over the body, so call it only
-	// when the tenant has a limit). An error refuses the whole request. If
-	// the error has an HTTPStatus() int method that is the status (else
-	// 429), and a RetryAfterSeconds() int method gives the Retry-After
-	// header.
-	AdmitSamples(ctx context.Context, samples func() int) error
-	// ReserveBytes is asked, before a body is decoded, for the memory
-	// its bytes (compressed and decoded) take while the request is
-	// served; release is called when the request ends. An error refuses
-	// the request as AdmitSamples' does.
-	ReserveBytes(ctx context.Context, n int64) (release func(), err error)
+	// stored; count counts them (a pass over the body, called only when
+	// the tenant has a limit). An error refuses the whole request.
+	AdmitSamples(ctx context.Context, count func() int) error
+	// LabelLimits are the label limits of ctx's tenant: labels per series,
+	// bytes of a name and of a value; zero keeps the handler's.
+	LabelLimits(ctx context.Context) (names, nameBytes, valueBytes int)
+}
+
+// quota is the store's WriteQuota, or nil.
+func (h *RemoteWriteHandler) quota() WriteQuota {
+	q, _ := h.store.(WriteQuota)
+	return q
 }
 
 // writeLimits returns the label limits of ctx's tenant.
 func (h *RemoteWriteHandler) writeLimits(ctx context.Context) WriteLimits {
-	if h.opts.Admission == nil {
-		return h.opts.WriteLimits
+	d := h.opts.WriteLimits
+	q := h.quota()
+	if q == nil {
+		return d
 	}
-	return h.opts.Admission.WriteLimits(ctx, h.opts.WriteLimits)
+	names, nameBytes, valueBytes := q.LabelLimits(ctx)
+	if names > 0 {
+		d.MaxLabelsPerSeries = names
+	}
+	if nameBytes > 0 {
+		d.MaxLabelNameBytes = nameBytes
+	}
+	if valueBytes > 0 {
+		d.MaxLabelValueBytes = valueBytes
+	}
+	return d
 }
 
-// admit counts the samples of a decoded body and asks the admission. A
-// body that does not decode is left to the validator, which names the
-// fault.
+// admit counts the samples of a decoded body and asks the quota. A body
+// that does not decode is left to the validator, which names the fault.
 func (h *RemoteWriteHandler) admit(ctx context.Context, msgType remoteapi.WriteMessageType, decoded []byte) error {
-	if h.opts.Admission == nil {
+	q := h.quota()
+	if q == nil {
 		return nil
 	}
-	return h.opts.Admission.AdmitSamples(ctx, func() int {
+	return q.AdmitSamples(ctx, func() int {
 		if msgType == remoteapi.WriteV2MessageType {
 			return countSamples(decoded, v2TimeSeries, v2SeriesSamples, v2SeriesHistograms)
 		}
@@ -55,23 +69,16 @@ func (h *RemoteWriteHandler) admit(ctx context.Context, msgType remoteapi.WriteM
 	})
 }
 
-// refuse answers a request the admission refused; nothing was stored.
-func (h *RemoteWriteHandler) refuse(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) {
-	code := http.StatusTooManyRequests
-	var withStatus interface{ HTTPStatus() int }
-	if errors.As(err, &withStatus) {
-		code = withStatus.HTTPStatus()
-	}
-	var withRetry interface{ RetryAfterSeconds() int }
-	if errors.As(err, &withRetry) && withRetry.RetryAfterSeconds() > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(withRetry.RetryAfterSeconds()))
-	}
+// refused returns err, a refusal of the store or its quota, for the
+// server to answer (with its status and Retry-After); nothing was stored,
+// which a 2.0 sender reads from the written-counts headers.
+func refused(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) error {
 	if msgType == remoteapi.WriteV2MessageType {
 		for _, k := range []string{"Samples", "Histograms", "Exemplars"} {
 			w.Header().Set("X-Prometheus-Remote-Write-"+k+"-Written", "0")
 		}
 	}
-	http.Error(w, err.Error(), code)
+	return err
 }
 
 // countSamples counts the sample and histogram fields of the series of a

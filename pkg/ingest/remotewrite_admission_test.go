@@ -1,6 +1,8 @@
 package ingest
 
 import (
+	"net/http"
+
 	"testing"
 
 	"github.com/gogo/protobuf/proto"
@@ -36,4 +38,15 @@ func TestCountSamples(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, countSamples(b, v2TimeSeries, v2SeriesSamples, v2SeriesHistograms))
 	require.Zero(t, countSamples([]byte{0xff, 0xff}, v1TimeSeries, v1SeriesSamples, v1SeriesHistograms))
+}
+
+// serve answers requests as the server does but for a refusal, which no
+// store of these tests makes: the test fails.
+func serve(t testing.TB, h *RemoteWriteHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h.Serve(w, r); err != nil {
+			t.Errorf("refused: %v", err)
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+		}
+	})
 }

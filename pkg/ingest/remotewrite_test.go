@@ -96,7 +96,7 @@ func FuzzRemoteWriteDecoder(f *testing.F) {
 		req.Header.Set("Content-Type", ct)
 		req.Header.Set("Content-Encoding", "snappy")
 		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
+		serve(t, h).ServeHTTP(rec, req)
 		if verr != nil {
 			require.Equal(t, http.StatusBadRequest, rec.Code, rec.Body.String())
 			require.Equal(t, verr.Error()+"\n", rec.Body.String())

@@ -106,7 +106,7 @@ func TestRemoteWriteV1MatchesPrometheus(t *testing.T) {
 			hh.ServeHTTP(w, r)
 			return w.Code, w.Body.String()
 		}
-		gotCode, gotBody := send(h)
+		gotCode, gotBody := send(serve(t, h))
 		wantCode, wantBody := send(prom)
 		if c.deviation != 0 {
 			require.Equal(t, http.StatusNoContent, wantCode, "%s: Prometheus", c.name)
@@ -184,7 +184,7 @@ func TestSeriesCacheSharesStoreLabels(t *testing.T) {
 	r.Header.Set("Content-Type", ctV1)
 	r.Header.Set("Content-Encoding", "snappy")
 	w := httptest.NewRecorder()
-	h.ServeHTTP(w, r)
+	serve(t, h).ServeHTTP(w, r)
 	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 
 	var cached []cachedSeries
@@ -238,7 +238,7 @@ func TestPooledBodiesAreNotRetained(t *testing.T) {
 			Help: "help of request " + strconv.Itoa(i) + strings.Repeat(".", i)}}
 		body, err := proto.Marshal(&req)
 		require.NoError(t, err)
-		for _, hh := range []http.Handler{h, prom} {
+		for _, hh := range []http.Handler{serve(t, h), prom} {
 			r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
 			r.Header.Set("Content-Type", ctV1)
 			r.Header.Set("Content-Encoding", "snappy")

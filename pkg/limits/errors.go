@@ -1,12 +1,9 @@
 package limits
 
 import (
-	"context"
 	"fmt"
 	"math"
 	"net/http"
-	"strconv"
-	"sync"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -69,49 +66,4 @@ func (e *Error) GRPCStatus() *status.Status {
 		}
 	}
 	return st
-}
-
-// WriteHTTP answers the request with the error: status, Retry-After, and
-// the message as text.
-func (e *Error) WriteHTTP(w http.ResponseWriter) {
-	if s := e.RetryAfterSeconds(); s > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(s))
-	}
-	http.Error(w, e.Error(), e.Code)
-}
-
-// Rejections collects the limit errors raised while one request is
-// served, for handlers that cannot carry them in their response (the
-// server's middleware then answers with the error's status and
-// Retry-After).
-type Rejections struct {
-	mu  sync.Mutex
-	err *Error
-}
-
-type rejectionsKey struct{}
-
-// WithRejections returns a context that collects limit errors, and the
-// collector.
-func WithRejections(ctx context.Context) (context.Context, *Rejections) {
-	r := &Rejections{}
-	return context.WithValue(ctx, rejectionsKey{}, r), r
-}
-
-// Record notes e in ctx's collector, if any; the first error is kept.
-func Record(ctx context.Context, e *Error) {
-	if r, ok := ctx.Value(rejectionsKey{}).(*Rejections); ok {
-		r.mu.Lock()
-		if r.err == nil {
-			r.err = e
-		}
-		r.mu.Unlock()
-	}
-}
-
-// Err returns the first recorded error, or nil.
-func (r *Rejections) Err() *Error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
 }

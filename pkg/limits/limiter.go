@@ -194,9 +194,8 @@ func (l *Limiter) setting(tenantID, limit string) string {
 	return l.overrides.Load().setting(tenantID, limit)
 }
 
-func (l *Limiter) reject(ctx context.Context, e *Error, limit string) *Error {
+func (l *Limiter) reject(_ context.Context, e *Error, limit string) *Error {
 	l.rejected.WithLabelValues(e.Tenant, limit).Inc()
-	Record(ctx, e)
 	return e
 }
 
@@ -377,6 +376,29 @@ func (l *Limiter) AcquireQuery(ctx context.Context) (release func(), err error) 
 }
 
 func queued(st *tenantState) int64 { return st.waiting.Load() }
+
+// StartQuery admits a query of ctx's tenant: it returns ctx with the
+// query's deadline, how long the query may take in all from now
+// (queueing for a slot, parsing, evaluation and the answer: the tenant's
+// query timeout, or ceiling, the engine's --query.timeout, if that is
+// shorter or the tenant has none), having waited for one of the tenant's
+// concurrent-query slots until that deadline (AcquireQuery). done
+// releases the slot and the deadline. The engine's own timeout starts only
+// when evaluation does, so without this deadline the time spent queueing
+// and parsing would come on top of --query.timeout.
+func (l *Limiter) StartQuery(ctx context.Context, ceiling time.Duration) (_ context.Context, done func(), err error) {
+	timeout, _ := l.QueryTimeout(ctx)
+	if timeout <= 0 || timeout > ceiling {
+		timeout = ceiling
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	release, err := l.AcquireQuery(ctx)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return ctx, func() { release(); cancel() }, nil
+}
 
 // QueryTimeout returns the query timeout of ctx's tenant (zero: the
 // engine's) and the setting that sets it.

@@ -11,6 +11,16 @@
 // is lost, each with a Retry-After; 400 (InvalidArgument) or 422 for a
 // request no retry can make acceptable.
 //
+// The limits are applied as wrappers of what they limit, so that the
+// code below them sees a plain store: NewAppendable wraps the store that
+// remote write, OTLP and the ruler append to (series, samples per second,
+// the in-flight byte budget and label limits remote write asks before
+// decoding), Events the event store's Append (events per second), Engine
+// the PromQL engine (samples and time per query); StartWrite and
+// StartQuery admit a request by its route (in-flight writes; a query's
+// deadline and slot). It must not know a route, a protocol or a status
+// writer: its errors carry their status and the server answers them.
+//
 // Zero means unlimited for every limit here, so a levitated without
 // limits configured behaves as Prometheus does.
 package limits

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -11,8 +12,6 @@ import (
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-
-	"github.com/levitated/levitated/pkg/limits"
 )
 
 // This file is the one place the server maps an error to what a client
@@ -30,11 +29,18 @@ const (
 	// DialectPrometheus is Prometheus' API envelope:
 	// {"status":"error","errorType":"bad_data","error":"..."}.
 	DialectPrometheus
+	// DialectJSON is {"error":"...","message":"..."}, the errors of
+	// Last9's change-events API and Grafana's annotation API; the message
+	// of an error with a gRPC status is the status's.
+	DialectJSON
 )
 
 func (d Dialect) String() string {
-	if d == DialectPrometheus {
+	switch d {
+	case DialectPrometheus:
 		return "Prometheus JSON"
+	case DialectJSON:
+		return "JSON"
 	}
 	return "text"
 }
@@ -89,8 +95,8 @@ func unauthenticated(err error) error { return &statusError{http.StatusUnauthori
 // PERMISSION_DENIED).
 func forbidden(err error) error { return &statusError{http.StatusForbidden, err} }
 
-// httpStatus finds the status of err: a *limits.Error's, an error's
-// HTTPStatus(), a gRPC status's (as grpc-gateway maps it); else 500.
+// httpStatus finds the status of err: its HTTPStatus() (a *limits.Error,
+// a store's refusal), a gRPC status's (as grpc-gateway maps it); else 500.
 func httpStatus(err error) int {
 	var hs interface{ HTTPStatus() int }
 	if errors.As(err, &hs) {
@@ -126,15 +132,21 @@ func prometheusErrorType(code int) string {
 	return "internal"
 }
 
-// writeError answers err in dialect d.
-func writeError(w http.ResponseWriter, d Dialect, err error) {
-	code := httpStatus(err)
-	var le *limits.Error
-	if errors.As(err, &le) {
-		if s := le.RetryAfterSeconds(); s > 0 {
+// retryAfter sets the Retry-After header of an error that says when a
+// retry may succeed (a *limits.Error, a store that does not take writes).
+func retryAfter(w http.ResponseWriter, err error) {
+	var ra interface{ RetryAfterSeconds() int }
+	if errors.As(err, &ra) {
+		if s := ra.RetryAfterSeconds(); s > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(s))
 		}
 	}
+}
+
+// writeError answers err in dialect d.
+func writeError(w http.ResponseWriter, d Dialect, err error) {
+	code := httpStatus(err)
+	retryAfter(w, err)
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="levitated", Basic realm="levitated"`)
 	}
@@ -144,9 +156,41 @@ func writeError(w http.ResponseWriter, d Dialect, err error) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(code)
 		_, _ = w.Write(b)
+	case DialectJSON:
+		msg := err.Error()
+		var gs interface{ GRPCStatus() *status.Status }
+		if errors.As(err, &gs) {
+			msg = gs.GRPCStatus().Message()
+		}
+		b, _ := json.Marshal(map[string]string{"error": msg, "message": msg})
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_, _ = w.Write(append(b, '\n'))
 	default:
 		http.Error(w, err.Error(), code)
 	}
+}
+
+// gatewayError is the error handler of the event gateway (grpc-gateway):
+// its status body and the HTTP status of the gRPC code, with the error's
+// Retry-After.
+func gatewayError(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	retryAfter(w, err)
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// serveErrors serves f, which answers a request itself but for the
+// errors it returns (a refusal of the store or of a limit): those are
+// answered in dialect d, and logged when they are the server's fault.
+func (s *Server) serveErrors(d Dialect, f func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := f(w, r); err != nil {
+			if httpStatus(err) == http.StatusInternalServerError {
+				s.logger.Error("request failed", "path", r.URL.Path, "err", err)
+			}
+			writeError(w, d, err)
+		}
+	})
 }
 
 // respond writes data in Prometheus' success envelope.

@@ -44,20 +44,22 @@ func (s *Server) handlers() (handlers, error) {
 	if err != nil {
 		return h, fmt.Errorf("OTLP handler: %w", err)
 	}
-	h.remoteWrite, h.otlp = rw, otlp
+	// Refusals of the store and the limits are returned and answered
+	// as text, as remote write answers its own errors.
+	h.remoteWrite, h.otlp = s.serveErrors(DialectText, rw.Serve), s.serveErrors(DialectText, otlp.Serve)
 
 	// Change events: gRPC levitated.v1.EventService, its REST face,
 	// Last9's change-events API and Grafana's annotation API.
-	svc := ingest.NewEventService(s.eventStore(), s.db.TenantID, ingest.EventServiceOptions{Logger: s.logger})
+	svc := ingest.NewEventService(s.events, s.db.TenantID, ingest.EventServiceOptions{Appender: s.eventAppender(), Logger: s.logger})
 	levitatedv1.RegisterEventServiceServer(s.grpc, svc)
-	gw := runtime.NewServeMux()
+	gw := runtime.NewServeMux(runtime.WithErrorHandler(gatewayError))
 	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {
 		return h, fmt.Errorf("event gateway: %w", err)
 	}
 	h.eventGateway = gw
-	h.last9 = ingest.NewLast9Handler(svc)
+	h.last9 = s.serveErrors(DialectJSON, ingest.NewLast9Handler(svc).Serve)
 	h.last9Token = ingest.NewLast9TokenHandler(nil)
-	h.annotations = ingest.NewAnnotationsHandler(svc)
+	h.annotations = s.serveErrors(DialectJSON, ingest.NewAnnotationsHandler(svc).Serve)
 
 	// Change intelligence (pkg/impact); it also records every analysis
 	// below as a change_analysis event and series.

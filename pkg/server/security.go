@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -206,33 +205,36 @@ func (sec *security) httpHandler(next http.Handler) http.Handler {
 			return
 		}
 		ctx = withPrincipal(tenant.NewContext(ctx, p.Tenant), p)
-		if a.Limit == LimitQuery {
-			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, sec.queryDeadline(ctx))
-			defer cancel()
-		}
-		release, err := sec.admit(ctx, a.Limit)
+		ctx, done, err := sec.admit(ctx, a.Limit)
 		if err != nil {
 			writeError(w, dialect, err)
 			return
 		}
-		defer release()
-		ctx, rej := limits.WithRejections(ctx)
-		lw := &limitWriter{ResponseWriter: w, rej: rej}
-		next.ServeHTTP(lw, r.WithContext(ctx))
+		defer done()
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-// admit applies a route's limit before it is served.
-func (sec *security) admit(ctx context.Context, limit Limit) (release func(), err error) {
+// admit applies a route's limit before it is served (pkg/limits): a
+// write counts against the in-flight writes; a query gets its deadline
+// and waits for a slot of its tenant. done ends what admit started.
+func (sec *security) admit(ctx context.Context, limit Limit) (_ context.Context, done func(), err error) {
 	switch limit {
 	case LimitWrite:
-		return sec.limiter.StartWrite(ctx)
+		done, err = sec.limiter.StartWrite(ctx)
+		return ctx, done, err
 	case LimitQuery:
-		// A query waits for a slot at most its timeout (ctx's deadline).
-		return sec.limiter.AcquireQuery(ctx)
+		if ctx, done, err = sec.limiter.StartQuery(ctx, sec.queryTimeout); err != nil {
+			return nil, nil, err
+		}
+		if set, ok := ctx.Value(writeDeadlineKey{}).(func(time.Time) error); ok {
+			// A gRPC call: best effort, an HTTP/2 stream always has one.
+			deadline, _ := ctx.Deadline()
+			_ = set(deadline.Add(QueryWriteGrace))
+		}
+		return ctx, done, nil
 	}
-	return func() {}, nil
+	return ctx, func() {}, nil
 }
 
 // QueryWriteGrace is how long past its deadline a gRPC query call may
@@ -247,84 +249,9 @@ const QueryWriteGrace = time.Second
 // http.ResponseController.SetWriteDeadline (Server.handler).
 type writeDeadlineKey struct{}
 
-// queryDeadline is how long a request of a LimitQuery route may take in
-// all, from its admission: queueing for a slot, parsing, evaluation and
-// the answer: the tenant's query timeout, or --query.timeout if that is
-// shorter or the tenant has none. The engine's own timeout starts only
-// when evaluation does, so without this deadline the time spent queueing
-// and parsing would come on top of --query.timeout.
-func (sec *security) queryDeadline(ctx context.Context) time.Duration {
-	timeout, _ := sec.limiter.QueryTimeout(ctx)
-	if timeout <= 0 || timeout > sec.queryTimeout {
-		timeout = sec.queryTimeout
-	}
-	return timeout
-}
-
 func isGRPC(r *http.Request) bool {
 	return r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc")
 }
-
-// limitWriter gives a response the status and Retry-After of a limit
-// error raised while it was served, for handlers that report any storage
-// error as a 5xx (Prometheus' OTLP and remote write 2.0 receivers): such a
-// response is replaced by the limit's. Other statuses keep their body and
-// gain Retry-After.
-type limitWriter struct {
-	http.ResponseWriter
-	rej      *limits.Rejections
-	wrote    bool
-	replaced bool
-}
-
-func (w *limitWriter) WriteHeader(code int) {
-	if w.wrote {
-		return
-	}
-	w.wrote = true
-	e := w.rej.Err()
-	if e == nil {
-		w.ResponseWriter.WriteHeader(code)
-		return
-	}
-	if s := e.RetryAfterSeconds(); s > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(s))
-	}
-	if code >= 500 && code != e.Code {
-		w.replaced = true
-		h := w.Header()
-		h.Del("Content-Length")
-		h.Set("Content-Type", "text/plain; charset=utf-8")
-		h.Set("X-Content-Type-Options", "nosniff")
-		w.ResponseWriter.WriteHeader(e.Code)
-		_, _ = w.ResponseWriter.Write([]byte(e.Error() + "\n"))
-		return
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *limitWriter) Write(b []byte) (int, error) {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if w.replaced {
-		return len(b), nil
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Flush passes streaming (events:tail) through.
-func (w *limitWriter) Flush() {
-	if !w.wrote {
-		w.WriteHeader(http.StatusOK)
-	}
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *limitWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // grpcOptions are the interceptors that authenticate gRPC calls, followed
 // by the caller's options.
@@ -351,22 +278,11 @@ func (sec *security) grpcContext(ctx context.Context, fullMethod string) (contex
 	if !p.Has(a.Scope) {
 		return nil, nil, forbidden(scopeError(p, a.Scope, fullMethod))
 	}
-	ctx = tenant.NewContext(ctx, p.Tenant)
-	cancel := context.CancelFunc(func() {})
-	if a.Limit == LimitQuery {
-		timeout := sec.queryDeadline(ctx)
-		ctx, cancel = context.WithTimeout(ctx, timeout)
-		if set, ok := ctx.Value(writeDeadlineKey{}).(func(time.Time) error); ok {
-			// Best effort: an HTTP/2 stream always has one.
-			_ = set(time.Now().Add(timeout + QueryWriteGrace))
-		}
-	}
-	release, err := sec.admit(ctx, a.Limit)
+	ctx, done, err := sec.admit(tenant.NewContext(ctx, p.Tenant), a.Limit)
 	if err != nil {
-		cancel()
 		return nil, nil, err // *limits.Error carries its gRPC status
 	}
-	return ctx, func() { cancel(); release() }, nil
+	return ctx, done, nil
 }
 
 func (sec *security) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

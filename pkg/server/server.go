@@ -102,7 +102,6 @@ func New(opts Options) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	s.opts.Write.Admission = writeAdmission{s.sec.limiter}
 	s.grpc = grpc.NewServer(s.sec.grpcOptions(opts.GRPCServerOptions)...)
 	if err := s.mountStoreAPI(); err != nil {
 		return nil, err

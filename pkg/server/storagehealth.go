@@ -31,7 +31,3 @@ func (s *Server) storageFailed() <-chan struct{} { return s.db.Failed() }
 func (s *Server) storageFailure() error {
 	return fmt.Errorf("stopping: %w", s.db.WriteError())
 }
-
-// WriteError lets remote write refuse a request before reading its body
-// while the store does not take writes.
-func (s limitedStore) WriteError() error { return s.db.WriteError() }
