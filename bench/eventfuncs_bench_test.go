@@ -134,7 +134,7 @@ func (e *efEnv) queryable() promstorage.Queryable {
 		if err != nil {
 			return nil, err
 		}
-		eq := e.events.ContextQuerier(e.db.TenantID, mint, maxt)
+		eq := e.events.ContextQuerier(e.db, mint, maxt)
 		return levpromql.NarrowingQuerier(promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge)), nil
 	})
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
+	"github.com/levitated/levitated/pkg/tenant"
 )
 
 type quietLogger struct{}
@@ -43,7 +44,7 @@ func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a
 func eventServer(b *testing.B) (addr string) {
 	db := storagetest.Open(b, b.TempDir())
 	store := eventstore.New(storagetest.Namespace(b, db, storage.OwnerEvents), eventstore.Options{})
-	svc := ingest.NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, ingest.EventServiceOptions{})
+	svc := ingest.NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), ingest.EventServiceOptions{})
 	gs := grpc.NewServer()
 	levitatedv1.RegisterEventServiceServer(gs, svc)
 	gw := runtime.NewServeMux()

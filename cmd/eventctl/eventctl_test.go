@@ -32,6 +32,7 @@ import (
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
+	"github.com/levitated/levitated/pkg/tenant"
 )
 
 func TestMain(m *testing.M) {
@@ -61,7 +62,7 @@ func startServer(t *testing.T) *server {
 	t.Helper()
 	db := storagetest.Open(t, t.TempDir())
 	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
-	svc := ingest.NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, ingest.EventServiceOptions{})
+	svc := ingest.NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), ingest.EventServiceOptions{})
 	s := &server{store: store}
 	auth := func(ctx context.Context) error {
 		md, _ := metadata.FromIncomingContext(ctx)

@@ -45,7 +45,8 @@ type EventReader interface {
 	List(ctx context.Context, tenant uint32, q events.Query) ([]events.Event, string, error)
 }
 
-// TenantIDs maps a tenant name to its numeric id (*storage.DB).
+// TenantIDs maps a tenant name to its numeric id (pkg/tenant.IDs;
+// *storage.DB).
 type TenantIDs interface {
 	TenantID(ctx context.Context, name string) (uint32, error)
 }
@@ -143,9 +144,9 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 	if err != nil {
 		return nil, err
 	}
-	tid, err := s.tenants.TenantID(ctx, tenant.FromContext(ctx))
+	tid, err := tenant.ID(ctx, s.tenants)
 	if err != nil {
-		return nil, fmt.Errorf("resolve tenant: %w", err)
+		return nil, err
 	}
 	var window *levitatedv1.ResolvedWindow
 	if p.window != nil {

@@ -115,9 +115,9 @@ func (s *Service) RecordAnalysis(ctx context.Context, r AnalysisRecord) (events.
 	if r.Source == "" || r.ID == "" {
 		return events.Event{}, errors.New("record analysis: source and id are required")
 	}
-	tid, err := s.deps.Tenants.TenantID(ctx, tenant.FromContext(ctx))
+	tid, err := tenant.ID(ctx, s.deps.Tenants)
 	if err != nil {
-		return events.Event{}, fmt.Errorf("resolve tenant: %w", err)
+		return events.Event{}, err
 	}
 	key := AnalysisIdempotencyKey(r.Source, r.ID)
 	h := fnv.New32a()

@@ -27,9 +27,9 @@ func judgementOf(ev events.Event) (Judgement, error) {
 // started, closed or is (a point event). It is events.ErrNotFound, with a
 // message saying why, when there is none yet.
 func (s *Service) Impact(ctx context.Context, id string) (Judgement, error) {
-	tid, err := s.deps.Tenants.TenantID(ctx, tenant.FromContext(ctx))
+	tid, err := tenant.ID(ctx, s.deps.Tenants)
 	if err != nil {
-		return Judgement{}, fmt.Errorf("resolve tenant: %w", err)
+		return Judgement{}, err
 	}
 	e, err := s.deps.Events.Get(ctx, tid, id)
 	if err != nil {
@@ -118,9 +118,9 @@ func (s *Service) Gate(ctx context.Context, req GateRequest) (GateResult, error)
 	if err != nil {
 		return GateResult{}, err
 	}
-	tid, err := s.deps.Tenants.TenantID(ctx, tenant.FromContext(ctx))
+	tid, err := tenant.ID(ctx, s.deps.Tenants)
 	if err != nil {
-		return GateResult{}, fmt.Errorf("resolve tenant: %w", err)
+		return GateResult{}, err
 	}
 	now := s.opts.Now()
 	c, err := s.findChange(ctx, tid, cfg, req, match)

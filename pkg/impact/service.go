@@ -21,7 +21,8 @@ import (
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
-// Tenants names the tenants and maps them to their ids (*storage.DB).
+// Tenants names the tenants and maps them to their ids (pkg/tenant.IDs;
+// *storage.DB).
 type Tenants interface {
 	TenantNames() []string
 	TenantID(ctx context.Context, name string) (uint32, error)
@@ -227,9 +228,9 @@ type judgedState struct {
 func (s *Service) judgeDue(ctx context.Context) error {
 	cfg := s.Config()
 	now := s.opts.Now()
-	tid, err := s.deps.Tenants.TenantID(ctx, tenant.FromContext(ctx))
+	tid, err := tenant.ID(ctx, s.deps.Tenants)
 	if err != nil {
-		return fmt.Errorf("resolve tenant: %w", err)
+		return err
 	}
 	judged, err := s.judgedSet(ctx, tid, now.Add(-cfg.Horizon))
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
+	"github.com/levitated/levitated/pkg/tenant"
 )
 
 // childEnv names the data directory when this test binary runs as the
@@ -37,7 +38,7 @@ func TestKillChild(t *testing.T) {
 	}
 	db := storagetest.Open(t, dir)
 	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
-	svc := NewEventService(store, func(context.Context, string) (uint32, error) { return 1, nil }, EventServiceOptions{})
+	svc := NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), EventServiceOptions{})
 	gs := grpc.NewServer()
 	levitatedv1.RegisterEventServiceServer(gs, svc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -106,7 +106,7 @@ func startServer(t *testing.T) *testServer {
 	db := storagetest.Open(t, t.TempDir())
 	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	ids := &tenantIDs{ids: map[string]uint32{}}
-	svc := NewEventService(store, ids.resolve, EventServiceOptions{})
+	svc := NewEventService(store, tenant.IDFunc(ids.resolve), EventServiceOptions{})
 
 	gs := grpc.NewServer(grpc.UnaryInterceptor(tenantUnary), grpc.StreamInterceptor(tenantStreamInt))
 	levitatedv1.RegisterEventServiceServer(gs, svc)

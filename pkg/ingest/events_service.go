@@ -31,9 +31,11 @@ type EventAppender interface {
 	Append(ctx context.Context, tenant uint32, evs []events.Event) ([]events.Event, error)
 }
 
-// TenantResolver maps a tenant name (from tenant.FromContext) to the numeric
-// id the store keys by; storage.DB.TenantID is one.
-type TenantResolver func(ctx context.Context, name string) (uint32, error)
+// TenantIDs maps a tenant name to the numeric id the store keys by
+// (pkg/tenant.IDs; *storage.DB).
+type TenantIDs interface {
+	TenantID(ctx context.Context, name string) (uint32, error)
+}
 
 // EventServiceOptions configure an EventService.
 type EventServiceOptions struct {
@@ -56,30 +58,25 @@ type EventService struct {
 
 	store   EventStore
 	app     EventAppender
-	resolve TenantResolver
+	tenants TenantIDs
 	limits  events.Limits
 	logger  *slog.Logger
 }
 
-// NewEventService returns the service over store; resolve turns the
+// NewEventService returns the service over store; tenants turns the
 // caller's tenant into the store's tenant id.
-func NewEventService(store EventStore, resolve TenantResolver, opts EventServiceOptions) *EventService {
+func NewEventService(store EventStore, tenants TenantIDs, opts EventServiceOptions) *EventService {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	if opts.Appender == nil {
 		opts.Appender = store
 	}
-	return &EventService{store: store, app: opts.Appender, resolve: resolve, limits: opts.Limits.EnsureDefaults(), logger: opts.Logger}
+	return &EventService{store: store, app: opts.Appender, tenants: tenants, limits: opts.Limits.EnsureDefaults(), logger: opts.Logger}
 }
 
 func (s *EventService) tenantID(ctx context.Context) (uint32, error) {
-	name := tenant.FromContext(ctx)
-	id, err := s.resolve(ctx, name)
-	if err != nil {
-		return 0, fmt.Errorf("resolve tenant %q: %w", name, err)
-	}
-	return id, nil
+	return tenant.ID(ctx, s.tenants)
 }
 
 // Append stores evs for the caller's tenant and returns them as stored.

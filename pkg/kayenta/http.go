@@ -70,7 +70,7 @@ func (s *Service) Register(mux *http.ServeMux) {
 // handler resolves the tenant of the request and answers errors.
 func (s *Service) handler(f func(w http.ResponseWriter, r *http.Request, tid uint32) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tid, err := s.tenants.TenantID(r.Context(), tenant.FromContext(r.Context()))
+		tid, err := tenant.ID(r.Context(), s.tenants)
 		if err == nil {
 			err = f(w, r, tid)
 		}

@@ -17,7 +17,7 @@ import (
 )
 
 // TenantIDs maps a tenant name to the numeric id its keys start with
-// (*storage.DB implements it).
+// (pkg/tenant.IDs; *storage.DB).
 type TenantIDs interface {
 	TenantID(ctx context.Context, name string) (uint32, error)
 }

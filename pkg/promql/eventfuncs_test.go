@@ -76,7 +76,7 @@ func (e *scriptEnv) plainQueryable() promstorage.Queryable {
 		if err != nil {
 			return nil, err
 		}
-		eq := e.events.ContextQuerier(e.db.TenantID, mint, maxt)
+		eq := e.events.ContextQuerier(e.db, mint, maxt)
 		return promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge), nil
 	})
 }

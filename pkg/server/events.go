@@ -30,7 +30,7 @@ func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
 	if err != nil {
 		return nil, err
 	}
-	qs := []promstorage.Querier{tq, q.events.ContextQuerier(q.db.TenantID, mint, maxt)}
+	qs := []promstorage.Querier{tq, q.events.ContextQuerier(q.db, mint, maxt)}
 	if q.remote != nil {
 		// A primary: its Select never fails but when the query's context
 		// ends; a failing endpoint is a warning (pkg/remotestore).

@@ -50,7 +50,7 @@ func (s *Server) handlers() (handlers, error) {
 
 	// Change events: gRPC levitated.v1.EventService, its REST face,
 	// Last9's change-events API and Grafana's annotation API.
-	svc := ingest.NewEventService(s.events, s.db.TenantID, ingest.EventServiceOptions{Appender: s.eventAppender(), Logger: s.logger})
+	svc := ingest.NewEventService(s.events, s.db, ingest.EventServiceOptions{Appender: s.eventAppender(), Logger: s.logger})
 	levitatedv1.RegisterEventServiceServer(s.grpc, svc)
 	gw := runtime.NewServeMux(runtime.WithErrorHandler(gatewayError))
 	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {

@@ -91,7 +91,7 @@ type changeFinder struct {
 const changeLookback = 24 * time.Hour
 
 func (f changeFinder) ChangeBefore(ctx context.Context, at time.Time, within time.Duration) (ruler.Change, bool, error) {
-	id, err := f.s.db.TenantID(ctx, tenant.FromContext(ctx))
+	id, err := tenant.ID(ctx, f.s.db)
 	if err != nil {
 		return ruler.Change{}, false, err
 	}

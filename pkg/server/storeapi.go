@@ -92,7 +92,7 @@ func (q queryable) chunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, err
 	if err != nil {
 		return nil, err
 	}
-	eq := eventChunkQuerier{q.events.ContextQuerier(q.db.TenantID, mint, maxt)}
+	eq := eventChunkQuerier{q.events.ContextQuerier(q.db, mint, maxt)}
 	// In the chunk encodings remote-read and StoreAPI clients know: a
 	// Thanos sidecar in front of levitated reads them.
 	return storeapi.StandardChunkQuerier(promstorage.NewMergeChunkQuerier([]promstorage.ChunkQuerier{cq, eq}, nil,

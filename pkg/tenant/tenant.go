@@ -1,7 +1,10 @@
 // Package tenant carries the tenant a request acts for through a
 // context.Context. The tenant is set by the server's authentication layer
 // (from the token, or from X-Scope-OrgID in trusted-proxy mode) and read by
-// every storage and query path; nothing else may choose it.
+// every storage and query path; nothing else may choose it. ID is the one
+// way a request's tenant is mapped to the numeric id a store keys it by
+// (pkg/storage.DB implements IDs); the packages that need that declare
+// IDs where they consume it, as TenantIDs, and call ID.
 package tenant
 
 import (

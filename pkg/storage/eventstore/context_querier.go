@@ -2,7 +2,6 @@ package eventstore
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -11,29 +10,30 @@ import (
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
-// TenantResolver maps a tenant name to the numeric id the store keys by
-// (storage.DB.TenantID is one).
-type TenantResolver func(ctx context.Context, name string) (uint32, error)
+// TenantIDs maps a tenant name to the numeric id the store keys by
+// (pkg/tenant.IDs; *storage.DB).
+type TenantIDs interface {
+	TenantID(ctx context.Context, name string) (uint32, error)
+}
 
 // ContextQuerier returns a storage.Querier over [mint, maxt] that serves the
 // tenant named in the context of each call (tenant.FromContext), resolved
-// by resolve, as pkg/storage's querier does. Use it where the querier is
+// by tenants, as pkg/storage's querier does. Use it where the querier is
 // made before the tenant is known, as in storage.Queryable.Querier.
-func (s *Store) ContextQuerier(resolve TenantResolver, mint, maxt int64) storage.Querier {
-	return &contextQuerier{s: s, resolve: resolve, mint: mint, maxt: maxt}
+func (s *Store) ContextQuerier(tenants TenantIDs, mint, maxt int64) storage.Querier {
+	return &contextQuerier{s: s, tenants: tenants, mint: mint, maxt: maxt}
 }
 
 type contextQuerier struct {
 	s          *Store
-	resolve    TenantResolver
+	tenants    TenantIDs
 	mint, maxt int64
 }
 
 func (q *contextQuerier) querier(ctx context.Context) (storage.Querier, error) {
-	name := tenant.FromContext(ctx)
-	id, err := q.resolve(ctx, name)
+	id, err := tenant.ID(ctx, q.tenants)
 	if err != nil {
-		return nil, fmt.Errorf("resolve tenant %q: %w", name, err)
+		return nil, err
 	}
 	return q.s.Querier(id, q.mint, q.maxt), nil
 }

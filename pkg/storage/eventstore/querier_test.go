@@ -371,7 +371,7 @@ func TestContextQuerier(t *testing.T) {
 		}
 		return 0, fmt.Errorf("no tenant %q", name)
 	}
-	q := p.store.ContextQuerier(resolve, at(0).UnixMilli(), at(3600).UnixMilli())
+	q := p.store.ContextQuerier(tenant.IDFunc(resolve), at(0).UnixMilli(), at(3600).UnixMilli())
 	for name, want := range map[string][]string{"team-a": {"api", "web"}, "team-b": {"api"}} {
 		vals, _, err := q.LabelValues(tenant.NewContext(context.Background(), name), "service", nil, labels.MustNewMatcher(labels.MatchEqual, "event_name", "deploy"))
 		require.NoError(t, err)
