@@ -49,8 +49,9 @@ func (q queryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, err
 	return q.chunkQuerier(mint, maxt) // storeapi.go
 }
 
-// eventRetention deletes expired events until ctx ends.
-func (s *Server) eventRetention(ctx context.Context) {
+// eventRetention deletes expired events every 10 minutes until ctx ends;
+// a failed pass is logged and tried again at the next.
+func (s *Server) eventRetention(ctx context.Context) error {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
@@ -59,7 +60,7 @@ func (s *Server) eventRetention(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}

@@ -90,7 +90,7 @@ func (s *Server) handlers() (handlers, error) {
 	kmux := http.NewServeMux()
 	k.Register(kmux)
 	h.kayenta = kmux
-	s.background = append(s.background, k.Run)
+	s.jobs.add("kayenta", k.Run)
 
 	native := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "analysis"), Recorder: rec})
 	levitatedv1.RegisterAnalysisServiceServer(s.grpc, native)

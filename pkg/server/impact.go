@@ -28,6 +28,6 @@ func (s *Server) newImpact() (*impact.Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("change impact: %w", err)
 	}
-	s.background = append(s.background, svc.Run)
+	s.jobs.add("impact", svc.Run)
 	return svc, nil
 }

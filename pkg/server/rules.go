@@ -38,7 +38,7 @@ func (s *Server) newRuler() (reload http.Handler, err error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	s.ruler = r
-	s.background = append(s.background, r.Run)
+	s.jobs.add("ruler", r.Run)
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		if err := s.Reload(req.Context()); err != nil {
 			// Prometheus' /-/reload answers 500 with the reason.

@@ -47,9 +47,9 @@ type Server struct {
 	sec      *security
 	ready    atomic.Bool
 	started  time.Time
-	// background runs from Run until shutdown, stopped before the engine
-	// and the store close.
-	background []func(ctx context.Context) error
+	// jobs run from Run until shutdown, stopped before the engine and
+	// the store close (jobs.go).
+	jobs *jobs
 
 	runOnce sync.Once
 }
@@ -63,6 +63,7 @@ func New(opts Options) (_ *Server, err error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, logger: opts.Logger, started: time.Now()}
+	s.jobs = newJobs(s.logger)
 	var closers []func() error
 	defer func() {
 		if err != nil {
@@ -73,16 +74,20 @@ func New(opts Options) (_ *Server, err error) {
 	}()
 
 	s.newResultsCache()
-	s.db, err = storage.Open(opts.DataDir, s.opts.Storage)
+	sopts := s.opts.Storage
+	sopts.CallerRunsBackground = true
+	s.db, err = storage.Open(opts.DataDir, sopts)
 	if err != nil {
 		return nil, fmt.Errorf("open storage: %w", err)
 	}
 	closers = append(closers, s.db.Close)
+	s.jobs.add("storage", s.db.RunBackground)
 	evns, err := s.db.Namespace(storage.OwnerEvents)
 	if err != nil {
 		return nil, err
 	}
 	s.events = eventstore.New(evns, eventstore.Options{Retention: opts.Storage.Retention, Logger: s.logger, OnChange: s.eventsChanged})
+	s.jobs.add("event-retention", s.eventRetention)
 	remote, err := s.newRemoteStore() // querystore.go
 	if err != nil {
 		return nil, err
@@ -205,17 +210,8 @@ func (s *Server) Run(ctx context.Context) error {
 }
 
 func (s *Server) run(ctx context.Context) error {
-	bgCtx, stopBackground := context.WithCancel(context.Background())
-	defer stopBackground()
-	go s.eventRetention(bgCtx)
-	var background sync.WaitGroup
-	for _, f := range s.background {
-		background.Go(func() {
-			if err := f(bgCtx); err != nil {
-				s.logger.Error("background task", "err", err)
-			}
-		})
-	}
+	s.jobs.start()
+	defer s.jobs.stop()
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.http.Serve(s.listener) }()
 	s.logger.Info("levitated is ready", "address", s.Addr().String(), "data_dir", s.opts.DataDir, "startup", time.Since(s.started))
@@ -227,6 +223,8 @@ func (s *Server) run(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("serve: %w", err))
 	case <-s.storageFailed():
 		errs = append(errs, s.storageFailure())
+	case err := <-s.jobs.failure():
+		errs = append(errs, err)
 	}
 
 	s.ready.Store(false)
@@ -238,8 +236,7 @@ func (s *Server) run(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	s.grpc.Stop()
-	stopBackground()
-	background.Wait()
+	s.jobs.stop()
 	if err := s.engine.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close engine: %w", err))
 	}

@@ -66,6 +66,10 @@ type DB struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+	// bgStarted is set once the background work started, or once Close
+	// began (it cannot start then); bgDone is closed when it ends.
+	bgMu      sync.Mutex
+	bgStarted bool
 	bgDone    chan struct{}
 	closed    atomic.Bool
 
@@ -192,7 +196,10 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 	}
 	db.metrics = newDBMetrics(db, opts.Registerer)
 	db.logger.Info("storage opened", "dir", dir, "tenants", len(db.tenants), "duration", time.Since(start))
-	go db.background()
+	if !opts.CallerRunsBackground {
+		db.startBackground()
+		go db.background(context.Background())
+	}
 	return db, nil
 }
 
@@ -515,7 +522,13 @@ func (db *DB) Close() error {
 func (db *DB) close() error {
 	var err error
 	close(db.closing)
-	<-db.bgDone
+	db.bgMu.Lock()
+	started := db.bgStarted
+	db.bgStarted = true
+	db.bgMu.Unlock()
+	if started {
+		<-db.bgDone
+	}
 	db.flushMu.Lock()
 	db.flushesStopped = true
 	db.flushMu.Unlock()
@@ -539,8 +552,36 @@ func (db *DB) close() error {
 	return err
 }
 
-// background runs checkpoints, retention and memory reclamation until Close.
-func (db *DB) background() {
+// RunBackground runs the store's checkpoints, spills, retention and
+// memory reclamation until ctx ends or Close begins, when the store was
+// opened with CallerRunsBackground; Close writes the final checkpoint
+// after it returns. It may run once.
+func (db *DB) RunBackground(ctx context.Context) error {
+	if !db.opts.CallerRunsBackground {
+		return errors.New("storage: the store runs its background work itself (Options.CallerRunsBackground is not set)")
+	}
+	if !db.startBackground() {
+		return errors.New("storage: RunBackground called twice, or after Close")
+	}
+	db.background(ctx)
+	return nil
+}
+
+// startBackground marks the background work started, unless it was
+// already or Close began; the caller then runs background.
+func (db *DB) startBackground() bool {
+	db.bgMu.Lock()
+	defer db.bgMu.Unlock()
+	if db.bgStarted {
+		return false
+	}
+	db.bgStarted = true
+	return true
+}
+
+// background runs checkpoints, retention and memory reclamation until ctx
+// ends or Close begins.
+func (db *DB) background(ctx context.Context) {
 	defer close(db.bgDone)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -548,6 +589,8 @@ func (db *DB) background() {
 	for {
 		select {
 		case <-db.closing:
+			return
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}

@@ -39,6 +39,11 @@ type Options struct {
 	CheckpointWALBytes int64
 	// CacheSize is Pebble's block cache size in bytes.
 	CacheSize int64
+	// CallerRunsBackground: the store's background work (checkpoints,
+	// spills, retention, memory reclamation) runs in DB.RunBackground,
+	// which the caller runs with its other background jobs (the server
+	// does). Otherwise Open starts it and Close stops it.
+	CallerRunsBackground bool
 
 	// OnChange, if set, is called with a tenant's name and a time range
 	// [mint, maxt] (ms) after samples in it became visible to queriers
