@@ -308,13 +308,17 @@ func (f *filler) check(t *testing.T, u string) {
 	}
 }
 
-// postEvent posts one event and returns the status and body.
+// postEvent posts one event and returns the status and body, with the
+// Retry-After of a refusal appended.
 func postEvent(t *testing.T, u, name string) (int, string) {
 	t.Helper()
 	resp, err := fillClient.Post(u+"/api/v1/events", "application/json", strings.NewReader(`{"name":"`+name+`","state":"start","attributes":{"service":"api"}}`))
 	require.NoError(t, err, "post event (a timeout here is a hang)")
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		return resp.StatusCode, string(body) + " Retry-After=" + ra
+	}
 	return resp.StatusCode, string(body)
 }
 
@@ -370,6 +374,7 @@ func TestDiskFullWhileRunning(t *testing.T) {
 	code, body = postEvent(t, p.url, "while-full")
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.Contains(t, body, "no space left on device")
+	require.Contains(t, body, "Retry-After=10")
 	ready := waitStatus(t, p.url+"/-/ready", http.StatusServiceUnavailable)
 	require.Contains(t, ready, "no space left on device")
 	require.Contains(t, ready, "free space on the filesystem of")
