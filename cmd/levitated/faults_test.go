@@ -23,6 +23,9 @@ import (
 	"github.com/klauspost/compress/snappy"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 )
 
 // The tests of this file run the real binary on a real filesystem that
@@ -322,6 +325,28 @@ func postEvent(t *testing.T, u, name string) (int, string) {
 	return resp.StatusCode, string(body)
 }
 
+// postOTLP sends one OTLP gauge sample and returns the status and the
+// body, with the Retry-After of a refusal appended.
+func postOTLP(t *testing.T, u string) (int, string) {
+	t.Helper()
+	md := pmetric.NewMetrics()
+	m := md.ResourceMetrics().AppendEmpty().ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("otlp.probe")
+	dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
+	dp.SetDoubleValue(1)
+	b, err := pmetricotlp.NewExportRequestFromMetrics(md).MarshalProto()
+	require.NoError(t, err)
+	resp, err := fillClient.Post(u+"/api/v1/otlp/v1/metrics", "application/x-protobuf", bytes.NewReader(b))
+	require.NoError(t, err, "OTLP write (a timeout here is a hang)")
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		return resp.StatusCode, string(body) + " Retry-After=" + ra
+	}
+	return resp.StatusCode, string(body)
+}
+
 // eventCount counts the events named name.
 func eventCount(t *testing.T, u, name string) int {
 	t.Helper()
@@ -372,6 +397,12 @@ func TestDiskFullWhileRunning(t *testing.T) {
 	// reads still work.
 	require.Equal(t, http.StatusServiceUnavailable, f.send(t, 0, 5000, 1))
 	code, body = postEvent(t, p.url, "while-full")
+	require.Equal(t, http.StatusServiceUnavailable, code, body)
+	require.Contains(t, body, "no space left on device")
+	require.Contains(t, body, "Retry-After=10")
+	// OTLP, stored by Prometheus' receiver, answers the store's refusal as
+	// remote write 1.0 does, not with the receiver's 500.
+	code, body = postOTLP(t, p.url)
 	require.Equal(t, http.StatusServiceUnavailable, code, body)
 	require.Contains(t, body, "no space left on device")
 	require.Contains(t, body, "Retry-After=10")
