@@ -90,7 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		logger.Info("Go memory limit", "limit_bytes", d.Limit, "cgroup_limit_bytes", d.CgroupLimit, "source", d.Source, "reason", d.Reason)
 	}
-	// The collector's target: Go's 100 % unless GOGC is set (memlimit.DefaultGCPercent says why).
+	// The collector's target: 30 % unless GOGC is set (memlimit.DefaultGCPercent says why).
 	gcPercent, why := memlimit.ApplyGCPercent(os.Getenv, nil)
 	logger.Info("Go GC percent", "percent", gcPercent, "reason", why)
 

@@ -155,14 +155,16 @@ func Apply(root string, getenv func(string) string, set func(int64) int64) (Deci
 }
 
 // DefaultGCPercent is the garbage collector's target when GOGC is not set:
-// Go's own 100. GOGC=30, VictoriaMetrics' default
-// (app/victoria-metrics/main.go, cgroup.SetGOGC(30)), keeps levitated's
-// mostly long-lived heap near its live size — at 100k series the peak RSS
-// during ingest fell from 584 to 398 MiB — but cost 22 % more ingest CPU in
-// the same run (bench/RESULTS.md), so it is the operator's choice (GOGC in
-// the environment), not the default, until the remote-write receiver's
-// garbage is pooled.
-const DefaultGCPercent = 100
+// 30, VictoriaMetrics' default (app/victoria-metrics/main.go,
+// cgroup.SetGOGC(30)). levitated's heap is mostly long-lived (series,
+// chunks, postings), so Go's 100 doubled the process for garbage it did
+// not have to keep: at 100k series the peak RSS during ingest is 378 MiB
+// with 30 against 498–501 with 100. Go's 100 was the default while
+// the remote-write receiver's buffers were garbage (30 then cost 22 % more
+// ingest CPU); with them pooled, 30 costs what 100 cost before (1.69 CPU-s
+// per million samples against 1.69–1.97 in the same hour; bench/RESULTS.md,
+// "Memory at 100k series").
+const DefaultGCPercent = 30
 
 // ApplyGCPercent sets the garbage collector's target to DefaultGCPercent
 // unless GOGC is set in env (the operator's choice stands). It returns the
