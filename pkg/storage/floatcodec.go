@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"slices"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
+
+	"github.com/levitated/levitated/pkg/xorchunk"
 )
 
 // encDecimal is levitated's own encoding of closed float chunks written to
@@ -426,20 +430,62 @@ func storedChunk(dst []byte, c chunkenc.Chunk) (chunkenc.Encoding, []byte) {
 	return c.Encoding(), c.Bytes()
 }
 
-// toStandard re-encodes a decimal chunk as Prometheus' XOR2, for callers
-// that hand chunks on (the chunk querier).
-func toStandard(c chunkenc.Chunk) chunkenc.Chunk {
-	if _, ok := c.(*decimalChunk); !ok {
-		return c
+// exporter re-encodes chunks for readers that hand them on (the chunk
+// querier: remote read and the Thanos StoreAPI), whose clients know only
+// Prometheus' standard encodings: levitated's decimal chunks and the
+// head's XOR2 chunks become XOR, decoded once and written by the fast
+// XOR encoder (xorchunk). XOR2's start timestamps are dropped: XOR cannot
+// hold them and neither remote read nor the StoreAPI carries them. Other
+// chunks are returned as they are. One exporter serves one goroutine.
+type exporter struct {
+	enc     xorchunk.Encoder
+	scratch []byte
+	dec     decimalIterator
+}
+
+var exporters = sync.Pool{New: func() any { return new(exporter) }}
+
+// decimal re-encodes a decimal chunk read from data (which need not
+// outlive the call) as XOR.
+func (x *exporter) decimal(data []byte, minT int64) (chunkenc.Chunk, error) {
+	c, err := newDecimalChunk(data, minT)
+	if err != nil {
+		return nil, err
 	}
-	x := chunkenc.NewXOR2Chunk()
-	app, _ := x.Appender()
-	it := c.Iterator(nil)
+	it := &x.dec
+	c.Iterator(it)
+	x.enc.Reset(x.scratch)
 	for it.Next() == chunkenc.ValFloat {
-		t, v := it.At()
-		app.Append(0, t, v)
+		x.enc.Append(it.t, it.v)
 	}
-	return x
+	err = it.err
+	*it = decimalIterator{} // let go of data
+	if err != nil {
+		return nil, err
+	}
+	return x.done()
+}
+
+// chunk re-encodes an XOR2 chunk as XOR; other chunks are returned as
+// they are.
+func (x *exporter) chunk(c chunkenc.Chunk) (chunkenc.Chunk, error) {
+	if c.Encoding() != chunkenc.EncXOR2 {
+		return c, nil
+	}
+	data, _, _, err := x.enc.Encode(x.scratch, c.Iterator(nil))
+	if err != nil {
+		return nil, fmt.Errorf("re-encode XOR2 chunk as XOR: %w", err)
+	}
+	x.scratch = data[:0]
+	return chunkenc.FromData(chunkenc.EncXOR, slices.Clone(data))
+}
+
+// done returns the encoded chunk in bytes of its own, keeping the
+// encoder's buffer for the next chunk.
+func (x *exporter) done() (chunkenc.Chunk, error) {
+	data := x.enc.Bytes()
+	x.scratch = data[:0]
+	return chunkenc.FromData(chunkenc.EncXOR, slices.Clone(data))
 }
 
 // Rice coding of signed integers: a parameter byte k, then for each value

@@ -202,8 +202,8 @@ type rangeHead struct {
 	iters  map[int32]*pebble.Iterator
 	merged [][]chunks.Meta // chunk groups that overlap; ChunkRef i+1 names merged[i]
 	closed bool
-	// standardChunks converts levitated's own chunk encodings to
-	// Prometheus' for readers that hand chunks on.
+	// standardChunks converts levitated's own chunk encodings and XOR2
+	// to Prometheus' standard ones for readers that hand chunks on.
 	standardChunks bool
 	// shard, when set (WithShard), is how ShardedPostings shards.
 	shard *ShardSpec
@@ -373,6 +373,11 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	}
 	builder.Assign(s.lset)
 	*chks = (*chks)[:0]
+	var ex *exporter
+	if h.standardChunks {
+		ex = exporters.Get().(*exporter)
+		defer exporters.Put(ex)
+	}
 
 	type ident struct {
 		minT int64
@@ -397,13 +402,17 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 				continue
 			}
 			chk := c.chunk
-			if !c.closed {
-				b := slices.Clone(chk.Bytes())
-				var err error
-				if chk, err = chunkenc.FromData(chk.Encoding(), b); err != nil {
-					s.mu.Unlock()
-					return fmt.Errorf("copy head chunk: %w", err)
-				}
+			var err error
+			switch {
+			case h.standardChunks && chk.Encoding() == chunkenc.EncXOR2:
+				// Re-encoded under s.mu: a copy of the open chunk.
+				chk, err = ex.chunk(chk)
+			case !c.closed:
+				chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
+			}
+			if err != nil {
+				s.mu.Unlock()
+				return fmt.Errorf("copy head chunk: %w", err)
 			}
 			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: c.minT, MaxTime: c.maxT})
 		}
@@ -416,7 +425,15 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			}
 		}
 		for _, c := range buildChunks(buf, 0) {
-			*chks = append(*chks, chunks.Meta{Chunk: c.chunk, MinTime: c.minT, MaxTime: c.maxT})
+			chk := c.chunk
+			if h.standardChunks {
+				var err error
+				if chk, err = ex.chunk(chk); err != nil {
+					s.mu.Unlock()
+					return fmt.Errorf("out-of-order chunk: %w", err)
+				}
+			}
+			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: c.minT, MaxTime: c.maxT})
 		}
 	}
 	s.mu.Unlock()
@@ -458,12 +475,21 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			if maxT < h.mint {
 				continue
 			}
-			chk, err := openChunk(enc, slices.Clone(data), kp.minT)
+			var chk chunkenc.Chunk
+			switch {
+			case h.standardChunks && enc == encDecimal:
+				// Decoded from Pebble's bytes, which stay valid until
+				// the iterator moves.
+				chk, err = ex.decimal(data, kp.minT)
+			case h.standardChunks:
+				if chk, err = openChunk(enc, slices.Clone(data), kp.minT); err == nil {
+					chk, err = ex.chunk(chk)
+				}
+			default:
+				chk, err = openChunk(enc, slices.Clone(data), kp.minT)
+			}
 			if err != nil {
 				return fmt.Errorf("series %d chunk at %d: %w: %w", s.ref, kp.minT, err, errCorruptValue)
-			}
-			if h.standardChunks {
-				chk = toStandard(chk)
 			}
 			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: kp.minT, MaxTime: maxT})
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/levitated/levitated/api/proto/thanos/labelpb"
 	"github.com/levitated/levitated/api/proto/thanos/storepb"
 	"github.com/levitated/levitated/pkg/tenant"
+	"github.com/levitated/levitated/pkg/xorchunk"
 )
 
 // Series streams the series matching the request with their chunks (or
@@ -116,6 +117,8 @@ type seriesWriter struct {
 
 	batch      []*storepb.Series
 	batchBytes int
+
+	xor xorchunk.Encoder
 }
 
 func (s *Store) newSeriesWriter(ctx context.Context, req *storepb.SeriesRequest, srv storepb.Store_SeriesServer) *seriesWriter {
@@ -205,7 +208,7 @@ func (w *seriesWriter) series(lset []*labelpb.Label, series promstorage.ChunkSer
 	frameBytes := labelBytes
 	it := series.Iterator(nil)
 	for it.Next() {
-		metas, err := standardChunks(it.At())
+		metas, err := standardChunks(it.At(), &w.xor)
 		if err != nil {
 			return status.Errorf(codes.Internal, "series %s: %v", labelString(lset), err)
 		}
@@ -264,15 +267,27 @@ func (w *seriesWriter) chunk(m chunks.Meta) (*storepb.AggrChunk, error) {
 
 // standardChunks returns a chunk as one of the encodings the StoreAPI
 // knows (XOR, histogram, float histogram): as it is when it is one,
-// re-encoded from its samples otherwise (Prometheus' newer encodings, or
-// an unpopulated chunk, which is an error).
-func standardChunks(m chunks.Meta) ([]chunks.Meta, error) {
+// re-encoded from its samples otherwise, without their start timestamps,
+// which neither the StoreAPI nor remote read carries (XOR2 by the fast
+// XOR encoder; histograms with start timestamps by Prometheus' chunk
+// encoder; an unpopulated chunk is an error). x is reused.
+func standardChunks(m chunks.Meta, x *xorchunk.Encoder) ([]chunks.Meta, error) {
 	if m.Chunk == nil {
 		return nil, fmt.Errorf("chunk %d is not populated", m.Ref)
 	}
 	switch m.Chunk.Encoding() {
 	case chunkenc.EncXOR, chunkenc.EncHistogram, chunkenc.EncFloatHistogram:
 		return []chunks.Meta{m}, nil
+	case chunkenc.EncXOR2:
+		data, mint, maxt, err := x.Encode(make([]byte, 0, len(m.Chunk.Bytes())+16), m.Chunk.Iterator(nil))
+		if err != nil {
+			return nil, fmt.Errorf("re-encode XOR2 chunk: %w", err)
+		}
+		c, err := chunkenc.FromData(chunkenc.EncXOR, data)
+		if err != nil {
+			return nil, err
+		}
+		return []chunks.Meta{{Chunk: c, MinTime: mint, MaxTime: maxt}}, nil
 	}
 	var out []chunks.Meta
 	it := promstorage.NewSeriesToChunkEncoder(chunkSeries{m.Chunk}).Iterator(nil)
@@ -285,13 +300,18 @@ func standardChunks(m chunks.Meta) ([]chunks.Meta, error) {
 	return out, nil
 }
 
-// chunkSeries is one chunk as a series of samples, for re-encoding.
+// chunkSeries is one chunk as a series of samples without start
+// timestamps, for re-encoding in the standard encodings.
 type chunkSeries struct{ c chunkenc.Chunk }
 
 func (c chunkSeries) Labels() labels.Labels { return labels.EmptyLabels() }
-func (c chunkSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
-	return c.c.Iterator(it)
+func (c chunkSeries) Iterator(chunkenc.Iterator) chunkenc.Iterator {
+	return noStartTimes{c.c.Iterator(nil)}
 }
+
+type noStartTimes struct{ chunkenc.Iterator }
+
+func (noStartTimes) AtST() int64 { return 0 }
 
 func (w *seriesWriter) countSamples(n int) error {
 	w.samples += n

@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunks"
+
+	"github.com/levitated/levitated/pkg/xorchunk"
 )
 
 // StandardChunkQuerier returns q with its chunks in the encodings every
@@ -44,6 +46,7 @@ type standardIterator struct {
 	pending []chunks.Meta
 	cur     chunks.Meta
 	err     error
+	xor     xorchunk.Encoder
 }
 
 func (i *standardIterator) Next() bool {
@@ -54,7 +57,7 @@ func (i *standardIterator) Next() bool {
 		if !i.it.Next() {
 			return false
 		}
-		metas, err := standardChunks(i.it.At())
+		metas, err := standardChunks(i.it.At(), &i.xor)
 		if err != nil {
 			i.err = err
 			return false

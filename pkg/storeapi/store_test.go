@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
@@ -585,3 +586,58 @@ type ctxStream struct {
 }
 
 func (s ctxStream) Context() context.Context { return s.ctx }
+
+// Samples written with start timestamps (remote write 2.0's created
+// timestamps) are stored in Prometheus' XOR2 and histogram-with-ST
+// chunks, which no Thanos client reads: they are served as XOR and
+// histogram chunks with the same samples, the start timestamps left out.
+func TestSeriesWithStartTimestamps(t *testing.T) {
+	f := newFixture(t, opts("replica", "a"))
+	ctx := context.Background()
+	app := f.db.AppenderV2(ctx)
+	floats, hists := labels.FromStrings("__name__", "requests_total"), labels.FromStrings("__name__", "latency")
+	for i := range 200 {
+		ts := int64(i) * 15000
+		_, err := app.Append(0, floats, 1, ts, float64(i*i), nil, nil, promstorage.AOptions{})
+		require.NoError(t, err)
+		h := &histogram.Histogram{Count: uint64(i + 1), Sum: float64(i), Schema: 0, ZeroThreshold: 0.001,
+			PositiveSpans: []histogram.Span{{Offset: 0, Length: 1}}, PositiveBuckets: []int64{int64(i + 1)}}
+		_, err = app.Append(0, hists, 1, ts, 0, h, nil, promstorage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+
+	res, _, err := f.series(t, &storepb.SeriesRequest{MaxTime: math.MaxInt64, Matchers: []*storepb.LabelMatcher{eq("__name__", "requests_total")}})
+	require.NoError(t, err)
+	require.Len(t, res, 1)
+	var want []sample
+	for i := range 200 {
+		want = append(want, sample{int64(i) * 15000, float64(i * i)})
+	}
+	require.Equal(t, want, res[0].samples, "XOR chunks (f.series refuses any other encoding)")
+
+	stream, err := f.client.Series(ctx, &storepb.SeriesRequest{MaxTime: math.MaxInt64, Matchers: []*storepb.LabelMatcher{eq("__name__", "latency")}})
+	require.NoError(t, err)
+	n := 0
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		for _, c := range resp.GetSeries().GetChunks() {
+			require.Equal(t, storepb.Chunk_HISTOGRAM, c.Raw.Type)
+			chk, err := chunkenc.FromData(chunkenc.EncHistogram, c.Raw.Data)
+			require.NoError(t, err)
+			it := chk.Iterator(nil)
+			for it.Next() == chunkenc.ValHistogram {
+				ts, h := it.AtHistogram(nil)
+				require.Equal(t, int64(n)*15000, ts)
+				require.Equal(t, uint64(n+1), h.Count)
+				n++
+			}
+			require.NoError(t, it.Err())
+		}
+	}
+	require.Equal(t, 200, n)
+}
