@@ -4,7 +4,9 @@ import (
 	"context"
 	"time"
 
+	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/remotestore"
@@ -42,7 +44,46 @@ func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
 		qs = append(qs, rq)
 	}
 	merged := promstorage.NewMergeQuerier(qs, nil, promstorage.ChainedSeriesMerge)
+	if q.remote != nil {
+		return warningsFirstQuerier{levpromql.NarrowingQuerier(merged)}, nil
+	}
 	return levpromql.NarrowingQuerier(merged), nil
+}
+
+// warningsFirstQuerier's series sets have their warnings (an endpoint of
+// --query.store that failed) before they are first read: Prometheus'
+// /api/v1/series reads the warnings of its set before its series, when a
+// merged set, which selects when first read, has none yet.
+type warningsFirstQuerier struct{ promstorage.Querier }
+
+func (q warningsFirstQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
+	return &warningsFirstSet{SeriesSet: q.Querier.Select(ctx, sortSeries, hints, ms...)}
+}
+
+// warningsFirstSet reads its first series when asked for its warnings
+// before any, and gives it on the first Next.
+type warningsFirstSet struct {
+	promstorage.SeriesSet
+	started bool // Next was called, by the caller or by Warnings
+	peeked  bool // a first Next's answer is waiting for the caller's
+	first   bool
+}
+
+func (s *warningsFirstSet) Next() bool {
+	if s.peeked {
+		s.peeked = false
+		return s.first
+	}
+	s.started = true
+	return s.SeriesSet.Next()
+}
+
+func (s *warningsFirstSet) Warnings() annotations.Annotations {
+	if !s.started {
+		s.started, s.peeked = true, true
+		s.first = s.SeriesSet.Next()
+	}
+	return s.SeriesSet.Warnings()
 }
 
 func (q queryable) ChunkQuerier(mint, maxt int64) (promstorage.ChunkQuerier, error) {
