@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -166,6 +167,7 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 		expr       string
 		start, end time.Time
 		sets       []analysis.MetricSet
+		warnings   []string
 		err        error
 	}
 	sides := make([][2]side, len(p.metrics)) // [i][0] baseline (control), [i][1] canary (experiment)
@@ -189,11 +191,12 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 			wg.Go(func() {
 				sem <- struct{}{}
 				defer func() { <-sem }()
-				series, err := s.promql.Range(ctx, sd.expr, sd.start, sd.end, step)
+				series, warnings, err := s.promql.Range(ctx, sd.expr, sd.start, sd.end, step)
 				if err != nil {
 					sd.err = err
 					return
 				}
+				sd.warnings = warnings
 				sd.sets = gridSets(p.metrics[i].name, series, sd.start, sd.end, step)
 			})
 		}
@@ -237,6 +240,17 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 		BaselineEnd:   timestamppb.New(bEnd),
 		Step:          step.String(),
 		Window:        window,
+	}
+	// The queries' warnings, each once: the verdict is on the data that
+	// answered (a --query.store endpoint that did not is one).
+	for i := range sides {
+		for j := range sides[i] {
+			for _, w := range sides[i][j].warnings {
+				if !slices.Contains(out.Warnings, w) {
+					out.Warnings = append(out.Warnings, w)
+				}
+			}
+		}
 	}
 	weights := effectiveWeights(p.metrics)
 	confidence := p.judge.ConfidenceLevel

@@ -95,7 +95,11 @@ type Judgement struct {
 	// Explanation is what decided, in sentences.
 	Explanation []string     `json:"explanation"`
 	Comparisons []Comparison `json:"comparisons"`
-	JudgedAt    time.Time    `json:"judged_at"`
+	// Warnings are the analyses' query warnings, each once: an endpoint
+	// of --query.store that did not answer (the verdict is then on the
+	// data that answered), or PromQL's own.
+	Warnings []string  `json:"warnings,omitempty"`
+	JudgedAt time.Time `json:"judged_at"`
 	// EventID is the change_impact event that records the judgement.
 	EventID string `json:"event_id,omitempty"`
 	// Phase, on a recorded judgement, is "initial", or "final" for the
@@ -229,10 +233,11 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 		}
 		if cfg.Traffic != nil {
 			if tq, err := expand(cfg.Traffic.Query, vars); err == nil {
-				ok, sentence, err := j.enoughTraffic(ctx, req, tq, cfg.Traffic.MinRequests)
+				ok, sentence, warnings, err := j.enoughTraffic(ctx, req, tq, cfg.Traffic.MinRequests)
 				if err != nil {
 					return jd, analyzeError(cmp.kind, err)
 				}
+				jd.warn(warnings)
 				if !ok {
 					jd.Comparisons = append(jd.Comparisons, Comparison{Kind: cmp.kind, Verdict: VerdictInconclusive,
 						Baseline: cmp.baseline, Canary: cmp.canary, Signals: []SignalResult{}})
@@ -252,6 +257,7 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 		if err != nil {
 			return jd, analyzeError(cmp.kind, err)
 		}
+		jd.warn(resp.GetWarnings())
 		// Signals with too little data on either side are left out, and
 		// the rest judged again without them: the judge would count them
 		// as Nodata (and half of them Nodata fails the canary).
@@ -273,6 +279,7 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 			if resp, err = j.Analyzer.Analyze(ctx, sub); err != nil {
 				return jd, analyzeError(cmp.kind, err)
 			}
+			jd.warn(resp.GetWarnings())
 		}
 		out := Comparison{Kind: cmp.kind, Baseline: cmp.baseline, Canary: cmp.canary,
 			Start: first.GetStart().AsTime(), End: first.GetEnd().AsTime(),
@@ -304,9 +311,24 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 	return jd, nil
 }
 
+// warn adds the warnings not given yet.
+func (jd *Judgement) warn(ws []string) {
+	for _, w := range ws {
+		if !slices.Contains(jd.Warnings, w) {
+			jd.Warnings = append(jd.Warnings, w)
+		}
+	}
+}
+
 // combine sets the verdict: the lowest score of the comparisons that had
-// data, classified by the thresholds; inconclusive with none.
+// data, classified by the thresholds; inconclusive with none. Warnings
+// are said last: the verdict stands on the data that answered.
 func combine(jd *Judgement, cfg *Config) {
+	defer func() {
+		if len(jd.Warnings) > 0 {
+			jd.Explanation = append(jd.Explanation, fmt.Sprintf("The queries warned, so this is judged on the data that answered: %s.", strings.Join(jd.Warnings, "; ")))
+		}
+	}()
 	var score *float64
 	for _, c := range jd.Comparisons {
 		if c.Verdict == VerdictInconclusive {
@@ -369,16 +391,17 @@ func comparisonLabel(kind string) string {
 // enoughTraffic asks the judge for the traffic of both sides of req (the
 // request rate, summed over the points: requests) and reports whether each
 // side has at least minRequests, with a sentence when not.
-func (j *Judge) enoughTraffic(ctx context.Context, req *levitatedv1.AnalyzeRequest, query string, minRequests float64) (bool, string, error) {
+func (j *Judge) enoughTraffic(ctx context.Context, req *levitatedv1.AnalyzeRequest, query string, minRequests float64) (ok bool, sentence string, warnings []string, err error) {
 	tr := proto.CloneOf(req)
 	tr.Metrics = []*levitatedv1.AnalysisMetric{{Name: "traffic", Query: query, Direction: "either"}}
 	resp, err := j.Analyzer.Analyze(ctx, tr)
 	if err != nil {
-		return false, "", err
+		return false, "", nil, err
 	}
+	warnings = resp.GetWarnings()
 	step, err := time.ParseDuration(resp.GetStep())
 	if err != nil {
-		return false, "", fmt.Errorf("traffic: the analysis answered step %q: %w", resp.GetStep(), err)
+		return false, "", warnings, fmt.Errorf("traffic: the analysis answered step %q: %w", resp.GetStep(), err)
 	}
 	var base, canary float64
 	for _, m := range resp.GetMetrics() {
@@ -392,9 +415,9 @@ func (j *Judge) enoughTraffic(ctx context.Context, req *levitatedv1.AnalyzeReque
 		canary = 0
 	}
 	if base >= minRequests && canary >= minRequests {
-		return true, "", nil
+		return true, "", warnings, nil
 	}
-	return false, fmt.Sprintf("about %.0f requests on the canary's side and %.0f on the baseline's, fewer than the %g needed on each (traffic.min_requests).", canary, base, minRequests), nil
+	return false, fmt.Sprintf("about %.0f requests on the canary's side and %.0f on the baseline's, fewer than the %g needed on each (traffic.min_requests).", canary, base, minRequests), warnings, nil
 }
 
 func signalResult(m *levitatedv1.MetricResult, judged bool) SignalResult {

@@ -206,25 +206,28 @@ func (e *QueryError) Error() string { return fmt.Sprintf("query %q: %v", e.Query
 func (e *QueryError) Unwrap() error { return e.Err }
 
 // Range evaluates expr from start to end every step and returns one series
-// per result, copied out of the engine's buffers.
-func (p *PromQL) Range(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]Series, error) {
+// per result, copied out of the engine's buffers, and the evaluation's
+// warnings as the Prometheus API words them (an endpoint of --query.store
+// that did not answer: the series are then of the data that answered).
+func (p *PromQL) Range(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]Series, []string, error) {
 	q, err := p.Engine.NewRangeQuery(ctx, p.Queryable, nil, expr, start, end, step)
 	if err != nil {
-		return nil, &QueryError{Query: expr, Err: err}
+		return nil, nil, &QueryError{Query: expr, Err: err}
 	}
 	defer q.Close()
 	res := q.Exec(ctx)
 	if res.Err != nil {
-		return nil, &QueryError{Query: expr, Err: res.Err}
+		return nil, nil, &QueryError{Query: expr, Err: res.Err}
 	}
 	m, err := res.Matrix()
 	if err != nil {
-		return nil, &QueryError{Query: expr, Err: err}
+		return nil, nil, &QueryError{Query: expr, Err: err}
 	}
+	warnings, _ := res.Warnings.AsStrings(expr, maxWarnings, 0)
 	out := make([]Series, 0, len(m))
 	for _, s := range m {
 		if len(s.Histograms) > 0 {
-			return nil, &QueryError{Query: expr, Err: errors.New("the result has native histogram samples, which the judge cannot compare; reduce them to numbers (histogram_quantile, histogram_avg, histogram_count)")}
+			return nil, nil, &QueryError{Query: expr, Err: errors.New("the result has native histogram samples, which the judge cannot compare; reduce them to numbers (histogram_quantile, histogram_avg, histogram_count)")}
 		}
 		ts := make([]int64, len(s.Floats))
 		vs := make([]float64, len(s.Floats))
@@ -233,8 +236,12 @@ func (p *PromQL) Range(ctx context.Context, expr string, start, end time.Time, s
 		}
 		out = append(out, Series{Labels: s.Metric.Copy(), Times: ts, Values: vs})
 	}
-	return out, nil
+	return out, warnings, nil
 }
+
+// maxWarnings is the most warnings of one query kept (the Prometheus API
+// keeps 10).
+const maxWarnings = 10
 
 // Series is one series of a range query: its labels and its samples (at
 // steps where it has one).
@@ -318,7 +325,8 @@ func (s *source) QueryMetric(ctx context.Context, metric analysis.CanaryMetricCo
 	if err != nil {
 		return nil, err
 	}
-	series, err := s.promql.Range(ctx, expr, sc.Start, sc.End, time.Duration(sc.Step)*time.Second)
+	// Kayenta's metric sets have no place for warnings.
+	series, _, err := s.promql.Range(ctx, expr, sc.Start, sc.End, time.Duration(sc.Step)*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -238,6 +238,23 @@ func TestQueryStoreOverARemoteLevitated(t *testing.T) {
 		require.Contains(t, strings.Join(got.Warnings, "\n"), "remote store "+down, p.path)
 		require.Contains(t, string(got.Data), p.fromA, "%s: the answer of the endpoint that answers", p.path)
 	}
+	// The judge and the impact verdicts say so too: judged on the data
+	// that answered, with the warning.
+	res = sendJSON(t, http.MethodPost, d.URL+"/api/v1/analysis", analysis)
+	require.Equal(t, http.StatusOK, res.code, res.body)
+	var judged struct{ Warnings []string }
+	require.NoError(t, json.Unmarshal([]byte(res.body), &judged))
+	require.Contains(t, strings.Join(judged.Warnings, "\n"), "remote store "+down, res.body)
+	require.Contains(t, want.body, `"warnings":[]`, "one node, no endpoint: no warning")
+	gate := sendJSON(t, http.MethodPost, d.URL+"/api/v1/gates:evaluate", `{"service":"checkout","dry_run":true,"always_ok":true}`)
+	require.Equal(t, http.StatusOK, gate.code, gate.body)
+	var gated struct {
+		Judgement struct{ Warnings, Explanation []string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(gate.body), &gated))
+	require.Contains(t, strings.Join(gated.Judgement.Warnings, "\n"), "remote store "+down, gate.body)
+	require.Contains(t, strings.Join(gated.Judgement.Explanation, "\n"), "judged on the data that answered", gate.body)
+
 	got = apiGet(t, d.URL, "/api/v1/query_range", rangeParams(queries[0]))
 	want2 := apiGet(t, one.URL, "/api/v1/query_range", rangeParams(queries[0]))
 	require.JSONEq(t, string(want2.Data), string(got.Data))

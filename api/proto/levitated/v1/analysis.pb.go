@@ -469,7 +469,11 @@ type AnalyzeResponse struct {
 	// The event window, when the request named one.
 	Window *ResolvedWindow `protobuf:"bytes,10,opt,name=window,proto3" json:"window,omitempty"`
 	// One result per metric and series.
-	Metrics       []*MetricResult `protobuf:"bytes,11,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	Metrics []*MetricResult `protobuf:"bytes,11,rep,name=metrics,proto3" json:"metrics,omitempty"`
+	// The warnings of the queries, as the Prometheus API gives them: an
+	// endpoint of --query.store that did not answer (the verdict is then on
+	// the data that answered), or PromQL's own.
+	Warnings      []string `protobuf:"bytes,12,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +581,13 @@ func (x *AnalyzeResponse) GetWindow() *ResolvedWindow {
 func (x *AnalyzeResponse) GetMetrics() []*MetricResult {
 	if x != nil {
 		return x.Metrics
+	}
+	return nil
+}
+
+func (x *AnalyzeResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -948,7 +959,7 @@ const file_levitated_v1_analysis_proto_rawDesc = "" +
 	"\x04pass\x18\x01 \x01(\x01H\x00R\x04pass\x88\x01\x01\x12\x1f\n" +
 	"\bmarginal\x18\x02 \x01(\x01H\x01R\bmarginal\x88\x01\x01B\a\n" +
 	"\x05_passB\v\n" +
-	"\t_marginal\"\xf7\x03\n" +
+	"\t_marginal\"\x93\x04\n" +
 	"\x0fAnalyzeResponse\x12\x14\n" +
 	"\x05score\x18\x01 \x01(\x01R\x05score\x12\x18\n" +
 	"\averdict\x18\x02 \x01(\tR\averdict\x12\x16\n" +
@@ -963,7 +974,8 @@ const file_levitated_v1_analysis_proto_rawDesc = "" +
 	"\x04step\x18\t \x01(\tR\x04step\x124\n" +
 	"\x06window\x18\n" +
 	" \x01(\v2\x1c.levitated.v1.ResolvedWindowR\x06window\x124\n" +
-	"\ametrics\x18\v \x03(\v2\x1a.levitated.v1.MetricResultR\ametrics\"\xe3\x01\n" +
+	"\ametrics\x18\v \x03(\v2\x1a.levitated.v1.MetricResultR\ametrics\x12\x1a\n" +
+	"\bwarnings\x18\f \x03(\tR\bwarnings\"\xe3\x01\n" +
 	"\x0eResolvedWindow\x12\x14\n" +
 	"\x05event\x18\x01 \x01(\tR\x05event\x12\x1a\n" +
 	"\bstart_id\x18\x02 \x01(\tR\bstart_id\x12L\n" +
