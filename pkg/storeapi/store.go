@@ -6,8 +6,9 @@
 // It behaves as a Prometheus behind a Thanos sidecar does (Thanos'
 // pkg/store/tsdb.go is the model): every series carries the external
 // labels, matchers on them select or exclude the whole store, Series
-// streams the chunks as stored (XOR, histogram and float histogram, in
-// Prometheus' chunkenc encodings), split into frames of at most
+// streams the chunks in the encodings Thanos reads (XOR, histogram and
+// float histogram, in Prometheus' chunkenc encodings; others re-encoded
+// to those), split into frames of at most
 // MaxFrameBytes, sorted by their labels as sent, and honours skip_chunks,
 // without_replica_labels, limit, shard_info and response_batch_size.
 //
