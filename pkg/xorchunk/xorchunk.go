@@ -120,21 +120,21 @@ func (e *Encoder) value(v uint64) {
 	e.write(delta>>trailing, uint(sig))
 }
 
-// write appends the low n bits of u (n <= 64), most significant first.
+// write appends the n low bits of u (n <= 64; u has no other bits set),
+// most significant first. Small enough to be inlined; flush does the rest.
 func (e *Encoder) write(u uint64, n uint) {
-	if n == 0 {
-		return
-	}
-	if n < 64 {
-		u &= 1<<n - 1
-	}
-	free := 64 - e.nb
-	if n < free {
-		e.acc |= u << (free - n)
+	if n < 64-e.nb {
+		e.acc |= u << (64 - e.nb - n)
 		e.nb += n
 		return
 	}
-	// Fill the accumulator, flush it, keep the rest.
+	e.flush(u, n)
+}
+
+// flush fills the accumulator with the first bits of u, appends it, and
+// keeps the rest of u.
+func (e *Encoder) flush(u uint64, n uint) {
+	free := 64 - e.nb
 	e.acc |= u >> (n - free)
 	e.buf = binary.BigEndian.AppendUint64(e.buf, e.acc)
 	e.nb = n - free
