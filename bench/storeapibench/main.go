@@ -128,7 +128,7 @@ func run(args []string, out io.Writer) error {
 		}
 		last := rs[len(rs)-1]
 		wall, cpu := median(walls), median(cpus)
-		fmt.Fprintf(out, "| %s | %d | %d | %.0f | %d | %.2f | %.2f | %.2f (%.2f–%.2f) |\n",
+		fmt.Fprintf(out, "| %s | %d | %d | %.0f | %d | %.2f | %.3f | %.2f (%.2f–%.2f) |\n",
 			e.name, last.series, last.samples, float64(last.samples)/wall, last.wire,
 			float64(last.wire)/float64(last.samples), cpu/(float64(last.samples)/1e6), wall, minOf(walls), maxOf(walls))
 	}
