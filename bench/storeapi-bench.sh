@@ -51,6 +51,7 @@ case "$DURATION" in
 esac
 OUT="$PB_RUNS/storeapi-s$SERIES-$(date -u +%Y%m%d-%H%M%S)"
 mkdir -p "$OUT"
+REV="$(git rev-parse --short HEAD)" # what is built, even if HEAD moves during the run
 go build -o "$OUT/levitated" ./cmd/levitated
 go build -o "$OUT/storeapibench" ./bench/storeapibench
 if [[ -n "$BASELINE" ]]; then
@@ -75,7 +76,7 @@ wait_http() { # URL
   echo "storeapi-bench.sh: $1 did not answer 200" >&2; exit 1
 }
 {
-  echo "levitated $(git rev-parse --short HEAD), series $SERIES, duration $DURATION, end $END, runs $RUNS${BASELINE:+, baseline levitated $BASE_REV}"
+  echo "levitated $REV, series $SERIES, duration $DURATION, end $END, runs $RUNS${BASELINE:+, baseline levitated $BASE_REV}"
   echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the start"
   echo "prometheus: $PROM"; echo "thanos: $THANOS"
 } | tee "$OUT/report.md"
@@ -122,7 +123,7 @@ fi
 
 echo | tee -a "$OUT/report.md"
 "$OUT/storeapibench" --start $(( (END - SECS) * 1000 )) --end $(( END * 1000 )) --runs "$RUNS" \
-  --endpoint "levitated $(git rev-parse --short HEAD)=127.0.0.1:29301=$lpid" "${BASE_EP[@]}" \
+  --endpoint "levitated $REV=127.0.0.1:29301=$lpid" "${BASE_EP[@]}" \
   --endpoint "thanos sidecar + Prometheus 3.16=127.0.0.1:29391=$spid,$ppid" | tee -a "$OUT/report.md"
 [[ -z "$BASELINE" ]] || echo "peak RSS (VmHWM) of the baseline levitated: $(awk '/VmHWM/{print $2, $3}' /proc/$bpid/status)" | tee -a "$OUT/report.md"
 echo "peak RSS (VmHWM): levitated $(awk '/VmHWM/{print $2, $3}' /proc/$lpid/status), sidecar $(awk '/VmHWM/{print $2, $3}' /proc/$spid/status), prometheus $(awk '/VmHWM/{print $2, $3}' /proc/$ppid/status)" | tee -a "$OUT/report.md"
