@@ -110,7 +110,7 @@ func TestImportDirection(t *testing.T) {
 		// The console's binary encoding of matrices: Prometheus' codec
 		// interface only.
 		"pkg/matrixcodec": {"pkg/"},
-		"pkg/analysis":    {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/kayenta", "pkg/canaryapi"},
+		"pkg/analysis":    {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/kayenta", "pkg/canaryapi", "pkg/rangequery"},
 		"pkg/storage":     {"pkg/ingest", "pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/queryshard", "pkg/auth", "pkg/limits"},
 		"pkg/ingest":      {"pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/storage"},
 		"pkg/promql":      {"pkg/server", "pkg/ingest", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi"},
@@ -134,6 +134,13 @@ func TestImportDirection(t *testing.T) {
 		// Queryable over Thanos' generated client: nothing of levitated but
 		// the protos and the tenant of a call.
 		"pkg/remotestore": {"pkg/server", "pkg/storage", "pkg/ingest", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi", "pkg/limits", "pkg/auth", "pkg/storeapi", "pkg/queryshard", "pkg/resultscache", "pkg/ruler", "pkg/impact"},
+		// The judge's range queries on the engine: Prometheus' engine and
+		// storage interfaces only.
+		"pkg/rangequery": {"pkg/"},
+		// The two canary APIs share the judge's pipeline (analysis.Analyze)
+		// and its range queries (pkg/rangequery), not each other.
+		"pkg/canaryapi": {"pkg/kayenta", "pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/impact"},
+		"pkg/kayenta":   {"pkg/canaryapi", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/impact"},
 	}
 	for _, f := range repoFiles(t) {
 		if f.test {

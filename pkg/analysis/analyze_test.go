@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +172,117 @@ func TestAnalyzeErrors(t *testing.T) {
 	noClassifier.Classifier = nil
 	_, err = Analyze(context.Background(), &memSource{}, AnalyzeRequest{Config: noClassifier, Scopes: testScopes(), Thresholds: th})
 	require.EqualError(t, err, "judge: canary config: classifier is missing")
+}
+
+// lockedSource makes a memSource safe for Analyze's concurrent queries and
+// fails the queries named in errs.
+type lockedSource struct {
+	mu   sync.Mutex
+	src  *memSource
+	errs map[string]error // by scope/metric
+}
+
+func (s *lockedSource) QueryMetric(ctx context.Context, m CanaryMetricConfig, scope CanaryScope) ([]MetricSet, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.errs[scope.Scope+"/"+m.Name]; err != nil {
+		return nil, err
+	}
+	return s.src.QueryMetric(ctx, m, scope)
+}
+
+func TestAnalyzeConcurrency(t *testing.T) {
+	var cfg CanaryConfig
+	require.NoError(t, json.Unmarshal([]byte(kayentaConfigJSON), &cfg))
+	data := map[string]map[string][]MetricSet{
+		"checkout-baseline": {"errors": {set("errors", ramp(30, 0, 0), nil)}, "latency": {set("latency", ramp(30, 0.10, 0.01), nil)}},
+		"checkout-canary":   {"errors": {set("errors", ramp(30, 0, 0), nil)}, "latency": {set("latency", ramp(30, 0.30, 0.01), nil)}},
+	}
+	req := AnalyzeRequest{Config: cfg, Scopes: testScopes(), Thresholds: *cfg.Classifier.ScoreThresholds}
+	want, err := Analyze(context.Background(), &memSource{data: data}, req)
+	require.NoError(t, err)
+
+	// The same analysis with its queries run at once.
+	req.Concurrency = 4
+	src := &lockedSource{src: &memSource{data: data}}
+	got, err := Analyze(context.Background(), src, req)
+	require.NoError(t, err)
+	// (NaN is not equal to itself: compare the pairs as printed, the result as JSON.)
+	require.Equal(t, fmt.Sprintf("%v", want.MetricSetPairs), fmt.Sprintf("%v", got.MetricSetPairs))
+	wantJSON, err := json.Marshal(want.Result)
+	require.NoError(t, err)
+	gotJSON, err := json.Marshal(got.Result)
+	require.NoError(t, err)
+	require.JSONEq(t, string(wantJSON), string(gotJSON))
+	require.Len(t, src.src.calls, 6)
+
+	// Errors come in the order of the pipeline: metric 0's experiment
+	// before metric 1's control, although both failed.
+	src = &lockedSource{src: &memSource{data: data}, errs: map[string]error{
+		"checkout-canary/errors":    errors.New("canary down"),
+		"checkout-baseline/latency": errors.New("baseline down"),
+	}}
+	_, err = Analyze(context.Background(), src, req)
+	var qe *QueryError
+	require.ErrorAs(t, err, &qe)
+	require.Equal(t, QueryError{Metric: 0, Name: "errors", Side: Experiment, Err: qe.Err}, *qe)
+	require.EqualError(t, err, `query experiment of metric "errors": canary down`)
+	require.Len(t, src.src.calls, 4, "every query but the two that failed ran")
+
+	// A metric that does not pair comes before a later metric's failed query.
+	data["checkout-baseline"]["errors"] = []MetricSet{}
+	src = &lockedSource{src: &memSource{data: data}, errs: map[string]error{"checkout-baseline/latency": errors.New("baseline down")}}
+	_, err = Analyze(context.Background(), src, req)
+	var pe *PairError
+	require.ErrorAs(t, err, &pe)
+	require.Equal(t, 0, pe.Metric)
+	require.EqualError(t, err, `pair metric "errors": no control metrics found for errors and the metric service did not create a placeholder`)
+
+	// A scope missing for a later metric is found before anything runs.
+	req.Config.Metrics[2].ScopeName = "other"
+	src = &lockedSource{src: &memSource{data: data}}
+	_, err = Analyze(context.Background(), src, req)
+	require.EqualError(t, err, `canary config: metrics[2] ("cpu"): scope "other" is not in the request`)
+	require.Empty(t, src.src.calls)
+}
+
+// TestAnalyzeConcurrencyBound: at most Concurrency queries run at once,
+// and that many do.
+func TestAnalyzeConcurrencyBound(t *testing.T) {
+	cfg := CanaryConfig{Classifier: &CanaryClassifierConfig{}}
+	for _, n := range []string{"a", "b", "c"} {
+		cfg.Metrics = append(cfg.Metrics, CanaryMetricConfig{Name: n, Groups: []string{"g"}, ScopeName: "default"})
+	}
+	var (
+		mu             sync.Mutex
+		inFlight, most int
+		two            = make(chan struct{})
+		twoOnce        sync.Once
+	)
+	src := sourceFunc(func(ctx context.Context, m CanaryMetricConfig, scope CanaryScope) ([]MetricSet, error) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		if inFlight == 2 {
+			twoOnce.Do(func() { close(two) })
+		}
+		mu.Unlock()
+		defer func() { mu.Lock(); inFlight--; mu.Unlock() }()
+		select { // the first query waits for a second to run beside it
+		case <-two:
+		case <-time.After(10 * time.Second):
+			return nil, errors.New("no second query ran beside the first")
+		}
+		return []MetricSet{set(m.Name, ramp(30, 1, 0.1), nil)}, nil
+	})
+	_, err := Analyze(context.Background(), src, AnalyzeRequest{Config: cfg, Scopes: testScopes(),
+		Thresholds: CanaryClassifierThresholdsConfig{Pass: 95, Marginal: 75}, Concurrency: 2})
+	require.NoError(t, err)
+	require.Equal(t, 2, most)
+}
+
+type sourceFunc func(ctx context.Context, m CanaryMetricConfig, scope CanaryScope) ([]MetricSet, error)
+
+func (f sourceFunc) QueryMetric(ctx context.Context, m CanaryMetricConfig, scope CanaryScope) ([]MetricSet, error) {
+	return f(ctx, m, scope)
 }

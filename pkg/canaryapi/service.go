@@ -6,8 +6,12 @@
 // synchronously, is the score, the verdict and, per metric, the
 // classification with a sentence that explains it.
 //
-// The judge is pkg/analysis with analysis.NativeOptions: Kayenta's
-// NetflixACAJudge without the flaws its users report (docs/analysis.md).
+// An analysis is analysis.Analyze, the one judge pipeline (which the
+// Kayenta-compatible API runs too), over this package's analysis.Source:
+// each metric's query with the side's matchers added, run on levitated's
+// engine (pkg/rangequery) on the step's grid. The judge runs with
+// analysis.NativeOptions: Kayenta's NetflixACAJudge without the flaws its
+// users report (docs/analysis.md).
 // Series of the two sides are paired with the labels that tell them apart
 // ignored, and an unpaired series is an error rather than a silent NaN.
 package canaryapi
@@ -19,9 +23,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -36,7 +38,7 @@ import (
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/analysis"
 	"github.com/levitated/levitated/pkg/events"
-	"github.com/levitated/levitated/pkg/kayenta"
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
@@ -90,7 +92,7 @@ func (o *Options) ensureDefaults() {
 // Service implements levitated.v1.AnalysisService.
 type Service struct {
 	levitatedv1.UnimplementedAnalysisServiceServer
-	promql  *kayenta.PromQL
+	queries *rangequery.Runner
 	events  EventReader
 	tenants TenantIDs
 	parser  parser.Parser
@@ -99,9 +101,9 @@ type Service struct {
 
 // New returns the service. It runs queries with q, reads event windows from
 // ev, and parses metric queries with p (levitated's PromQL parser).
-func New(q *kayenta.PromQL, ev EventReader, tenants TenantIDs, p parser.Parser, opts Options) *Service {
+func New(q *rangequery.Runner, ev EventReader, tenants TenantIDs, p parser.Parser, opts Options) *Service {
 	opts.ensureDefaults()
-	return &Service{promql: q, events: ev, tenants: tenants, parser: p, opts: opts}
+	return &Service{queries: q, events: ev, tenants: tenants, parser: p, opts: opts}
 }
 
 // Handler is the REST face: POST /api/v1/analysis through grpc-gateway,
@@ -137,6 +139,9 @@ func (s *Service) Handler(ctx context.Context) (http.Handler, error) {
 	}), nil
 }
 
+// analyze is one native analysis: the request validated into a plan, the
+// caller's tenant and the change-event window resolved, the step chosen,
+// the plan judged (analysis.Analyze) and answered.
 func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) (*levitatedv1.AnalyzeResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
@@ -160,75 +165,71 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 		return nil, err
 	}
 	bStart, bEnd := p.start.Add(-p.baselineOffset), p.end.Add(-p.baselineOffset)
+	res, src, err := s.judge(ctx, p, step, bStart, bEnd)
+	if err != nil {
+		return nil, err
+	}
+	return answer(p, res, src, step, bStart, bEnd, window), nil
+}
 
-	// The queries of both sides, built first so that a mistake is
-	// reported before anything runs.
-	type side struct {
-		expr       string
-		start, end time.Time
-		sets       []analysis.MetricSet
-		warnings   []string
-		err        error
-	}
-	sides := make([][2]side, len(p.metrics)) // [i][0] baseline (control), [i][1] canary (experiment)
-	for i, m := range p.metrics {
-		for j, ms := range [][]*labels.Matcher{p.baseline, p.canary} {
-			expr, err := s.withMatchers(m.query, ms)
-			if err != nil {
-				return nil, fieldErr(fmt.Sprintf("metrics[%d].query", i), "PromQL does not parse: %v", err)
-			}
-			sides[i][j] = side{expr: expr, start: bStart, end: bEnd}
-			if j == 1 {
-				sides[i][j].start, sides[i][j].end = p.start, p.end
-			}
-		}
-	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, s.opts.QueryConcurrency)
-	for i := range sides {
-		for j := range sides[i] {
-			sd := &sides[i][j]
-			wg.Go(func() {
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				series, warnings, err := s.promql.Range(ctx, sd.expr, sd.start, sd.end, step)
-				if err != nil {
-					sd.err = err
-					return
-				}
-				sd.warnings = warnings
-				sd.sets = gridSets(p.metrics[i].name, series, sd.start, sd.end, step)
-			})
-		}
-	}
-	wg.Wait()
-
+// judge runs the plan's metrics through analysis.Analyze, over a source
+// whose queries are built first, so that a mistake is reported before
+// anything runs, and maps the pipeline's errors to the request's fields.
+func (s *Service) judge(ctx context.Context, p *plan, step time.Duration, bStart, bEnd time.Time) (analysis.CanaryJudgeResult, *source, error) {
+	src := &source{queries: s.queries, step: step, exprs: make(map[string][2]string, len(p.metrics)), warnings: map[string][2][]string{}}
 	cfg := analysis.CanaryConfig{Classifier: &analysis.CanaryClassifierConfig{GroupWeights: map[string]float64{}}}
-	var pairs []analysis.MetricSetPair
 	for i, m := range p.metrics {
-		for j := range sides[i] {
-			if err := sides[i][j].err; err != nil {
-				return nil, queryError(fmt.Sprintf("metrics[%d].query", i), []string{"baseline", "canary"}[j], err)
+		var exprs [2]string // baseline (control), canary (experiment)
+		for j, ms := range [][]*labels.Matcher{p.baseline, p.canary} {
+			var err error
+			if exprs[j], err = s.withMatchers(m.query, ms); err != nil {
+				return analysis.CanaryJudgeResult{}, nil, fieldErr(fmt.Sprintf("metrics[%d].query", i), "PromQL does not parse: %v", err)
 			}
 		}
-		mc := analysis.CanaryMetricConfig{Name: m.name, Groups: []string{m.name}, AnalysisConfigurations: m.analysis, ScopeName: "default"}
-		cfg.Metrics = append(cfg.Metrics, mc)
+		src.exprs[m.name] = exprs
+		cfg.Metrics = append(cfg.Metrics, analysis.CanaryMetricConfig{Name: m.name, Groups: []string{m.name}, AnalysisConfigurations: m.analysis, ScopeName: scopeName})
 		if m.weight > 0 {
 			cfg.Classifier.GroupWeights[m.name] = m.weight
 		}
-		mp, err := analysis.Mix([]analysis.CanaryMetricConfig{mc}, sides[i][0].sets, sides[i][1].sets,
-			analysis.MixOptions{IgnoreTags: p.ignoreLabels, RejectUnpaired: true})
-		if err != nil {
-			return nil, fieldErr(fmt.Sprintf("metrics[%d].query", i),
-				"the baseline's and the canary's series do not pair: %v; aggregate away the labels that differ (sum by (…)), or name them in ignore_labels", err)
-		}
-		pairs = append(pairs, mp...)
 	}
-	res, err := analysis.Judge(cfg, p.thresholds, pairs, p.judge)
+	scope := func(side string, start, end time.Time) analysis.CanaryScope {
+		return analysis.CanaryScope{Scope: side, Start: start, End: end, Step: int64(step / time.Second)}
+	}
+	a, err := analysis.Analyze(ctx, src, analysis.AnalyzeRequest{
+		Config:      cfg,
+		Scopes:      map[string]analysis.CanaryScopePair{scopeName: {ControlScope: scope(sideBaseline, bStart, bEnd), ExperimentScope: scope(sideCanary, p.start, p.end)}},
+		Thresholds:  p.thresholds,
+		Mix:         analysis.MixOptions{IgnoreTags: p.ignoreLabels, RejectUnpaired: true},
+		Judge:       p.judge,
+		Concurrency: s.opts.QueryConcurrency,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("judge: %w", err)
+		return analysis.CanaryJudgeResult{}, nil, pipelineError(err)
 	}
+	return a.Result, src, nil
+}
 
+// pipelineError names the request's field in an error of
+// analysis.Analyze: a query that failed, or series that do not pair.
+func pipelineError(err error) error {
+	var (
+		qe *analysis.QueryError
+		pe *analysis.PairError
+	)
+	switch {
+	case errors.As(err, &qe):
+		return queryError(fmt.Sprintf("metrics[%d].query", qe.Metric), sideOf(qe.Side), qe.Err)
+	case errors.As(err, &pe):
+		return fieldErr(fmt.Sprintf("metrics[%d].query", pe.Metric),
+			"the baseline's and the canary's series do not pair: %v; aggregate away the labels that differ (sum by (…)), or name them in ignore_labels", pe.Err)
+	}
+	return err
+}
+
+// answer is the response to a judged plan: the score and verdict, the
+// times analysed, and per metric its classification, the sentence that
+// explains it and the queries that ran.
+func answer(p *plan, res analysis.CanaryJudgeResult, src *source, step time.Duration, bStart, bEnd time.Time, window *levitatedv1.ResolvedWindow) *levitatedv1.AnalyzeResponse {
 	out := &levitatedv1.AnalyzeResponse{
 		Score:         float64(res.Score.Score),
 		Verdict:       res.Score.Classification,
@@ -240,17 +241,9 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 		BaselineEnd:   timestamppb.New(bEnd),
 		Step:          step.String(),
 		Window:        window,
-	}
-	// The queries' warnings, each once: the verdict is on the data that
-	// answered (a --query.store endpoint that did not is one).
-	for i := range sides {
-		for j := range sides[i] {
-			for _, w := range sides[i][j].warnings {
-				if !slices.Contains(out.Warnings, w) {
-					out.Warnings = append(out.Warnings, w)
-				}
-			}
-		}
+		// The queries' warnings, each once: the verdict is on the data
+		// that answered (a --query.store endpoint that did not is one).
+		Warnings: src.allWarnings(p.metrics),
 	}
 	weights := effectiveWeights(p.metrics)
 	confidence := p.judge.ConfidenceLevel
@@ -273,8 +266,8 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 			Weight:         weights[i],
 			Baseline:       stats(r.ControlMetadata.Stats),
 			Canary:         stats(r.ExperimentMetadata.Stats),
-			BaselineQuery:  sides[i][0].expr,
-			CanaryQuery:    sides[i][1].expr,
+			BaselineQuery:  src.exprs[r.Name][0],
+			CanaryQuery:    src.exprs[r.Name][1],
 		}
 		noData := r.Details != nil && r.Details.ShortCut == "nodata"
 		if r.ResultMetadata != nil && !noData && !math.IsNaN(float64(r.ResultMetadata.Ratio)) && !math.IsInf(float64(r.ResultMetadata.Ratio), 0) {
@@ -287,7 +280,7 @@ func (s *Service) analyze(ctx context.Context, req *levitatedv1.AnalyzeRequest) 
 		}
 		out.Metrics = append(out.Metrics, mr)
 	}
-	return out, nil
+	return out
 }
 
 // chooseStep is the request's step, or 10s, or coarser to stay within
@@ -321,43 +314,6 @@ func timeField(p *plan) string {
 		return "lookback"
 	}
 	return "start"
-}
-
-// gridSets makes one metric set per series on the grid start, start+step,
-// …, end: a step without a sample is NaN (the judge leaves it out). No
-// series gives one untagged placeholder without values.
-func gridSets(name string, series []kayenta.Series, start, end time.Time, step time.Duration) []analysis.MetricSet {
-	n := int64(end.Sub(start)/step) + 1
-	startMs, stepMs := start.UnixMilli(), step.Milliseconds()
-	set := func(tags map[string]string, values analysis.Series) analysis.MetricSet {
-		return analysis.MetricSet{
-			Name:            name,
-			Tags:            tags,
-			StartTimeMillis: startMs,
-			EndTimeMillis:   startMs + n*stepMs,
-			StepMillis:      stepMs,
-			Values:          values,
-		}
-	}
-	if len(series) == 0 {
-		return []analysis.MetricSet{set(map[string]string{}, analysis.Series{})}
-	}
-	out := make([]analysis.MetricSet, 0, len(series))
-	for _, ser := range series {
-		values := make(analysis.Series, n)
-		for k := range values {
-			values[k] = math.NaN()
-		}
-		for k, t := range ser.Times {
-			if idx := (t - startMs) / stepMs; idx >= 0 && idx < n {
-				values[idx] = ser.Values[k]
-			}
-		}
-		tags := ser.Labels.Map()
-		delete(tags, labels.MetricName)
-		out = append(out, set(tags, values))
-	}
-	return out
 }
 
 func effectiveWeights(ms []metricPlan) []float64 {

@@ -25,8 +25,8 @@ import (
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/events"
-	"github.com/levitated/levitated/pkg/kayenta"
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
@@ -48,7 +48,7 @@ func newEnv(t *testing.T) *env {
 	ev := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
 	t.Cleanup(func() { _ = engine.Close() })
-	svc := canaryapi.New(&kayenta.PromQL{Engine: engine, Queryable: db}, ev, db, levpromql.NewParser(), canaryapi.Options{})
+	svc := canaryapi.New(&rangequery.Runner{Engine: engine, Queryable: db}, ev, db, levpromql.NewParser(), canaryapi.Options{})
 
 	h, err := svc.Handler(context.Background())
 	require.NoError(t, err)

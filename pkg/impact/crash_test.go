@@ -19,8 +19,8 @@ import (
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/events"
 	"github.com/levitated/levitated/pkg/impact"
-	"github.com/levitated/levitated/pkg/kayenta"
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
@@ -47,7 +47,7 @@ func openCrashEnv(t *testing.T, fs vfs.FS, config string) *crashEnv {
 	})
 	ev := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
 	engine := promql.NewEngine(promql.EngineOpts{MaxSamples: 50_000_000, Timeout: time.Minute, LookbackDelta: 5 * time.Minute})
-	analyzer := canaryapi.New(&kayenta.PromQL{Engine: engine, Queryable: db}, ev, db, levpromql.NewParser(), canaryapi.Options{})
+	analyzer := canaryapi.New(&rangequery.Runner{Engine: engine, Queryable: db}, ev, db, levpromql.NewParser(), canaryapi.Options{})
 	svc, err := impact.New(impact.Deps{Analyzer: analyzer, Events: ev, Samples: db, Tenants: db, Parser: levpromql.NewParser()},
 		impact.Options{ConfigFile: config, Interval: 5 * time.Millisecond})
 	require.NoError(t, err)

@@ -10,8 +10,9 @@
 // (kayenta-prometheus: metricName with labelBindings and
 // customFilterTemplate, or customInlineTemplate "PromQL:…", ${scope} and
 // ${location} templating, a step per scope) and run on levitated's own
-// PromQL engine. The judge is pkg/analysis with Kayenta's options, flaws
-// included (docs/analysis.md).
+// PromQL engine (pkg/rangequery). An execution is analysis.Analyze, the one
+// judge pipeline, over this package's analysis.Source, with Kayenta's
+// options, flaws included (docs/analysis.md).
 //
 // Executions run asynchronously on a pool of workers (Service.Run). Each
 // is stored in Pebble before POST answers, with an entry in a queue that is

@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/kayenta"
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
 	"github.com/levitated/levitated/pkg/tenant"
@@ -56,7 +57,7 @@ func openEnv(t testing.TB, dir string, o envOptions) *env {
 		q = o.wrap(q)
 	}
 	o.opts.Registerer = prometheus.NewRegistry()
-	svc, err := kayenta.New(storagetest.Namespace(t, db, storage.OwnerAnalysis), db, &kayenta.PromQL{Engine: engine, Queryable: q}, o.opts)
+	svc, err := kayenta.New(storagetest.Namespace(t, db, storage.OwnerAnalysis), db, &rangequery.Runner{Engine: engine, Queryable: q}, o.opts)
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	svc.Register(mux)

@@ -359,7 +359,7 @@ func (s *Service) start(w http.ResponseWriter, r *http.Request, tid uint32, e *e
 			if err != nil {
 				return withPrefix(configField, withPrefix(fmt.Sprintf("metrics[%d]", i), err))
 			}
-			if err := s.promql.Check(r.Context(), expr, time.Time(sc.Start), time.Time(sc.End), time.Duration(sc.Step)*time.Second); err != nil {
+			if err := s.queries.Check(r.Context(), expr, time.Time(sc.Start), time.Time(sc.End), time.Duration(sc.Step)*time.Second); err != nil {
 				f := fmt.Sprintf("metrics[%d].query", i)
 				if configField != "" {
 					f = configField + "." + f

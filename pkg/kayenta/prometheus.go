@@ -4,17 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
-	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
-	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/levitated/levitated/pkg/analysis"
+	"github.com/levitated/levitated/pkg/rangequery"
 )
 
 // This file ports kayenta-prometheus: the metric query config
@@ -189,86 +187,13 @@ func javaSplit(s, sep string) []string {
 	return parts
 }
 
-// PromQL runs range queries on levitated's engine over the queryable of
-// the caller's tenant (from the context).
-type PromQL struct {
-	Engine    promql.QueryEngine
-	Queryable promstorage.Queryable
-}
-
-// QueryError is a query that the engine refused or failed to run.
-type QueryError struct {
-	Query string
-	Err   error
-}
-
-func (e *QueryError) Error() string { return fmt.Sprintf("query %q: %v", e.Query, e.Err) }
-func (e *QueryError) Unwrap() error { return e.Err }
-
-// Range evaluates expr from start to end every step and returns one series
-// per result, copied out of the engine's buffers, and the evaluation's
-// warnings as the Prometheus API words them (an endpoint of --query.store
-// that did not answer: the series are then of the data that answered).
-func (p *PromQL) Range(ctx context.Context, expr string, start, end time.Time, step time.Duration) ([]Series, []string, error) {
-	q, err := p.Engine.NewRangeQuery(ctx, p.Queryable, nil, expr, start, end, step)
-	if err != nil {
-		return nil, nil, &QueryError{Query: expr, Err: err}
-	}
-	defer q.Close()
-	res := q.Exec(ctx)
-	if res.Err != nil {
-		return nil, nil, &QueryError{Query: expr, Err: res.Err}
-	}
-	m, err := res.Matrix()
-	if err != nil {
-		return nil, nil, &QueryError{Query: expr, Err: err}
-	}
-	warnings, _ := res.Warnings.AsStrings(expr, maxWarnings, 0)
-	out := make([]Series, 0, len(m))
-	for _, s := range m {
-		if len(s.Histograms) > 0 {
-			return nil, nil, &QueryError{Query: expr, Err: errors.New("the result has native histogram samples, which the judge cannot compare; reduce them to numbers (histogram_quantile, histogram_avg, histogram_count)")}
-		}
-		ts := make([]int64, len(s.Floats))
-		vs := make([]float64, len(s.Floats))
-		for i, f := range s.Floats {
-			ts[i], vs[i] = f.T, f.F
-		}
-		out = append(out, Series{Labels: s.Metric.Copy(), Times: ts, Values: vs})
-	}
-	return out, warnings, nil
-}
-
-// maxWarnings is the most warnings of one query kept (the Prometheus API
-// keeps 10).
-const maxWarnings = 10
-
-// Series is one series of a range query: its labels and its samples (at
-// steps where it has one).
-type Series struct {
-	Labels labels.Labels
-	Times  []int64 // milliseconds
-	Values []float64
-}
-
-// Check parses expr with the engine's parser and checks that it can be a
-// range query from start to end every step, without running it.
-func (p *PromQL) Check(ctx context.Context, expr string, start, end time.Time, step time.Duration) error {
-	q, err := p.Engine.NewRangeQuery(ctx, p.Queryable, nil, expr, start, end, step)
-	if err != nil {
-		return err
-	}
-	q.Close()
-	return nil
-}
-
 // metricSets is PrometheusResponseConverter plus queryMetrics: one metric
 // set per series, its values the samples it has (Prometheus leaves out
 // empty steps, and so does Kayenta, closing the gaps), its start the first
 // sample, its step the distance of the first two, its end start + n·step;
 // or, for no series, one untagged placeholder with the scope's times and
 // no values.
-func metricSets(name, query string, series []Series, s analysis.CanaryScope) []analysis.MetricSet {
+func metricSets(name, query string, series []rangequery.Series, s analysis.CanaryScope) []analysis.MetricSet {
 	attrs := map[string]string{"query": query}
 	if len(series) == 0 {
 		return []analysis.MetricSet{{
@@ -311,7 +236,7 @@ func metricSets(name, query string, series []Series, s analysis.CanaryScope) []a
 // source is the analysis.Source of one execution: Kayenta's Prometheus
 // metrics service for the metrics of cfg.
 type source struct {
-	promql     *PromQL
+	queries    *rangequery.Runner
 	cfg        *analysis.CanaryConfig
 	scopeLabel string
 }
@@ -326,7 +251,7 @@ func (s *source) QueryMetric(ctx context.Context, metric analysis.CanaryMetricCo
 		return nil, err
 	}
 	// Kayenta's metric sets have no place for warnings.
-	series, _, err := s.promql.Range(ctx, expr, sc.Start, sc.End, time.Duration(sc.Step)*time.Second)
+	series, _, err := s.queries.Range(ctx, expr, sc.Start, sc.End, time.Duration(sc.Step)*time.Second)
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/levitated/levitated/pkg/analysis"
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
@@ -59,7 +60,7 @@ func (s *Service) execute(ctx context.Context, j job) {
 
 	ectx, cancel := context.WithTimeout(tenant.NewContext(ctx, e.Tenant), s.opts.ExecutionTimeout)
 	defer cancel()
-	src := &trackingSource{source: source{promql: s.promql, cfg: &e.Config, scopeLabel: s.opts.ScopeLabel}}
+	src := &trackingSource{source: source{queries: s.queries, cfg: &e.Config, scopeLabel: s.opts.ScopeLabel}}
 	res, err := analysis.Analyze(ectx, src, analysis.AnalyzeRequest{
 		Config:     e.Config,
 		Scopes:     e.Request.analysisScopes(),
@@ -130,7 +131,7 @@ func (t *trackingSource) stage(err error) string {
 func newException(err error, at int64) *Exception {
 	msg := err.Error()
 	typ := "IllegalArgumentException"
-	var qe *QueryError
+	var qe *rangequery.Error
 	if errors.As(err, &qe) {
 		typ = "QueryException"
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -114,7 +115,7 @@ func (o Options) Validate() error {
 type Service struct {
 	ns      *storage.Namespace
 	tenants TenantIDs
-	promql  *PromQL
+	queries *rangequery.Runner
 	opts    Options
 	queue   *queue
 	metrics *metrics
@@ -127,7 +128,7 @@ type Service struct {
 // New returns a Service over ns (the canary-analysis namespace,
 // storage.OwnerAnalysis, of levitated's database), running queries with q. Mount its routes with Register and run its workers with
 // Run.
-func New(ns *storage.Namespace, tenants TenantIDs, q *PromQL, opts Options) (*Service, error) {
+func New(ns *storage.Namespace, tenants TenantIDs, q *rangequery.Runner, opts Options) (*Service, error) {
 	opts.EnsureDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -136,7 +137,7 @@ func New(ns *storage.Namespace, tenants TenantIDs, q *PromQL, opts Options) (*Se
 	if err != nil {
 		return nil, err
 	}
-	return &Service{ns: ns, tenants: tenants, promql: q, opts: opts, queue: newQueue(), metrics: m}, nil
+	return &Service{ns: ns, tenants: tenants, queries: q, opts: opts, queue: newQueue(), metrics: m}, nil
 }
 
 // Run re-queues the executions left unfinished by the last run, then runs

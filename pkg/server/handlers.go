@@ -11,6 +11,7 @@ import (
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/kayenta"
+	"github.com/levitated/levitated/pkg/rangequery"
 	"github.com/levitated/levitated/pkg/storage"
 )
 
@@ -74,7 +75,7 @@ func (s *Server) handlers() (handlers, error) {
 	// Canary analysis: Kayenta's REST API (pkg/kayenta), the native
 	// levitated.v1.AnalysisService over gRPC and REST, and Flagger's
 	// webhook (pkg/canaryapi), all querying what the HTTP API queries.
-	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
+	q := &rangequery.Runner{Engine: s.apiEngine(), Queryable: s.query}
 	kns, err := s.db.Namespace(storage.OwnerAnalysis)
 	if err != nil {
 		return h, err

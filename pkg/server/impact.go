@@ -5,7 +5,7 @@ import (
 
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/impact"
-	"github.com/levitated/levitated/pkg/kayenta"
+	"github.com/levitated/levitated/pkg/rangequery"
 )
 
 // newImpact builds change intelligence (pkg/impact): every judged change
@@ -13,7 +13,7 @@ import (
 // /api/v1/events/{id}/impact answers it and POST /api/v1/gates:evaluate
 // gates on it. Its scheduler joins the background work.
 func (s *Server) newImpact() (*impact.Service, error) {
-	q := &kayenta.PromQL{Engine: s.apiEngine(), Queryable: s.query}
+	q := &rangequery.Runner{Engine: s.apiEngine(), Queryable: s.query}
 	analyzer := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "impact")})
 	opts := s.opts.Impact
 	opts.Logger = s.logger.With("component", "impact")
