@@ -129,14 +129,7 @@ func newEFEnv(b *testing.B) *efEnv {
 }
 
 func (e *efEnv) queryable() promstorage.Queryable {
-	return promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
-		tq, err := e.db.Querier(mint, maxt)
-		if err != nil {
-			return nil, err
-		}
-		eq := e.events.ContextQuerier(e.db, mint, maxt)
-		return levpromql.NarrowingQuerier(promstorage.NewMergeQuerier([]promstorage.Querier{tq, eq}, nil, promstorage.ChainedSeriesMerge)), nil
-	})
+	return levpromql.NewQueryable(e.db, e.events.Queryable(e.db))
 }
 
 func (e *efEnv) run(tb testing.TB, q string) promql.Vector {

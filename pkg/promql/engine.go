@@ -1,6 +1,9 @@
-// Package promql is the one place levitated builds a PromQL engine and its
-// parser. Everything that evaluates or parses PromQL (the HTTP API, the
-// canary judge) gets both from here, so every path accepts the same language.
+// Package promql is the one place levitated builds a PromQL engine, its
+// parser and the queryable the engine reads (NewQueryable: samples merged
+// with the change-event series, behind NarrowingQuerier). Everything that
+// evaluates or parses PromQL (the HTTP API, the canary judge, rules) gets
+// them from here, so every path accepts the same language and reads the
+// same series.
 package promql
 
 import (

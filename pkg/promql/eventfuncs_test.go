@@ -60,13 +60,7 @@ func newScriptEnv(t testing.TB) *scriptEnv {
 // queryable merges the store and the event store as the server does,
 // behind NarrowingQuerier.
 func (e *scriptEnv) queryable() promstorage.Queryable {
-	return promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
-		q, err := e.plainQueryable().Querier(mint, maxt)
-		if err != nil {
-			return nil, err
-		}
-		return NarrowingQuerier(q), nil
-	})
+	return NewQueryable(e.db, e.events.Queryable(e.db))
 }
 
 // plainQueryable is queryable without NarrowingQuerier.

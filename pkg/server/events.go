@@ -18,36 +18,34 @@ import (
 // with the series computed from change events (last9_change_events,
 // change_event_active, change_event_window_*) and with the series of the
 // remote StoreAPI endpoints (--query.store, querystore.go), each for the
-// tenant of the call's context. A series both hold is merged by Prometheus'
-// chained series merge: a sample at the same timestamp counts once. The
-// chunks (ChunkQuerier: the StoreAPI, remote read) are this store's only.
+// tenant of the call's context, as pkg/promql's NewQueryable merges them.
+// The chunks (ChunkQuerier: the StoreAPI, remote read) are this store's
+// only.
 type queryable struct {
-	db     *storage.DB
-	events *eventstore.Store
-	remote *remotestore.Store // nil without --query.store
+	promstorage.Queryable // levpromql.NewQueryable of the three
+	db                    *storage.DB
+	events                *eventstore.Store
+	remote                *remotestore.Store // nil without --query.store
 }
 
-func (q queryable) Querier(mint, maxt int64) (promstorage.Querier, error) {
-	tq, err := q.db.Querier(mint, maxt)
-	if err != nil {
-		return nil, err
+func newQueryable(db *storage.DB, events *eventstore.Store, remote *remotestore.Store) queryable {
+	q := queryable{db: db, events: events, remote: remote}
+	if remote == nil {
+		q.Queryable = levpromql.NewQueryable(db, events.Queryable(db))
+		return q
 	}
-	qs := []promstorage.Querier{tq, q.events.ContextQuerier(q.db, mint, maxt)}
-	if q.remote != nil {
-		// A primary: its Select never fails but when the query's context
-		// ends; a failing endpoint is a warning (pkg/remotestore).
-		rq, err := q.remote.Querier(mint, maxt)
+	// A primary: its Select never fails but when the query's context ends;
+	// a failing endpoint is a warning (pkg/remotestore), which the sets
+	// have before they are first read.
+	merged := levpromql.NewQueryable(db, events.Queryable(db), remote)
+	q.Queryable = promstorage.QueryableFunc(func(mint, maxt int64) (promstorage.Querier, error) {
+		mq, err := merged.Querier(mint, maxt)
 		if err != nil {
-			_ = tq.Close()
 			return nil, err
 		}
-		qs = append(qs, rq)
-	}
-	merged := promstorage.NewMergeQuerier(qs, nil, promstorage.ChainedSeriesMerge)
-	if q.remote != nil {
-		return warningsFirstQuerier{levpromql.NarrowingQuerier(merged)}, nil
-	}
-	return levpromql.NarrowingQuerier(merged), nil
+		return warningsFirstQuerier{mq}, nil
+	})
+	return q
 }
 
 // warningsFirstQuerier's series sets have their warnings (an endpoint of

@@ -95,7 +95,7 @@ func New(opts Options) (_ *Server, err error) {
 	if remote != nil {
 		closers = append(closers, remote.Close)
 	}
-	s.query = queryable{db: s.db, events: s.events, remote: remote}
+	s.query = newQueryable(s.db, s.events, remote)
 
 	s.engine, err = levpromql.New(queryEngineOptions(opts))
 	if err != nil {

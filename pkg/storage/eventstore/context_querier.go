@@ -24,6 +24,15 @@ func (s *Store) ContextQuerier(tenants TenantIDs, mint, maxt int64) storage.Quer
 	return &contextQuerier{s: s, tenants: tenants, mint: mint, maxt: maxt}
 }
 
+// Queryable is ContextQuerier as a storage.Queryable: the change-event
+// series of the tenant of each call's context, for merging with the
+// samples (pkg/promql's NewQueryable).
+func (s *Store) Queryable(tenants TenantIDs) storage.Queryable {
+	return storage.QueryableFunc(func(mint, maxt int64) (storage.Querier, error) {
+		return s.ContextQuerier(tenants, mint, maxt), nil
+	})
+}
+
 type contextQuerier struct {
 	s          *Store
 	tenants    TenantIDs

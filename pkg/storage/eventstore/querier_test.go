@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/events"
+	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
@@ -37,13 +38,11 @@ func newPromEnv(t *testing.T) *promEnv {
 }
 
 func (p *promEnv) queryable() storage.Queryable {
-	return storage.QueryableFunc(func(mint, maxt int64) (storage.Querier, error) {
-		tq, err := p.tsdb.Querier(mint, maxt)
-		if err != nil {
-			return nil, err
-		}
-		return storage.NewMergeQuerier([]storage.Querier{tq, p.store.Querier(1, mint, maxt)}, nil, storage.ChainedSeriesMerge), nil
-	})
+	// The composition the server's engine reads (NarrowingQuerier is idle
+	// under Prometheus' own functions).
+	return levpromql.NewQueryable(p.tsdb, storage.QueryableFunc(func(mint, maxt int64) (storage.Querier, error) {
+		return p.store.Querier(1, mint, maxt), nil
+	}))
 }
 
 func (p *promEnv) rangeQuery(t *testing.T, expr string, start, end time.Time, step time.Duration) promql.Matrix {
