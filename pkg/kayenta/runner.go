@@ -60,7 +60,7 @@ func (s *Service) execute(ctx context.Context, j job) {
 
 	ectx, cancel := context.WithTimeout(tenant.NewContext(ctx, e.Tenant), s.opts.ExecutionTimeout)
 	defer cancel()
-	src := &trackingSource{source: source{queries: s.queries, cfg: &e.Config, scopeLabel: s.opts.ScopeLabel}}
+	src := &source{queries: s.queries, cfg: &e.Config, scopeLabel: s.opts.ScopeLabel}
 	res, err := analysis.Analyze(ectx, src, analysis.AnalyzeRequest{
 		Config:     e.Config,
 		Scopes:     e.Request.analysisScopes(),
@@ -74,7 +74,7 @@ func (s *Service) execute(ctx context.Context, j job) {
 	e.EndTime = now.UnixMilli()
 	if err != nil {
 		e.Status = statusTerminal
-		e.FailedStage = src.stage(err)
+		e.FailedStage = failedStage(err)
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("the execution did not finish within %v (kayenta execution timeout): %w", s.opts.ExecutionTimeout, err)
 		}
@@ -97,35 +97,24 @@ func (s *Service) execute(ctx context.Context, j job) {
 	s.metrics.duration.Observe(now.Sub(started).Seconds())
 }
 
-// trackingSource remembers which fetch stage failed: Analyze queries each
-// metric's control, then its experiment, in config order, and pairs them
-// after each metric.
-type trackingSource struct {
-	source
-	calls  int
-	failed bool
-}
-
-func (t *trackingSource) QueryMetric(ctx context.Context, m analysis.CanaryMetricConfig, sc analysis.CanaryScope) ([]analysis.MetricSet, error) {
-	t.calls++
-	sets, err := t.source.QueryMetric(ctx, m, sc)
-	t.failed = err != nil
-	return sets, err
-}
-
-// stage is the stage err ended the execution in.
-func (t *trackingSource) stage(err error) string {
+// failedStage is the stage of Kayenta's pipeline that err, an error of
+// analysis.Analyze, ended the execution in.
+func failedStage(err error) string {
+	var (
+		qe *analysis.QueryError
+		pe *analysis.PairError
+	)
 	switch {
-	case t.failed && t.calls%2 == 1:
-		return stageFetchControl + strconv.Itoa((t.calls-1)/2)
-	case t.failed:
-		return stageFetchExperiment + strconv.Itoa((t.calls-1)/2)
-	case t.calls == 0:
-		return stageSetup
+	case errors.As(err, &qe) && qe.Side == analysis.Control:
+		return stageFetchControl + strconv.Itoa(qe.Metric)
+	case errors.As(err, &qe):
+		return stageFetchExperiment + strconv.Itoa(qe.Metric)
+	case errors.As(err, &pe):
+		return stageMix
 	case strings.HasPrefix(err.Error(), "judge:"):
 		return stageJudge
 	}
-	return stageMix
+	return stageSetup // the config: no metrics, a scope missing
 }
 
 func newException(err error, at int64) *Exception {
