@@ -24,7 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
-	"github.com/levitated/levitated/pkg/ingest"
+	"github.com/levitated/levitated/pkg/eventapi"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
@@ -44,11 +44,11 @@ func (quietLogger) Fatalf(format string, a ...any) { panic(fmt.Sprintf(format, a
 func eventServer(b *testing.B) (addr string) {
 	db := storagetest.Open(b, b.TempDir())
 	store := eventstore.New(storagetest.Namespace(b, db, storage.OwnerEvents), eventstore.Options{})
-	svc := ingest.NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), ingest.EventServiceOptions{})
+	svc := eventapi.NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), eventapi.EventServiceOptions{})
 	gs := grpc.NewServer()
 	levitatedv1.RegisterEventServiceServer(gs, svc)
 	gw := runtime.NewServeMux()
-	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {
+	if err := eventapi.RegisterEventGateway(context.Background(), gw, svc); err != nil {
 		b.Fatal(err)
 	}
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

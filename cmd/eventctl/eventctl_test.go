@@ -27,8 +27,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
+	"github.com/levitated/levitated/pkg/eventapi"
 	"github.com/levitated/levitated/pkg/events"
-	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/eventstore"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
@@ -62,7 +62,7 @@ func startServer(t *testing.T) *server {
 	t.Helper()
 	db := storagetest.Open(t, t.TempDir())
 	store := eventstore.New(storagetest.Namespace(t, db, storage.OwnerEvents), eventstore.Options{})
-	svc := ingest.NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), ingest.EventServiceOptions{})
+	svc := eventapi.NewEventService(store, tenant.IDFunc(func(context.Context, string) (uint32, error) { return 1, nil }), eventapi.EventServiceOptions{})
 	s := &server{store: store}
 	auth := func(ctx context.Context) error {
 		md, _ := metadata.FromIncomingContext(ctx)
@@ -91,7 +91,7 @@ func startServer(t *testing.T) *server {
 	)
 	levitatedv1.RegisterEventServiceServer(gs, svc)
 	gw := runtime.NewServeMux()
-	require.NoError(t, ingest.RegisterEventGateway(context.Background(), gw, svc))
+	require.NoError(t, eventapi.RegisterEventGateway(context.Background(), gw, svc))
 	root := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 && strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
 			gs.ServeHTTP(w, r)

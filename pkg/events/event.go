@@ -1,8 +1,8 @@
 // Package events is the change-event model of levitated: what an event is,
 // the rules it must follow, how it is read from JSON, and the labels it has
 // when PromQL sees it as a series. It does no I/O; the event store
-// (pkg/storage/eventstore) persists events and the ingest services
-// (pkg/ingest) receive them.
+// (pkg/storage/eventstore) persists events and the event API
+// (pkg/eventapi) receives them.
 //
 // A change event marks a deploy, a canary step, a scale-up or a config
 // change. It is a start or a stop. A start opens a window; the stop that

@@ -9,6 +9,7 @@ import (
 
 	levitatedv1 "github.com/levitated/levitated/api/proto/levitated/v1"
 	"github.com/levitated/levitated/pkg/canaryapi"
+	"github.com/levitated/levitated/pkg/eventapi"
 	"github.com/levitated/levitated/pkg/ingest"
 	"github.com/levitated/levitated/pkg/kayenta"
 	"github.com/levitated/levitated/pkg/rangequery"
@@ -51,16 +52,16 @@ func (s *Server) handlers() (handlers, error) {
 
 	// Change events: gRPC levitated.v1.EventService, its REST face,
 	// Last9's change-events API and Grafana's annotation API.
-	svc := ingest.NewEventService(s.events, s.db, ingest.EventServiceOptions{Appender: s.eventAppender(), Logger: s.logger})
+	svc := eventapi.NewEventService(s.events, s.db, eventapi.EventServiceOptions{Appender: s.eventAppender(), Logger: s.logger})
 	levitatedv1.RegisterEventServiceServer(s.grpc, svc)
 	gw := runtime.NewServeMux(runtime.WithErrorHandler(gatewayError))
-	if err := ingest.RegisterEventGateway(context.Background(), gw, svc); err != nil {
+	if err := eventapi.RegisterEventGateway(context.Background(), gw, svc); err != nil {
 		return h, fmt.Errorf("event gateway: %w", err)
 	}
 	h.eventGateway = gw
-	h.last9 = s.serveErrors(DialectJSON, ingest.NewLast9Handler(svc).Serve)
-	h.last9Token = ingest.NewLast9TokenHandler(nil)
-	h.annotations = s.serveErrors(DialectJSON, ingest.NewAnnotationsHandler(svc).Serve)
+	h.last9 = s.serveErrors(DialectJSON, eventapi.NewLast9Handler(svc).Serve)
+	h.last9Token = eventapi.NewLast9TokenHandler(nil)
+	h.annotations = s.serveErrors(DialectJSON, eventapi.NewAnnotationsHandler(svc).Serve)
 
 	// Change intelligence (pkg/impact); it also records every analysis
 	// below as a change_analysis event and series.
