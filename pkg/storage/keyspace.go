@@ -80,6 +80,39 @@ const (
 	AnalysisKindMax byte = 0x5F
 )
 
+// Kind describes one kind byte: its owner, whether its keys are tenant 0's
+// (global) or every tenant's, and what its keys hold.
+type Kind struct {
+	Byte   byte
+	Owner  string
+	Global bool
+	Holds  string
+}
+
+// Kinds lists every kind byte above, in key order (global kinds first).
+// FORMAT.md's "Every kind byte" table is this list; TestKindsTable fails
+// when the two differ or when a Kind… constant of this file is missing.
+var Kinds = []Kind{
+	{KindGlobalFormat, "storage", true, "format version"},
+	{KindGlobalTenantName, "storage", true, "tenant name -> tenant id"},
+	{KindGlobalCheckpoint, "storage", true, "last write-ahead sequence covered by a checkpoint"},
+	{KindCanaryPending, "kayenta", true, "pending canary executions (queue)"},
+	{KindSeries, "storage", false, "series: labels and day range"},
+	{KindChunk, "storage", false, "sample chunks"},
+	{KindWAL, "storage", false, "write-ahead records"},
+	{KindExemplar, "storage", false, "exemplars"},
+	{KindMetadata, "storage", false, "metric metadata"},
+	{KindTenant, "storage", false, "tenant state (oldest/newest sample time)"},
+	{KindEvent, "eventstore", false, "change events"},
+	{KindEventIdem, "eventstore", false, "idempotency keys of events"},
+	{KindEventOpen, "eventstore", false, "open windows"},
+	{KindEventWindow, "eventstore", false, "windows"},
+	{KindCanaryConfig, "kayenta", false, "canary configs"},
+	{KindCanaryExecution, "kayenta", false, "canary executions"},
+	{KindCanaryByApp, "kayenta", false, "executions by application"},
+	{KindCanaryPairs, "kayenta", false, "metric set pairs of an execution"},
+}
+
 // ErrNotFound is returned by Namespace.Get for a missing key.
 var ErrNotFound = pebble.ErrNotFound
 

@@ -1,6 +1,13 @@
 package storage_test
 
 import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -104,4 +111,68 @@ func TestRecordCodec(t *testing.T) {
 	require.Equal(t, 1, v["a"])
 	require.ErrorContains(t, c.Decode([]byte("\x02{}"), &v), "x: record version [2] is not 1")
 	require.ErrorContains(t, c.Decode([]byte("\x01{"), &v), "x: decode record")
+}
+
+// Kinds is the one table of kind bytes: every Kind… constant of
+// keyspace.go is in it, each lies in its owner's range, no two share a
+// byte in the same space (global or per tenant), and FORMAT.md's
+// "Every kind byte" table says the same.
+func TestKindsTable(t *testing.T) {
+	owners := map[string]storage.Owner{}
+	for _, o := range storage.Owners {
+		owners[o.Name] = o
+	}
+	type space struct {
+		global bool
+		b      byte
+	}
+	seen := map[space]string{}
+	listed := map[byte]int{}
+	var md strings.Builder
+	md.WriteString("| kind | owner | tenant | holds |\n|---|---|---|---|\n")
+	for _, k := range storage.Kinds {
+		o, ok := owners[k.Owner]
+		require.True(t, ok, "kind %#x: unknown owner %q", k.Byte, k.Owner)
+		require.True(t, k.Byte >= o.First && k.Byte <= o.Last, "kind %#x outside %s's range", k.Byte, o.Name)
+		sp := space{k.Global, k.Byte}
+		require.Empty(t, seen[sp], "kind %#x (global %v) listed twice", k.Byte, k.Global)
+		seen[sp] = k.Holds
+		listed[k.Byte]++
+		who := "every tenant"
+		if k.Global {
+			who = "0 (global)"
+		}
+		fmt.Fprintf(&md, "| `%02x` | %s | %s | %s |\n", k.Byte, k.Owner, who, k.Holds)
+	}
+
+	// Every byte constant named Kind… in keyspace.go is listed.
+	fset := token.NewFileSet()
+	f, err := parser.ParseFile(fset, "keyspace.go", nil, 0)
+	require.NoError(t, err)
+	consts := 0
+	for _, d := range f.Decls {
+		g, ok := d.(*ast.GenDecl)
+		if !ok || g.Tok != token.CONST {
+			continue
+		}
+		for _, sp := range g.Specs {
+			for i, n := range sp.(*ast.ValueSpec).Names {
+				if !strings.HasPrefix(n.Name, "Kind") || len(sp.(*ast.ValueSpec).Values) <= i {
+					continue
+				}
+				lit, ok := sp.(*ast.ValueSpec).Values[i].(*ast.BasicLit)
+				require.True(t, ok, "%s is not a literal", n.Name)
+				v, err := strconv.ParseUint(lit.Value, 0, 8)
+				require.NoError(t, err)
+				consts++
+				require.NotZero(t, listed[byte(v)], "%s (%s) is not in storage.Kinds", n.Name, lit.Value)
+			}
+		}
+	}
+	require.Equal(t, len(storage.Kinds), consts, "storage.Kinds and the Kind… constants differ in number")
+
+	doc, err := os.ReadFile("FORMAT.md")
+	require.NoError(t, err)
+	require.Contains(t, string(doc), md.String(),
+		"FORMAT.md's \"Every kind byte\" table differs from storage.Kinds; it should read:\n%s", md.String())
 }
