@@ -166,8 +166,7 @@ func NewRemoteWriteHandler(store RemoteWriteStore, opts RemoteWriteOptions) (*Re
 // answered here, as Prometheus' receiver answers it.
 func (h *RemoteWriteHandler) Serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
-		return nil
+		return &requestError{http.StatusMethodNotAllowed, errors.New("Method not allowed")}
 	}
 	contentType := r.Header.Get("Content-Type")
 	if contentType == "" {
@@ -175,12 +174,10 @@ func (h *RemoteWriteHandler) Serve(w http.ResponseWriter, r *http.Request) error
 	}
 	msgType, err := remoteapi.ParseProtoMsg(contentType)
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusUnsupportedMediaType)
-		return nil
+		return &requestError{http.StatusUnsupportedMediaType, err}
 	}
 	if enc := r.Header.Get("Content-Encoding"); enc != "" && enc != string(remoteapi.SnappyBlockCompression) {
-		http.Error(w, fmt.Sprintf("%v encoding (compression) is not accepted by this server; only %v is acceptable", enc, remoteapi.SnappyBlockCompression), http.StatusUnsupportedMediaType)
-		return nil
+		return &requestError{http.StatusUnsupportedMediaType, fmt.Errorf("%v encoding (compression) is not accepted by this server; only %v is acceptable", enc, remoteapi.SnappyBlockCompression)}
 	}
 
 	if err := h.unavailable(); err != nil {
@@ -203,13 +200,11 @@ func (h *RemoteWriteHandler) Serve(w http.ResponseWriter, r *http.Request) error
 	if err == nil && msgType == remoteapi.WriteV1MessageType {
 		code, err := h.writeV1(r.Context(), decoded, &v)
 		if code == http.StatusBadRequest && errors.Is(err, errInvalidWrite) {
-			h.reject(w, msgType, err)
-			return nil
+			return h.reject(w, msgType, err)
 		}
 		if err != nil {
 			if code == http.StatusBadRequest {
-				http.Error(w, err.Error(), code)
-				return nil
+				return &requestError{code, err}
 			}
 			return err // the store's: its status, or 500
 		}
@@ -224,8 +219,7 @@ func (h *RemoteWriteHandler) Serve(w http.ResponseWriter, r *http.Request) error
 		}
 	}
 	if err != nil {
-		h.reject(w, msgType, err)
-		return nil
+		return h.reject(w, msgType, err)
 	}
 	if err := h.storeMetadata(r, v.metadata); err != nil {
 		return err
@@ -238,8 +232,7 @@ func (h *RemoteWriteHandler) Serve(w http.ResponseWriter, r *http.Request) error
 		var held []seriesExemplars
 		body, held, err = splitExemplarOnly(decoded, &v)
 		if err != nil {
-			h.reject(w, msgType, err)
-			return nil
+			return h.reject(w, msgType, err)
 		}
 		w = &exemplarWriter{ResponseWriter: w, store: func() (int, error) { return h.storeExemplars(r.Context(), held) }}
 	}
@@ -303,7 +296,22 @@ func (h *RemoteWriteHandler) readBody(r *http.Request) (body, decoded []byte, re
 	return body, decoded, release, nil
 }
 
-func (h *RemoteWriteHandler) reject(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) {
+// requestError is a request the handler refuses itself (a wrong method,
+// Content-Type or encoding, a malformed body): Serve returns it for the
+// caller to answer with its status and message, as Prometheus' receiver
+// answers it (text/plain).
+type requestError struct {
+	code int
+	err  error
+}
+
+func (e *requestError) Error() string   { return e.err.Error() }
+func (e *requestError) Unwrap() error   { return e.err }
+func (e *requestError) HTTPStatus() int { return e.code }
+
+// reject counts and logs a malformed request and returns its 400; a 2.0
+// sender reads from the headers it sets that nothing was written.
+func (h *RemoteWriteHandler) reject(w http.ResponseWriter, msgType remoteapi.WriteMessageType, err error) error {
 	version := "1.0"
 	if msgType == remoteapi.WriteV2MessageType {
 		version = "2.0"
@@ -314,7 +322,7 @@ func (h *RemoteWriteHandler) reject(w http.ResponseWriter, msgType remoteapi.Wri
 	}
 	h.invalid.WithLabelValues(version).Inc()
 	h.logger.Warn("Rejected remote write request", "version", version, "err", err)
-	http.Error(w, err.Error(), http.StatusBadRequest)
+	return &requestError{http.StatusBadRequest, err}
 }
 
 // v1MetricTypes maps prometheus.MetricMetadata.MetricType to Prometheus'
@@ -370,12 +378,10 @@ func NewOTLPHandler(store storage.AppendableV2, opts RemoteWriteOptions) (*OTLPH
 // RemoteWriteHandler.Serve does.
 func (h *OTLPHandler) Serve(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
-		http.Error(w, "Method not allowed", http.StatusMethodNotAllowed)
-		return nil
+		return &requestError{http.StatusMethodNotAllowed, errors.New("Method not allowed")}
 	}
 	if r.ContentLength > h.opts.MaxBodyBytes {
-		http.Error(w, "request body is larger than "+strconv.FormatInt(h.opts.MaxBodyBytes, 10)+" bytes (limit set by --write.max-body-bytes)", http.StatusBadRequest)
-		return nil
+		return &requestError{http.StatusBadRequest, errors.New("request body is larger than " + strconv.FormatInt(h.opts.MaxBodyBytes, 10) + " bytes (limit set by --write.max-body-bytes)")}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes)
 	return serveCatching(h.prom, w, r)

@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"net/http"
 
 	"testing"
@@ -45,8 +46,16 @@ func TestCountSamples(t *testing.T) {
 func serve(t testing.TB, h *RemoteWriteHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h.Serve(w, r); err != nil {
-			t.Errorf("refused: %v", err)
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+			// As the server answers it (pkg/server/errors.go, text dialect).
+			// A refusal from below is not expected here.
+			code := http.StatusInternalServerError
+			var re *requestError
+			if errors.As(err, &re) {
+				code = re.HTTPStatus()
+			} else {
+				t.Errorf("refused: %v", err)
+			}
+			http.Error(w, err.Error(), code)
 		}
 	})
 }
