@@ -183,6 +183,8 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 		"YAML `file` of the signals every change is judged on (docs/impact.md); re-read when it changes. Default: built-in signals for http_requests_total and OpenTelemetry's http_server_request_duration_seconds")
 	fs.IntVar(&o.Impact.Workers, "impact.workers", o.Impact.Workers,
 		"how many changes are judged at once, each service's one after another (docs/impact.md)")
+	fs.Float64Var(&o.Impact.CPUShare, "impact.cpu-share", o.Impact.CPUShare,
+		"share of the time the automatic judgements' queries may take, in (0, 1]: after a query that took d the next waits d×(1−share)/share, and none starts while a write request is in flight (for up to 1s); ingest first (docs/impact.md)")
 	fs.BoolVar(&o.Impact.Disabled, "impact.disabled", o.Impact.Disabled,
 		"do not judge changes automatically (the gate and GET /api/v1/events/{id}/impact still answer)")
 	addSecurityFlags(fs, o)

@@ -197,10 +197,18 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 		}
 		plan = append(plan, planned{s, q})
 	}
-	span := c.End.Sub(c.Start)
-	if len(plan) > 0 && span < 20*time.Second {
-		return jd, &PermanentError{fmt.Errorf("the change lasted %s; at least 20s (two steps of 10s) are needed to judge it", span)}
+	if d := c.End.Sub(c.Start); len(plan) > 0 && d < 20*time.Second {
+		return jd, &PermanentError{fmt.Errorf("the change lasted %s; at least 20s (two steps of 10s) are needed to judge it", d)}
 	}
+	// The points judged lie on a grid of the step from the Unix epoch: the
+	// change's start and end go down to it (the step's value at a point
+	// already reads the step before it), and the baseline is the same
+	// number of steps before. So the two sides of a signal are one
+	// evaluation (Engine), and the judgements of neighbouring changes, and
+	// a judgement again, meet the results cache on the same grid.
+	step := stepFor(c.End.Sub(c.Start))
+	start, end := alignDown(c.Start, step), alignDown(c.End, step)
+	span := end.Sub(start)
 
 	type comparison struct {
 		kind             string
@@ -222,15 +230,19 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 			break
 		}
 		req := &levitatedv1.AnalyzeRequest{
-			Start:      c.Start.UTC().Format(time.RFC3339Nano),
-			End:        c.End.UTC().Format(time.RFC3339Nano),
+			Start:      start.UTC().Format(time.RFC3339Nano),
+			End:        end.UTC().Format(time.RFC3339Nano),
+			Step:       strconv.FormatFloat(step.Seconds(), 'f', -1, 64),
 			Baseline:   cmp.baseline,
 			Canary:     cmp.canary,
 			Thresholds: &levitatedv1.Thresholds{Pass: &cfg.Pass, Marginal: &cfg.Marginal},
 		}
+		from := start
 		if cmp.kind == ComparisonBeforeAfter {
 			req.BaselineOffset = strconv.FormatFloat(span.Seconds(), 'f', -1, 64)
+			from = start.Add(-span)
 		}
+		ctx := withSpan(ctx, from, end, step)
 		if cfg.Traffic != nil {
 			if tq, err := expand(cfg.Traffic.Query, vars); err == nil {
 				ok, sentence, warnings, err := j.enoughTraffic(ctx, req, tq, cfg.Traffic.MinRequests)
@@ -371,6 +383,27 @@ func combine(jd *Judgement, cfg *Config) {
 	default:
 		jd.Verdict = VerdictFail
 	}
+}
+
+// Steps: 10s, or coarser to keep a side within the analysis's 11,000
+// points (canaryapi's default step and maxPoints).
+const (
+	judgeStep      = 10 * time.Second
+	judgeMaxPoints = 11000
+)
+
+// stepFor is the step of a change lasting d, in whole seconds.
+func stepFor(d time.Duration) time.Duration {
+	if d/judgeStep <= judgeMaxPoints {
+		return judgeStep
+	}
+	return (d/judgeMaxPoints + time.Second - 1) / time.Second * time.Second
+}
+
+// alignDown is t down to a multiple of step since the Unix epoch.
+func alignDown(t time.Time, step time.Duration) time.Time {
+	ms, sm := t.UnixMilli(), step.Milliseconds()
+	return time.UnixMilli(ms - ((ms%sm)+sm)%sm).UTC()
 }
 
 // ratio is nil for an unset (0) effect size.

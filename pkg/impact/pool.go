@@ -2,6 +2,7 @@ package impact
 
 import (
 	"context"
+	"fmt"
 	"sync"
 )
 
@@ -15,11 +16,26 @@ import (
 // lacking data) whose range queries run 4 at once.
 const DefaultWorkers = 1
 
+// DefaultCPUShare is the share of the time the scheduler's queries take
+// by default: after a query that took d, the next waits as long. With a
+// query starting only while no write request is in flight (Engine, Pacer),
+// ingest keeps at least half of a core's time while changes are judged.
+const DefaultCPUShare = 0.5
+
+// ValidCPUShare checks --impact.cpu-share (0 stands for the default).
+func ValidCPUShare(v float64) error {
+	if v == 0 || v > 0 && v <= 1 {
+		return nil
+	}
+	return fmt.Errorf("impact: --impact.cpu-share is %g; give a share of the time in (0, 1], such as 0.5", v)
+}
+
 // judgeAll judges todo (sorted by due time) with Options.Workers workers.
 // The changes of one service are judged by one worker, in order: the DORA
 // series of a service are recomputed from its judgements at each one, and
 // its judgements follow one another as its changes did.
 func (s *Service) judgeAll(ctx context.Context, tid uint32, cfg *Config, todo []due) {
+	ctx = background(ctx) // paced behind ingest (Engine)
 	judge := func(d due) {
 		var err error
 		switch d.phase {

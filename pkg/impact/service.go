@@ -43,6 +43,10 @@ type Options struct {
 	// Workers is how many changes are judged at once, each service's one
 	// after another (pool.go). Default DefaultWorkers.
 	Workers int
+	// CPUShare is the share of the time the scheduler's queries may take
+	// (Engine's Pacer, built by the server): 0 < CPUShare ≤ 1; 0 means
+	// DefaultCPUShare.
+	CPUShare float64
 	// Now is the clock; default time.Now.
 	Now        func() time.Time
 	Logger     *slog.Logger
@@ -96,6 +100,9 @@ func New(deps Deps, opts Options) (*Service, error) {
 	}
 	if opts.Workers < 0 {
 		return nil, fmt.Errorf("impact: workers (--impact.workers) is %d; at least 1", opts.Workers)
+	}
+	if err := ValidCPUShare(opts.CPUShare); err != nil {
+		return nil, err
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

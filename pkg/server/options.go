@@ -165,7 +165,7 @@ func DefaultOptions() Options {
 		Limits:          limits.Options{MaxInflightWriteBytes: DefaultMaxInflightWriteBytes},
 		ShutdownTimeout: 30 * time.Second,
 		Version:         "devel",
-		Impact:          impact.Options{Workers: impact.DefaultWorkers},
+		Impact:          impact.Options{Workers: impact.DefaultWorkers, CPUShare: impact.DefaultCPUShare},
 
 		QueryResultsCacheBytes: DefaultQueryResultsCacheBytes,
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/levitated/levitated/pkg/limits"
 	"github.com/levitated/levitated/pkg/tenant"
 	"github.com/levitated/levitated/pkg/webconfig"
+	"github.com/levitated/levitated/pkg/yield"
 )
 
 // SecurityOptions configure authentication, tenancy and TLS
@@ -57,6 +58,9 @@ type security struct {
 	queryTimeout time.Duration
 	// table classifies requests (route.go).
 	table *routeTable
+	// ingest counts the write requests in flight, for the background work
+	// that gives way to them (pkg/yield; the impact scheduler).
+	ingest yield.Ingest
 	// requireAuth is set when the server listens beyond loopback without
 	// the insecure flag: every request then needs a credential, even if
 	// the token file is emptied while the server runs.
@@ -221,8 +225,12 @@ func (sec *security) httpHandler(next http.Handler) http.Handler {
 func (sec *security) admit(ctx context.Context, limit Limit) (_ context.Context, done func(), err error) {
 	switch limit {
 	case LimitWrite:
-		done, err = sec.limiter.StartWrite(ctx)
-		return ctx, done, err
+		release, err := sec.limiter.StartWrite(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		end := sec.ingest.Begin()
+		return ctx, func() { end(); release() }, nil
 	case LimitQuery:
 		if ctx, done, err = sec.limiter.StartQuery(ctx, sec.queryTimeout); err != nil {
 			return nil, nil, err
