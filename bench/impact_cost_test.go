@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,7 +44,9 @@ import (
 //
 // LEVITATED_IMPACT_COST_SERIES (default 100000), LEVITATED_IMPACT_COST_CHANGES
 // (default 1000), LEVITATED_IMPACT_COST_BASELINE (default 90s),
-// LEVITATED_IMPACT_COST_WORKERS (--impact.workers, default the server's).
+// LEVITATED_IMPACT_COST_WORKERS (--impact.workers, default the server's),
+// LEVITATED_IMPACT_COST_SHARE (--impact.cpu-share, default the server's),
+// LEVITATED_IMPACT_COST_CPUPROFILE (a CPU profile of the judging phase).
 func BenchmarkImpactCost(b *testing.B) {
 	nSeries, nChanges, baseline := 100_000, 1000, 90*time.Second
 	if v := os.Getenv("LEVITATED_IMPACT_COST_SERIES"); v != "" {
@@ -69,6 +72,9 @@ func BenchmarkImpactCost(b *testing.B) {
 	o.Impact.Interval = time.Second
 	if v := os.Getenv("LEVITATED_IMPACT_COST_WORKERS"); v != "" {
 		o.Impact.Workers, _ = strconv.Atoi(v)
+	}
+	if v := os.Getenv("LEVITATED_IMPACT_COST_SHARE"); v != "" {
+		o.Impact.CPUShare, _ = strconv.ParseFloat(v, 64)
 	}
 	srv, err := server.New(o)
 	if err != nil {
@@ -224,6 +230,16 @@ func BenchmarkImpactCost(b *testing.B) {
 	phase = 1
 	mu.Unlock()
 	runtime.GC()
+	if p := os.Getenv("LEVITATED_IMPACT_COST_CPUPROFILE"); p != "" {
+		f, err := os.Create(p)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	cpu1, wall1 := cpuNanos(), time.Now()
 	for len(evs) > 0 {
 		k := min(len(evs), 1000)
@@ -232,21 +248,26 @@ func BenchmarkImpactCost(b *testing.B) {
 		evs = evs[k:]
 	}
 	posted := time.Since(wall1)
-	judged := func() (map[string]float64, float64) {
+	counters := func(name string) map[string]float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
 			b.Fatal(err)
 		}
-		byVerdict, sum := map[string]float64{}, 0.0
+		out := map[string]float64{}
 		for _, mf := range mfs {
-			if mf.GetName() != "levitated_impact_judgements_total" {
+			if mf.GetName() != name {
 				continue
 			}
 			for _, m := range mf.GetMetric() {
-				v := m.GetCounter().GetValue()
-				byVerdict[m.GetLabel()[0].GetValue()] += v
-				sum += v
+				out[m.GetLabel()[0].GetValue()] += m.GetCounter().GetValue()
 			}
+		}
+		return out
+	}
+	judged := func() (map[string]float64, float64) {
+		byVerdict, sum := counters("levitated_impact_judgements_total"), 0.0
+		for _, v := range byVerdict {
+			sum += v
 		}
 		return byVerdict, sum
 	}
@@ -293,7 +314,9 @@ func BenchmarkImpactCost(b *testing.B) {
 	fmt.Printf("| phase | wall s | process CPU s | CPU cores | peak RSS MiB | remote-write requests | p50 ms | p99 ms | max ms | failed |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	fmt.Printf("| writes only | %.0f | %.1f | %.2f | %d (at end) | %d | %s | %s | %s | |\n", wallA.Seconds(), float64(cpuA)/1e9, float64(cpuA)/1e9/wallA.Seconds(), rssA/1024, len(lat[0]), q(lat[0], 0.5), q(lat[0], 0.99), q(lat[0], 1))
 	fmt.Printf("| writes + judging | %.0f | %.1f | %.2f | %d | %d | %s | %s | %s | %d |\n", wallB.Seconds(), float64(cpuB)/1e9, float64(cpuB)/1e9/wallB.Seconds(), peakRSS/1024, len(lat[1]), q(lat[1], 0.5), q(lat[1], 0.99), q(lat[1], 1), wfailed)
-	fmt.Printf("peak RSS of the process (VmHWM, history load included) %d MiB; Go heap in use at the end %d MiB\n\n", rssKiB("VmHWM")/1024, ms.HeapInuse>>20)
+	fmt.Printf("peak RSS of the process (VmHWM, history load included) %d MiB; Go heap in use at the end %d MiB\n", rssKiB("VmHWM")/1024, ms.HeapInuse>>20)
+	paced := counters("levitated_impact_query_seconds_total")
+	fmt.Printf("the scheduler's queries: ran %.1f s, rested %.1f s, waited for write requests %.1f s (--impact.cpu-share %g)\n\n", paced["ran"], paced["rested"], paced["waited"], o.Impact.CPUShare)
 	if n < float64(nChanges) {
 		b.Errorf("only %.0f of %d changes judged within the deadline", n, nChanges)
 	}

@@ -109,8 +109,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		logger.Error("levitated could not start", "err", err)
 		return 1
 	}
-	// SIGHUP reloads the rule files and the Alertmanager configuration, as
-	// in Prometheus; a bad file is logged and the rules in force kept.
+	// SIGHUP reloads the rule files, the Alertmanager configuration and the
+	// impact configuration, as in Prometheus; a bad file is logged and what
+	// is in force kept.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -144,7 +145,7 @@ func newFlagSet(o *server.Options, out io.Writer) (fs *flag.FlagSet, logLevel *s
 			"/api/v1/push) and OTLP metrics (/api/v1/otlp/v1/metrics), and serves the\n"+
 			"Prometheus HTTP API (/api/v1/...) and levitated's gRPC services, all on one\n"+
 			"address. SIGTERM drains in-flight requests and closes the store cleanly;\n"+
-			"SIGHUP (or POST /-/reload) reloads the rule files.\n\n"+
+			"SIGHUP (or POST /-/reload) reloads the rule files and the impact configuration.\n\n"+
 			"Flags (one or two dashes):\n")
 		fs.PrintDefaults()
 	}

@@ -64,6 +64,10 @@ type Config struct {
 	Split *Split
 	// Services override Signals and Split per service.
 	Services map[string]ServiceConfig
+
+	// positions are the templates written in the file, where they are:
+	// checked for data at load (CheckData).
+	positions []position
 }
 
 // ServiceConfig is one service's own signals and split.
@@ -482,6 +486,7 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 					return nil, fail(s.line, f+"."+r.f, "%v is not a ratio above 0", r.v)
 				}
 			}
+			c.positions = append(c.positions, position{file: name, line: s.line, field: f + ".query", query: s.Query})
 			out = append(out, Signal{Name: s.Name, Query: s.Query, Direction: s.Direction, Critical: s.Critical, MinSamples: minSamples,
 				AllowedIncrease: s.AllowedIncrease, AllowedDecrease: s.AllowedDecrease, CriticalIncrease: s.CriticalIncrease, CriticalDecrease: s.CriticalDecrease})
 		}
@@ -533,6 +538,7 @@ func ParseConfig(name string, b []byte, p parser.Parser) (Config, error) {
 				if err := checkTemplate(t.line, "traffic.query", t.Query); err != nil {
 					return Config{}, err
 				}
+				c.positions = append(c.positions, position{file: name, line: t.line, field: "traffic.query", query: t.Query})
 				c.Traffic.Query = t.Query
 			}
 			if t.MinRequests != nil {

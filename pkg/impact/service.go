@@ -61,6 +61,10 @@ type Deps struct {
 	Tenants  Tenants
 	// Parser parses signal templates (levitated's PromQL parser).
 	Parser parser.Parser
+	// Series are the stored series (the tenant in the context): a
+	// configuration file whose signal has no data is refused at load
+	// (Config.CheckData). Nil: not checked.
+	Series promstorage.Queryable
 }
 
 // Service judges changes automatically (Run), answers the impact of a
@@ -72,6 +76,8 @@ type Service struct {
 	rec     recorder
 	cfg     atomic.Pointer[loadedConfig]
 	metrics serviceMetrics
+	// reloadMu orders the reloads of the tick and of Reload.
+	reloadMu sync.Mutex
 
 	mu     sync.Mutex
 	judged map[uint32]map[string]judgedState // changes with a change_impact event, per tenant
@@ -145,6 +151,9 @@ func New(deps Deps, opts Options) (*Service, error) {
 	return s, nil
 }
 
+// dataCheckTimeout bounds the look for the signals' series at load.
+const dataCheckTimeout = 30 * time.Second
+
 func (s *Service) load() (*loadedConfig, error) {
 	fi, err := os.Stat(s.opts.ConfigFile)
 	if err != nil {
@@ -154,7 +163,49 @@ func (s *Service) load() (*loadedConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	if s.deps.Series != nil && s.deps.Tenants != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), dataCheckTimeout)
+		defer cancel()
+		var nd *NoDataError
+		switch err := c.CheckData(ctx, s.deps.Series, s.deps.Tenants.TenantNames(), s.deps.Parser); {
+		case err == nil:
+		case errors.As(err, &nd):
+			return nil, err
+		case errors.Is(err, ErrStoreEmpty):
+			s.opts.Logger.Info("impact configuration: "+err.Error(), "file", s.opts.ConfigFile)
+		default:
+			// The store could not say: refusing would stop levitated
+			// for a failure that is not the file's.
+			s.opts.Logger.Warn("impact configuration: the signals' data could not be checked", "file", s.opts.ConfigFile, "err", err)
+		}
+	}
 	return &loadedConfig{Config: c, modTime: fi.ModTime()}, nil
+}
+
+// Reload re-reads the configuration file now (SIGHUP, POST /-/reload). A
+// bad file is refused with its file, line and reason, and the
+// configuration in force stays. Without a file there is nothing to do.
+func (s *Service) Reload() error {
+	if s.opts.ConfigFile == "" {
+		return nil
+	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	lc, err := s.load()
+	if err != nil {
+		s.metrics.reloads.WithLabelValues("error").Inc()
+		if fi, serr := os.Stat(s.opts.ConfigFile); serr == nil {
+			// The file was read: the tick's check does not read it again.
+			cur := *s.cfg.Load()
+			cur.modTime = fi.ModTime()
+			s.cfg.Store(&cur)
+		}
+		return fmt.Errorf("impact configuration not reloaded, the one in force stays: %w", err)
+	}
+	s.cfg.Store(lc)
+	s.metrics.reloads.WithLabelValues("success").Inc()
+	s.opts.Logger.Info("impact configuration reloaded", "file", s.opts.ConfigFile)
+	return nil
 }
 
 // Config returns the configuration in force.
@@ -166,6 +217,8 @@ func (s *Service) maybeReload() {
 	if s.opts.ConfigFile == "" {
 		return
 	}
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	fi, err := os.Stat(s.opts.ConfigFile)
 	if err == nil && fi.ModTime().Equal(s.cfg.Load().modTime) {
 		return

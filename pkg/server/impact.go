@@ -2,6 +2,9 @@ package server
 
 import (
 	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/levitated/levitated/pkg/canaryapi"
 	"github.com/levitated/levitated/pkg/impact"
@@ -24,11 +27,15 @@ func (s *Server) newImpact() (*impact.Service, error) {
 	// through the results cache but not sharded (one goroutine each: the
 	// scheduler's work is background work), and the scheduler's paced
 	// behind ingest (pkg/yield).
+	pacer := yield.NewPacer(&s.sec.ingest, share, yield.DefaultMaxWait)
 	engine := &impact.Engine{
 		Inner:          s.cachedEngine(s.queryEngine()),
 		Parser:         s.opts.Query.Parser(),
 		RangeDependent: levpromql.EventFunctions(),
-		Pacer:          yield.NewPacer(&s.sec.ingest, share, yield.DefaultMaxWait),
+		Pacer:          pacer,
+	}
+	if err := registerPacerMetrics(s.opts.Registry, pacer); err != nil {
+		return nil, err
 	}
 	q := &rangequery.Runner{Engine: engine, Queryable: s.query}
 	analyzer := canaryapi.New(q, s.events, s.db, s.opts.Query.Parser(), canaryapi.Options{Logger: s.logger.With("component", "impact")})
@@ -40,10 +47,39 @@ func (s *Server) newImpact() (*impact.Service, error) {
 		Samples:  s.db,
 		Tenants:  s.db,
 		Parser:   s.opts.Query.Parser(),
+		Series:   s.query,
 	}, opts)
 	if err != nil {
 		return nil, fmt.Errorf("change impact: %w", err)
 	}
+	s.impact = svc
 	s.jobs.add("impact", svc.Run)
 	return svc, nil
+}
+
+// registerPacerMetrics exposes what the pacer of the scheduler's queries
+// did: levitated_impact_query_seconds_total{phase}, the time its queries
+// ran, rested after running, and waited for write requests to end.
+func registerPacerMetrics(reg prometheus.Registerer, p *yield.Pacer) error {
+	if reg == nil {
+		return nil
+	}
+	for _, ph := range []struct {
+		name string
+		f    func(yield.Stats) time.Duration
+	}{
+		{"ran", func(st yield.Stats) time.Duration { return st.Ran }},
+		{"rested", func(st yield.Stats) time.Duration { return st.Rested }},
+		{"waited", func(st yield.Stats) time.Duration { return st.Waited }},
+	} {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "levitated_impact_query_seconds_total",
+			Help:        "Time of the automatic judgements' queries (paced behind ingest, --impact.cpu-share): ran, rested after running, waited for write requests to end.",
+			ConstLabels: prometheus.Labels{"phase": ph.name},
+		}, func() float64 { return ph.f(p.Stats()).Seconds() })
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("register impact pacer metrics: %w", err)
+		}
+	}
+	return nil
 }

@@ -671,3 +671,45 @@ func startWithClock(t *testing.T, dir, config string, clock *atomic.Int64) stopp
 		o.Impact.Now = func() time.Time { return time.Unix(0, clock.Load()) }
 	})
 }
+
+// TestImpactReloadRefusesSignalsWithoutData: POST /-/reload re-reads the
+// impact configuration too; a file with a signal whose metric has no series
+// in the store is refused (500, with the file, line and reason) and the
+// configuration in force stays, as the gate shows (it names the signals of
+// the configuration in force). On the empty store of a fresh start the
+// same file was taken.
+func TestImpactReloadRefusesSignalsWithoutData(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "impact.yml")
+	first := "signals:\n  - {name: errors, query: 'sum(rate(http_requests_total{service=\"$service\",code=\"500\"}[1m]))'}\n  - {name: typo, query: 'sum(rate(htp_requests_total{service=\"$service\"}[1m]))'}\n"
+	require.NoError(t, os.WriteFile(path, []byte(first), 0o600))
+	srv := startOnDirWith(t, t.TempDir(), func(o *server.Options) {
+		o.Impact.ConfigFile = path
+		o.Impact.Disabled = true
+	})
+	defer srv.stop()
+	u := srv.URL
+	base := time.Now().Add(-20 * time.Minute).Truncate(10 * time.Second)
+	writeRED(t, u, "web", base, 1, redPhase{0, 15 * time.Minute, "", 50, 0.01})
+	start := base.Add(5 * time.Minute)
+	postEvent(t, u, fmt.Sprintf(`{"name":"deploy","state":"start","timestamp":%q,"attributes":{"service":"web"}}`, start.Format(time.RFC3339)))
+	postEvent(t, u, fmt.Sprintf(`{"name":"deploy","state":"stop","timestamp":%q,"attributes":{"service":"web"}}`, start.Add(5*time.Minute).Format(time.RFC3339)))
+	gateNames := func() string {
+		t.Helper()
+		r := sendJSON(t, http.MethodPost, u+"/api/v1/gates:evaluate", `{"service":"web","signals":["none"],"dry_run":true}`)
+		require.Equal(t, http.StatusBadRequest, r.code, r.body)
+		return r.body
+	}
+	require.Contains(t, gateNames(), "(it has errors, typo)", "the fresh start took the file: the store was empty")
+
+	// Now the store has series: the same file is refused, nothing changes.
+	r := sendJSON(t, http.MethodPost, u+"/-/reload", "")
+	require.Equal(t, http.StatusInternalServerError, r.code, r.body)
+	require.Contains(t, r.body, path+":3: signals[1].query: has no data: the store holds no series of htp_requests_total")
+	require.Contains(t, r.body, "the one in force stays")
+	require.Contains(t, gateNames(), "(it has errors, typo)")
+
+	require.NoError(t, os.WriteFile(path, []byte("signals:\n  - {name: errors, query: 'sum(rate(http_requests_total{service=\"$service\",code=\"500\"}[1m]))'}\n  - {name: p99, query: 'histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{service=\"$service\"}[1m])))'}\n"), 0o600))
+	r = sendJSON(t, http.MethodPost, u+"/-/reload", "")
+	require.Equal(t, http.StatusOK, r.code, r.body)
+	require.Contains(t, gateNames(), "(it has errors, p99)")
+}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -49,15 +50,22 @@ func (s *Server) newRuler() (reload http.Handler, err error) {
 	}), nil
 }
 
-// Reload re-reads the rule files and the Alertmanager configuration (on
-// SIGHUP and POST /-/reload). A bad file is refused with its file, line
-// and reason, and the rules in force keep running.
+// Reload re-reads the rule files, the Alertmanager configuration and the
+// change-impact configuration (on SIGHUP and POST /-/reload). A bad file
+// is refused with its file, line and reason, and what was in force stays.
 func (s *Server) Reload(ctx context.Context) error {
+	var errs []error
 	if err := s.ruler.Reload(ctx); err != nil {
-		return err
+		errs = append(errs, err)
+	} else {
+		s.logger.Info("rules reloaded", "tenants", len(s.ruler.Tenants()))
 	}
-	s.logger.Info("rules reloaded", "tenants", len(s.ruler.Tenants()))
-	return nil
+	if s.impact != nil {
+		if err := s.impact.Reload(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // rulesRetriever answers /api/v1/rules and /api/v1/alerts with the rules

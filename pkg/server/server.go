@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"google.golang.org/grpc"
 
+	"github.com/levitated/levitated/pkg/impact"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/resultscache"
 	"github.com/levitated/levitated/pkg/ruler"
@@ -44,6 +45,7 @@ type Server struct {
 	http     *http.Server
 	table    *routeTable
 	ruler    *ruler.Ruler
+	impact   *impact.Service
 	sec      *security
 	ready    atomic.Bool
 	started  time.Time

@@ -138,9 +138,9 @@ func (s *Server) routes() ([]Route, error) {
 
 		{Pattern: "/-/healthy", Access: public, AlwaysReady: true, Handler: http.HandlerFunc(healthy), Doc: "liveness"},
 		{Pattern: "/-/ready", Access: public, Handler: http.HandlerFunc(s.readyHandler), Doc: "readiness (503 until ready, or while the disk refuses writes)"},
-		// Rules: Prometheus' reload.
-		{Pattern: "POST /-/reload", Access: adminAccess, Handler: h.reload, Doc: "reload the rule files"},
-		{Pattern: "PUT /-/reload", Access: adminAccess, Handler: h.reload, Doc: "reload the rule files"},
+		// Rules and the impact configuration: Prometheus' reload.
+		{Pattern: "POST /-/reload", Access: adminAccess, Handler: h.reload, Doc: "reload the rule files and the impact configuration"},
+		{Pattern: "PUT /-/reload", Access: adminAccess, Handler: h.reload, Doc: "reload the rule files and the impact configuration"},
 		{Pattern: "GET /metrics", Access: adminAccess, AlwaysReady: true, Handler: promhttp.HandlerFor(s.opts.Registry, promhttp.HandlerOpts{Registry: s.opts.Registry}), Doc: "the server's metrics"},
 		// Go's profiler, as Prometheus serves it.
 		{Pattern: "/debug/pprof/", Access: adminAccess, AlwaysReady: true, Handler: http.HandlerFunc(pprof.Index), Doc: "Go profiles"},
