@@ -87,8 +87,8 @@ func TestAnalysisTemplates(t *testing.T) {
 
 	// analysis-gate.yaml asks the change-impact gate about the service's
 	// latest canary step, with no canary hash to vary: it is accepted
-	// above, and judged healthy, regressed and idle through Argo's own Web
-	// provider by compat's TestArgoRolloutsGate, not by the controller here.
+	// above, and run by the controller for services of its own by
+	// TestAnalysisGate (gate_test.go).
 	delete(templates, "analysis-gate.yaml")
 
 	type run struct {
