@@ -94,7 +94,6 @@ func TestAnalysisGate(t *testing.T) {
 						t.Errorf("%s: want %s\n%s", s.name, s.want, describeRun(&ar))
 						return
 					}
-					t.Logf("%s", describeRun(&ar))
 					// The measurement is the gate's answer: its verdict and,
 					// for the regressed service, the failing signal.
 					if len(ar.Status.MetricResults) != 1 || len(ar.Status.MetricResults[0].Measurements) == 0 {
@@ -115,6 +114,7 @@ func TestAnalysisGate(t *testing.T) {
 						t.Errorf("%s: the measurement is not the gate's answer: %v: %q", s.name, err, ms[len(ms)-1].Value)
 						return
 					}
+					t.Logf("%s: %s; the gate: allowed %t, verdict %s, failing %v", s.name, ar.Status.Phase, answer.Allowed, answer.Verdict, answer.Judge.Failing)
 					switch s.want {
 					case argov1alpha1.AnalysisPhaseSuccessful:
 						if !answer.Allowed || answer.Verdict != "pass" {
