@@ -46,7 +46,9 @@ import (
 // (default 1000), LEVITATED_IMPACT_COST_BASELINE (default 90s),
 // LEVITATED_IMPACT_COST_WORKERS (--impact.workers, default the server's),
 // LEVITATED_IMPACT_COST_SHARE (--impact.cpu-share, default the server's),
-// LEVITATED_IMPACT_COST_CPUPROFILE (a CPU profile of the judging phase).
+// LEVITATED_IMPACT_COST_CPUPROFILE (a CPU profile of the judging phase),
+// LEVITATED_IMPACT_COST_RESULTS_CACHE=0 (no results cache: neighbouring
+// changes of a service share no evaluation).
 func BenchmarkImpactCost(b *testing.B) {
 	nSeries, nChanges, baseline := 100_000, 1000, 90*time.Second
 	if v := os.Getenv("LEVITATED_IMPACT_COST_SERIES"); v != "" {
@@ -72,6 +74,9 @@ func BenchmarkImpactCost(b *testing.B) {
 	o.Impact.Interval = time.Second
 	if v := os.Getenv("LEVITATED_IMPACT_COST_WORKERS"); v != "" {
 		o.Impact.Workers, _ = strconv.Atoi(v)
+	}
+	if os.Getenv("LEVITATED_IMPACT_COST_RESULTS_CACHE") == "0" {
+		o.QueryResultsCacheBytes = 0 // every judgement evaluates its queries
 	}
 	if v := os.Getenv("LEVITATED_IMPACT_COST_SHARE"); v != "" {
 		o.Impact.CPUShare, _ = strconv.ParseFloat(v, 64)
