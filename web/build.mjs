@@ -2,7 +2,7 @@
 // directory given as the first argument), deterministically, so that the
 // committed bundle can be checked against its sources.
 import * as esbuild from 'esbuild';
-import { mkdirSync, readFileSync, writeFileSync, copyFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { generateGrammar } from './grammar.mjs';
 
@@ -28,12 +28,13 @@ const functionTable = {
   },
 };
 
+// The output directory holds only what this build writes (its file names
+// are fixed: pkg/server's route table lists them).
 mkdirSync(outdir, { recursive: true });
-const result = await esbuild.build({
-  entryPoints: { app: join(here, 'src/main.tsx') },
+for (const f of readdirSync(outdir)) rmSync(join(outdir, f), { recursive: true });
+const common = {
   bundle: true,
   minify: true,
-  format: 'esm',
   target: ['chrome110', 'firefox115', 'safari16'],
   jsx: 'automatic',
   jsxImportSource: 'preact',
@@ -42,8 +43,38 @@ const result = await esbuild.build({
   sourcemap: false,
   metafile: true,
   logLevel: 'warning',
+};
+// The app, in chunks: app.js (the shell, the pages, uPlot), Editor.js
+// (CodeMirror and codemirror-promql, imported by the query page once its
+// graph is drawn) and shared.js (what both use).
+const result = await esbuild.build({
+  ...common,
+  entryPoints: { app: join(here, 'src/main.tsx') },
+  format: 'esm',
+  splitting: true,
+  entryNames: '[name]',
+  chunkNames: '[name]',
   plugins: [functionTable],
 });
-copyFileSync(join(here, 'src/index.html'), join(outdir, 'index.html'));
-const sizes = Object.entries(result.metafile.outputs).map(([f, o]) => `${f.split('/').pop()} ${o.bytes}`);
+// boot.js: a classic script index.html runs first, which sends the page's
+// first requests (src/boot.ts).
+const boot = await esbuild.build({
+  ...common,
+  entryPoints: { boot: join(here, 'src/boot.ts') },
+  format: 'iife',
+});
+// index.html preloads the chunks app.js imports, so that they are fetched
+// with it rather than after it.
+const outputs = { ...result.metafile.outputs, ...boot.metafile.outputs };
+const appOut = Object.entries(result.metafile.outputs).find(([, o]) => o.entryPoint?.endsWith('src/main.tsx'));
+const preloads = appOut[1].imports
+  .filter((i) => i.kind === 'import-statement')
+  .map((i) => `    <link rel="modulepreload" href="/${i.path.split('/').pop()}" />\n`)
+  .join('');
+const index = readFileSync(join(here, 'src/index.html'), 'utf8');
+if (!index.includes('<!-- preloads -->\n')) throw new Error('src/index.html: no <!-- preloads --> line');
+writeFileSync(join(outdir, 'index.html'), index.replace(/ *<!-- preloads -->\n/, preloads));
+const sizes = Object.entries(outputs)
+  .map(([f, o]) => `${f.split('/').pop()} ${o.bytes}`)
+  .sort();
 writeFileSync(join(here, 'gen/sizes.txt'), sizes.join('\n') + '\n');

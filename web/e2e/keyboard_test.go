@@ -14,14 +14,18 @@ import (
 // focused element visibly outlined (the editor: its frame).
 func TestKeyboardAndLabels(t *testing.T) {
 	ctx := browser(t, 1280, 800)
-	pages := []struct{ path, ready string }{
-		{strings.TrimPrefix(queryURL(`sum(rate(http_requests_total[1m]))`, nil), env.url), `[data-testid=graph] .u-over`},
-		{"/changes?range=6h", `[data-testid=changes] tbody tr`},
-		{"/analyses", `[data-testid=analyses] tbody tr`},
-		{"/status", `[data-testid=who] b`},
+	pages := []struct{ path, ready, editor string }{
+		// The editor is loaded after the graph.
+		{strings.TrimPrefix(queryURL(`sum(rate(http_requests_total[1m]))`, nil), env.url), `[data-testid=graph] .u-over`, `.cm-content`},
+		{"/changes?range=6h", `[data-testid=changes] tbody tr`, ""},
+		{"/analyses", `[data-testid=analyses] tbody tr`, ""},
+		{"/status", `[data-testid=who] b`, ""},
 	}
 	for _, p := range pages {
 		do(t, ctx, chromedp.Navigate(env.url+p.path), visible(p.ready))
+		if p.editor != "" {
+			do(t, ctx, visible(p.editor))
+		}
 		unlabelled := eval[[]string](t, ctx, `[...document.querySelectorAll('input, select, textarea, button')].filter(e => {
 			if (e.type === 'hidden' || e.closest('[hidden]')) return false;
 			const name = (e.getAttribute('aria-label') || e.getAttribute('aria-labelledby') || e.title || '').trim()

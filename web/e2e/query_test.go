@@ -62,6 +62,7 @@ func TestQueryGraphDrawsChangeWindows(t *testing.T) {
 	do(t, ctx,
 		chromedp.Navigate(queryURL(expr, nil)),
 		visible(`[data-testid=graph] .ev-region`),
+		visible(`.cm-content`), // the editor is loaded after the graph
 	)
 	got := eval[struct {
 		Series  int
@@ -217,6 +218,7 @@ func TestQueryDeepLink(t *testing.T) {
 	do(t, ctx,
 		chromedp.Navigate(env.url+"/graph?"+q.Encode()),
 		visible(`[data-testid=result-table]`),
+		visible(`.cm-content`),
 	)
 	rows := eval[int](t, ctx, `document.querySelectorAll('[data-testid=result-table] tbody tr').length`)
 	tab := text(t, ctx, `[role=tab][aria-selected=true]`)
@@ -248,6 +250,7 @@ func TestQueryDeepLink(t *testing.T) {
 	do(t, ctx2,
 		chromedp.Navigate(loc),
 		visible(`[data-testid=graph] .ev-region`),
+		visible(`.cm-content`),
 	)
 	state := eval[struct {
 		Expr    string

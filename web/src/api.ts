@@ -2,6 +2,7 @@
 // server's own API, with the signed-in token. Nothing here widens what the
 // token may do: the server checks every call.
 import { getToken } from './auth';
+import { takePrefetched } from './prefetch';
 
 /** ApiError is an answer other than 2xx, with the server's own message. */
 export class ApiError extends Error {
@@ -34,12 +35,17 @@ function headers(extra?: HeadersInit): Headers {
   return h;
 }
 
+/** send fetches path with the signed-in token (boot.ts sends the first requests so). */
+export function send(path: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(path, { ...init, headers: headers(init.headers) });
+}
+
 /**
  * respond fetches path and returns the response if it is 2xx, else throws
  * ApiError with the server's message.
  */
 export async function respond(path: string, init: RequestInit = {}): Promise<Response> {
-  const res = await fetch(path, { ...init, headers: headers(init.headers) });
+  const res = await (takePrefetched(path, init, getToken()) ?? send(path, init));
   if (res.ok) return res;
   const text = await res.text();
   let body: any = undefined;
@@ -84,12 +90,14 @@ export function promForm(params: Record<string, string | string[]>): URLSearchPa
 
 /** prom calls the Prometheus API with form parameters. */
 export async function prom<T>(path: string, params: Record<string, string | string[]>, signal?: AbortSignal): Promise<PromResponse<T>> {
-  return request<PromResponse<T>>(path, {
-    method: 'POST',
-    body: promForm(params),
-    signal,
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-  });
+  return request<PromResponse<T>>(path, { ...promInit(params), signal });
+}
+
+/** promInit is the request of a Prometheus API call with form parameters. */
+export function promInit(params: Record<string, string | string[]>, accept?: string): RequestInit {
+  const headers: Record<string, string> = { 'Content-Type': 'application/x-www-form-urlencoded' };
+  if (accept) headers.Accept = accept;
+  return { method: 'POST', body: promForm(params), headers };
 }
 
 export interface Whoami {
@@ -100,8 +108,10 @@ export interface Whoami {
   version: string;
 }
 
+export const whoamiPath = '/api/v1/status/whoami';
+
 export async function whoami(): Promise<Whoami> {
-  return (await request<PromResponse<Whoami>>('/api/v1/status/whoami')).data;
+  return (await request<PromResponse<Whoami>>(whoamiPath)).data;
 }
 
 export { headers as authHeaders };

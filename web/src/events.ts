@@ -45,12 +45,17 @@ function listQuery(p: ListParams, pageToken?: string): URLSearchParams {
   return q;
 }
 
+/** eventsPath is the request of a page of events (boot.ts sends the first). */
+export function eventsPath(p: ListParams, pageToken?: string): string {
+  return `/api/v1/events?${listQuery(p, pageToken)}`;
+}
+
 /** listEvents reads every page, up to max events. */
 export async function listEvents(p: ListParams, max = 5000, signal?: AbortSignal): Promise<ChangeEvent[]> {
   const out: ChangeEvent[] = [];
   let token: string | undefined;
   do {
-    const r = await request<{ events?: ChangeEvent[]; next_page_token?: string }>(`/api/v1/events?${listQuery(p, token)}`, { signal });
+    const r = await request<{ events?: ChangeEvent[]; next_page_token?: string }>(eventsPath(p, token), { signal });
     out.push(...(r.events ?? []));
     token = r.next_page_token || undefined;
   } while (token && out.length < max);
@@ -155,6 +160,15 @@ export function spans(evs: ChangeEvent[], now = Date.now() / 1000): Span[] {
 /** How far before a range an open window is looked for (spansIn). */
 export const openLookback = 30 * 86400;
 
+/** spanReads are spansIn's three reads (the third undefined for a range that ends now). */
+export function spanReads(p: { name?: string; match?: string[] }, from: number, to: number, now: number): ({ params: ListParams; max: number } | undefined)[] {
+  return [
+    { params: { ...p, start: from, end: to }, max: 5000 },
+    { params: { ...p, start: from - openLookback, end: from, openOnly: true }, max: 1000 },
+    to < now - 1 ? { params: { ...p, start: to, limit: 1000 }, max: 1000 } : undefined,
+  ];
+}
+
 /**
  * spansIn lists the windows and point events that overlap [from, to] (Unix
  * seconds): the events inside it; windows opened before it, from their
@@ -171,11 +185,7 @@ export async function spansIn(
   signal?: AbortSignal,
   now = Date.now() / 1000,
 ): Promise<Span[]> {
-  const [inRange, open, after] = await Promise.all([
-    listEvents({ ...p, start: from, end: to }, 5000, signal),
-    listEvents({ ...p, start: from - openLookback, end: from, openOnly: true }, 1000, signal),
-    to < now - 1 ? listEvents({ ...p, start: to, limit: 1000 }, 1000, signal) : Promise.resolve([] as ChangeEvent[]),
-  ]);
+  const [inRange, open, after] = await Promise.all(spanReads(p, from, to, now).map((r) => (r ? listEvents(r.params, r.max, signal) : Promise.resolve([] as ChangeEvent[]))));
   const before = (e: ChangeEvent) => !!e.window?.start && Date.parse(e.window.start) / 1000 < from;
   const spanning = after.filter((e) => e.state === 'stop' && before(e));
   return spans(withoutImpact([...open, ...inRange, ...spanning], p.name), now);

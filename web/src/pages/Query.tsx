@@ -2,7 +2,8 @@
 // drawn over it, a table and the explain tree. Its whole state is in the
 // URL (url.ts): running a query pushes a history entry.
 import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
-import { Editor } from '../query/Editor';
+import type { JSX } from 'preact';
+import type { EditorProps } from '../query/Editor';
 import { Chart } from '../chart/Chart';
 import { Legend } from '../chart/Legend';
 import { ResultTable } from '../query/Table';
@@ -11,15 +12,54 @@ import { queryRange, queryInstant, type RangeResult, type InstantResult } from '
 import { spansIn, splitMatchers, type Span } from '../events';
 import { decodeQuery, encodeQuery, type QueryState } from '../url';
 import { navigate, replace } from '../router';
-import { parseDuration, parseTime, formatDuration, formatTime, defaultStep } from '../time';
+import { formatDuration, formatTime } from '../time';
+import { view, graphRange, eventsRange, runs } from '../query/view';
+import { bootNow } from '../prefetch';
 import { ErrorAlert, Notes } from '../ui/Alert';
 import { Field } from '../ui/Field';
 import { useDebounced } from '../debounce';
 
 const ranges = ['5m', '15m', '30m', '1h', '2h', '6h', '12h', '1d', '2d', '1w'];
 
+// The editor is CodeMirror, the larger part of the bundle: it is a chunk of
+// its own, loaded when the page's first answer is drawn (or at once when
+// there is none), so that evaluating it does not delay the graph. Until
+// then the expression is shown as text where the editor will be.
+type EditorComponent = (p: EditorProps) => JSX.Element;
+let editorChunk: Promise<EditorComponent> | null = null;
+const editorWaiters = new Set<(e: EditorComponent) => void>();
+let loadedEditor: EditorComponent | null = null;
+
+function loadEditor(): void {
+  editorChunk ??= import('../query/Editor').then((m) => {
+    loadedEditor = m.Editor;
+    editorWaiters.forEach((f) => f(m.Editor));
+    return m.Editor;
+  });
+}
+
+function useEditor(): EditorComponent {
+  const [e, setE] = useState<EditorComponent | null>(loadedEditor);
+  useEffect(() => {
+    if (e) return;
+    const f = (x: EditorComponent) => setE(() => x);
+    editorWaiters.add(f);
+    return () => void editorWaiters.delete(f);
+  }, []);
+  return e ?? EditorText;
+}
+
+function EditorText(p: EditorProps) {
+  return (
+    <div class="editor" aria-busy="true">
+      <div class="editor-text">{p.value}</div>
+    </div>
+  );
+}
+
 export function QueryPage({ search }: { search: string }) {
   const st = useMemo(() => decodeQuery(search), [search]);
+  const Editor = useEditor();
   const [draft, setDraft] = useState(st.expr);
   const [range, setRange] = useState<RangeResult | null>(null);
   const [inst, setInst] = useState<InstantResult | null>(null);
@@ -41,25 +81,23 @@ export function QueryPage({ search }: { search: string }) {
   };
   const run = () => set({ expr: draft }, true);
 
-  // The time range of the view.
-  const rangeSec = parseDuration(st.range);
-  const endSec = endInput ? parseTime(endInput) : NaN;
-  const badRange = !(rangeSec > 0);
-  const badEnd = endInput !== '' && isNaN(endSec);
-  const stepSec = stepInput ? parseDuration(stepInput) : defaultStep(rangeSec);
-  const badStep = !(stepSec > 0);
+  // The time range of the view (query/view.ts; boot.ts sends the first
+  // page's requests from the same functions).
+  const v = view(st.range, endInput, stepInput);
+  const { rangeSec, endSec, stepSec, badRange, badEnd, badStep } = v;
 
-  // Layout effects: the query and the events are sent when the page is
-  // rendered, before the editor's (passive) effect builds CodeMirror, so
-  // that the server works while the browser does.
+  // Layout effects: the query and the events are asked for when the page
+  // is rendered (boot.ts has sent the first ones already).
   useLayoutEffect(() => {
     setErr(null);
     setRange(null);
     setInst(null);
-    if (!st.expr.trim() || badRange || badEnd || badStep || st.tab === 'explain') return;
+    if (!runs(st, v)) {
+      loadEditor();
+      return;
+    }
     const ac = new AbortController();
-    const end = isNaN(endSec) ? Math.floor(Date.now() / 1000) : endSec;
-    const start = end - rangeSec;
+    const [start, end] = graphRange(v, bootNow('query'));
     setLoading(true);
     const t0 = performance.now();
     const q = st.tab === 'graph' ? queryRange(st.expr, start, end, stepSec, ac.signal).then(setRange) : queryInstant(st.expr, end, ac.signal).then(setInst);
@@ -67,6 +105,8 @@ export function QueryPage({ search }: { search: string }) {
       .finally(() => {
         setLoading(false);
         requestAnimationFrame(() => setDrawMs(performance.now() - t0));
+        // The editor (CodeMirror, its own chunk) after the graph is drawn.
+        setTimeout(loadEditor, 0);
       });
     return () => ac.abort();
   }, [st.expr, st.range, endInput, stepInput, st.tab]);
@@ -76,8 +116,9 @@ export function QueryPage({ search }: { search: string }) {
     setEvErr(null);
     if (badRange || badEnd || st.tab !== 'graph') return;
     const ac = new AbortController();
-    const end = isNaN(endSec) ? Date.now() / 1000 : endSec;
-    spansIn({ name: evName || undefined, match: splitMatchers(evMatch) }, end - rangeSec, end, ac.signal)
+    const now = bootNow('events');
+    const [from, to] = eventsRange(v, now);
+    spansIn({ name: evName || undefined, match: splitMatchers(evMatch) }, from, to, ac.signal, now / 1000)
       .then(setSpans)
       .catch((e) => !ac.signal.aborted && (setSpans([]), setEvErr(e)));
     return () => ac.abort();

@@ -1,5 +1,5 @@
 // data.ts: running queries and shaping their results for the chart.
-import { prom, promForm, respond, type PromResponse } from '../api';
+import { promInit, request, respond, type PromResponse } from '../api';
 import type { ChartSeries } from '../chart/Chart';
 import { seriesColor } from '../chart/palette';
 import { formatLabels } from '../format';
@@ -20,6 +20,19 @@ export interface RangeResult {
   format: 'matrix' | 'json'; // the answer's encoding
 }
 
+/** rangeRequest is queryRange's request (boot.ts sends it too). */
+export function rangeRequest(expr: string, start: number, end: number, step: number): { path: string; init: RequestInit } {
+  return {
+    path: '/api/v1/query_range',
+    init: promInit({ query: expr, start: String(start), end: String(end), step: String(step) }, `${matrixType}, application/json;q=0.9`),
+  };
+}
+
+/** instantRequest is queryInstant's request. */
+export function instantRequest(expr: string, time: number): { path: string; init: RequestInit } {
+  return { path: '/api/v1/query', init: promInit({ query: expr, time: String(time) }) };
+}
+
 /**
  * queryRange runs a range query and puts the samples on the step grid. The
  * performance marks lv:query, lv:received, lv:parsed and lv:shaped time its
@@ -28,12 +41,8 @@ export interface RangeResult {
 export async function queryRange(expr: string, start: number, end: number, step: number, signal?: AbortSignal): Promise<RangeResult> {
   const t0 = performance.now();
   performance.mark('lv:query');
-  const res = await respond('/api/v1/query_range', {
-    method: 'POST',
-    body: promForm({ query: expr, start: String(start), end: String(end), step: String(step) }),
-    signal,
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: `${matrixType}, application/json;q=0.9` },
-  });
+  const req = rangeRequest(expr, start, end, step);
+  const res = await respond(req.path, { ...req.init, signal });
   const n = Math.floor((end - start) / step) + 1;
   const xs = Array.from({ length: n }, (_, i) => start + i * step);
   const grid = (t: number) => Math.round((t - start) / step);
@@ -91,7 +100,8 @@ export interface InstantResult {
 }
 
 export async function queryInstant(expr: string, time: number, signal?: AbortSignal): Promise<InstantResult> {
-  const r: PromResponse<{ resultType: InstantResult['resultType']; result: any }> = await prom('/api/v1/query', { query: expr, time: String(time) }, signal);
+  const q = instantRequest(expr, time);
+  const r: PromResponse<{ resultType: InstantResult['resultType']; result: any }> = await request(q.path, { ...q.init, signal });
   return { ...r.data, warnings: r.warnings ?? [], infos: r.infos ?? [] };
 }
 

@@ -1,0 +1,46 @@
+// boot.ts, built as boot.js and run by index.html before the bundle: it
+// sends the first requests of the page — who is signed in and, on the
+// query page, the query and the change windows of its graph — so that the
+// server works while the browser loads and evaluates the bundle. The app
+// takes the answers over when it asks for the same requests (prefetch.ts);
+// what it does not ask for is not used. It builds each request with the
+// app's own functions, so the two cannot drift apart.
+import { send, whoamiPath } from './api';
+import { getToken } from './auth';
+import { eventsPath, spanReads, splitMatchers } from './events';
+import { requestKey, type Boot } from './prefetch';
+import { instantRequest, rangeRequest } from './query/data';
+import { eventsRange, graphRange, runs, view } from './query/view';
+import { decodeQuery } from './url';
+
+const boot: Boot = { path: location.pathname, search: location.search, now: Date.now(), pending: new Map(), used: new Set() };
+const token = getToken();
+
+function start(path: string, init: RequestInit = {}): void {
+  const p = send(path, init);
+  p.catch(() => {}); // the app sees the failure when it takes the request
+  boot.pending.set(requestKey(path, init, token), p);
+}
+
+try {
+  start(whoamiPath);
+  if (boot.path === '/' || boot.path === '/query' || boot.path === '/graph') {
+    // As pages/Query.tsx computes them on its first render.
+    const st = decodeQuery(boot.search);
+    const v = view(st.range, st.end, st.step);
+    if (runs(st, v)) {
+      const [s, e] = graphRange(v, boot.now);
+      const r = st.tab === 'graph' ? rangeRequest(st.expr, s, e, v.stepSec) : instantRequest(st.expr, e);
+      start(r.path, r.init);
+    }
+    if (!v.badRange && !v.badEnd && st.tab === 'graph') {
+      const [from, to] = eventsRange(v, boot.now);
+      for (const r of spanReads({ name: st.evName || undefined, match: splitMatchers(st.evMatch) }, from, to, boot.now / 1000)) if (r) start(eventsPath(r.params));
+    }
+  }
+} catch {
+  // Nothing sent is nothing lost: the app asks for itself.
+}
+window.__lvBoot = boot;
+// What the app has not taken by then, it will not.
+setTimeout(() => boot.pending.clear(), 10_000);
