@@ -7,16 +7,31 @@
 // scalars, native histograms, stats or cost requested) are JSON as before;
 // a client that does not ask for it never sees it.
 //
-// The layout, little-endian:
+// A range query's timestamps lie on its step grid, so the body sends the
+// grid once and, per series, only which of its steps are present: half the
+// bytes of a timestamp per sample. The layout, little-endian:
 //
-//	"LVMATRX1"                    8 bytes, the magic and version
+//	"LVMATRX2"                    8 bytes, the magic and version
 //	H                             uint32, the header's length
 //	header                        H bytes of JSON: {"status", "warnings",
 //	                              "infos", "resultType": "matrix",
+//	                              "grid": {"start", "step", "steps"},
 //	                              "series": [{"metric": {…}, "points": n}, …]}
 //	padding                       zero bytes to a multiple of 8
-//	per series, in header order:  n float64 timestamps (Unix milliseconds),
-//	                              then n float64 values (NaN and ±Inf as is)
+//	per series, in header order:  with a grid, and n == steps: n float64
+//	                              values, one per step; with a grid and
+//	                              0 < n < steps: a bitmap of the steps present
+//	                              (bit k of byte k/8 for step k, at time
+//	                              start + k*step), zero-padded to a
+//	                              multiple of 8 bytes, then the n values;
+//	                              without a grid: n float64 timestamps,
+//	                              then n float64 values
+//
+// Times are Unix milliseconds, values float64 (NaN and ±Inf as is). The
+// grid is the coarsest one every timestamp lies on (start: the earliest,
+// step: the greatest common divisor of the distances from it); an answer
+// with no points, or whose grid would have more than MaxGridSteps steps
+// (Prometheus allows 11,000 points per series), has none.
 package matrixcodec
 
 import (
@@ -35,7 +50,10 @@ import (
 const MediaType = "application/vnd.levitated.matrix"
 
 // Magic starts every body; its last byte is the version.
-const Magic = "LVMATRX1"
+const Magic = "LVMATRX2"
+
+// MaxGridSteps bounds the steps of a grid (and so a series' bitmap).
+const MaxGridSteps = 11000
 
 // Codec encodes successful matrix answers of float samples.
 type Codec struct{}
@@ -78,8 +96,57 @@ type Header struct {
 	Warnings   []string       `json:"warnings,omitempty"`
 	Infos      []string       `json:"infos,omitempty"`
 	ResultType string         `json:"resultType"`
+	Grid       *Grid          `json:"grid,omitempty"`
 	Series     []SeriesHeader `json:"series"`
 }
+
+// Grid is the step grid of every timestamp of a body: step k is at
+// Start + k*Step, for k < Steps.
+type Grid struct {
+	Start int64 `json:"start"`
+	Step  int64 `json:"step"`
+	Steps int   `json:"steps"`
+}
+
+// gridOf is the coarsest grid m's timestamps lie on, or nil (no points, a
+// series not in increasing time order, or more than MaxGridSteps steps).
+func gridOf(m promql.Matrix) *Grid {
+	start, end, any := int64(math.MaxInt64), int64(math.MinInt64), false
+	for _, s := range m {
+		for i, p := range s.Floats {
+			if i > 0 && p.T <= s.Floats[i-1].T {
+				return nil
+			}
+			start, end, any = min(start, p.T), max(end, p.T), true
+		}
+	}
+	if !any {
+		return nil
+	}
+	var step int64
+	for _, s := range m {
+		for _, p := range s.Floats {
+			step = gcd(step, p.T-start)
+		}
+	}
+	if step == 0 { // one timestamp
+		return &Grid{Start: start, Step: 1, Steps: 1}
+	}
+	if (end-start)/step >= MaxGridSteps {
+		return nil
+	}
+	return &Grid{Start: start, Step: step, Steps: int((end-start)/step) + 1}
+}
+
+func gcd(a, b int64) int64 {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// maskBytes is the size of a series' bitmap of steps, padded.
+func (g *Grid) maskBytes() int { return align8((g.Steps + 7) / 8) }
 
 // SeriesHeader names a series and counts its points.
 type SeriesHeader struct {
@@ -93,26 +160,37 @@ func (Codec) Encode(resp *v1.Response) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("matrixcodec: not a matrix of float samples")
 	}
-	h := Header{Status: string(resp.Status), Warnings: resp.Warnings, Infos: resp.Infos, ResultType: string(parser.ValueTypeMatrix), Series: make([]SeriesHeader, len(m))}
-	points := 0
+	h := Header{Status: string(resp.Status), Warnings: resp.Warnings, Infos: resp.Infos, ResultType: string(parser.ValueTypeMatrix), Grid: gridOf(m), Series: make([]SeriesHeader, len(m))}
+	size := 0
 	for i, s := range m {
 		h.Series[i] = SeriesHeader{Metric: s.Metric, Points: len(s.Floats)}
-		points += len(s.Floats)
+		size += seriesBytes(h.Grid, len(s.Floats))
 	}
 	head, err := json.Marshal(h)
 	if err != nil {
 		return nil, fmt.Errorf("matrixcodec: header: %w", err)
 	}
 	start := align8(len(Magic) + 4 + len(head))
-	out := make([]byte, start+16*points)
+	out := make([]byte, start+size)
 	copy(out, Magic)
 	binary.LittleEndian.PutUint32(out[len(Magic):], uint32(len(head)))
 	copy(out[len(Magic)+4:], head)
 	off := start
+	g := h.Grid
 	for _, s := range m {
-		for _, p := range s.Floats {
-			binary.LittleEndian.PutUint64(out[off:], math.Float64bits(float64(p.T)))
-			off += 8
+		switch {
+		case g == nil:
+			for _, p := range s.Floats {
+				binary.LittleEndian.PutUint64(out[off:], math.Float64bits(float64(p.T)))
+				off += 8
+			}
+		case len(s.Floats) > 0 && len(s.Floats) < g.Steps:
+			mask := out[off : off+g.maskBytes()]
+			for _, p := range s.Floats {
+				k := (p.T - g.Start) / g.Step
+				mask[k/8] |= 1 << (k % 8)
+			}
+			off += len(mask)
 		}
 		for _, p := range s.Floats {
 			binary.LittleEndian.PutUint64(out[off:], math.Float64bits(p.F))
@@ -120,6 +198,17 @@ func (Codec) Encode(resp *v1.Response) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// seriesBytes is the size of a series of n points in a body with grid g.
+func seriesBytes(g *Grid, n int) int {
+	switch {
+	case g == nil:
+		return 16 * n
+	case n > 0 && n < g.Steps:
+		return g.maskBytes() + 8*n
+	}
+	return 8 * n
 }
 
 func align8(n int) int { return (n + 7) &^ 7 }
@@ -145,15 +234,43 @@ func Decode(b []byte) (Header, []Series, error) {
 		return h, nil, fmt.Errorf("matrixcodec: header: %w", err)
 	}
 	off := align8(len(Magic) + 4 + n)
+	g := h.Grid
+	if g != nil && (g.Steps < 1 || g.Steps > MaxGridSteps || g.Step < 1) {
+		return h, nil, fmt.Errorf("matrixcodec: grid of %d steps of %d ms", g.Steps, g.Step)
+	}
 	out := make([]Series, len(h.Series))
 	for i, sh := range h.Series {
-		if sh.Points < 0 || off+16*sh.Points > len(b) {
+		if sh.Points < 0 || g != nil && sh.Points > g.Steps || off+seriesBytes(g, sh.Points) > len(b) {
 			return h, nil, fmt.Errorf("matrixcodec: series %d: %d points past the body's end", i, sh.Points)
 		}
 		s := Series{Metric: sh.Metric, Timestamps: make([]int64, sh.Points), Values: make([]float64, sh.Points)}
-		for j := range sh.Points {
-			s.Timestamps[j] = int64(math.Float64frombits(binary.LittleEndian.Uint64(b[off:])))
-			off += 8
+		switch {
+		case g == nil:
+			for j := range sh.Points {
+				s.Timestamps[j] = int64(math.Float64frombits(binary.LittleEndian.Uint64(b[off:])))
+				off += 8
+			}
+		case sh.Points == 0:
+		case sh.Points == g.Steps:
+			for j := range sh.Points {
+				s.Timestamps[j] = g.Start + int64(j)*g.Step
+			}
+		default:
+			mask := b[off : off+g.maskBytes()]
+			j := 0
+			for k := range g.Steps {
+				if mask[k/8]&(1<<(k%8)) != 0 {
+					if j == sh.Points {
+						return h, nil, fmt.Errorf("matrixcodec: series %d: more steps marked than its %d points", i, sh.Points)
+					}
+					s.Timestamps[j] = g.Start + int64(k)*g.Step
+					j++
+				}
+			}
+			if j != sh.Points {
+				return h, nil, fmt.Errorf("matrixcodec: series %d: %d steps marked for %d points", i, j, sh.Points)
+			}
+			off += len(mask)
 		}
 		for j := range sh.Points {
 			s.Values[j] = math.Float64frombits(binary.LittleEndian.Uint64(b[off:]))

@@ -1,7 +1,9 @@
 package matrixcodec
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"maps"
 	"math"
 	"strconv"
 	"testing"
@@ -25,6 +27,23 @@ func matrix() promql.Matrix {
 	}
 }
 
+// gridMatrix is a range query's answer: every timestamp on a 15 s grid,
+// one series at every step, one with gaps (first and last steps missing,
+// more than 8 steps so that the bitmap spans bytes), one empty.
+func gridMatrix() promql.Matrix {
+	const start, step = 1733400000000, 15000
+	full := promql.Series{Metric: labels.FromStrings("pod", "full")}
+	gaps := promql.Series{Metric: labels.FromStrings("pod", "gaps")}
+	for k := range 20 {
+		full.Floats = append(full.Floats, promql.FPoint{T: start + int64(k)*step, F: float64(k)})
+		if k > 0 && k < 19 && k%3 != 0 {
+			gaps.Floats = append(gaps.Floats, promql.FPoint{T: start + int64(k)*step, F: math.NaN()})
+		}
+	}
+	gaps.Floats[4].F = math.Inf(-1)
+	return promql.Matrix{gaps, full, {Metric: labels.FromStrings("pod", "none")}}
+}
+
 func response(d any) *v1.Response {
 	var r v1.Response
 	// Status is of an unexported type: set it as the API's JSON does.
@@ -39,7 +58,49 @@ func response(d any) *v1.Response {
 // codec writes for the same answer, sample by sample, NaN and ±Inf
 // included, and the header carries the status, warnings and infos.
 func TestRoundTripMatchesJSON(t *testing.T) {
-	resp := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: matrix()})
+	t.Run("off the grid", func(t *testing.T) {
+		if h := roundTrip(t, matrix()); h.Grid != nil {
+			t.Errorf("grid %+v for timestamps a millisecond apart over decades", *h.Grid)
+		}
+	})
+	t.Run("grid", func(t *testing.T) {
+		h := roundTrip(t, gridMatrix())
+		if h.Grid == nil || *h.Grid != (Grid{Start: 1733400000000, Step: 15000, Steps: 20}) {
+			t.Errorf("grid %+v, want the 15 s grid of 20 steps", h.Grid)
+		}
+	})
+	t.Run("one timestamp", func(t *testing.T) {
+		m := promql.Matrix{{Metric: labels.FromStrings("a", "1"), Floats: []promql.FPoint{{T: 7, F: 1}}}, {Metric: labels.FromStrings("a", "2"), Floats: []promql.FPoint{{T: 7, F: 2}}}}
+		if h := roundTrip(t, m); h.Grid == nil || h.Grid.Steps != 1 {
+			t.Errorf("grid %+v, want one step", h.Grid)
+		}
+	})
+	t.Run("no points", func(t *testing.T) {
+		roundTrip(t, promql.Matrix{{Metric: labels.FromStrings("a", "1")}})
+		roundTrip(t, promql.Matrix{})
+	})
+}
+
+// TestGridHalvesTheBody: on the grid, a series at every step costs 8 bytes
+// a point and one with gaps 8 a point and a bit a step.
+func TestGridHalvesTheBody(t *testing.T) {
+	m := gridMatrix()
+	b, err := (Codec{}).Encode(response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: m}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hlen := int(binary.LittleEndian.Uint32(b[len(Magic):]))
+	samples := len(b) - align8(len(Magic)+4+hlen)
+	if want := 8*len(m[1].Floats) + 8 + 8*len(m[0].Floats); samples != want {
+		t.Errorf("%d bytes of samples, want %d", samples, want)
+	}
+}
+
+// roundTrip encodes m and checks what Decode reads against Prometheus'
+// JSON of the same answer.
+func roundTrip(t *testing.T, m promql.Matrix) Header {
+	t.Helper()
+	resp := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: m})
 	var c Codec
 	if !c.CanEncode(resp) {
 		t.Fatal("CanEncode: false for a float matrix")
@@ -75,7 +136,7 @@ func TestRoundTripMatchesJSON(t *testing.T) {
 	}
 	for i, w := range want.Data.Result {
 		g := got[i]
-		if g.Metric.Map()["job"] != w.Metric["job"] || len(g.Metric.Map()) != len(w.Metric) {
+		if !maps.Equal(g.Metric.Map(), w.Metric) {
 			t.Errorf("series %d: metric %v, JSON %v", i, g.Metric, w.Metric)
 		}
 		if len(g.Values) != len(w.Values) || len(g.Timestamps) != len(w.Values) {
@@ -99,6 +160,7 @@ func TestRoundTripMatchesJSON(t *testing.T) {
 	if len(b)%8 != 0 {
 		t.Errorf("body of %d bytes: not a multiple of 8", len(b))
 	}
+	return h
 }
 
 // TestCannotEncode: everything but a successful float matrix stays JSON.
@@ -127,17 +189,32 @@ func TestCannotEncode(t *testing.T) {
 // TestDecodeRefusesDamage: a truncated or foreign body is an error, not a
 // panic or a short answer.
 func TestDecodeRefusesDamage(t *testing.T) {
-	b, err := (Codec{}).Encode(response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: matrix()}))
+	for _, m := range []promql.Matrix{matrix(), gridMatrix()} {
+		b, err := (Codec{}).Encode(response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: m}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{0, 5, 11, 20, len(b) - 8, len(b) - 1} {
+			if _, _, err := Decode(b[:n]); err == nil {
+				t.Errorf("Decode of the first %d of %d bytes: no error", n, len(b))
+			}
+		}
+		if _, _, err := Decode(append(append([]byte{}, b...), 0, 0, 0, 0, 0, 0, 0, 0)); err == nil {
+			t.Error("Decode with trailing bytes: no error")
+		}
+	}
+	// A bitmap that marks a step more or fewer than the series' points.
+	b, err := (Codec{}).Encode(response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: gridMatrix()}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []int{0, 5, 11, 20, len(b) - 8, len(b) - 1} {
-		if _, _, err := Decode(b[:n]); err == nil {
-			t.Errorf("Decode of the first %d of %d bytes: no error", n, len(b))
+	mask := align8(len(Magic) + 4 + int(binary.LittleEndian.Uint32(b[len(Magic):]))) // the first series' bitmap
+	for _, flip := range []byte{0x01, 0x02} {                                        // step 0 is not marked, step 1 is
+		d := append([]byte{}, b...)
+		d[mask] ^= flip
+		if _, _, err := Decode(d); err == nil {
+			t.Errorf("Decode with bit %#x of the bitmap flipped: no error", flip)
 		}
-	}
-	if _, _, err := Decode(append(append([]byte{}, b...), 0, 0, 0, 0, 0, 0, 0, 0)); err == nil {
-		t.Error("Decode with trailing bytes: no error")
 	}
 	if _, _, err := Decode([]byte(`{"status":"success"}`)); err == nil {
 		t.Error("Decode of JSON: no error")

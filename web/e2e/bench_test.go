@@ -28,16 +28,21 @@ import (
 
 // BenchmarkConsoleGraph: from navigation to a drawn graph of 500 series ×
 // 2 h at a 15 s step with 200 change windows, in Chromium. Reported: the
-// whole time (ms-to-graph), the API's part (api-ms), building and drawing
-// the chart (draw-ms), the page's JS heap (heap-MB), and the CPU time of
-// the renderer's main thread (main-cpu-ms) and of the whole renderer
-// process (renderer-cpu-ms) from before the navigation to then, of which
-// running script (script-ms) and layout and style (layout-style-ms). The
-// parts of api-ms and draw-ms, from the console's performance marks: when
-// the query was sent (query-at-ms, since the navigation: loading the page
-// and the bundle, whoami, mounting the page), the answer's arrival (recv-ms: request to the whole body), decoding it
-// (parse-ms), putting it on the step grid (shape-ms), and uPlot's
-// constructor (build-ms; draw-ms less build-ms is its first draw).
+// whole time (ms-to-graph); the API's part (api-ms: the query_range
+// request, from when it left to its whole body received, from the
+// browser's Resource Timing; server-ms: to its first byte); building and
+// drawing the chart (draw-ms); the page's JS heap (heap-MB); and the CPU
+// time of the renderer's main thread (main-cpu-ms) and of the whole
+// renderer process (renderer-cpu-ms) from before the navigation to then,
+// of which running script (script-ms) and layout and style
+// (layout-style-ms). The parts, since the navigation: when the query
+// request left (sent-at-ms; boot.js sends it), when the app asked for it
+// (asked-at-ms: loading the page and the bundle, whoami, mounting the
+// page), when the body was received (received-at-ms) and when the app had
+// it (recv-ms: from asking to holding the whole body, which waits for the
+// request and for the main thread); from the console's performance marks,
+// decoding it (parse-ms), putting it on the step grid (shape-ms), and
+// uPlot's constructor (build-ms; draw-ms less build-ms is its first draw).
 //
 //	go test -run '^$' -bench ConsoleGraph -benchtime 5x ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraph(b *testing.B) {
@@ -51,7 +56,7 @@ func BenchmarkConsoleGraph(b *testing.B) {
 	}
 	page := base + "/query?" + q.Encode()
 
-	var total, api, draw, heap, task, proc, script, layout, queryAt, recv, parse, shape, build float64
+	var total, api, server, draw, heap, task, proc, script, layout, sentAt, askedAt, receivedAt, recv, parse, shape, build float64
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		// The renderer's metrics count from Performance.enable: before
@@ -65,11 +70,13 @@ func BenchmarkConsoleGraph(b *testing.B) {
 			err = chromedp.Do(ctx, chromedp.Navigate(page), chromedp.WaitVisible(chromedp.CSS(`.chart[data-drawn-at]`)))
 		}
 		type result struct {
-			DrawnAt, DrawMs, APIMs float64
-			Series, Regions        int
+			DrawnAt, DrawMs float64
+			Series, Regions int
+			// The query_range request's Resource Timing.
+			SentAt, ReceivedAt, API, Server float64
 			// The parts, from the console's performance marks
 			// (query/data.ts, chart/Chart.tsx).
-			QueryAt, Recv, Parse, Shape, Build float64
+			AskedAt, Recv, Parse, Shape, Build float64
 		}
 		var m result
 		if err == nil {
@@ -77,9 +84,13 @@ func BenchmarkConsoleGraph(b *testing.B) {
 				const c = document.querySelector('.chart'), g = document.querySelector('[data-testid=graph]');
 				const at = (n) => { const e = performance.getEntriesByName('lv:' + n, 'mark'); return e.length ? e[0].startTime : NaN; };
 				const d = (a, b) => at(b) - at(a);
-				return {drawnAt: +c.dataset.drawnAt, drawMs: +c.dataset.drawMs, apiMs: +g.dataset.apiMs, series: +g.dataset.series,
+				const q = performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/query_range'));
+				if (q.length !== 1) throw new Error(q.length + ' query_range requests, want 1');
+				const r = q[0];
+				return {drawnAt: +c.dataset.drawnAt, drawMs: +c.dataset.drawMs, series: +g.dataset.series,
 					regions: document.querySelectorAll('.ev-region').length,
-					queryAt: at('query'), recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built')}; })()`))
+					sentAt: r.startTime, receivedAt: r.responseEnd, api: r.responseEnd - r.startTime, server: r.responseStart - r.startTime,
+					askedAt: at('query'), recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built')}; })()`))
 		}
 		if err == nil && (m.Series != 500 || m.Regions != 200) {
 			err = fmt.Errorf("graph of %d series with %d windows, want 500 and 200", m.Series, m.Regions)
@@ -110,9 +121,12 @@ func BenchmarkConsoleGraph(b *testing.B) {
 			}
 		}
 		total += m.DrawnAt
-		api += m.APIMs
+		api += m.API
+		server += m.Server
 		draw += m.DrawMs
-		queryAt += m.QueryAt
+		sentAt += m.SentAt
+		askedAt += m.AskedAt
+		receivedAt += m.ReceivedAt
 		recv += m.Recv
 		parse += m.Parse
 		shape += m.Shape
@@ -121,13 +135,16 @@ func BenchmarkConsoleGraph(b *testing.B) {
 	n := float64(b.N)
 	b.ReportMetric(total/n, "ms-to-graph")
 	b.ReportMetric(api/n, "api-ms")
+	b.ReportMetric(server/n, "server-ms")
 	b.ReportMetric(draw/n, "draw-ms")
 	b.ReportMetric(heap/n, "heap-MB")
 	b.ReportMetric(task/n, "main-cpu-ms")
 	b.ReportMetric(proc/n, "renderer-cpu-ms")
 	b.ReportMetric(script/n, "script-ms")
 	b.ReportMetric(layout/n, "layout-style-ms")
-	b.ReportMetric(queryAt/n, "query-at-ms")
+	b.ReportMetric(sentAt/n, "sent-at-ms")
+	b.ReportMetric(askedAt/n, "asked-at-ms")
+	b.ReportMetric(receivedAt/n, "received-at-ms")
 	b.ReportMetric(recv/n, "recv-ms")
 	b.ReportMetric(parse/n, "parse-ms")
 	b.ReportMetric(shape/n, "shape-ms")

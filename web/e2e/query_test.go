@@ -374,27 +374,57 @@ func TestQueryDrawsWindowsOpenedBeforeTheRange(t *testing.T) {
 // TestQueryGraphDrawsTheAPIsValues: the console reads query_range in
 // levitated's binary matrix (pkg/matrixcodec), and what the chart holds is,
 // point for point, the API's JSON answer to the same query: the same
-// series, each value at its step, nothing else.
+// series, each value at its step, nothing else. Over the last hour the
+// series start within the range (put on the chart's steps one by one);
+// within the canary stages every series has a value at every step, and
+// the chart draws the answer's own arrays.
 func TestQueryGraphDrawsTheAPIsValues(t *testing.T) {
+	inStages := env.stages[len(env.stages)-1].End.Add(-time.Minute).Truncate(time.Second)
+	for _, c := range []struct {
+		name  string
+		end   time.Time
+		rng   int64  // seconds
+		input string // g0.range_input
+		step  int64  // Prometheus UI's step of range/250
+		whole bool   // every series at every step
+	}{
+		{"last hour", env.end, 3600, "1h", 14, false},
+		{"in the stages", inStages, 480, "8m", 2, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			extra := url.Values{"g0.range_input": {c.input}}
+			if c.end != env.end {
+				extra.Set("g0.end_input", c.end.UTC().Format("2006-01-02 15:04:05"))
+			}
+			checkGraphValues(t, extra, c.end.Unix()-c.rng, c.end.Unix(), c.step, c.whole)
+		})
+	}
+}
+
+func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, whole bool) {
 	ctx := browser(t, 1280, 800)
 	expr := `sum by (track) (rate(http_requests_total{service="checkout"}[1m]))`
-	do(t, ctx, chromedp.Navigate(queryURL(expr, nil)), visible(`.chart[data-drawn-at]`))
+	do(t, ctx, chromedp.Navigate(queryURL(expr, extra)), visible(`.chart[data-drawn-at]`))
 	got := eval[struct {
 		Format string
 		Labels []string
 		Data   [][]any
+		Typed  []bool
 	}](t, ctx, `(() => {
 		const u = document.querySelector('.chart').uplot;
 		return {format: document.querySelector('[data-testid=graph]').dataset.format,
 			labels: u.series.slice(1).map(s => s.label),
+			typed: u.data.slice(1).map(a => a instanceof Float64Array),
 			data: u.data.map(a => Array.from(a, v => v === null || v === undefined ? null : Number.isFinite(v) ? v : String(v)))};
 	})()`)
 	if got.Format != "matrix" {
 		t.Errorf("the console read query_range as %q, want levitated's binary matrix", got.Format)
 	}
-	// The page's range: 1h to env.end, Prometheus UI's step of range/250.
-	end := env.end.Unix()
-	start, step := end-3600, int64(14)
+	for i, typed := range got.Typed {
+		if typed != whole {
+			t.Errorf("series %s drawn from the answer's own array: %v, want %v", got.Labels[i], typed, whole)
+		}
+	}
 	var r struct {
 		Result []struct {
 			Metric map[string]string

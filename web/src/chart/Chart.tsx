@@ -5,11 +5,12 @@ import 'uplot/dist/uPlot.min.css';
 import type { Span } from '../events';
 import { regionsPlugin } from './regions';
 import { formatValue } from '../format';
+import type { Values } from '../query/data';
 
 export interface ChartSeries {
   label: string;
   color: string;
-  values: (number | null)[];
+  values: Values;
 }
 
 export interface ChartProps {
@@ -31,7 +32,7 @@ const manySeries = 50;
 function stack(series: ChartSeries[]): (number | null)[][] {
   const acc: number[] = [];
   return series.map((s) =>
-    s.values.map((v, i) => {
+    Array.from(s.values, (v, i) => {
       if (v === null || !isFinite(v)) return null;
       acc[i] = (acc[i] ?? 0) + v;
       return acc[i];

@@ -5,6 +5,13 @@ import { seriesColor } from '../chart/palette';
 import { formatLabels } from '../format';
 import { decodeMatrix, matrixType } from './matrix';
 
+/**
+ * Values are a series' samples on the step grid: null where it has none,
+ * or, for a series present at every step of a binary answer, the answer's
+ * own Float64Array.
+ */
+export type Values = (number | null)[] | Float64Array;
+
 export interface MatrixSeries {
   metric: Record<string, string>;
   values?: [number, string][];
@@ -55,13 +62,27 @@ export async function queryRange(expr: string, start: number, end: number, step:
     const m = decodeMatrix(buf);
     const ms = performance.now() - t0;
     performance.mark('lv:parsed');
+    const g = m.grid;
+    // The body's grid is the query's when the answer spans the whole range
+    // (its grid starts at the earliest point): then a series present at
+    // every step is drawn from the body as it is.
+    const same = !!g && Math.abs(g.start - start * 1000) < 0.5 && g.step === step * 1000 && g.steps === n;
     const series = m.series.map((s, i) => {
-      const values: (number | null)[] = new Array(n).fill(null);
-      const ts = s.timestamps;
       const vs = s.values;
-      for (let j = 0; j < ts.length; j++) {
-        const k = grid(ts[j] / 1000);
-        if (k >= 0 && k < n) values[k] = vs[j];
+      let values: Values;
+      if (same && vs.length === n) values = vs;
+      else {
+        const a: (number | null)[] = new Array(n).fill(null);
+        const put = (t: number, v: number) => {
+          const k = grid(t / 1000);
+          if (k >= 0 && k < n) a[k] = v;
+        };
+        if (s.timestamps) for (let j = 0; j < vs.length; j++) put(s.timestamps[j], vs[j]);
+        else if (g && s.mask) {
+          const mask = s.mask;
+          for (let k = 0, j = 0; k < g.steps && j < vs.length; k++) if (mask[k >> 3] & (1 << (k & 7))) put(g.start + k * g.step, vs[j++]);
+        } else if (g) for (let j = 0; j < vs.length; j++) put(g.start + j * g.step, vs[j]);
+        values = a;
       }
       return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
     });
@@ -106,7 +127,7 @@ export async function queryInstant(expr: string, time: number, signal?: AbortSig
 }
 
 /** mean of the non-null values whose time lies in [from, to). */
-export function meanIn(xs: number[], values: (number | null)[], from: number, to: number): number | null {
+export function meanIn(xs: number[], values: Values, from: number, to: number): number | null {
   let sum = 0;
   let n = 0;
   for (let i = 0; i < xs.length; i++) {
