@@ -42,7 +42,8 @@ import (
 // it (recv-ms: from asking to holding the whole body, which waits for the
 // request and for the main thread); from the console's performance marks,
 // decoding it (parse-ms), putting it on the step grid (shape-ms), and
-// uPlot's constructor (build-ms; draw-ms less build-ms is its first draw).
+// uPlot's constructor (build-ms), its first draw of the axes and series
+// (series-ms) and placing the change windows (regions-ms).
 //
 //	go test -run '^$' -bench ConsoleGraph -benchtime 5x ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraph(b *testing.B) {
@@ -56,6 +57,7 @@ func BenchmarkConsoleGraph(b *testing.B) {
 	}
 	page := base + "/query?" + q.Encode()
 
+	var seriesMs, regionsMs float64
 	var total, api, server, draw, heap, task, proc, script, layout, sentAt, askedAt, receivedAt, recv, parse, shape, build float64
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
@@ -76,7 +78,7 @@ func BenchmarkConsoleGraph(b *testing.B) {
 			SentAt, ReceivedAt, API, Server float64
 			// The parts, from the console's performance marks
 			// (query/data.ts, chart/Chart.tsx).
-			AskedAt, Recv, Parse, Shape, Build float64
+			AskedAt, Recv, Parse, Shape, Build, SeriesDraw, RegionsDraw float64
 		}
 		var m result
 		if err == nil {
@@ -90,7 +92,7 @@ func BenchmarkConsoleGraph(b *testing.B) {
 				return {drawnAt: +c.dataset.drawnAt, drawMs: +c.dataset.drawMs, series: +g.dataset.series,
 					regions: document.querySelectorAll('.ev-region').length,
 					sentAt: r.startTime, receivedAt: r.responseEnd, api: r.responseEnd - r.startTime, server: r.responseStart - r.startTime,
-					askedAt: at('query'), recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built')}; })()`))
+					askedAt: at('query'), recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built'), seriesDraw: d('built', 'regions'), regionsDraw: d('regions', 'drawn')}; })()`))
 		}
 		if err == nil && (m.Series != 500 || m.Regions != 200) {
 			err = fmt.Errorf("graph of %d series with %d windows, want 500 and 200", m.Series, m.Regions)
@@ -131,6 +133,8 @@ func BenchmarkConsoleGraph(b *testing.B) {
 		parse += m.Parse
 		shape += m.Shape
 		build += m.Build
+		seriesMs += m.SeriesDraw
+		regionsMs += m.RegionsDraw
 	}
 	n := float64(b.N)
 	b.ReportMetric(total/n, "ms-to-graph")
@@ -149,6 +153,8 @@ func BenchmarkConsoleGraph(b *testing.B) {
 	b.ReportMetric(parse/n, "parse-ms")
 	b.ReportMetric(shape/n, "shape-ms")
 	b.ReportMetric(build/n, "build-ms")
+	b.ReportMetric(seriesMs/n, "series-ms")
+	b.ReportMetric(regionsMs/n, "regions-ms")
 }
 
 // benchServer starts levitated on loopback with 500 counters

@@ -4,6 +4,7 @@ import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { Span } from '../events';
 import { regionsPlugin } from './regions';
+import { linesPlugin, noPaths } from './lines';
 import { formatValue } from '../format';
 import type { Values } from '../query/data';
 
@@ -58,10 +59,10 @@ export function Chart(p: ChartProps) {
   useLayoutEffect(() => {
     const el = host.current!;
     // Many series: 1 px lines and no hover dot per series (uPlot keeps an
-    // element per series for them and moves each on every mouse move).
-    // In BenchmarkConsoleGraph (500 series) the first draw's CPU time with
-    // and without this differed by less than the shared machine's noise.
+    // element per series for them and moves each on every mouse move),
+    // drawn in one pass (lines.ts) unless stacked.
     const many = p.series.length > manySeries;
+    const onePass = many && !p.stacked;
     const fg = cssVar('--fg-muted');
     const grid = cssVar('--grid');
     const values = p.stacked ? stack(p.series) : p.series.map((s) => s.values);
@@ -88,10 +89,11 @@ export function Chart(p: ChartProps) {
           fill: p.stacked ? s.color + '55' : undefined,
           spanGaps: false,
           points: { show: p.xs.length < 60 },
+          paths: onePass ? noPaths : undefined,
         })),
       ],
       bands: p.stacked ? p.series.slice(1).map((_, i) => ({ series: [i + 2, i + 1] as [number, number] })) : undefined,
-      plugins: [regionsPlugin(() => spans.current, (s) => cb.current.onOpenSpan?.(s))],
+      plugins: [...(onePass ? [linesPlugin(1)] : []), regionsPlugin(() => spans.current, (s) => cb.current.onOpenSpan?.(s))],
       hooks: {
         setSelect: [
           (u) => {
@@ -106,21 +108,23 @@ export function Chart(p: ChartProps) {
     };
     // For the benchmark: when the chart was first drawn (ms since the
     // navigation started) and how long building and drawing it took
-    // (uPlot draws in a microtask after its constructor; the regions'
-    // draw hook runs first).
+    // (uPlot draws in a microtask after its constructor). uPlot runs the
+    // plugins' hooks after the options' own, in order: this one is last.
     const t0 = performance.now();
     performance.mark('lv:chart');
     let first = true;
-    opts.hooks!.draw = [
-      () => {
-        if (!first) return;
-        first = false;
-        const t1 = performance.now();
-        performance.mark('lv:drawn');
-        el.dataset.drawMs = (t1 - t0).toFixed(1);
-        el.dataset.drawnAt = t1.toFixed(1);
+    opts.plugins!.push({
+      hooks: {
+        draw: () => {
+          if (!first) return;
+          first = false;
+          const t1 = performance.now();
+          performance.mark('lv:drawn');
+          el.dataset.drawMs = (t1 - t0).toFixed(1);
+          el.dataset.drawnAt = t1.toFixed(1);
+        },
       },
-    ];
+    });
     const u = new uPlot(opts, [p.xs, ...values] as uPlot.AlignedData, el);
     performance.mark('lv:built');
     plot.current = u;
