@@ -17,6 +17,8 @@ export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void
     if (first) performance.mark('lv:regions');
     first = false;
     const spans = getSpans();
+    // BenchmarkConsoleGraph: when windows were first on the chart.
+    if (spans.length && !layer.dataset.placedAt) layer.dataset.placedAt = performance.now().toFixed(1);
     const [xmin, xmax] = [u.scales.x.min ?? 0, u.scales.x.max ?? 0];
     const width = u.over.clientWidth;
     layer.replaceChildren();
