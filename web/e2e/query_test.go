@@ -487,3 +487,43 @@ func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, wh
 		}
 	}
 }
+
+// TestQueryGraphDrawsManySeries: a chart of more than 50 series draws its
+// lines in one pass (chart/lines.ts) rather than through uPlot's own
+// paths; every series is drawn where uPlot's scales put its values: the
+// canvas is painted at (or within a pixel of) nearly every sample.
+func TestQueryGraphDrawsManySeries(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	expr := `{__name__=~"http_.+", service="checkout"}`
+	end := env.stages[len(env.stages)-1].End.Add(-time.Minute).Truncate(time.Second)
+	do(t, ctx, chromedp.Navigate(queryURL(expr, url.Values{"g0.range_input": {"8m"}, "g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}})), visible(`.chart[data-drawn-at]`))
+	got := eval[struct {
+		Series, Samples, Painted int
+		Missed                   []string
+	}](t, ctx, `(() => {
+		const u = document.querySelector('.chart').uplot;
+		const c = u.ctx, w = c.canvas.width, h = c.canvas.height;
+		const px = c.getImageData(0, 0, w, h).data;
+		const painted = (x, y) => { for (let dx = -1; dx <= 1; dx++) for (let dy = -1; dy <= 1; dy++) {
+			const X = Math.round(x) + dx, Y = Math.round(y) + dy;
+			if (X >= 0 && Y >= 0 && X < w && Y < h && px[(Y * w + X) * 4 + 3] > 0) return true; } return false; };
+		let samples = 0, hits = 0; const missed = [];
+		for (let si = 1; si < u.series.length; si++) {
+			const ys = u.data[si];
+			for (let i = 0; i < ys.length; i += 7) {
+				const v = ys[i];
+				if (v == null || !Number.isFinite(v)) continue;
+				samples++;
+				const x = u.valToPos(u.data[0][i], 'x', true), y = u.valToPos(v, 'y', true);
+				if (painted(x, y)) hits++; else if (missed.length < 5) missed.push(u.series[si].label + ' @' + i);
+			}
+		}
+		return {series: u.series.length - 1, samples, painted: hits, missed};
+	})()`)
+	if got.Series <= 50 {
+		t.Fatalf("%s draws %d series; the test wants more than 50", expr, got.Series)
+	}
+	if got.Samples < 10*got.Series || float64(got.Painted) < 0.98*float64(got.Samples) {
+		t.Errorf("%d series: the canvas is painted at %d of %d samples (missed %v)", got.Series, got.Painted, got.Samples, got.Missed)
+	}
+}
