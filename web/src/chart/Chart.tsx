@@ -1,5 +1,5 @@
 // Chart.tsx: a uPlot time-series chart with change windows drawn over it.
-import { useEffect, useLayoutEffect, useRef } from 'preact/hooks';
+import { useLayoutEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import type { Span } from '../events';
@@ -49,6 +49,7 @@ function cssVar(name: string): string {
 export function Chart(p: ChartProps) {
   const host = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
+  const placeRegions = useRef<((u: uPlot) => void) | null>(null);
   const spans = useRef(p.spans);
   spans.current = p.spans;
   const cb = useRef(p);
@@ -66,6 +67,8 @@ export function Chart(p: ChartProps) {
     const fg = cssVar('--fg-muted');
     const grid = cssVar('--grid');
     const values = p.stacked ? stack(p.series) : p.series.map((s) => s.values);
+    const regions = regionsPlugin(() => spans.current, (s) => cb.current.onOpenSpan?.(s));
+    placeRegions.current = regions.place;
     const opts: uPlot.Options = {
       width: el.clientWidth || 800,
       height: p.height ?? 320,
@@ -93,7 +96,7 @@ export function Chart(p: ChartProps) {
         })),
       ],
       bands: p.stacked ? p.series.slice(1).map((_, i) => ({ series: [i + 2, i + 1] as [number, number] })) : undefined,
-      plugins: [...(onePass ? [linesPlugin(1)] : []), regionsPlugin(() => spans.current, (s) => cb.current.onOpenSpan?.(s))],
+      plugins: [...(onePass ? [linesPlugin(1)] : []), regions],
       hooks: {
         setSelect: [
           (u) => {
@@ -141,9 +144,10 @@ export function Chart(p: ChartProps) {
     };
   }, [p.xs, p.series, p.stacked, p.height]);
 
-  // New windows only need a redraw.
-  useEffect(() => {
-    plot.current?.redraw(false, false);
+  // New windows are placed over the chart as it is drawn (they are
+  // elements over the canvas), in the same task: no redraw of the series.
+  useLayoutEffect(() => {
+    if (plot.current) placeRegions.current?.(plot.current);
   }, [p.spans]);
 
   return <div class="chart" ref={host} role="img" aria-label={p.title ?? 'graph'} />;

@@ -7,8 +7,12 @@ import { type Span, describe } from '../events';
 import { eventColor } from './palette';
 import { formatTime } from '../time';
 
-/** regionsPlugin draws spans on the chart it is given to. */
-export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void): uPlot.Plugin {
+/**
+ * regionsPlugin draws spans on the chart it is given to, at every draw;
+ * its place (after init) places them again without redrawing the chart,
+ * for new spans.
+ */
+export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void): uPlot.Plugin & { place: (u: uPlot) => void } {
   let layer: HTMLDivElement;
   let tip: HTMLDivElement;
   let first = true;
@@ -45,6 +49,7 @@ export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void
     return getSpans().filter((s) => (s.end === undefined ? Math.abs(s.start - t) <= slack : s.start <= t && t < s.end));
   };
   return {
+    place: (u) => layer && place(u),
     hooks: {
       init: (u) => {
         layer = document.createElement('div');
