@@ -3,7 +3,6 @@ package impact
 import (
 	"context"
 	"errors"
-	"sort"
 	"sync"
 	"time"
 
@@ -12,6 +11,8 @@ import (
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
+
+	"github.com/levitated/levitated/pkg/resultscache"
 )
 
 // Pacer runs the scheduler's queries behind ingest (*yield.Pacer): it
@@ -220,7 +221,7 @@ func (q *spanQuery) Exec(ctx context.Context) *promql.Result {
 				q.r.err = err
 				return
 			}
-			q.r.mat, q.r.warnings = copyMatrix(m), res.Warnings
+			q.r.mat, q.r.warnings = resultscache.CopyMatrix(m), res.Warnings
 		}()
 	}
 	select {
@@ -231,47 +232,5 @@ func (q *spanQuery) Exec(ctx context.Context) *promql.Result {
 	if q.r.err != nil {
 		return &promql.Result{Err: q.r.err}
 	}
-	return &promql.Result{Value: sliceMatrix(q.r.mat, q.start, q.end), Warnings: q.r.warnings}
-}
-
-// copyMatrix copies m out of the engine's pooled buffers.
-func copyMatrix(m promql.Matrix) promql.Matrix {
-	out := make(promql.Matrix, len(m))
-	for i, s := range m {
-		out[i] = promql.Series{Metric: s.Metric, DropName: s.DropName}
-		if len(s.Floats) > 0 {
-			out[i].Floats = append([]promql.FPoint(nil), s.Floats...)
-		}
-		if len(s.Histograms) > 0 {
-			out[i].Histograms = make([]promql.HPoint, len(s.Histograms))
-			for j, h := range s.Histograms {
-				out[i].Histograms[j] = promql.HPoint{T: h.T, H: h.H.Copy()}
-			}
-		}
-	}
-	return out
-}
-
-// sliceMatrix is m's points from..to (ms, inclusive), sharing m's points;
-// a series with none there is left out, as the engine leaves it out of a
-// query over that range.
-func sliceMatrix(m promql.Matrix, from, to int64) promql.Matrix {
-	out := make(promql.Matrix, 0, len(m))
-	for _, s := range m {
-		fs := s.Floats[sort.Search(len(s.Floats), func(i int) bool { return s.Floats[i].T >= from }):]
-		fs = fs[:sort.Search(len(fs), func(i int) bool { return fs[i].T > to })]
-		hs := s.Histograms[sort.Search(len(s.Histograms), func(i int) bool { return s.Histograms[i].T >= from }):]
-		hs = hs[:sort.Search(len(hs), func(i int) bool { return hs[i].T > to })]
-		if len(fs) == 0 && len(hs) == 0 {
-			continue
-		}
-		if len(fs) == 0 {
-			fs = nil
-		}
-		if len(hs) == 0 {
-			hs = nil
-		}
-		out = append(out, promql.Series{Metric: s.Metric, Floats: fs, Histograms: hs, DropName: s.DropName})
-	}
-	return out
+	return &promql.Result{Value: resultscache.SliceMatrix(q.r.mat, q.start, q.end), Warnings: q.r.warnings}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/resultscache"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
@@ -107,7 +108,7 @@ func TestEngineEvaluatesASpanOnce(t *testing.T) {
 		require.NoError(t, res.Err)
 		m, err := res.Matrix()
 		require.NoError(t, err)
-		return copyMatrix(m)
+		return resultscache.CopyMatrix(m)
 	}
 
 	widened := []string{

@@ -168,7 +168,7 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 	if len(pieces) == 0 {
 		c.finish(tn, p, nil)
 		c.count("hit", cachedSteps, 0)
-		return &promql.Result{Value: slice(old.mat, q.start, q.end), Warnings: mergeAnnotations(nil, old.warnings)}
+		return &promql.Result{Value: SliceMatrix(old.mat, q.start, q.end), Warnings: mergeAnnotations(nil, old.warnings)}
 	}
 
 	// Evaluate the pieces.
@@ -192,7 +192,7 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 			qry.Close()
 			return q.fallback(ctx, tn, p)
 		}
-		results = append(results, copyMatrix(mat))
+		results = append(results, CopyMatrix(mat))
 		warnings = mergeAnnotations(warnings, res.Warnings)
 		qry.Close()
 		if rec.any {
@@ -206,7 +206,7 @@ func (q *query) Exec(ctx context.Context) *promql.Result {
 	// Merge in time order.
 	var segs []promql.Matrix
 	if u0 <= u1 {
-		cached := slice(old.mat, u0, u1)
+		cached := SliceMatrix(old.mat, u0, u1)
 		if q.start < u0 {
 			segs = append(segs, results[0], cached)
 			results = results[1:]
@@ -285,8 +285,9 @@ func (r *recorder) Querier(mint, maxt int64) (storage.Querier, error) {
 	return r.Queryable.Querier(mint, maxt)
 }
 
-// copyMatrix copies m out of the engine's pools.
-func copyMatrix(m promql.Matrix) promql.Matrix {
+// CopyMatrix copies m out of the engine's pools (a result is only valid
+// until its query is closed).
+func CopyMatrix(m promql.Matrix) promql.Matrix {
 	out := make(promql.Matrix, len(m))
 	for i, s := range m {
 		out[i] = promql.Series{Metric: s.Metric, DropName: s.DropName}
@@ -304,9 +305,10 @@ func copyMatrix(m promql.Matrix) promql.Matrix {
 	return out
 }
 
-// slice returns the points of m at steps from..to, sharing m's points;
-// series with none are left out.
-func slice(m promql.Matrix, from, to int64) promql.Matrix {
+// SliceMatrix returns the points of m at from..to (ms, inclusive), sharing
+// m's points; a series with none there is left out, as the engine leaves
+// it out of a query over that range.
+func SliceMatrix(m promql.Matrix, from, to int64) promql.Matrix {
 	out := make(promql.Matrix, 0, len(m))
 	for _, s := range m {
 		fs := s.Floats[sort.Search(len(s.Floats), func(i int) bool { return s.Floats[i].T >= from }):]
