@@ -47,6 +47,14 @@ func (e *Engine) NewRangeQuery(ctx context.Context, q storage.Queryable, opts pr
 	return &limitedQuery{Query: qry, l: l}, nil
 }
 
+// LimitsQuery reports whether the tenant of ctx has a samples or timeout
+// limit that this engine applies to its queries: a query evaluated
+// elsewhere (pkg/queryshard's rollups) would escape it.
+func (e *Engine) LimitsQuery(ctx context.Context) bool {
+	_, l := e.limit(ctx, nil)
+	return l.samplesApplied || l.timeoutLimits
+}
+
 // queryLimits are the limits applied to one query.
 type queryLimits struct {
 	tenant                        string

@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,7 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/stats"
 
+	"github.com/levitated/levitated/pkg/rollup"
 	levstorage "github.com/levitated/levitated/pkg/storage"
 )
 
@@ -58,10 +60,46 @@ type Engine struct {
 	parser  parser.Parser
 	opaque  map[string]bool
 	sharded atomic.Int64
+
+	rollups  *RollupOptions
+	rolledUp atomic.Int64
 }
 
 // Sharded returns how many queries ran sharded.
 func (e *Engine) Sharded() int64 { return e.sharded.Load() }
+
+// RolledUp returns how many shards were evaluated by pkg/rollup.
+func (e *Engine) RolledUp() int64 { return e.rolledUp.Load() }
+
+// RollupOptions are the inner engine's settings a shard evaluated by
+// pkg/rollup must apply itself, because it does not run on that engine.
+type RollupOptions struct {
+	// Timeout is the engine's --query.timeout.
+	Timeout time.Duration
+	// LookbackDelta is the engine's default lookback delta.
+	LookbackDelta time.Duration
+	// MaxSamples is the engine's --query.max-samples: a shard whose
+	// groups would hold more points runs on the engine, which refuses it.
+	MaxSamples int
+}
+
+// WithRollups makes e evaluate the shards it can with pkg/rollup (one pass
+// per series, the engine's results bit for bit) instead of the inner
+// engine. Not for an engine that uses start timestamps other than as
+// Prometheus does by default: a rollup falls back to the engine when it
+// meets one, so that is safe too.
+func (e *Engine) WithRollups(o RollupOptions) *Engine {
+	e.rollups = &o
+	return e
+}
+
+// costLimiter is an inner engine that applies per-query cost limits to
+// some queries (pkg/limits.Engine). A rollup does not count the samples it
+// reads as the engine does, so a query under such a limit runs on the
+// engine.
+type costLimiter interface {
+	LimitsQuery(ctx context.Context) bool
+}
 
 // New returns an engine that runs shardable aggregations over shards
 // concurrent shards of inner (shards < 2 turns sharding off). p parses
@@ -108,11 +146,17 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	if err != nil {
 		return delegate()
 	}
+	plans := make([]*rollup.Plan, len(nodes))
+	if e.rollups != nil {
+		for i, n := range nodes {
+			plans[i] = rollup.Compile(n)
+		}
+	}
 	outer := rewrite(expr, nodes).String()
 	e.sharded.Add(1)
 	return &shardedQuery{
 		engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
-		instant: instant, nodes: nodes, outer: outer, statement: statement,
+		instant: instant, nodes: nodes, plans: plans, outer: outer, statement: statement,
 	}, nil
 }
 
@@ -325,6 +369,7 @@ type shardedQuery struct {
 	interval   time.Duration
 	instant    bool
 	nodes      []*parser.AggregateExpr
+	plans      []*rollup.Plan // per node; nil where the engine evaluates it
 	outer      string
 	statement  parser.Expr
 
@@ -385,6 +430,12 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 
 	n := s.engine.shards
 	partial := make([][]promql.Series, len(s.nodes))
+	rollupCtx, rollupRange, useRollups := s.rollupSetup(ctx)
+	if useRollups && s.engine.rollups.Timeout > 0 {
+		var cancelRollups context.CancelFunc
+		rollupCtx, cancelRollups = context.WithTimeout(rollupCtx, s.engine.rollups.Timeout)
+		defer cancelRollups()
+	}
 	var (
 		wg       sync.WaitGroup
 		errOnce  sync.Once
@@ -399,6 +450,25 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 			go func() {
 				defer wg.Done()
 				sq := shardQueryable{inner: s.q, spec: levstorage.ShardSpec{Labels: node.Grouping, Without: node.Without, Index: uint64(shard), Count: uint64(n)}}
+				if plan := s.plans[i]; useRollups && plan != nil {
+					series, annos, err := plan.Eval(rollupCtx, sq, rollupRange, s.engine.rollups.MaxSamples)
+					switch {
+					case err == nil:
+						s.engine.rolledUp.Add(1)
+						warnMu.Lock()
+						warnings.Merge(annos)
+						warnMu.Unlock()
+						mu.Lock()
+						partial[i] = append(partial[i], series...)
+						mu.Unlock()
+						return
+					case errors.Is(err, rollup.ErrFallback), errors.Is(err, rollup.ErrTooManySamples):
+						// The engine evaluates this shard.
+					default:
+						errOnce.Do(func() { firstErr = err; cancel() })
+						return
+					}
+				}
 				qry, err := s.newInner(ctx, sq, node.String())
 				if err != nil {
 					errOnce.Do(func() { firstErr = err; cancel() })
@@ -457,6 +527,34 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	res := qry.Exec(ctx)
 	res.Warnings.Merge(warnings)
 	return res
+}
+
+// rollupSetup reports whether the shards may be evaluated by pkg/rollup,
+// and at which times.
+func (s *shardedQuery) rollupSetup(ctx context.Context) (context.Context, rollup.Range, bool) {
+	o := s.engine.rollups
+	if o == nil || !slices.ContainsFunc(s.plans, func(p *rollup.Plan) bool { return p != nil }) {
+		return ctx, rollup.Range{}, false
+	}
+	lookback := o.LookbackDelta
+	if s.opts != nil {
+		if c, ok := s.opts.(promql.QueryCostOpts); ok && (c.MaxSeries() > 0 || c.MaxSamplesRead() > 0 || c.MaxQueryDuration() > 0) {
+			return ctx, rollup.Range{}, false
+		}
+		if d := s.opts.LookbackDelta(); d > 0 {
+			lookback = d
+		}
+	}
+	if l, ok := s.engine.inner.(costLimiter); ok && l.LimitsQuery(ctx) {
+		return ctx, rollup.Range{}, false
+	}
+	r := rollup.Range{Start: s.start.UnixMilli(), End: s.end.UnixMilli(), Lookback: lookback.Milliseconds()}
+	if s.instant {
+		r.End = r.Start
+	} else {
+		r.Interval = s.interval.Milliseconds()
+	}
+	return ctx, r, true
 }
 
 // exactMerge reports whether the outer aggregations over the partial

@@ -27,8 +27,10 @@ import (
 // aggregation in them is evaluated in shards, and the results must be the
 // files' expected ones.
 func TestPromQLBuiltinSharded(t *testing.T) {
-	for _, shards := range []int{2, 3} {
-		t.Run(map[int]string{2: "shards=2", 3: "shards=3"}[shards], func(t *testing.T) {
+	for _, shards := range []int{2, 3, -3} {
+		rollups := shards < 0
+		shards = max(shards, -shards)
+		t.Run(map[int]string{2: "shards=2", 3: "shards=3"}[shards]+map[bool]string{true: ",rollups"}[rollups], func(t *testing.T) {
 			opts := levpromql.DefaultOptions()
 			opts.Timeout = 100 * time.Second
 			opts.UseStartTimestamps = true // start_timestamps.test needs it, as promqltest's engine has it
@@ -36,11 +38,17 @@ func TestPromQLBuiltinSharded(t *testing.T) {
 			require.NoError(t, err)
 			defer inner.Close()
 			engine := queryshard.New(inner, shards, levpromql.NewParser(), levpromql.EventFunctions()...)
+			if rollups {
+				engine.WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+			}
 			promqltest.RunBuiltinTestsWithStorage(t, engine, func(tb testing.TB) storage.Storage { return storagetest.New(tb) })
 			// The files are full of shardable aggregations; make sure they
-			// went through the shards.
+			// went through the shards (and, with rollups, through pkg/rollup).
 			require.Greater(t, engine.Sharded(), int64(150))
-			t.Logf("%d queries ran sharded", engine.Sharded())
+			if rollups {
+				require.Greater(t, engine.RolledUp(), int64(100))
+			}
+			t.Logf("%d queries ran sharded, %d shards rolled up", engine.Sharded(), engine.RolledUp())
 		})
 	}
 }
@@ -67,7 +75,8 @@ func TestShardedResultsAreBitIdentical(t *testing.T) {
 	inner, err := levpromql.New(opts)
 	require.NoError(t, err)
 	defer inner.Close()
-	sharded := queryshard.New(inner, 3, levpromql.NewParser(), levpromql.EventFunctions()...)
+	sharded := queryshard.New(inner, 3, levpromql.NewParser(), levpromql.EventFunctions()...).
+		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
 	start, end := time.UnixMilli(t0+30*60_000), time.UnixMilli(t0+59*60_000)
 	for _, q := range []string{
 		`sum by (service) (rate(http_requests_total[5m]))`,
@@ -113,8 +122,11 @@ func TestShardedResultsAreBitIdentical(t *testing.T) {
 				t.Fatalf("%s: result %T", q, res.Value)
 				return nil
 			}
-			before := sharded.Sharded()
+			before, rolledBefore := sharded.Sharded(), sharded.RolledUp()
 			want, got := run(inner), run(sharded)
+			if !strings.HasPrefix(q, "topk(") && !strings.HasPrefix(q, "bottomk") {
+				require.Greater(t, sharded.RolledUp(), rolledBefore, "%s was not rolled up", q)
+			}
 			if strings.HasPrefix(q, "topk(") {
 				// Which of two equal values topk keeps depends on the order
 				// of its input, which sharding changes: not sharded below it.

@@ -26,10 +26,16 @@ import (
 
 // apiEngine is the engine every HTTP and gRPC query runs on: shardable
 // aggregations run over shards of the series in parallel (pkg/queryshard),
+// those of a range function over a selector in one pass per series
+// (pkg/rollup),
 // each shard within the tenant's query limits (pkg/limits), and cacheable
 // range queries are served through the results cache (resultscache.go).
 func (s *Server) apiEngine() promql.QueryEngine {
-	return s.cachedEngine(queryshard.New(s.queryEngine(), s.opts.QueryShards, s.opts.Query.Parser(), levpromql.EventFunctions()...))
+	q := s.opts.Query
+	q.EnsureDefaults()
+	sharded := queryshard.New(s.queryEngine(), s.opts.QueryShards, q.Parser(), levpromql.EventFunctions()...).
+		WithRollups(queryshard.RollupOptions{Timeout: q.Timeout, LookbackDelta: q.LookbackDelta, MaxSamples: q.MaxSamples})
+	return s.cachedEngine(sharded)
 }
 
 // prometheusAPI mounts Prometheus' own web/api/v1 handlers, as Mimir does

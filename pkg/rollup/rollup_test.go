@@ -1,0 +1,248 @@
+package rollup_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
+
+	levpromql "github.com/levitated/levitated/pkg/promql"
+	"github.com/levitated/levitated/pkg/rollup"
+	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
+)
+
+const t0 = int64(1_700_000_000_000)
+
+// fill writes series that exercise what the engine's functions treat
+// specially: counter resets, NaN values, staleness markers, gaps longer
+// than a window, irregular and duplicate-free intervals, negative values,
+// series that start late and end early.
+func fill(t *testing.T, db *storage.DB, seed uint64) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, 7))
+	app := db.AppenderV2(ctx)
+	for i := range 60 {
+		lset := labels.FromStrings(
+			"__name__", []string{"req_total", "mem_bytes", "lat_seconds"}[i%3],
+			"svc", fmt.Sprintf("s%d", i%4),
+			"inst", fmt.Sprintf("i%d", i),
+			"zone", []string{"a", "b", ""}[i%3],
+		)
+		ts := t0 + rng.Int64N(60_000)
+		end := t0 + 3*3600_000 - rng.Int64N(1800_000)
+		regular := i%2 == 0 // on the 15 s grid: samples exactly on window and lookback boundaries
+		if regular {
+			ts = t0 + 15_000*rng.Int64N(4)
+		}
+		v := rng.Float64() * 100
+		var ref promstorage.SeriesRef
+		for ts < end {
+			f := v
+			switch r := rng.IntN(200); {
+			case r == 0:
+				f = math.NaN()
+			case r == 1:
+				f = math.Float64frombits(value.StaleNaN)
+			case r < 4:
+				v = rng.Float64() * 10 // a counter reset
+				f = v
+			case r == 5:
+				ts += 20 * 60_000 // a gap
+			case r == 7:
+				ts += 5 * 60_000 // exactly the lookback delta
+			case r == 6:
+				f = -v
+			}
+			var err error
+			ref, err = app.Append(ref, lset, 0, ts, f, nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+			v += rng.Float64() * 5
+			if regular {
+				ts += 15_000
+			} else {
+				ts += 5_000 + rng.Int64N(25_000)
+			}
+		}
+	}
+	require.NoError(t, app.Commit())
+}
+
+// TestEvalEqualsEngine compares every accepted form with Prometheus'
+// engine over the same store, bit for bit, at many ranges, steps and
+// windows (including steps longer than the window and instant queries).
+func TestEvalEqualsEngine(t *testing.T) {
+	db := storagetest.New(t)
+	fill(t, db, 1)
+	opts := levpromql.DefaultOptions()
+	engine, err := levpromql.New(opts)
+	require.NoError(t, err)
+	defer engine.Close()
+	ctx := context.Background()
+	p := levpromql.NewParser()
+
+	funcs := []string{"rate", "increase", "delta", "irate", "idelta", "sum_over_time", "count_over_time",
+		"min_over_time", "max_over_time", "last_over_time", "present_over_time"}
+	ops := []string{"sum", "count", "min", "max", "group"}
+	groupings := []string{"by (svc)", "without (inst)", "by (svc, zone)", "by (nothing)", "without (inst, __name__)"}
+	windows := []string{"1m", "5m", "90s", "17m"}
+	var exprs []string
+	for i, f := range funcs {
+		for j, op := range ops {
+			g := groupings[(i+j)%len(groupings)]
+			w := windows[(i+2*j)%len(windows)]
+			exprs = append(exprs, fmt.Sprintf("%s %s (%s(req_total[%s]))", op, g, f, w))
+			exprs = append(exprs, fmt.Sprintf("%s %s (%s({__name__=~\"mem_bytes|lat_seconds\"}[%s]))", op, g, f, w))
+		}
+	}
+	for _, op := range ops {
+		for _, g := range groupings {
+			exprs = append(exprs, fmt.Sprintf("%s %s (mem_bytes)", op, g), fmt.Sprintf("%s %s ({svc=~\"s1|s2\"})", op, g))
+		}
+	}
+	exprs = append(exprs, `count by (__name__) ({__name__=~".+"})`, `sum by (svc) ((rate(req_total[5m])))`)
+
+	type window struct {
+		start, end, step int64
+	}
+	windowsQ := []window{
+		{t0, t0 + 3*3600_000, 60_000},
+		{t0 + 600_000, t0 + 7200_000, 15_000},
+		{t0 + 1234, t0 + 3*3600_000, 7*60_000 + 13}, // steps longer than most windows
+		{t0 + 3600_000, t0 + 3600_000, 0},            // instant
+		{t0 + 3*3600_000 + 60_000, t0 + 3*3600_000 + 60_000, 0},
+	}
+	checked := 0
+	for _, qs := range exprs {
+		expr, err := p.ParseExpr(qs)
+		require.NoError(t, err, qs)
+		agg, ok := expr.(*parser.AggregateExpr)
+		require.True(t, ok, qs)
+		plan := rollup.Compile(agg)
+		require.NotNil(t, plan, qs)
+		for _, w := range windowsQ {
+			var qry promql.Query
+			if w.step == 0 {
+				qry, err = engine.NewInstantQuery(ctx, db, nil, qs, time.UnixMilli(w.start))
+			} else {
+				qry, err = engine.NewRangeQuery(ctx, db, nil, qs, time.UnixMilli(w.start), time.UnixMilli(w.end), time.Duration(w.step)*time.Millisecond)
+			}
+			require.NoError(t, err)
+			res := qry.Exec(ctx)
+			require.NoError(t, res.Err, qs)
+			want := asMatrix(res.Value)
+			qry.Close()
+			got, annos, err := plan.Eval(ctx, db, rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}, 0)
+			require.NoError(t, err, qs)
+			equal(t, fmt.Sprintf("%s over %+v", qs, w), want, got)
+			// The same warnings and infos as the engine's.
+			require.ElementsMatch(t, keys(res.Warnings), keys(annos), qs)
+			checked++
+		}
+	}
+	t.Logf("%d queries equal to the engine's", checked)
+}
+
+// TestEvalFallsBack: a native histogram or a start timestamp is left to
+// the engine.
+func TestEvalFallsBack(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := context.Background()
+	app := db.AppenderV2(ctx)
+	lset := labels.FromStrings("__name__", "x_total", "a", "b")
+	var ref promstorage.SeriesRef
+	var err error
+	for i := range int64(20) {
+		ref, err = app.Append(ref, lset, t0+i*15_000-1, t0+i*15_000, float64(i), nil, nil, promstorage.AOptions{})
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	expr, err := levpromql.NewParser().ParseExpr(`sum by (a) (rate(x_total[5m]))`)
+	require.NoError(t, err)
+	plan := rollup.Compile(expr.(*parser.AggregateExpr))
+	_, _, err = plan.Eval(ctx, db, rollup.Range{Start: t0 + 300_000, End: t0 + 300_000, Lookback: 300_000}, 0)
+	if err == nil {
+		t.Skip("the store does not keep start timestamps")
+	}
+	require.ErrorIs(t, err, rollup.ErrFallback)
+}
+
+func TestCompileRefuses(t *testing.T) {
+	for _, qs := range []string{
+		`sum by (a) (rate(x[5m] offset 1m))`,
+		`sum by (a) (rate(x[5m] @ 100))`,
+		`sum by (a) (x offset 5m)`,
+		`avg by (a) (rate(x[5m]))`,
+		`topk by (a) (2, x)`,
+		`sum by (a) (abs(x))`,
+		`sum by (a) (rate(x[5m:1m]))`,
+		`sum by (a) (quantile_over_time(0.5, x[5m]))`,
+		`sum by (a) (x * 2)`,
+	} {
+		expr, err := levpromql.NewParser().ParseExpr(qs)
+		require.NoError(t, err, qs)
+		require.Nil(t, rollup.Compile(expr.(*parser.AggregateExpr)), qs)
+	}
+}
+
+func asMatrix(v parser.Value) promql.Matrix {
+	switch v := v.(type) {
+	case promql.Matrix:
+		out := make(promql.Matrix, len(v))
+		for i, s := range v {
+			out[i] = promql.Series{Metric: s.Metric, Floats: append([]promql.FPoint(nil), s.Floats...)}
+		}
+		return out
+	case promql.Vector:
+		m := promql.Matrix{}
+		for _, s := range v {
+			m = append(m, promql.Series{Metric: s.Metric, Floats: []promql.FPoint{{T: s.T, F: s.F}}})
+		}
+		return m
+	}
+	panic(fmt.Sprintf("result %T", v))
+}
+
+// equal compares the engine's result with a plan's, bit for bit. The
+// engine drops a metric name the functions marked for removal at the end
+// of the query; Eval leaves that to its caller, so names are compared
+// after the same removal.
+func equal(t *testing.T, what string, want promql.Matrix, got []promql.Series) {
+	t.Helper()
+	for i := range got {
+		if got[i].DropName {
+			got[i].Metric = got[i].Metric.DropMetricName()
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return labels.Compare(want[i].Metric, want[j].Metric) < 0 })
+	sort.Slice(got, func(i, j int) bool { return labels.Compare(got[i].Metric, got[j].Metric) < 0 })
+	require.Equal(t, len(want), len(got), "%s: series", what)
+	for i := range want {
+		require.Equal(t, want[i].Metric.String(), got[i].Metric.String(), what)
+		require.Equal(t, len(want[i].Floats), len(got[i].Floats), "%s %s: points", what, want[i].Metric)
+		for k := range want[i].Floats {
+			w, g := want[i].Floats[k], got[i].Floats[k]
+			require.Equal(t, w.T, g.T, "%s %s", what, want[i].Metric)
+			require.Equal(t, math.Float64bits(w.F), math.Float64bits(g.F), "%s %s at %d: %v vs %v", what, want[i].Metric, w.T, w.F, g.F)
+		}
+	}
+}
+
+func keys(a map[string]error) []string {
+	var out []string
+	for _, e := range a {
+		out = append(out, strings.TrimSpace(e.Error()))
+	}
+	return out
+}
