@@ -137,44 +137,74 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	if err != nil {
 		return delegate() // the inner engine reports it as Prometheus does
 	}
-	var nodes []*parser.AggregateExpr
-	e.findShardable(expr, &nodes)
-	if len(nodes) == 0 {
+	var found []foundNode
+	e.find(expr, false, &found)
+	if len(found) == 0 {
 		return delegate()
 	}
 	statement, err := e.parser.ParseExpr(qs) // the original tree, for Statement
 	if err != nil {
 		return delegate()
 	}
-	plans := make([]*rollup.Plan, len(nodes))
-	if e.rollups != nil {
-		for i, n := range nodes {
-			plans[i] = rollup.Compile(n)
-		}
-	}
-	outer := rewrite(expr, nodes).String()
-	e.sharded.Add(1)
-	return &shardedQuery{
+	sq := &shardedQuery{
 		engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
-		instant: instant, nodes: nodes, plans: plans, outer: outer, statement: statement,
-	}, nil
+		instant: instant, statement: statement,
+	}
+	for _, f := range found {
+		sq.nodes = append(sq.nodes, f.node)
+		sq.kinds = append(sq.kinds, f.kind)
+		var plan *rollup.Plan
+		if e.rollups != nil {
+			plan = rollup.Compile(f.node)
+		}
+		sq.plans = append(sq.plans, plan)
+	}
+	sq.outer = rewrite(expr, sq.nodes).String()
+	e.sharded.Add(1)
+	return sq, nil
 }
 
-// findShardable collects the outermost shardable aggregations of expr
-// that are evaluated at the query's steps.
-func (e *Engine) findShardable(n parser.Node, out *[]*parser.AggregateExpr) {
-	e.find(n, false, out)
+// nodeKind is how an aggregation found in a query is evaluated.
+type nodeKind int
+
+const (
+	// sharded: over shards of the series, concurrently.
+	sharded nodeKind = iota
+	// whole: over all series at once by a rollup (an aggregation that
+	// is not shardable, or one under an order-sensitive operator): the
+	// engine's result, with its groups in the engine's order.
+	whole
+	// wholeOrdered: whole, under an operator whose result depends on the
+	// order of its input (topk, sort): if the rollup cannot evaluate it,
+	// the whole query runs on the engine.
+	wholeOrdered
+)
+
+type foundNode struct {
+	node *parser.AggregateExpr
+	kind nodeKind
 }
 
-// find walks the tree; below topk, bottomk, limitk and limit_ratio nothing
-// is sharded, because which of two equal values they keep depends on the
-// order of their input series, and the union of the shards' results comes
-// in another order than the unsharded aggregation's.
-func (e *Engine) find(n parser.Node, orderSensitive bool, out *[]*parser.AggregateExpr) {
+// find collects the outermost aggregations of the tree that are evaluated
+// at the query's steps and are shardable, or (with rollups) that a rollup
+// evaluates. Below topk, bottomk, limitk, limit_ratio and the sort
+// functions nothing is sharded, because which of two equal values they
+// keep depends on the order of their input series, and the union of the
+// shards' results comes in another order than the unsharded aggregation's;
+// a rollup over all series keeps that order.
+func (e *Engine) find(n parser.Node, orderSensitive bool, out *[]foundNode) {
 	switch n := n.(type) {
 	case *parser.AggregateExpr:
 		if !orderSensitive && shardableAggregation(n) {
-			*out = append(*out, n)
+			*out = append(*out, foundNode{node: n, kind: sharded})
+			return
+		}
+		if e.rollups != nil && keepsNameSafely(n) && rollup.Compile(n) != nil {
+			kind := whole
+			if orderSensitive {
+				kind = wholeOrdered
+			}
+			*out = append(*out, foundNode{node: n, kind: kind})
 			return
 		}
 		switch n.Op {
@@ -226,11 +256,15 @@ func shardableAggregation(a *parser.AggregateExpr) bool {
 	if !a.Without && len(a.Grouping) == 0 {
 		return false
 	}
-	// With delayed __name__ removal, a metric name that an inner function
-	// marked for removal is still there for the aggregation (by
-	// (__name__)) and for topk's output in the full query, but already
-	// gone from a shard's result. Keep the name-keeping cases to bare
-	// selectors.
+	return keepsNameSafely(a) && perSeries(a.Expr)
+}
+
+// keepsNameSafely reports whether a's partial results can stand for it in
+// the outer query. With delayed __name__ removal, a metric name that an
+// inner function marked for removal is still there for the aggregation (by
+// (__name__)) and for topk's output in the full query, but already gone
+// from a shard's result. Keep the name-keeping cases to bare selectors.
+func keepsNameSafely(a *parser.AggregateExpr) bool {
 	keepsName := a.Op == parser.TOPK || a.Op == parser.BOTTOMK
 	for _, g := range a.Grouping {
 		if g == labels.MetricName && !a.Without {
@@ -242,7 +276,7 @@ func shardableAggregation(a *parser.AggregateExpr) bool {
 			return false
 		}
 	}
-	return perSeries(a.Expr)
+	return true
 }
 
 func unparen(e parser.Expr) parser.Expr {
@@ -369,6 +403,7 @@ type shardedQuery struct {
 	interval   time.Duration
 	instant    bool
 	nodes      []*parser.AggregateExpr
+	kinds      []nodeKind     // per node
 	plans      []*rollup.Plan // per node; nil where the engine evaluates it
 	outer      string
 	statement  parser.Expr
@@ -444,57 +479,87 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 		warnings annotations.Annotations
 		mu       sync.Mutex
 	)
+	var unsharded atomic.Bool // a wholeOrdered node the rollup could not evaluate
+	fail := func(err error) { errOnce.Do(func() { firstErr = err; cancel() }) }
+	// viaEngine evaluates node i over q on the inner engine.
+	viaEngine := func(i int, q storage.Queryable) {
+		qry, err := s.newInner(ctx, q, s.nodes[i].String())
+		if err != nil {
+			fail(err)
+			return
+		}
+		res := qry.Exec(ctx)
+		warnMu.Lock()
+		warnings.Merge(res.Warnings)
+		warnMu.Unlock()
+		if res.Err != nil {
+			qry.Close()
+			fail(res.Err)
+			return
+		}
+		series, err := asSeries(res.Value)
+		if err != nil {
+			qry.Close()
+			fail(err)
+			return
+		}
+		mu.Lock()
+		partial[i] = append(partial[i], series...)
+		s.mu.Lock()
+		s.closers = append(s.closers, qry)
+		s.mu.Unlock()
+		mu.Unlock()
+	}
+	// viaRollup evaluates node i over q with its plan; false when the
+	// engine must.
+	viaRollup := func(i int, q storage.Queryable) bool {
+		plan := s.plans[i]
+		if !useRollups || plan == nil {
+			return false
+		}
+		series, annos, err := plan.Eval(rollupCtx, q, rollupRange, s.engine.rollups.MaxSamples)
+		switch {
+		case err == nil:
+			s.engine.rolledUp.Add(1)
+			warnMu.Lock()
+			warnings.Merge(annos)
+			warnMu.Unlock()
+			mu.Lock()
+			partial[i] = append(partial[i], series...)
+			mu.Unlock()
+			return true
+		case errors.Is(err, rollup.ErrFallback), errors.Is(err, rollup.ErrTooManySamples):
+			return false
+		default:
+			fail(err)
+			return true
+		}
+	}
 	for i, node := range s.nodes {
+		if s.kinds[i] != sharded {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if viaRollup(i, s.q) {
+					return
+				}
+				if s.kinds[i] == wholeOrdered {
+					unsharded.Store(true)
+					return
+				}
+				viaEngine(i, s.q)
+			}()
+			continue
+		}
 		for shard := 0; shard < n; shard++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				sq := shardQueryable{inner: s.q, spec: levstorage.ShardSpec{Labels: node.Grouping, Without: node.Without, Index: uint64(shard), Count: uint64(n)}}
-				if plan := s.plans[i]; useRollups && plan != nil {
-					series, annos, err := plan.Eval(rollupCtx, sq, rollupRange, s.engine.rollups.MaxSamples)
-					switch {
-					case err == nil:
-						s.engine.rolledUp.Add(1)
-						warnMu.Lock()
-						warnings.Merge(annos)
-						warnMu.Unlock()
-						mu.Lock()
-						partial[i] = append(partial[i], series...)
-						mu.Unlock()
-						return
-					case errors.Is(err, rollup.ErrFallback), errors.Is(err, rollup.ErrTooManySamples):
-						// The engine evaluates this shard.
-					default:
-						errOnce.Do(func() { firstErr = err; cancel() })
-						return
-					}
-				}
-				qry, err := s.newInner(ctx, sq, node.String())
-				if err != nil {
-					errOnce.Do(func() { firstErr = err; cancel() })
+				if viaRollup(i, sq) {
 					return
 				}
-				res := qry.Exec(ctx)
-				warnMu.Lock()
-				warnings.Merge(res.Warnings)
-				warnMu.Unlock()
-				if res.Err != nil {
-					qry.Close()
-					errOnce.Do(func() { firstErr = res.Err; cancel() })
-					return
-				}
-				series, err := asSeries(res.Value)
-				if err != nil {
-					qry.Close()
-					errOnce.Do(func() { firstErr = err; cancel() })
-					return
-				}
-				mu.Lock()
-				partial[i] = append(partial[i], series...)
-				s.mu.Lock()
-				s.closers = append(s.closers, qry)
-				s.mu.Unlock()
-				mu.Unlock()
+				viaEngine(i, sq)
 			}()
 		}
 	}
@@ -502,9 +567,10 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	if firstErr != nil {
 		return &promql.Result{Err: firstErr, Warnings: warnings}
 	}
-	if !exactMerge(s.nodes, partial) {
+	if unsharded.Load() || !exactMerge(s.nodes, partial) {
 		// Adding the partial results could differ from Prometheus' single
-		// pass: run the query unsharded.
+		// pass, or a rollup could not keep the order of an order-sensitive
+		// operator's input: run the query unsharded.
 		qry, err := s.newInner(ctx, s.q, s.qs)
 		if err != nil {
 			return &promql.Result{Err: err}
