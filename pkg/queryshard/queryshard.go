@@ -130,7 +130,7 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 		}
 		return e.inner.NewRangeQuery(ctx, q, opts, qs, start, end, interval)
 	}
-	if e.shards < 2 {
+	if e.shards < 2 && e.rollups == nil {
 		return delegate()
 	}
 	expr, err := e.parser.ParseExpr(qs)
@@ -195,7 +195,7 @@ type foundNode struct {
 func (e *Engine) find(n parser.Node, orderSensitive bool, out *[]foundNode) {
 	switch n := n.(type) {
 	case *parser.AggregateExpr:
-		if !orderSensitive && shardableAggregation(n) {
+		if !orderSensitive && e.shards >= 2 && shardableAggregation(n) {
 			*out = append(*out, foundNode{node: n, kind: sharded})
 			return
 		}
