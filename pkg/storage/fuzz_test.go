@@ -68,6 +68,9 @@ func FuzzChunkValue(f *testing.F) {
 		app.Append(0, i*1000, float64(i))
 	}
 	f.Add(encodeChunkValue(nil, xor.Encoding(), 0, 9000, xor.Bytes()))
+	if enc, b := storedChunk(nil, xor); enc == encDecimal {
+		f.Add(encodeChunkValue(nil, enc, 0, 9000, b)) // a decimal chunk to mutate
+	}
 	hc := chunkenc.NewHistogramSTChunk()
 	happ, _ := hc.Appender()
 	for i, h := range tsdbutil.GenerateTestHistograms(5) {
