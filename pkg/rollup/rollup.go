@@ -24,7 +24,7 @@
 // differently (a native histogram, a start timestamp), so the caller runs
 // the query on the engine instead.
 //
-// Accepted: sum, count, min, max and group, by or without labels, over
+// Accepted: sum, avg, count, min, max and group, by or without labels, over
 // either a bare vector selector (the engine's lookback rule) or one of
 // rate, increase, delta, irate, idelta, sum_over_time, count_over_time,
 // min_over_time, max_over_time, last_over_time and present_over_time of a
@@ -87,7 +87,7 @@ var functions = map[string]bool{
 // Compile returns the plan of a, or nil when a is not a form Eval covers.
 func Compile(a *parser.AggregateExpr) *Plan {
 	switch a.Op {
-	case parser.SUM, parser.COUNT, parser.MIN, parser.MAX, parser.GROUP:
+	case parser.SUM, parser.COUNT, parser.MIN, parser.MAX, parser.GROUP, parser.AVG:
 	default:
 		return nil
 	}
@@ -273,6 +273,12 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 				v += a.c
 			case parser.COUNT:
 				v = a.n
+			case parser.AVG:
+				if a.inc {
+					v = a.mean + a.c
+				} else {
+					v = a.v/a.n + a.c/a.n
+				}
 			}
 			s.Floats = append(s.Floats, promql.FPoint{T: r.Start + int64(k)*r.Interval, F: v})
 		}
@@ -488,18 +494,36 @@ type group struct {
 // groupedAggregation for floats.
 type acc struct {
 	v, c, n float64
+	mean    float64 // avg's incremental mean, once the sum would overflow
+	inc     bool
 	seen    bool
 }
 
 func (a *acc) add(op parser.ItemType, f float64) {
 	if !a.seen {
-		a.seen, a.v, a.c, a.n = true, f, 0, 1
+		a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f
 		if op == parser.GROUP {
 			a.v = 1
 		}
 		return
 	}
 	switch op {
+	case parser.AVG:
+		// Prometheus' direct mean with Kahan summation, switching to the
+		// incremental mean when the sum would overflow.
+		a.n++
+		if !a.inc {
+			v, c := kahansum.Inc(f, a.v, a.c)
+			if !math.IsInf(v, 0) {
+				a.v, a.c = v, c
+				return
+			}
+			a.inc = true
+			a.mean = a.v / (a.n - 1)
+			a.c /= a.n - 1
+		}
+		q := (a.n - 1) / a.n
+		a.mean, a.c = kahansum.Inc(f/a.n, q*a.mean, q*a.c)
 	case parser.SUM:
 		a.v, a.c = kahansum.Inc(f, a.v, a.c)
 	case parser.MIN:

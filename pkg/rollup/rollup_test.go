@@ -76,6 +76,16 @@ func fill(t *testing.T, db *storage.DB, seed uint64) {
 			}
 		}
 	}
+	// Values whose sum overflows: avg switches to its incremental mean.
+	for i := range 3 {
+		lset := labels.FromStrings("__name__", "mem_bytes", "svc", "s1", "inst", fmt.Sprintf("huge%d", i), "zone", "a")
+		var ref promstorage.SeriesRef
+		for k := int64(0); k < 3*240; k++ {
+			var err error
+			ref, err = app.Append(ref, lset, 0, t0+k*15_000, math.MaxFloat64/(1.5+float64(i)+rng.Float64()), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
 	require.NoError(t, app.Commit())
 }
 
@@ -94,7 +104,7 @@ func TestEvalEqualsEngine(t *testing.T) {
 
 	funcs := []string{"rate", "increase", "delta", "irate", "idelta", "sum_over_time", "count_over_time",
 		"min_over_time", "max_over_time", "last_over_time", "present_over_time"}
-	ops := []string{"sum", "count", "min", "max", "group"}
+	ops := []string{"sum", "count", "min", "max", "group", "avg"}
 	groupings := []string{"by (svc)", "without (inst)", "by (svc, zone)", "by (nothing)", "without (inst, __name__)"}
 	windows := []string{"1m", "5m", "90s", "17m"}
 	var exprs []string
@@ -183,7 +193,7 @@ func TestCompileRefuses(t *testing.T) {
 		`sum by (a) (rate(x[5m] offset 1m))`,
 		`sum by (a) (rate(x[5m] @ 100))`,
 		`sum by (a) (x offset 5m)`,
-		`avg by (a) (rate(x[5m]))`,
+		`stddev by (a) (rate(x[5m]))`,
 		`topk by (a) (2, x)`,
 		`sum by (a) (abs(x))`,
 		`sum by (a) (rate(x[5m:1m]))`,
