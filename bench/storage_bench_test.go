@@ -222,37 +222,14 @@ func TestMain(m *testing.M) {
 // BenchmarkSelect2h selects every series of a 100k-series store over 2h and
 // iterates every sample.
 func BenchmarkSelect2h(b *testing.B) {
-	n := 100_000
-	if s := os.Getenv("LEVITATED_BENCH_SERIES"); s != "" {
-		_, _ = fmt.Sscan(s, &n)
-	}
-	const steps = 480
+	n := selectSeries()
 	for _, kind := range storeKinds {
 		b.Run(fmt.Sprintf("store=%s/series=%d", kind, n), func(b *testing.B) {
-			selectOnce[kind].Do(func() {
-				dir, err := os.MkdirTemp("", "levitated-bench-select-")
-				if err != nil {
-					b.Fatal(err)
-				}
-				selectDirs = append(selectDirs, dir)
-				db := openStore(b, kind, dir)
-				series := redgen.Build(n)
-				refs := make([]promstorage.SeriesRef, n)
-				for step := int64(0); step < steps; step++ {
-					appendRound(b, db, series, refs, step)
-				}
-				if d, ok := db.(*storage.DB); ok {
-					if err := d.Flush(context.Background()); err != nil {
-						b.Fatal(err)
-					}
-				}
-				selectStore[kind] = db
-			})
-			db := selectStore[kind]
+			db := selectStoreFor(b, kind, n)
 			m := labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")
 			var total int
 			for b.Loop() {
-				q, err := db.Querier(t0, t0+steps*scrapeInterval)
+				q, err := db.Querier(t0, t0+selectSteps*scrapeInterval)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -273,10 +250,106 @@ func BenchmarkSelect2h(b *testing.B) {
 				}
 				_ = q.Close()
 			}
-			if total != n*steps {
-				b.Fatalf("iterated %d samples, want %d", total, n*steps)
+			if total != n*selectSteps {
+				b.Fatalf("iterated %d samples, want %d", total, n*selectSteps)
 			}
 			b.ReportMetric(float64(total)*float64(b.N)/b.Elapsed().Seconds(), "samples/s")
 		})
 	}
+}
+
+// BenchmarkSelect2hExpanded reads as Prometheus' engine does: the series
+// set of every series over 2h is expanded first, then each series is
+// iterated. held-B/series is the live heap the expanded set holds (after a
+// collection, against before the select): what a query over all series
+// keeps while the engine evaluates.
+func BenchmarkSelect2hExpanded(b *testing.B) {
+	n := selectSeries()
+	for _, kind := range storeKinds {
+		b.Run(fmt.Sprintf("store=%s/series=%d", kind, n), func(b *testing.B) {
+			db := selectStoreFor(b, kind, n)
+			m := labels.MustNewMatcher(labels.MatchRegexp, "__name__", ".+")
+			var total int
+			var held float64
+			for b.Loop() {
+				b.StopTimer()
+				before := liveHeap()
+				b.StartTimer()
+				q, err := db.Querier(t0, t0+selectSteps*scrapeInterval)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ss := q.Select(context.Background(), false, nil, m)
+				var set []promstorage.Series
+				for ss.Next() {
+					set = append(set, ss.At())
+				}
+				if err := ss.Err(); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				held += float64(liveHeap()-before) / float64(n)
+				b.StartTimer()
+				var it chunkenc.Iterator
+				total = 0
+				for _, s := range set {
+					it = s.Iterator(it)
+					for it.Next() != chunkenc.ValNone {
+						total++
+					}
+					if err := it.Err(); err != nil {
+						b.Fatalf("%s: %v", s.Labels(), err)
+					}
+				}
+				_ = q.Close()
+			}
+			if total != n*selectSteps {
+				b.Fatalf("iterated %d samples, want %d", total, n*selectSteps)
+			}
+			b.ReportMetric(held/float64(b.N), "held-B/series")
+		})
+	}
+}
+
+// liveHeap is the heap in use after a collection (outside the timing).
+func liveHeap() int64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+const selectSteps = 480
+
+func selectSeries() int {
+	n := 100_000
+	if s := os.Getenv("LEVITATED_BENCH_SERIES"); s != "" {
+		_, _ = fmt.Sscan(s, &n)
+	}
+	return n
+}
+
+// selectStoreFor returns a store of n series × selectSteps samples, built
+// once per kind and kept across benchmarks.
+func selectStoreFor(b *testing.B, kind string, n int) benchStore {
+	selectOnce[kind].Do(func() {
+		dir, err := os.MkdirTemp("", "levitated-bench-select-")
+		if err != nil {
+			b.Fatal(err)
+		}
+		selectDirs = append(selectDirs, dir)
+		db := openStore(b, kind, dir)
+		series := redgen.Build(n)
+		refs := make([]promstorage.SeriesRef, n)
+		for step := int64(0); step < selectSteps; step++ {
+			appendRound(b, db, series, refs, step)
+		}
+		if d, ok := db.(*storage.DB); ok {
+			if err := d.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		selectStore[kind] = db
+	})
+	return selectStore[kind]
 }

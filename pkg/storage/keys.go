@@ -97,7 +97,12 @@ const chunkKeyLen = prefixLen + 4 + 8 + 8 + 8
 // In-order chunks have part 0; out-of-order chunks have the checkpoint
 // sequence that wrote them, so that they never collide.
 func chunkKey(tid uint32, sid uint64, minT int64, part uint64) []byte {
-	b := putTenantPrefix(make([]byte, 0, chunkKeyLen), tid, kindChunk)
+	return appendChunkKey(make([]byte, 0, chunkKeyLen), tid, sid, minT, part)
+}
+
+// appendChunkKey appends chunkKey's key to b.
+func appendChunkKey(b []byte, tid uint32, sid uint64, minT int64, part uint64) []byte {
+	b = putTenantPrefix(b, tid, kindChunk)
 	b = putInt32(b, dayOf(minT))
 	b = binary.BigEndian.AppendUint64(b, sid)
 	b = putInt64(b, minT)

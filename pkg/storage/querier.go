@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"math"
@@ -200,8 +201,11 @@ type rangeHead struct {
 	iterMu sync.Mutex
 	mu     sync.Mutex
 	iters  map[int32]*pebble.Iterator
-	merged [][]chunks.Meta // chunk groups that overlap; ChunkRef i+1 names merged[i]
-	closed bool
+	merged []mergedIterable // chunk groups that overlap; ChunkRef i+1 names merged[i]
+	// lazyParts are the out-of-order chunks in Pebble of lazyRef.
+	lazyParts []lazyPart
+	keyBuf    []byte // readLazy's key; guarded by iterMu
+	closed    bool
 	// standardChunks converts levitated's own chunk encodings and XOR2
 	// to Prometheus' standard ones for readers that hand chunks on.
 	standardChunks bool
@@ -227,6 +231,7 @@ func (h *rangeHead) close() {
 	}
 	h.iters = nil
 	h.merged = nil
+	h.lazyParts = nil
 	h.db.readers.release(h.epoch)
 }
 
@@ -383,7 +388,10 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 		minT int64
 		part uint64
 	}
-	var inMem map[ident]struct{}
+	// inMem lists the chunks memory holds (a few), which Pebble's
+	// copies of are not read.
+	var inMemBuf [8]ident
+	inMem := inMemBuf[:0]
 	s.mu.Lock()
 	firstDay, lastDay := s.firstDay, s.lastDay
 	if s.memoryCovers(h.mint) {
@@ -394,10 +402,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			if c.chunk.NumSamples() == 0 {
 				continue
 			}
-			if inMem == nil {
-				inMem = map[ident]struct{}{}
-			}
-			inMem[ident{c.minT, c.part}] = struct{}{}
+			inMem = append(inMem, ident{c.minT, c.part})
 			if c.maxT < h.mint || c.minT > h.maxt {
 				continue
 			}
@@ -407,6 +412,10 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			case h.standardChunks && chk.Encoding() == chunkenc.EncXOR2:
 				// Re-encoded under s.mu: a copy of the open chunk.
 				chk, err = ex.chunk(chk)
+			case !c.closed && !h.standardChunks && c.part == 0 && chunks.ChunkRef(s.ref) < lazyHeadRef:
+				// Copied when the series is iterated (ChunkOrIterable).
+				*chks = append(*chks, chunks.Meta{Ref: lazyChunkRef | lazyHeadRef | chunks.ChunkRef(s.ref), MinTime: c.minT, MaxTime: c.maxT})
+				continue
 			case !c.closed:
 				chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
 			}
@@ -443,6 +452,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 		h.iterMu.Lock()
 		defer h.iterMu.Unlock()
 	}
+	locked := from <= to
 	for day := from; day <= to; day++ {
 		it, err := h.dayIter(day)
 		if err != nil {
@@ -465,7 +475,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			if kp.minT > h.maxt {
 				break
 			}
-			if _, ok := inMem[ident{kp.minT, kp.part}]; ok {
+			if slices.Contains(inMem, ident{kp.minT, kp.part}) {
 				continue
 			}
 			enc, maxT, data, err := decodeChunkValue(it.Value(), kp.minT)
@@ -474,6 +484,15 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			}
 			if maxT < h.mint {
 				continue
+			}
+			if !h.standardChunks {
+				// Read when the series is iterated (ChunkOrIterable),
+				// so that a query holds the chunk bytes of the series
+				// it is iterating, not of every series it selected.
+				if ref, ok := h.lazyRef(s.ref, kp.part); ok {
+					*chks = append(*chks, chunks.Meta{Ref: ref, MinTime: kp.minT, MaxTime: maxT})
+					continue
+				}
 			}
 			var chk chunkenc.Chunk
 			switch {
@@ -497,8 +516,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			return fmt.Errorf("read chunks: %w", err)
 		}
 	}
-	h.groupOverlaps(chks)
-	return nil
+	return h.groupOverlaps(chks, locked)
 }
 
 func hasPrefix(k, p []byte) bool {
@@ -507,7 +525,8 @@ func hasPrefix(k, p []byte) bool {
 
 // groupOverlaps sorts metas by time and replaces every group of
 // overlapping chunks by one meta that refers to a merge of the group.
-func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta) {
+// locked tells whether the caller holds iterMu.
+func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta, locked bool) error {
 	cs := *chks
 	sort.SliceStable(cs, func(i, j int) bool { return cs[i].MinTime < cs[j].MinTime })
 	overlap := false
@@ -518,7 +537,7 @@ func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta) {
 		}
 	}
 	if !overlap {
-		return
+		return nil
 	}
 	out := cs[:0:0]
 	for i := 0; i < len(cs); {
@@ -530,8 +549,26 @@ func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta) {
 		if j-i == 1 {
 			out = append(out, cs[i])
 		} else {
+			group := make(mergedIterable, j-i)
+			for k, m := range cs[i:j] {
+				if m.Chunk != nil {
+					group[k] = m.Chunk
+					continue
+				}
+				// A chunk read lazily is read now: a merge iterates
+				// its chunks itself.
+				chk, it, err := h.readLazy(m, locked)
+				if err != nil {
+					return err
+				}
+				if it != nil {
+					group[k] = it
+				} else {
+					group[k] = chk
+				}
+			}
 			h.mu.Lock()
-			h.merged = append(h.merged, slices.Clone(cs[i:j]))
+			h.merged = append(h.merged, group)
 			ref := chunks.ChunkRef(len(h.merged))
 			h.mu.Unlock()
 			out = append(out, chunks.Meta{Ref: ref, MinTime: cs[i].MinTime, MaxTime: maxT})
@@ -539,6 +576,7 @@ func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta) {
 		i = j
 	}
 	*chks = out
+	return nil
 }
 
 // dayIter returns the reader's iterator over one partition's chunks.
@@ -560,8 +598,168 @@ func (h *rangeHead) dayIter(day int32) (*pebble.Iterator, error) {
 	return it, nil
 }
 
-// rangeChunks implements tsdb.ChunkReader: chunk data is already in the
-// metas, except for merged groups.
+// Chunk references of metas whose chunk is read when the series is
+// iterated (ChunkOrIterable), so that a query holds the chunks of the series
+// it is iterating, not of every series it selected:
+//   - lazyChunkRef | series ref: an in-order chunk (part 0) in Pebble;
+//   - lazyChunkRef | lazyPartRef | i: the chunk in Pebble lazyParts[i] names;
+//   - lazyChunkRef | lazyHeadRef | series ref: the series' open chunk in
+//     memory, copied then (or read from Pebble if it left memory since).
+//
+// Other references without a chunk name merged groups.
+const (
+	lazyChunkRef = chunks.ChunkRef(1) << 63
+	lazyPartRef  = chunks.ChunkRef(1) << 62
+	lazyHeadRef  = chunks.ChunkRef(1) << 61
+)
+
+// lazyPart names a chunk of a part other than 0 (out-of-order).
+type lazyPart struct{ sref, part uint64 }
+
+// lazyRef returns the reference of a series' chunk in Pebble, false if it
+// has none (a series reference too large for one).
+func (h *rangeHead) lazyRef(sref, part uint64) (chunks.ChunkRef, bool) {
+	if part == 0 {
+		if chunks.ChunkRef(sref) >= lazyHeadRef {
+			return 0, false
+		}
+		return lazyChunkRef | chunks.ChunkRef(sref), true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.lazyParts = append(h.lazyParts, lazyPart{sref, part})
+	return lazyChunkRef | lazyPartRef | chunks.ChunkRef(len(h.lazyParts)-1), true
+}
+
+// readLazy returns the chunk of a meta from lazyRef or Series' head
+// references: from memory, or from the reader's view of Pebble (the
+// iterators Series read with). locked tells whether the caller holds
+// iterMu. The chunk is not kept: the next read of the series reads again.
+// A chunk that has more samples than when Series listed it (an open chunk
+// appended to since) comes as an iterable that ends at the meta's MaxTime,
+// so that a reader sees what it would have seen at Series.
+func (h *rangeHead) readLazy(meta chunks.Meta, locked bool) (chunkenc.Chunk, chunkenc.Iterable, error) {
+	sref, part := uint64(meta.Ref&^(lazyChunkRef|lazyPartRef|lazyHeadRef)), uint64(0)
+	switch {
+	case meta.Ref&lazyHeadRef != 0:
+		if s := h.th.getByRef(sref); s != nil {
+			s.mu.Lock()
+			for _, c := range s.chunks {
+				if c.minT != meta.MinTime || c.part != 0 {
+					continue
+				}
+				chk, maxT := c.chunk, c.maxT
+				var err error
+				if !c.closed {
+					chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
+				}
+				s.mu.Unlock()
+				if err != nil {
+					return nil, nil, fmt.Errorf("copy head chunk: %w", err)
+				}
+				return capped(chk, maxT, meta.MaxTime)
+			}
+			s.mu.Unlock()
+		}
+		// Left memory since Series: every reader finds it in Pebble.
+	case meta.Ref&lazyPartRef != 0:
+		h.mu.Lock()
+		i := int(sref)
+		if i >= len(h.lazyParts) {
+			h.mu.Unlock()
+			return nil, nil, fmt.Errorf("chunk reference %x: %w", uint64(meta.Ref), storage.ErrNotFound)
+		}
+		sref, part = h.lazyParts[i].sref, h.lazyParts[i].part
+		h.mu.Unlock()
+	}
+	if !locked {
+		h.iterMu.Lock()
+		defer h.iterMu.Unlock()
+	}
+	it, err := h.dayIter(dayOf(meta.MinTime))
+	if err != nil {
+		return nil, nil, err
+	}
+	h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, sref, meta.MinTime, part)
+	key := h.keyBuf
+	// An engine iterates series in the order Series read them, so the
+	// chunk wanted is most often the key after the last one read.
+	found := false
+	if it.Valid() && bytes.Compare(it.Key(), key) < 0 && it.Next() {
+		found = bytes.Equal(it.Key(), key)
+	}
+	if !found && (!it.SeekGE(key) || !bytes.Equal(it.Key(), key)) {
+		if err := it.Error(); err != nil {
+			return nil, nil, fmt.Errorf("read chunk: %w", err)
+		}
+		return nil, nil, fmt.Errorf("series %d chunk at %d: %w", sref, meta.MinTime, storage.ErrNotFound)
+	}
+	enc, maxT, data, err := decodeChunkValue(it.Value(), meta.MinTime)
+	if err != nil {
+		return nil, nil, fmt.Errorf("series %d: %w", sref, err)
+	}
+	chk, err := openChunk(enc, slices.Clone(data), meta.MinTime)
+	if err != nil {
+		return nil, nil, fmt.Errorf("series %d chunk at %d: %w: %w", sref, meta.MinTime, err, errCorruptValue)
+	}
+	return capped(chk, maxT, meta.MaxTime)
+}
+
+// capped returns chk, or an iterable of its samples up to maxT if it has
+// later ones (its newest is at chkMaxT).
+func capped(chk chunkenc.Chunk, chkMaxT, maxT int64) (chunkenc.Chunk, chunkenc.Iterable, error) {
+	if chkMaxT <= maxT {
+		return chk, nil, nil
+	}
+	return nil, cappedIterable{chk, maxT}, nil
+}
+
+// cappedIterable iterates a chunk's samples up to maxT.
+type cappedIterable struct {
+	chk  chunkenc.Chunk
+	maxT int64
+}
+
+func (c cappedIterable) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	ci, ok := it.(*cappedIterator)
+	if !ok {
+		ci = &cappedIterator{}
+	}
+	ci.Iterator = c.chk.Iterator(ci.Iterator)
+	ci.maxT, ci.done = c.maxT, false
+	return ci
+}
+
+type cappedIterator struct {
+	chunkenc.Iterator
+	maxT int64
+	done bool
+}
+
+func (c *cappedIterator) Next() chunkenc.ValueType {
+	if c.done {
+		return chunkenc.ValNone
+	}
+	return c.check(c.Iterator.Next())
+}
+
+func (c *cappedIterator) Seek(t int64) chunkenc.ValueType {
+	if c.done {
+		return chunkenc.ValNone
+	}
+	return c.check(c.Iterator.Seek(t))
+}
+
+func (c *cappedIterator) check(vt chunkenc.ValueType) chunkenc.ValueType {
+	if vt != chunkenc.ValNone && c.Iterator.AtT() > c.maxT {
+		c.done = true
+		return chunkenc.ValNone
+	}
+	return vt
+}
+
+// rangeChunks implements tsdb.ChunkReader: chunk data is in the metas,
+// read from Pebble (lazyRef) or merged (groupOverlaps).
 type rangeChunks rangeHead
 
 func (r *rangeChunks) Close() error { return nil }
@@ -571,6 +769,9 @@ func (r *rangeChunks) ChunkOrIterable(meta chunks.Meta) (chunkenc.Chunk, chunken
 		return meta.Chunk, nil, nil
 	}
 	h := (*rangeHead)(r)
+	if meta.Ref&lazyChunkRef != 0 {
+		return h.readLazy(meta, false)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	i := int(meta.Ref) - 1
@@ -582,12 +783,12 @@ func (r *rangeChunks) ChunkOrIterable(meta chunks.Meta) (chunkenc.Chunk, chunken
 
 // mergedIterable iterates overlapping chunks as one, in time order; of
 // samples with the same timestamp it keeps one.
-type mergedIterable []chunks.Meta
+type mergedIterable []chunkenc.Iterable
 
 func (m mergedIterable) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 	its := make([]chunkenc.Iterator, len(m))
 	for i, c := range m {
-		its[i] = c.Chunk.Iterator(nil)
+		its[i] = c.Iterator(nil)
 	}
 	return storage.ChainSampleIteratorFromIterators(it, its)
 }
