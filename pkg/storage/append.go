@@ -219,7 +219,8 @@ func (a *appender) check(s *memSeries, smp sample, rejectOOO bool) error {
 		s.mu.Unlock()
 		return err
 	}
-	last := sample{t: s.lastT, v: s.lastV, h: s.lastH, fh: s.lastFH}
+	lastH, lastFH := s.lastHist()
+	last := sample{t: s.lastT, v: s.lastV, h: lastH, fh: lastFH}
 	if pl, ok := a.pending[s]; ok && pl.smp.t >= last.t {
 		last = pl.smp
 	}

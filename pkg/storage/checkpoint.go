@@ -137,14 +137,14 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 		}
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
-			if len(s.ooo) > 0 && !closedOnly {
-				for _, c := range buildChunks(s.ooo, covered) {
-					s.oooChunks = append(s.oooChunks, c)
+			if r := s.rare; r != nil && len(r.ooo) > 0 && !closedOnly {
+				for _, c := range buildChunks(r.ooo, covered) {
+					r.oooChunks = append(r.oooChunks, c)
 					s.oooStoredMaxT = max(s.oooStoredMaxT, c.maxT)
 				}
-				s.ooo = nil
+				r.ooo = nil
 			}
-			for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
+			for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
 				for _, c := range list {
 					n := c.chunk.NumSamples()
 					if n == 0 || (closedOnly && !c.closed) {
@@ -328,7 +328,10 @@ func (db *DB) reclaim() {
 		for _, s := range b.series {
 			s.mu.Lock()
 			s.chunks = dropPersisted(s.chunks, safe, &s.droppedMaxT)
-			s.oooChunks = dropPersisted(s.oooChunks, safe, &s.droppedMaxT)
+			if s.rare != nil {
+				s.rare.oooChunks = dropPersisted(s.rare.oooChunks, safe, &s.droppedMaxT)
+				s.tidyRare()
+			}
 			s.mu.Unlock()
 		}
 	}
@@ -361,7 +364,8 @@ func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
 			return err
 		}
 		if found {
-			s.lastT, s.lastV, s.lastH, s.lastFH = best.t, best.v, best.h, best.fh
+			s.lastT = best.t
+			s.setLast(best.v, best.h, best.fh)
 			// Every stored chunk, out-of-order ones too, ends at or
 			// before it.
 			s.oooStoredMaxT = best.t

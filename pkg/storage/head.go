@@ -36,43 +36,43 @@ type memSeries struct {
 	ref  uint64
 	lset labels.Labels
 	hash uint64
+	// idx is the series' id in the tenant's postings, 0 until it is
+	// indexed (tenantHead.index); set under the tenant's idxMu.
+	idx uint64
 
 	mu sync.Mutex
 	// durable is set once the series record is committed; until then every
 	// appender that uses the series writes it again.
 	durable bool
-	// idx is the series' id in the tenant's postings, 0 until it is
-	// indexed (tenantHead.index); set under the tenant's idxMu.
-	idx uint64
 	// inBatch marks a new series already queued by the committing
 	// appender; only read and written under db.applyMu.
 	inBatch bool
 	// deleted is set when retention removed the series; appenders holding
 	// it look the labels up again.
 	deleted bool
-	// firstDay and lastDay are the partitions of the first and the newest
-	// sample, as recorded in the series record.
-	firstDay, lastDay int32
 	// daysDirty is set when firstDay or lastDay changed since the series
 	// record was last written.
 	daysDirty bool
 	// loaded is false after a restart until the newest stored sample has
 	// been read back from Pebble into last*.
 	loaded bool
+	// histogramEndComputed mirrors Prometheus' flag for histogram chunk cuts.
+	histogramEndComputed bool
+	// firstDay and lastDay are the partitions of the first and the newest
+	// sample, as recorded in the series record.
+	firstDay, lastDay int32
 
 	chunks []*memChunk // in-order chunks by time; the last may be open
 	app    chunkenc.Appender
 	nextAt int64
-	// histogramEndComputed mirrors Prometheus' flag for histogram chunk cuts.
-	histogramEndComputed bool
 
-	lastT  int64 // math.MinInt64 when the series has no sample
-	lastV  float64
-	lastH  *histogram.Histogram
-	lastFH *histogram.FloatHistogram
+	lastT int64 // math.MinInt64 when the series has no sample
+	lastV float64
 
-	ooo       []sample    // out-of-order samples not yet in a chunk, by time
-	oooChunks []*memChunk // out-of-order chunks kept until droppable
+	// rare is what few series need (out-of-order samples, histograms),
+	// nil for the others: a million series do not carry its fields.
+	rare *seriesRare
+
 	// oooStoredMaxT bounds the newest sample of any out-of-order chunk in
 	// Pebble (math.MaxInt64 when not known, after a restart), so that a
 	// read covered by the in-memory chunks can skip Pebble.
@@ -81,6 +81,68 @@ type memSeries struct {
 	// (math.MaxInt64 when not known: after a restart, until the newest
 	// stored sample is loaded), so that a read after it can skip Pebble.
 	droppedMaxT int64
+}
+
+// seriesRare is the state of a series that only out-of-order samples and
+// histograms need. Guarded by the series' mu.
+type seriesRare struct {
+	ooo       []sample    // out-of-order samples not yet in a chunk, by time
+	oooChunks []*memChunk // out-of-order chunks kept until droppable
+	lastH     *histogram.Histogram
+	lastFH    *histogram.FloatHistogram
+}
+
+// oooSamples are the series' out-of-order samples not yet in a chunk.
+func (s *memSeries) oooSamples() []sample {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.ooo
+}
+
+// oooChunkList are the series' out-of-order chunks in memory.
+func (s *memSeries) oooChunkList() []*memChunk {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.oooChunks
+}
+
+// lastHist is the newest sample's histogram, if it is one.
+func (s *memSeries) lastHist() (*histogram.Histogram, *histogram.FloatHistogram) {
+	if s.rare == nil {
+		return nil, nil
+	}
+	return s.rare.lastH, s.rare.lastFH
+}
+
+// rareState returns s.rare, made if nil.
+func (s *memSeries) rareState() *seriesRare {
+	if s.rare == nil {
+		s.rare = &seriesRare{}
+	}
+	return s.rare
+}
+
+// setLast records the newest sample's value.
+func (s *memSeries) setLast(v float64, h *histogram.Histogram, fh *histogram.FloatHistogram) {
+	s.lastV = v
+	if h == nil && fh == nil {
+		if s.rare != nil {
+			s.rare.lastH, s.rare.lastFH = nil, nil
+			s.tidyRare()
+		}
+		return
+	}
+	r := s.rareState()
+	r.lastH, r.lastFH = h, fh
+}
+
+// tidyRare drops s.rare once it holds nothing.
+func (s *memSeries) tidyRare() {
+	if r := s.rare; r != nil && len(r.ooo) == 0 && len(r.oooChunks) == 0 && r.lastH == nil && r.lastFH == nil {
+		s.rare = nil
+	}
 }
 
 func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
@@ -123,11 +185,14 @@ type chunkOpts struct {
 func (s *memSeries) sameAsLast(smp sample) bool {
 	switch {
 	case smp.h != nil:
-		return s.lastH != nil && smp.h.Equals(s.lastH)
+		lastH, _ := s.lastHist()
+		return lastH != nil && smp.h.Equals(lastH)
 	case smp.fh != nil:
-		return s.lastFH != nil && smp.fh.Equals(s.lastFH)
+		_, lastFH := s.lastHist()
+		return lastFH != nil && smp.fh.Equals(lastFH)
 	default:
-		return s.lastH == nil && s.lastFH == nil && math.Float64bits(smp.v) == math.Float64bits(s.lastV)
+		lastH, lastFH := s.lastHist()
+		return lastH == nil && lastFH == nil && math.Float64bits(smp.v) == math.Float64bits(s.lastV)
 	}
 }
 
@@ -143,7 +208,7 @@ func (s *memSeries) appendInOrder(smp sample, o chunkOpts) {
 		c := s.appendPreprocessor(smp.t, chunkenc.EncXOR2, o)
 		s.app.Append(smp.st, smp.t, smp.v)
 		c.maxT = smp.t
-		s.lastV, s.lastH, s.lastFH = smp.v, nil, nil
+		s.setLast(smp.v, nil, nil)
 	}
 	s.lastT = smp.t
 }
@@ -156,7 +221,7 @@ func (s *memSeries) appendHistogram(smp sample, o chunkOpts) {
 	}
 	newChunk, recoded, app, _ := s.app.AppendHistogram(prevApp, smp.st, smp.t, smp.h, false)
 	s.app = app
-	s.lastV, s.lastH, s.lastFH = 0, smp.h, nil
+	s.setLast(0, smp.h, nil)
 	s.afterHistogramAppend(c, newChunk, recoded, smp.t)
 }
 
@@ -168,7 +233,7 @@ func (s *memSeries) appendFloatHistogram(smp sample, o chunkOpts) {
 	}
 	newChunk, recoded, app, _ := s.app.AppendFloatHistogram(prevApp, smp.st, smp.t, smp.fh, false)
 	s.app = app
-	s.lastV, s.lastH, s.lastFH = 0, nil, smp.fh
+	s.setLast(0, nil, smp.fh)
 	s.afterHistogramAppend(c, newChunk, recoded, smp.t)
 }
 
@@ -319,8 +384,9 @@ func computeChunkEndTime(start, cur, maxT int64, ratioToFull float64) int64 {
 // oooFind returns the index of the out-of-order sample at t, or where it
 // would be inserted, and whether it is there.
 func (s *memSeries) oooFind(t int64) (int, bool) {
-	i := sort.Search(len(s.ooo), func(i int) bool { return s.ooo[i].t >= t })
-	return i, i < len(s.ooo) && s.ooo[i].t == t
+	ooo := s.oooSamples()
+	i := sort.Search(len(ooo), func(i int) bool { return ooo[i].t >= t })
+	return i, i < len(ooo) && ooo[i].t == t
 }
 
 // insertOOO keeps an out-of-order sample. It returns false if a different
@@ -328,11 +394,12 @@ func (s *memSeries) oooFind(t int64) (int, bool) {
 func (s *memSeries) insertOOO(smp sample) bool {
 	i, found := s.oooFind(smp.t)
 	if found {
-		return sameSample(s.ooo[i], smp)
+		return sameSample(s.rare.ooo[i], smp)
 	}
-	s.ooo = append(s.ooo, sample{})
-	copy(s.ooo[i+1:], s.ooo[i:])
-	s.ooo[i] = smp
+	r := s.rareState()
+	r.ooo = append(r.ooo, sample{})
+	copy(r.ooo[i+1:], r.ooo[i:])
+	r.ooo[i] = smp
 	return true
 }
 
@@ -352,9 +419,9 @@ func sameSample(a, b sample) bool {
 // inMemoryAt looks for a sample at t in the series' memory.
 func (s *memSeries) inMemoryAt(t int64) (sample, bool) {
 	if i, ok := s.oooFind(t); ok {
-		return s.ooo[i], true
+		return s.rare.ooo[i], true
 	}
-	for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
+	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
 		for _, c := range list {
 			if c.chunk.NumSamples() == 0 || t < c.minT || t > c.maxT {
 				continue

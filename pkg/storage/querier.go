@@ -397,7 +397,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	if s.memoryCovers(h.mint) {
 		lastDay = math.MinInt32 // nothing to read from Pebble
 	}
-	for _, list := range [][]*memChunk{s.chunks, s.oooChunks} {
+	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
 		for _, c := range list {
 			if c.chunk.NumSamples() == 0 {
 				continue
@@ -426,9 +426,9 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: c.minT, MaxTime: c.maxT})
 		}
 	}
-	if len(s.ooo) > 0 {
+	if ooo := s.oooSamples(); len(ooo) > 0 {
 		var buf []sample
-		for _, smp := range s.ooo {
+		for _, smp := range ooo {
 			if smp.t >= h.mint && smp.t <= h.maxt {
 				buf = append(buf, smp)
 			}

@@ -40,11 +40,14 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
 			s.chunks = dropBefore(s.chunks, cutT, &s.droppedMaxT)
-			s.oooChunks = dropBefore(s.oooChunks, cutT, &s.droppedMaxT)
-			for len(s.ooo) > 0 && s.ooo[0].t < cutT {
-				s.ooo = s.ooo[1:]
+			if r := s.rare; r != nil {
+				r.oooChunks = dropBefore(r.oooChunks, cutT, &s.droppedMaxT)
+				for len(r.ooo) > 0 && r.ooo[0].t < cutT {
+					r.ooo = r.ooo[1:]
+				}
+				s.tidyRare()
 			}
-			expired := s.durable && s.lastDay < dayCut && len(s.chunks) == 0 && len(s.ooo) == 0 && len(s.oooChunks) == 0
+			expired := s.durable && s.lastDay < dayCut && len(s.chunks) == 0 && len(s.oooSamples()) == 0 && len(s.oooChunkList()) == 0
 			if expired {
 				s.deleted = true
 			}
