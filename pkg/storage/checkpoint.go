@@ -116,7 +116,11 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 		n int
 	}
 	var done []written
-	b := db.pdb.NewBatch()
+	// Batches made at their size: grown from empty, each 4 MiB batch
+	// allocated about twice that on the way (at a million series, a sixth
+	// of the garbage of ingest).
+	const batchSize = checkpointBatchBytes + 64<<10
+	b := db.pdb.NewBatchWithSize(batchSize)
 	defer func() { _ = b.Close() }()
 	flush := func() error {
 		if b.Len() == 0 {
@@ -126,10 +130,11 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 			return fmt.Errorf("write chunks: %w", err)
 		}
 		_ = b.Close()
-		b = db.pdb.NewBatch()
+		b = db.pdb.NewBatchWithSize(batchSize)
 		return nil
 	}
-	var val, encBuf []byte
+	var val, encBuf, keyBuf []byte
+	var scratch decimalScratch
 	nChunks := 0
 	for _, th := range db.tenantHeads() {
 		if err := ctx.Err(); err != nil {
@@ -159,12 +164,13 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 						}
 						continue
 					}
-					enc, data := storedChunk(encBuf[:0], c.chunk)
+					enc, data := storedChunk(encBuf[:0], c.chunk, &scratch)
 					if enc == encDecimal {
 						encBuf = data[:0] // reuse; never a chunk's own bytes
 					}
 					val = encodeChunkValue(val[:0], enc, c.minT, c.maxT, data)
-					if err := b.Set(chunkKey(th.id, s.ref, c.minT, c.part), val, nil); err != nil {
+					keyBuf = appendChunkKey(keyBuf[:0], th.id, s.ref, c.minT, c.part)
+					if err := b.Set(keyBuf, val, nil); err != nil {
 						s.mu.Unlock()
 						return fmt.Errorf("write chunk: %w", err)
 					}

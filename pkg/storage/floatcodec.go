@@ -62,9 +62,22 @@ func gcd(a, b uint64) uint64 {
 	return a
 }
 
+// decimalScratch holds encodeDecimalChunk's buffers from one call to the
+// next, for a goroutine that encodes many chunks (a checkpoint encodes
+// every chunk of every series: at a million series, buffers made per call
+// were a good part of the garbage of ingest).
+type decimalScratch struct {
+	ts, rs, ds []int64
+	vs         []float64
+	zs         []uint64
+	rb         []byte
+	it         chunkenc.Iterator
+}
+
 // encodeDecimalChunk re-encodes a float chunk without start timestamps. It
-// returns false if the chunk is not one (then it is stored as it is).
-func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
+// returns false if the chunk is not one (then it is stored as it is). sc,
+// if not nil, lends the buffers; the result never aliases them.
+func encodeDecimalChunk(dst []byte, c chunkenc.Chunk, sc *decimalScratch) ([]byte, bool) {
 	if c.Encoding() != chunkenc.EncXOR2 && c.Encoding() != chunkenc.EncXOR {
 		return dst, false
 	}
@@ -72,9 +85,14 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 	if n < 2 {
 		return dst, false
 	}
-	ts := make([]int64, 0, n)
-	vs := make([]float64, 0, n)
-	it := c.Iterator(nil)
+	if sc == nil {
+		sc = new(decimalScratch)
+	}
+	ts := sc.ts[:0]
+	vs := sc.vs[:0]
+	sc.it = c.Iterator(sc.it)
+	it := sc.it
+	defer func() { sc.ts, sc.vs = ts[:0], vs[:0] }()
 	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat || it.AtST() != 0 {
 			return dst, false
@@ -104,11 +122,13 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 		// scrape jitter costs a few bits per sample.
 		dst = append(dst, tsRice)
 		dst = binary.AppendUvarint(dst, uint64(d0))
-		rs := make([]int64, 0, n-2)
+		rs := sc.rs[:0]
 		for i := 2; i < n; i++ {
 			rs = append(rs, ts[i]-ts[i-1]-d0)
 		}
-		rb := appendRice(nil, rs)
+		sc.rs = rs
+		rb := appendRice(sc.rb[:0], rs, &sc.zs)
+		sc.rb = rb
 		dst = binary.AppendUvarint(dst, uint64(len(rb)))
 		dst = append(dst, rb...)
 	}
@@ -140,7 +160,8 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 		// Integers v*10^k (|m| < 2^53, so deltas cannot overflow): the
 		// first, then the deltas minus their mean, Rice-coded.
 		dst = append(dst, valDecimalRice, byte(k))
-		ds := make([]int64, n-1)
+		ds := slices.Grow(sc.ds[:0], n-1)[:n-1]
+		sc.ds = ds
 		prev := decimalInt(vs[0], k)
 		dst = binary.AppendVarint(dst, prev)
 		var g uint64
@@ -164,7 +185,7 @@ func encodeDecimalChunk(dst []byte, c chunkenc.Chunk) ([]byte, bool) {
 		}
 		dst = binary.AppendUvarint(dst, g)
 		dst = binary.AppendVarint(dst, center)
-		return appendRice(dst, ds), true
+		return appendRice(dst, ds, &sc.zs), true
 	}
 	dst = append(dst, valXOR)
 	var prev uint64
@@ -423,8 +444,8 @@ func openChunk(enc chunkenc.Encoding, data []byte, minT int64) (c chunkenc.Chunk
 }
 
 // storedChunk returns the encoding and bytes a chunk is written with.
-func storedChunk(dst []byte, c chunkenc.Chunk) (chunkenc.Encoding, []byte) {
-	if b, ok := encodeDecimalChunk(dst, c); ok {
+func storedChunk(dst []byte, c chunkenc.Chunk, sc *decimalScratch) (chunkenc.Encoding, []byte) {
+	if b, ok := encodeDecimalChunk(dst, c, sc); ok {
 		return encDecimal, b
 	}
 	return c.Encoding(), c.Bytes()
@@ -509,8 +530,9 @@ func riceCost(zs []uint64, k uint) int {
 	return bits
 }
 
-func appendRice(dst []byte, vs []int64) []byte {
-	zs := make([]uint64, len(vs))
+func appendRice(dst []byte, vs []int64, zbuf *[]uint64) []byte {
+	zs := slices.Grow((*zbuf)[:0], len(vs))[:len(vs)]
+	*zbuf = zs
 	for i, v := range vs {
 		zs[i] = zigzag(v)
 	}

@@ -68,7 +68,7 @@ func FuzzChunkValue(f *testing.F) {
 		app.Append(0, i*1000, float64(i))
 	}
 	f.Add(encodeChunkValue(nil, xor.Encoding(), 0, 9000, xor.Bytes()))
-	if enc, b := storedChunk(nil, xor); enc == encDecimal {
+	if enc, b := storedChunk(nil, xor, nil); enc == encDecimal {
 		f.Add(encodeChunkValue(nil, enc, 0, 9000, b)) // a decimal chunk to mutate
 	}
 	hc := chunkenc.NewHistogramSTChunk()
@@ -158,7 +158,7 @@ func FuzzDecimalChunkRoundTrip(f *testing.F) {
 			app.Append(0, tt, v)
 			tt += int64(step) + int64(i%3)*int64(mode/3%2)
 		}
-		enc, data := storedChunk(nil, c)
+		enc, data := storedChunk(nil, c, nil)
 		got, err := openChunk(enc, append([]byte(nil), data...), ts[0])
 		require.NoError(t, err)
 		it := got.Iterator(nil)
