@@ -205,7 +205,12 @@ type rangeHead struct {
 	// lazyParts are the out-of-order chunks in Pebble of lazyRef.
 	lazyParts []lazyPart
 	keyBuf    []byte // readLazy's key; guarded by iterMu
-	closed    bool
+	// last keeps the bytes of the chunks the last Series read from
+	// Pebble, for a reader that iterates each series right after
+	// selecting it (rollups, remote read): its reads then need no seek
+	// back. One series at most; guarded by iterMu.
+	last   lastSeries
+	closed bool
 	// standardChunks converts levitated's own chunk encodings and XOR2
 	// to Prometheus' standard ones for readers that hand chunks on.
 	standardChunks bool
@@ -232,6 +237,7 @@ func (h *rangeHead) close() {
 	h.iters = nil
 	h.merged = nil
 	h.lazyParts = nil
+	h.last = lastSeries{}
 	h.db.readers.release(h.epoch)
 }
 
@@ -451,6 +457,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	if from <= to {
 		h.iterMu.Lock()
 		defer h.iterMu.Unlock()
+		h.last.reset()
 	}
 	locked := from <= to
 	for day := from; day <= to; day++ {
@@ -491,6 +498,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 				// it is iterating, not of every series it selected.
 				if ref, ok := h.lazyRef(s.ref, kp.part); ok {
 					*chks = append(*chks, chunks.Meta{Ref: ref, MinTime: kp.minT, MaxTime: maxT})
+					h.last.add(s.ref, kp.minT, kp.part, enc, data)
 					continue
 				}
 			}
@@ -680,6 +688,13 @@ func (h *rangeHead) readLazy(meta chunks.Meta, locked bool) (chunkenc.Chunk, chu
 	if err != nil {
 		return nil, nil, err
 	}
+	if enc, data, ok := h.last.get(sref, meta.MinTime, part); ok {
+		chk, err := openChunk(enc, slices.Clone(data), meta.MinTime)
+		if err != nil {
+			return nil, nil, fmt.Errorf("series %d chunk at %d: %w: %w", sref, meta.MinTime, err, errCorruptValue)
+		}
+		return chk, nil, nil
+	}
 	h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, sref, meta.MinTime, part)
 	key := h.keyBuf
 	// An engine iterates series in the order Series read them, so the
@@ -703,6 +718,45 @@ func (h *rangeHead) readLazy(meta chunks.Meta, locked bool) (chunkenc.Chunk, chu
 		return nil, nil, fmt.Errorf("series %d chunk at %d: %w: %w", sref, meta.MinTime, err, errCorruptValue)
 	}
 	return capped(chk, maxT, meta.MaxTime)
+}
+
+// lastSeries holds the chunk bytes of one series as Series read them.
+type lastSeries struct {
+	sref   uint64
+	chunks []lastChunk
+	buf    []byte
+}
+
+type lastChunk struct {
+	minT     int64
+	part     uint64
+	enc      chunkenc.Encoding
+	off, end int
+}
+
+func (l *lastSeries) reset() {
+	l.sref, l.chunks, l.buf = 0, l.chunks[:0], l.buf[:0]
+}
+
+func (l *lastSeries) add(sref uint64, minT int64, part uint64, enc chunkenc.Encoding, data []byte) {
+	l.sref = sref
+	off := len(l.buf)
+	l.buf = append(l.buf, data...)
+	l.chunks = append(l.chunks, lastChunk{minT: minT, part: part, enc: enc, off: off, end: len(l.buf)})
+}
+
+// get returns the bytes of a chunk of the last series, valid until the
+// next Series that reads Pebble.
+func (l *lastSeries) get(sref uint64, minT int64, part uint64) (chunkenc.Encoding, []byte, bool) {
+	if l.sref != sref || len(l.chunks) == 0 {
+		return 0, nil, false
+	}
+	for _, c := range l.chunks {
+		if c.minT == minT && c.part == part {
+			return c.enc, l.buf[c.off:c.end], true
+		}
+	}
+	return 0, nil, false
 }
 
 // capped returns chk, or an iterable of its samples up to maxT if it has
