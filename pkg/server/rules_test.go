@@ -230,10 +230,17 @@ func TestRulesRecordAndAlert(t *testing.T) {
 	})
 	require.Equal(t, []string{"pending", "firing"}, states)
 
-	now := time.Now()
-	require.Equal(t, map[string]string{
+	// The rules manager sets the alert's state before it appends the
+	// evaluation's ALERTS samples: the API may show "firing" a moment before
+	// they are committed.
+	wantAlerts := map[string]string{
 		"map[alertname:CanaryErrors alertstate:firing service:checkout severity:page]": "1",
-	}, instantAt(t, srv.URL, nil, `ALERTS`, now))
+	}
+	waitFor(t, 5*time.Second, "the firing ALERTS sample", func() bool {
+		return len(instantAt(t, srv.URL, nil, `ALERTS{alertstate="firing"}`, time.Now())) > 0
+	})
+	now := time.Now()
+	require.Equal(t, wantAlerts, instantAt(t, srv.URL, nil, `ALERTS`, now))
 	require.Equal(t, map[string]string{
 		"map[alertname:CanaryErrors service:checkout severity:page]": strconv.FormatInt(activeAt.Unix(), 10),
 	}, instantAt(t, srv.URL, nil, `ALERTS_FOR_STATE`, now))
