@@ -135,7 +135,11 @@ export function Chart(p: ChartProps) {
     (el as HTMLDivElement & { uplot?: uPlot }).uplot = u;
     el.dataset.xmin = String(u.scales.x.min);
     el.dataset.xmax = String(u.scales.x.max);
-    const ro = new ResizeObserver(() => u.setSize({ width: el.clientWidth, height: p.height ?? 320 }));
+    // Observing starts with a call for the size the chart was built at:
+    // redrawing then would draw every series again for nothing.
+    const ro = new ResizeObserver(() => {
+      if (el.clientWidth !== u.width) u.setSize({ width: el.clientWidth, height: p.height ?? 320 });
+    });
     ro.observe(el);
     return () => {
       ro.disconnect();
