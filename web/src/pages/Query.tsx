@@ -124,6 +124,13 @@ export function QueryPage({ search }: { search: string }) {
     return () => ac.abort();
   }, [st.range, endInput, evName, evMatch, st.tab, st.expr]);
 
+  // The legend (a button per series, up to 200) is rendered after the
+  // chart of a new answer has been drawn and painted: an effect runs after
+  // the next frame. Rendering and laying out hundreds of entries in the
+  // same task as the chart delayed the graph by as much again.
+  const [legendOf, setLegendOf] = useState<RangeResult | null>(null);
+  useEffect(() => setLegendOf(range), [range]);
+
   const hidden = useMemo(() => new Set(st.hidden), [st.hidden]);
   const visible = useMemo(
     () => (range ? range.series.filter((s) => !hidden.has(s.label) && (!filter || s.label.includes(filter))) : []),
@@ -220,6 +227,7 @@ export function QueryPage({ search }: { search: string }) {
               <p class="muted small">
                 {spans.length} change{spans.length === 1 ? '' : 's'} drawn · drag to zoom · click a window to open it · query {range.ms.toFixed(0)} ms
               </p>
+              {legendOf === range && (
               <Legend
                 items={range.series}
                 hidden={hidden}
@@ -230,6 +238,7 @@ export function QueryPage({ search }: { search: string }) {
                   set({ hidden: h });
                 }}
               />
+              )}
             </div>
           )}
         </>
