@@ -56,25 +56,32 @@ const result = await esbuild.build({
   chunkNames: '[name]',
   plugins: [functionTable],
 });
-// boot.js: a classic script index.html runs first, which sends the page's
-// first requests (src/boot.ts).
+// boot: a classic script inlined into index.html, which sends the page's
+// first requests as soon as the HTML is parsed (src/boot.ts); pkg/console
+// allows it in its Content-Security-Policy by its hash.
 const boot = await esbuild.build({
   ...common,
   entryPoints: { boot: join(here, 'src/boot.ts') },
   format: 'iife',
+  write: false,
 });
+const bootJS = boot.outputFiles[0].text.trim();
+if (bootJS.includes('</script')) throw new Error('boot.js contains </script');
 // index.html preloads the chunks app.js imports, so that they are fetched
 // with it rather than after it.
-const outputs = { ...result.metafile.outputs, ...boot.metafile.outputs };
+const outputs = { ...result.metafile.outputs };
 const appOut = Object.entries(result.metafile.outputs).find(([, o]) => o.entryPoint?.endsWith('src/main.tsx'));
 const preloads = appOut[1].imports
   .filter((i) => i.kind === 'import-statement')
   .map((i) => `    <link rel="modulepreload" href="/${i.path.split('/').pop()}" />\n`)
   .join('');
-const index = readFileSync(join(here, 'src/index.html'), 'utf8');
+let index = readFileSync(join(here, 'src/index.html'), 'utf8');
 if (!index.includes('<!-- preloads -->\n')) throw new Error('src/index.html: no <!-- preloads --> line');
-writeFileSync(join(outdir, 'index.html'), index.replace(/ *<!-- preloads -->\n/, preloads));
+if (!index.includes('    <!-- boot -->\n')) throw new Error('src/index.html: no <!-- boot --> line');
+index = index.replace(/ *<!-- preloads -->\n/, preloads).replace('    <!-- boot -->\n', () => `    <script>${bootJS}</script>\n`);
+writeFileSync(join(outdir, 'index.html'), index);
 const sizes = Object.entries(outputs)
   .map(([f, o]) => `${f.split('/').pop()} ${o.bytes}`)
+  .concat([`index.html ${Buffer.byteLength(index)}`])
   .sort();
 writeFileSync(join(here, 'gen/sizes.txt'), sizes.join('\n') + '\n');

@@ -12,6 +12,7 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
@@ -36,6 +37,7 @@ var pagePrefixes = []string{"/changes/", "/analyses/"}
 // Handler serves the console.
 type Handler struct {
 	index  []byte
+	csp    string // the pages' Content-Security-Policy
 	assets map[string]asset
 }
 
@@ -79,7 +81,33 @@ func New() (*Handler, error) {
 		return nil, fmt.Errorf("console bundle: no index.html in pkg/console/dist (run npm run build in web/)")
 	}
 	h.index = idx.body
+	// The app loads only its own script and style and talks only to this
+	// origin; the one inline script (web/src/boot.ts, which sends the
+	// page's first requests before the bundle is fetched) is allowed by
+	// its hash.
+	h.csp = "default-src 'self'; script-src 'self'" + scriptHashes(h.index) + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
 	return h, nil
+}
+
+// scriptHashes lists the CSP hash sources (" 'sha256-…'") of the inline
+// scripts of an HTML page: the text of each <script> without attributes.
+func scriptHashes(page []byte) string {
+	var out strings.Builder
+	const open, end = "<script>", "</script>"
+	for rest := page; ; {
+		i := bytes.Index(rest, []byte(open))
+		if i < 0 {
+			return out.String()
+		}
+		rest = rest[i+len(open):]
+		j := bytes.Index(rest, []byte(end))
+		if j < 0 {
+			return out.String()
+		}
+		sum := sha256.Sum256(rest[:j])
+		out.WriteString(" 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'")
+		rest = rest[j+len(end):]
+	}
 }
 
 // Paths are the URL paths the console answers, as http.ServeMux patterns
@@ -128,9 +156,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isPage(r.URL.Path) {
 		hdr.Set("Content-Type", "text/html; charset=utf-8")
 		hdr.Set("Cache-Control", "no-cache")
-		// The app loads only its own script and style and talks only to
-		// this origin.
-		hdr.Set("Content-Security-Policy", "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'")
+		hdr.Set("Content-Security-Policy", h.csp)
 		hdr.Set("X-Frame-Options", "DENY")
 		http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(h.index))
 		return

@@ -3,6 +3,8 @@ package console
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -49,6 +51,32 @@ func TestPagesServeTheApp(t *testing.T) {
 	}
 	if w := get(t, h, http.MethodPost, "/query"); w.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /query: %d, want 405", w.Code)
+	}
+}
+
+// TestInlineScriptAllowedByHash: index.html runs web/src/boot.ts inline,
+// and the pages' Content-Security-Policy allows exactly that script by its
+// hash (no 'unsafe-inline' for scripts): a browser would otherwise refuse
+// it without a word, and the page would only be slower.
+func TestInlineScriptAllowedByHash(t *testing.T) {
+	h, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	index, _ := dist.ReadFile("dist/index.html")
+	_, rest, ok := strings.Cut(string(index), "<script>")
+	script, _, ok2 := strings.Cut(rest, "</script>")
+	if !ok || !ok2 || !strings.Contains(script, "__lvBoot") {
+		t.Fatal("index.html has no inline boot script")
+	}
+	sum := sha256.Sum256([]byte(script))
+	csp := get(t, h, http.MethodGet, "/query").Header().Get("Content-Security-Policy")
+	want := "script-src 'self' 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "';"
+	if !strings.Contains(csp, want) || strings.Count(csp, "sha256-") != 1 {
+		t.Errorf("CSP %q, want it to hold %q and no other hash", csp, want)
+	}
+	if got := scriptHashes([]byte("<script>a</script><script src=x></script><script>b</script>")); strings.Count(got, "sha256-") != 2 {
+		t.Errorf("scriptHashes of two inline scripts and one with src: %q", got)
 	}
 }
 

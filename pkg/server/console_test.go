@@ -28,7 +28,7 @@ func TestConsoleRoutes(t *testing.T) {
 		require.Contains(t, r.header.Get("Content-Type"), "text/html", p)
 		require.Contains(t, r.body, `src="/app.js"`, p)
 	}
-	for _, p := range []string{"/app.js", "/app.css", "/boot.js", "/chunk.js", "/Editor.js"} {
+	for _, p := range []string{"/app.js", "/app.css", "/chunk.js", "/Editor.js"} {
 		r := send(t, srv.URL, "", authReq{path: p})
 		require.Equal(t, http.StatusOK, r.code, p)
 		require.NotEmpty(t, r.body)

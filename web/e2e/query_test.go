@@ -88,6 +88,18 @@ func TestQueryGraphDrawsChangeWindows(t *testing.T) {
 	if got.Series != 3 {
 		t.Errorf("graph has %d series, want 3 (stable, baseline, canary)", got.Series)
 	}
+	// The boot script inlined in index.html ran (the CSP allows it by its
+	// hash) and the app took over its requests: each was sent once.
+	sent := eval[struct {
+		Boot     bool
+		Left     int
+		Requests map[string]int
+	}](t, ctx, `(() => { const b = window.__lvBoot, n = {};
+		for (const e of performance.getEntriesByType('resource')) { const p = new URL(e.name).pathname; if (p.startsWith('/api/')) n[p] = (n[p] || 0) + 1; }
+		return {boot: !!b && b.used.has('query'), left: b ? b.pending.size : -1, requests: n}; })()`)
+	if !sent.Boot || sent.Left != 0 || sent.Requests["/api/v1/query_range"] != 1 || sent.Requests["/api/v1/status/whoami"] != 1 {
+		t.Errorf("boot script ran and its requests were taken: %v, %d not taken, requests %v; want each once", sent.Boot, sent.Left, sent.Requests)
+	}
 	if got.Editor != expr {
 		t.Errorf("editor holds %q, want %q", got.Editor, expr)
 	}

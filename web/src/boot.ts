@@ -1,4 +1,5 @@
-// boot.ts, built as boot.js and run by index.html before the bundle: it
+// boot.ts, built into index.html as an inline script (build.mjs) that runs
+// before the bundle is even fetched: it
 // sends the first requests of the page — who is signed in and, on the
 // query page, the query and the change windows of its graph — so that the
 // server works while the browser loads and evaluates the bundle. The app
@@ -17,10 +18,21 @@ const boot: Boot = { path: location.pathname, search: location.search, now: Date
 const token = getToken();
 
 function start(path: string, init: RequestInit = {}): void {
-  const p = send(path, init);
+  const p = send(path, init).then(buffered);
   p.catch(() => {}); // the app sees the failure when it takes the request
   boot.pending.set(requestKey(path, init, token), p);
 }
+
+// buffered reads a response's body as it arrives, while the bundle is
+// loaded and evaluated, so that the app finds it whole (reading the query's
+// 2 MB from the network took the app's main thread 50-110 ms after it had
+// asked); the app is given a response of the same status, headers and body.
+async function buffered(r: Response): Promise<Response> {
+  const body = await r.arrayBuffer();
+  const init = { status: r.status, statusText: r.statusText, headers: r.headers };
+  return new Response(nullBodyStatus.includes(r.status) ? null : body, init);
+}
+const nullBodyStatus = [101, 103, 204, 205, 304];
 
 try {
   start(whoamiPath);
