@@ -60,6 +60,16 @@ func TestSignInAndReadOnlyToken(t *testing.T) {
 	}
 
 	ctx := browser(t, 1280, 800)
+	// The query page is rendered before whoami answers (main.tsx): without
+	// a token it still ends at the sign-in, with no graph.
+	do(t, ctx,
+		chromedp.Navigate(base+"/query?g0.expr=up&g0.tab=graph"),
+		visible(`[data-testid=token]`),
+		chromedp.Sleep(300*time.Millisecond),
+	)
+	if n := eval[int](t, ctx, `document.querySelectorAll('[data-testid=graph], .chart').length`); n != 0 {
+		t.Errorf("/query without a token shows the sign-in and %d graphs", n)
+	}
 	do(t, ctx,
 		chromedp.Navigate(base+"/changes"),
 		visible(`[data-testid=token]`),

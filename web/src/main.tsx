@@ -22,8 +22,10 @@ const nav = [
   ['/status', 'Status'],
 ] as const;
 
+const isQuery = (path: string) => path === '/' || path === '/query' || path === '/graph';
+
 function Page({ path, search }: { path: string; search: string }) {
-  if (path === '/' || path === '/query' || path === '/graph') return <QueryPage search={search} />;
+  if (isQuery(path)) return <QueryPage search={search} />;
   if (path === '/changes') return <ChangesPage search={search} />;
   if (path.startsWith('/changes/')) return <ChangePage id={decodeURIComponent(path.slice(9))} search={search} />;
   if (path === '/analyses') return <AnalysesPage />;
@@ -110,7 +112,12 @@ function App() {
               if (route.path === '/signin') navigate('/query');
             }}
           />
-        ) : who ? (
+        ) : who || (!fatal && isQuery(route.path)) ? (
+          // The query page does not depend on who is signed in (its
+          // requests carry the token; a 401 brings the sign-in): it is
+          // rendered without waiting for whoami, so that it takes the
+          // answers boot.ts asked for as soon as the bundle runs. The
+          // others (scopes decide what they offer) wait for it.
           <Page path={route.path} search={route.search} />
         ) : (
           !fatal && <p class="page muted">Loading…</p>
