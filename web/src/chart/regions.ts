@@ -24,7 +24,9 @@ export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void
     // BenchmarkConsoleGraph: when windows were first on the chart.
     if (spans.length && !layer.dataset.placedAt) layer.dataset.placedAt = performance.now().toFixed(1);
     const [xmin, xmax] = [u.scales.x.min ?? 0, u.scales.x.max ?? 0];
-    const width = u.over.clientWidth;
+    // The plot's width as uPlot set it (CSS px): reading clientWidth here
+    // would lay the page out once more in the middle of the first draw.
+    const width = parseFloat(u.over.style.width) || u.over.clientWidth;
     layer.replaceChildren();
     for (const s of spans) {
       const end = s.end ?? s.start;
@@ -49,7 +51,8 @@ export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void
     return getSpans().filter((s) => (s.end === undefined ? Math.abs(s.start - t) <= slack : s.start <= t && t < s.end));
   };
   return {
-    place: (u) => layer && place(u),
+    // Before the chart's first draw (its scales unset) the draw places them.
+    place: (u) => layer && u.scales.x.min != null && place(u),
     hooks: {
       init: (u) => {
         layer = document.createElement('div');
