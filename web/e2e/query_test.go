@@ -13,6 +13,7 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 // apiEvent is what the tests read of GET /api/v1/events.
@@ -537,5 +538,55 @@ func TestQueryGraphDrawsManySeries(t *testing.T) {
 	}
 	if got.Samples < 10*got.Series || float64(got.Painted) < 0.98*float64(got.Samples) {
 		t.Errorf("%d series: the canvas is painted at %d of %d samples (missed %v)", got.Series, got.Painted, got.Samples, got.Missed)
+	}
+}
+
+// TestQueryLegendFiltersAndToggles: the legend (rendered after the chart
+// is drawn) lists every series; its filter narrows the list and the chart;
+// an entry is a button the keyboard reaches that hides its series (in the
+// URL, so a link keeps it) and shows it again.
+func TestQueryLegendFiltersAndToggles(t *testing.T) {
+	ctx := browser(t, 1280, 800)
+	expr := `sum by (track) (rate(http_requests_total{service="checkout"}[1m]))`
+	do(t, ctx, chromedp.Navigate(queryURL(expr, nil)), visible(`.chart[data-drawn-at]`), visible(`.legend .legend-item`))
+	type state struct {
+		Items   []string
+		Pressed []bool
+		Charted int
+		Count   string
+		Hidden  []string
+	}
+	read := func() state {
+		return eval[state](t, ctx, `(() => ({
+			items: [...document.querySelectorAll('.legend .legend-item')].map(b => b.textContent.trim()),
+			pressed: [...document.querySelectorAll('.legend .legend-item')].map(b => b.getAttribute('aria-pressed') === 'true'),
+			charted: document.querySelector('.chart').uplot.series.length - 1,
+			count: document.querySelector('.legend-filter .muted').textContent,
+			hidden: new URLSearchParams(location.search).getAll('g0.hide'),
+		}))()`)
+	}
+	s := read()
+	if len(s.Items) != 3 || s.Charted != 3 || s.Count != "3 of 3 series" {
+		t.Fatalf("legend %q (%s), chart of %d series; want the 3 tracks on both", s.Items, s.Count, s.Charted)
+	}
+	do(t, ctx, keys(`.legend-filter input`, "canary"), chromedp.Sleep(200*time.Millisecond))
+	s = read()
+	if len(s.Items) != 1 || !strings.Contains(s.Items[0], "canary") || s.Charted != 1 || s.Count != "1 of 3 series" {
+		t.Errorf("filtered by canary: legend %q (%s), chart of %d series", s.Items, s.Count, s.Charted)
+	}
+	do(t, ctx, fill(`.legend-filter input`, ""), chromedp.Sleep(200*time.Millisecond))
+	// Tab from the filter reaches the first entry; Enter hides its series.
+	do(t, ctx, focus(`.legend-filter input`), chromedp.KeyEvent(kb.Tab))
+	if f := eval[string](t, ctx, `document.activeElement.className + ':' + document.activeElement.textContent.trim()`); !strings.HasPrefix(f, "legend-item:") {
+		t.Fatalf("Tab from the legend's filter focuses %q, not its first entry", f)
+	}
+	do(t, ctx, chromedp.KeyEvent(kb.Enter), chromedp.Sleep(300*time.Millisecond))
+	s = read()
+	if len(s.Items) != 3 || s.Pressed[0] || !s.Pressed[1] || s.Charted != 2 || len(s.Hidden) != 1 || !strings.Contains(s.Items[0], s.Hidden[0]) {
+		t.Errorf("after Enter on %q: pressed %v, chart of %d series, hidden in the URL %q", s.Items[0], s.Pressed, s.Charted, s.Hidden)
+	}
+	do(t, ctx, focus(`.legend .legend-item`), chromedp.KeyEvent(kb.Enter), chromedp.Sleep(300*time.Millisecond))
+	if s = read(); s.Charted != 3 || len(s.Hidden) != 0 {
+		t.Errorf("after Enter again: chart of %d series, hidden %q; want all 3 shown", s.Charted, s.Hidden)
 	}
 }

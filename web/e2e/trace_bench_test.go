@@ -83,7 +83,7 @@ func traceNavigation(ctx context.Context, first, page string) ([]traceEvent, err
 	if err := chromedp.Do(ctx, chromedp.Navigate(first)); err != nil {
 		return nil, err
 	}
-	cfg := &tracing.TraceConfig{IncludedCategories: []string{"devtools.timeline", "v8", "v8.execute", "blink", "cc", "gpu", "disabled-by-default-devtools.timeline", "toplevel", "__metadata"}}
+	cfg := &tracing.TraceConfig{IncludedCategories: []string{"devtools.timeline", "v8", "v8.execute", "blink", "cc", "gpu", "disabled-by-default-devtools.timeline", "toplevel", "blink.user_timing", "loading", "__metadata"}}
 	if _, err := chromedp.Call(ctx, tracing.Start, tracing.StartParams{TraceConfig: cfg, TransferMode: tracing.StartTransferModeReportEvents}); err != nil {
 		return nil, err
 	}
