@@ -502,9 +502,10 @@ func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, wh
 }
 
 // TestQueryGraphDrawsManySeries: a chart of more than 50 series draws its
-// lines in one pass (chart/lines.ts) rather than through uPlot's own
-// paths; every series is drawn where uPlot's scales put its values: the
-// canvas is painted at (or within a pixel of) nearly every sample.
+// lines in one pass (chart/lines.ts, on a canvas of its own over the plot)
+// rather than through uPlot's own paths; every series is drawn where
+// uPlot's scales put its values: the lines' canvas is painted at (or
+// within a pixel of) nearly every sample.
 func TestQueryGraphDrawsManySeries(t *testing.T) {
 	ctx := browser(t, 1280, 800)
 	expr := `{__name__=~"http_.+", service="checkout"}`
@@ -515,7 +516,9 @@ func TestQueryGraphDrawsManySeries(t *testing.T) {
 		Missed                   []string
 	}](t, ctx, `(() => {
 		const u = document.querySelector('.chart').uplot;
-		const c = u.ctx, w = c.canvas.width, h = c.canvas.height;
+		// The lines' own canvas over the plot (chart/lines.ts), in the
+		// plot's device pixels.
+		const c = document.querySelector('.chart canvas.u-lines').getContext('2d'), w = c.canvas.width, h = c.canvas.height;
 		const px = c.getImageData(0, 0, w, h).data;
 		const painted = (x, y) => { for (let dx = -1; dx <= 1; dx++) for (let dy = -1; dy <= 1; dy++) {
 			const X = Math.round(x) + dx, Y = Math.round(y) + dy;
@@ -527,7 +530,7 @@ func TestQueryGraphDrawsManySeries(t *testing.T) {
 				const v = ys[i];
 				if (v == null || !Number.isFinite(v)) continue;
 				samples++;
-				const x = u.valToPos(u.data[0][i], 'x', true), y = u.valToPos(v, 'y', true);
+				const x = u.valToPos(u.data[0][i], 'x', true) - u.bbox.left, y = u.valToPos(v, 'y', true) - u.bbox.top;
 				if (painted(x, y)) hits++; else if (missed.length < 5) missed.push(u.series[si].label + ' @' + i);
 			}
 		}
@@ -539,6 +542,7 @@ func TestQueryGraphDrawsManySeries(t *testing.T) {
 	if got.Samples < 10*got.Series || float64(got.Painted) < 0.98*float64(got.Samples) {
 		t.Errorf("%d series: the canvas is painted at %d of %d samples (missed %v)", got.Series, got.Painted, got.Samples, got.Missed)
 	}
+	shotOfElement(t, ctx, "query-many-series", `[data-testid=graph] .chart`)
 }
 
 // TestQueryLegendFiltersAndToggles: the legend (rendered after the chart

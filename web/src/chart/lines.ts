@@ -5,8 +5,8 @@
 // into the canvas per point (500 series × 481 steps: ~60 ms of lineTo).
 // linesPlugin draws them in one pass instead, into pixels: the x positions
 // once for all series, each segment rasterised (Bresenham) into an RGBA
-// buffer the size of the plot, which is put on the chart with one
-// drawImage. The lines are hairlines of whole device pixels without
+// buffer the size of the plot, which is put as it is on a canvas of its
+// own over the plot. The lines are hairlines of whole device pixels without
 // anti-aliasing. The series it draws are given paths that draw nothing to
 // uPlot (noPaths), which keeps everything else of them: scales, cursor,
 // hover values.
@@ -75,13 +75,28 @@ function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number,
 
 /** linesPlugin draws the chart's shown series as lines width CSS px wide. */
 export function linesPlugin(width = 1): uPlot.Plugin {
-  let scratch: HTMLCanvasElement | null = null;
+  // The lines' own canvas, over uPlot's (its axes and grid) and under
+  // everything else over the plot (the windows, the cursor, the
+  // selection): the pixels are put on it as they are, with no second
+  // image to composite onto uPlot's canvas.
+  let layer: HTMLCanvasElement;
   return {
     hooks: {
+      init: (u) => {
+        layer = document.createElement('canvas');
+        layer.className = 'u-lines';
+        u.over.prepend(layer);
+      },
       draw: (u) => {
-        const { left, top, width: bw, height: bh } = u.bbox; // canvas px
+        const { width: bw, height: bh } = u.bbox; // canvas px
         const w = Math.round(bw);
         const h = Math.round(bh);
+        if (layer.width !== w || layer.height !== h) {
+          layer.width = w;
+          layer.height = h;
+        } else layer.getContext('2d')!.clearRect(0, 0, w, h);
+        layer.style.width = `${w / devicePixelRatio}px`;
+        layer.style.height = `${h / devicePixelRatio}px`;
         const xs = u.data[0];
         const sx = u.scales.x;
         if (sx.min == null || sx.max == null || xs.length === 0 || w <= 0 || h <= 0) return;
@@ -123,15 +138,9 @@ export function linesPlugin(width = 1): uPlot.Plugin {
             pen = true;
           }
         }
-        scratch ??= document.createElement('canvas');
-        if (scratch.width !== w || scratch.height !== h) {
-          scratch.width = w;
-          scratch.height = h;
-        }
-        scratch.getContext('2d')!.putImageData(img, 0, 0);
         // Odd widths are centred on the pixel the value falls on.
         const off = -Math.floor(lw / 2);
-        u.ctx.drawImage(scratch, Math.round(left) + off, Math.round(top) + off);
+        layer.getContext('2d')!.putImageData(img, off, off);
       },
     },
   };
