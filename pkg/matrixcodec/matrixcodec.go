@@ -35,6 +35,8 @@
 package matrixcodec
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -282,4 +284,46 @@ func Decode(b []byte) (Header, []Series, error) {
 		return h, nil, fmt.Errorf("matrixcodec: %d bytes after the last series", len(b)-off)
 	}
 	return h, out, nil
+}
+
+// MediaTypeGzip is what a client puts in Accept to get the same body
+// compressed with gzip by the codec itself (Content-Type
+// application/vnd.levitated.matrix+gzip), which the client decompresses.
+// HTTP's own Content-Encoding is decoded by a browser's network process,
+// which then moves the whole decompressed body into the page; this form
+// crosses that boundary compressed (for the console's 500-series graph:
+// 0.19 MB instead of 1.97) and the page inflates it (DecompressionStream).
+const MediaTypeGzip = MediaType + "+gzip"
+
+// GzipCodec encodes what Codec does, gzip-compressed (fastest level: the
+// values are mostly incompressible bits; the repeated grid and labels are
+// what it saves).
+type GzipCodec struct{}
+
+// ContentType implements v1.Codec.
+func (GzipCodec) ContentType() v1.MIMEType {
+	return v1.MIMEType{Type: "application", SubType: "vnd.levitated.matrix+gzip"}
+}
+
+// CanEncode implements v1.Codec: what Codec can encode.
+func (GzipCodec) CanEncode(resp *v1.Response) bool { return Codec{}.CanEncode(resp) }
+
+// Encode implements v1.Codec.
+func (GzipCodec) Encode(resp *v1.Response) ([]byte, error) {
+	b, err := Codec{}.Encode(resp)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&out, gzip.BestSpeed)
+	if err != nil {
+		return nil, fmt.Errorf("matrixcodec: gzip: %w", err)
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, fmt.Errorf("matrixcodec: gzip: %w", err)
+	}
+	if err := zw.Close(); err != nil {
+		return nil, fmt.Errorf("matrixcodec: gzip: %w", err)
+	}
+	return out.Bytes(), nil
 }

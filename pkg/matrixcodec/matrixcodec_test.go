@@ -1,8 +1,11 @@
 package matrixcodec
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"io"
 	"maps"
 	"math"
 	"strconv"
@@ -218,5 +221,37 @@ func TestDecodeRefusesDamage(t *testing.T) {
 	}
 	if _, _, err := Decode([]byte(`{"status":"success"}`)); err == nil {
 		t.Error("Decode of JSON: no error")
+	}
+}
+
+// TestGzipCodec: the +gzip form is Codec's body gzip-compressed, for what
+// Codec can encode only, under its own media type.
+func TestGzipCodec(t *testing.T) {
+	resp := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: gridMatrix()})
+	plain, err := (Codec{}).Encode(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z, err := (GzipCodec{}).Encode(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(zr)
+	if err != nil || !bytes.Equal(got, plain) {
+		t.Fatalf("gunzip of the +gzip body differs from Codec's body (%v)", err)
+	}
+	if _, _, err := Decode(got); err != nil {
+		t.Fatal(err)
+	}
+	if ct := (GzipCodec{}).ContentType().String(); ct != MediaTypeGzip {
+		t.Errorf("content type %q, want %q", ct, MediaTypeGzip)
+	}
+	hist := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: promql.Matrix{{Metric: labels.FromStrings("a", "1"), Histograms: []promql.HPoint{{T: 1, H: &histogram.FloatHistogram{Count: 1}}}}}})
+	if (GzipCodec{}).CanEncode(hist) || (Codec{}).CanEncode(hist) {
+		t.Error("a native histogram answer is encodable")
 	}
 }

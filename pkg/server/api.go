@@ -103,6 +103,7 @@ func (s *Server) prometheusAPI() http.Handler {
 	// The console's binary matrices, for a client that asks for them in
 	// Accept (pkg/matrixcodec); JSON stays the default.
 	api.InstallCodec(matrixcodec.Codec{})
+	api.InstallCodec(matrixcodec.GzipCodec{})
 	router := route.New()
 	api.Register(router.WithPrefix("/api/v1"))
 	return router

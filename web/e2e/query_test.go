@@ -385,7 +385,8 @@ func TestQueryDrawsWindowsOpenedBeforeTheRange(t *testing.T) {
 }
 
 // TestQueryGraphDrawsTheAPIsValues: the console reads query_range in
-// levitated's binary matrix (pkg/matrixcodec), and what the chart holds is,
+// levitated's binary matrix (pkg/matrixcodec, its +gzip form inflated by
+// the page), and what the chart holds is,
 // point for point, the API's JSON answer to the same query: the same
 // series, each value at its step, nothing else. Over the last hour the
 // series start within the range (put on the chart's steps one by one);
@@ -430,8 +431,8 @@ func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, wh
 			typed: u.data.slice(1).map(a => a instanceof Float64Array),
 			data: u.data.map(a => Array.from(a, v => v === null || v === undefined ? null : Number.isFinite(v) ? v : String(v)))};
 	})()`)
-	if got.Format != "matrix" {
-		t.Errorf("the console read query_range as %q, want levitated's binary matrix", got.Format)
+	if got.Format != "matrix+gzip" {
+		t.Errorf("the console read query_range as %q, want levitated's binary matrix, gzip-compressed by the codec", got.Format)
 	}
 	for i, typed := range got.Typed {
 		if typed != whole {

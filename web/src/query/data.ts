@@ -3,7 +3,7 @@ import { promInit, request, respond, type PromResponse } from '../api';
 import type { ChartSeries } from '../chart/Chart';
 import { seriesColor } from '../chart/palette';
 import { formatLabels } from '../format';
-import { decodeMatrix, matrixType } from './matrix';
+import { decodeMatrix, matrixGzipType, matrixType } from './matrix';
 
 /**
  * Values are a series' samples on the step grid: null where it has none,
@@ -24,14 +24,21 @@ export interface RangeResult {
   warnings: string[];
   infos: string[];
   ms: number; // API time
-  format: 'matrix' | 'json'; // the answer's encoding
+  format: 'matrix' | 'matrix+gzip' | 'json'; // the answer's encoding
 }
+
+// The binary matrix, compressed by the server itself where the browser can
+// inflate it (pkg/matrixcodec.MediaTypeGzip: the body crosses from the
+// browser's network process into the page compressed, 0.19 MB instead of
+// 1.97 for 500 series x 481 steps), else as it is, else JSON.
+const rangeAccept =
+  typeof DecompressionStream === 'function' ? `${matrixGzipType}, ${matrixType};q=0.95, application/json;q=0.9` : `${matrixType}, application/json;q=0.9`;
 
 /** rangeRequest is queryRange's request (boot.ts sends it too). */
 export function rangeRequest(expr: string, start: number, end: number, step: number): { path: string; init: RequestInit } {
   return {
     path: '/api/v1/query_range',
-    init: promInit({ query: expr, start: String(start), end: String(end), step: String(step) }, `${matrixType}, application/json;q=0.9`),
+    init: promInit({ query: expr, start: String(start), end: String(end), step: String(step) }, rangeAccept),
   };
 }
 
@@ -54,10 +61,14 @@ export async function queryRange(expr: string, start: number, end: number, step:
   const xs = Array.from({ length: n }, (_, i) => start + i * step);
   const grid = (t: number) => Math.round((t - start) / step);
   let out: RangeResult;
-  if ((res.headers.get('Content-Type') ?? '').startsWith(matrixType)) {
+  const ctype = res.headers.get('Content-Type') ?? '';
+  if (ctype.startsWith(matrixType)) {
     // levitated's binary matrix (pkg/matrixcodec): the samples are read
     // in place, as Float64Array views of the body.
-    const buf = await res.arrayBuffer();
+    const gz = ctype.startsWith(matrixGzipType);
+    const buf = gz
+      ? await new Response(res.body!.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer()
+      : await res.arrayBuffer();
     performance.mark('lv:received');
     const m = decodeMatrix(buf);
     const ms = performance.now() - t0;
@@ -86,7 +97,7 @@ export async function queryRange(expr: string, start: number, end: number, step:
       }
       return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
     });
-    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms, format: 'matrix' };
+    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms, format: gz ? 'matrix+gzip' : 'matrix' };
   } else {
     // Prometheus' JSON: any other answer (native histograms, a server
     // without the binary codec).

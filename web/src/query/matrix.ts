@@ -7,6 +7,8 @@
 // timestamps (Unix ms) and its values, all float64.
 
 export const matrixType = 'application/vnd.levitated.matrix';
+/** The same body gzip-compressed by the server (pkg/matrixcodec.MediaTypeGzip). */
+export const matrixGzipType = 'application/vnd.levitated.matrix+gzip';
 const magic = 'LVMATRX2';
 const maxGridSteps = 11000; // pkg/matrixcodec.MaxGridSteps
 
