@@ -262,6 +262,45 @@ func (m *modelStore) check(lo, hi int64, what string) {
 	defer q.Close()
 	ss := q.Select(context.Background(), false, nil, labels.MustNewMatcher(labels.MatchEqual, "__name__", "m"))
 	m.compare(collect(m.t, ss), lo, hi, what)
+	m.checkSeriesOnly(q, lo, hi, what)
+}
+
+// checkSeriesOnly checks that a select with the "series" hint (the series
+// API's: hasChunk, no chunk read) lists the series that a select of the
+// same hint range without it lists (every chunk read, then filtered by
+// Prometheus' block querier), for the querier's range and, in a random
+// run, a range inside or across it and one that may not overlap it.
+func (m *modelStore) checkSeriesOnly(q promstorage.Querier, lo, hi int64, what string) {
+	m.t.Helper()
+	ms := labels.MustNewMatcher(labels.MatchEqual, "__name__", "m")
+	ranges := [][2]int64{{lo, hi}}
+	if m.rng != nil && len(m.lastT) > 0 {
+		a, b := m.randomRange(m.maxT())
+		ranges = append(ranges, [2]int64{max(lo, hi-m.rng.Int64N(dayMillis)), hi}, [2]int64{a, b})
+	}
+	for _, r := range ranges {
+		for _, sorted := range []bool{false, true} {
+			names := func(func_ string) []string {
+				ss := q.Select(context.Background(), sorted, &promstorage.SelectHints{Start: r[0], End: r[1], Func: func_}, ms)
+				var out []string
+				for ss.Next() {
+					out = append(out, ss.At().Labels().String())
+				}
+				if err := ss.Err(); err != nil {
+					m.t.Fatal(err)
+				}
+				return out
+			}
+			want, got := names(""), names("series")
+			if !sorted {
+				slices.Sort(want)
+				slices.Sort(got)
+			}
+			if !slices.Equal(got, want) {
+				m.t.Fatalf("%s [%d, %d], series select over [%d, %d] (sorted %v): got %v, want %v", what, lo, hi, r[0], r[1], sorted, got, want)
+			}
+		}
+	}
 }
 
 // tv is a sample as the model keeps it: a float, or the seed of a native

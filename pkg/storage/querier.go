@@ -85,6 +85,9 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 	if tq == nil {
 		return storage.EmptySeriesSet()
 	}
+	if hints != nil && hints.Func == "series" {
+		return tq.rh.selectSeriesOnly(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
+	}
 	return tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
 }
 
