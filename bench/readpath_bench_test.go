@@ -68,8 +68,10 @@ func readStore(b *testing.B, kind string) benchStore {
 // its server reads (its samples merged with the event store, the engine
 // sharded over GOMAXPROCS shards by pkg/queryshard, no results cache)
 // against Prometheus' TSDB under Prometheus' engine. Each case checks once
-// that both give the same answer. With LEVITATED_BENCH_PROFILE_DIR set,
-// each case writes a CPU profile of its timed runs there.
+// that both give the same answer. cpu-ms/op is the process' CPU time per
+// query (all goroutines: levitated's shards run in parallel). With
+// LEVITATED_BENCH_PROFILE_DIR set, each case writes a CPU profile of its
+// timed runs there.
 func BenchmarkReadPath(b *testing.B) {
 	end := t0 + (readSteps-1)*scrapeInterval
 	cases := []struct {
@@ -202,9 +204,11 @@ func BenchmarkReadPath(b *testing.B) {
 					defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
 				}
 				var n int
+				cpu := cpuNanos()
 				for b.Loop() {
 					n, _ = run(b, e, c.kind, c.q, false)
 				}
+				b.ReportMetric(float64(cpuNanos()-cpu)/1e6/float64(b.N), "cpu-ms/op")
 				b.ReportMetric(float64(n), "series")
 			})
 		}
