@@ -2,11 +2,11 @@ package storage
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"math"
 	"slices"
-	"sort"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -530,6 +530,8 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	return h.groupOverlaps(chks, locked)
 }
 
+func cmpMinTime(a, b chunks.Meta) int { return cmp.Compare(a.MinTime, b.MinTime) }
+
 func hasPrefix(k, p []byte) bool {
 	return len(k) >= len(p) && string(k[:len(p)]) == string(p)
 }
@@ -539,7 +541,9 @@ func hasPrefix(k, p []byte) bool {
 // locked tells whether the caller holds iterMu.
 func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta, locked bool) error {
 	cs := *chks
-	sort.SliceStable(cs, func(i, j int) bool { return cs[i].MinTime < cs[j].MinTime })
+	if !slices.IsSortedFunc(cs, cmpMinTime) {
+		slices.SortStableFunc(cs, cmpMinTime)
+	}
 	overlap := false
 	for i := 1; i < len(cs); i++ {
 		if cs[i].MinTime <= cs[i-1].MaxTime {
