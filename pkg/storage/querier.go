@@ -340,9 +340,11 @@ func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount ui
 		if s == nil {
 			continue
 		}
-		in := labels.StableHash(s.lset)%shardCount == shardIndex
+		var in bool
 		if spec != nil {
 			in = spec.Contains(s.lset)
+		} else {
+			in = labels.StableHash(s.lset)%shardCount == shardIndex
 		}
 		if in {
 			out = append(out, storage.SeriesRef(s.idx))

@@ -32,26 +32,28 @@ func shardFrom(ctx context.Context) (ShardSpec, bool) {
 	return s, ok && s.Count > 0
 }
 
-// Contains reports whether a series belongs to the shard.
+// Contains reports whether a series belongs to the shard. The hash is
+// xxhash over the values (with Without, the names and values) each followed
+// by 0xff, built in a buffer on the stack: it runs for every series of a
+// sharded select, twice (ShardedPostings, queryshard's filter).
 func (s ShardSpec) Contains(lset labels.Labels) bool {
-	var d xxhash.Digest
-	d.Reset()
-	sep := []byte{0xff}
+	var buf [256]byte
+	b := buf[:0]
 	if s.Without {
 		lset.Range(func(l labels.Label) {
 			if l.Name == labels.MetricName || slices.Contains(s.Labels, l.Name) {
 				return
 			}
-			_, _ = d.WriteString(l.Name)
-			_, _ = d.Write(sep)
-			_, _ = d.WriteString(l.Value)
-			_, _ = d.Write(sep)
+			b = append(b, l.Name...)
+			b = append(b, 0xff)
+			b = append(b, l.Value...)
+			b = append(b, 0xff)
 		})
 	} else {
 		for _, name := range s.Labels {
-			_, _ = d.WriteString(lset.Get(name))
-			_, _ = d.Write(sep)
+			b = append(b, lset.Get(name)...)
+			b = append(b, 0xff)
 		}
 	}
-	return d.Sum64()%s.Count == s.Index
+	return xxhash.Sum64(b)%s.Count == s.Index
 }
