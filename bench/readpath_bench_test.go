@@ -28,11 +28,20 @@ import (
 // readOnce builds the stores of BenchmarkReadPath.
 var readOnce = map[string]*sync.Once{"levitated": {}, "prometheus": {}}
 
-const readSteps = 480
+// readSteps is the number of samples of each series: 480 (2 h), or
+// LEVITATED_BENCH_STEPS.
+func readSteps() int64 {
+	n := int64(480)
+	if s := os.Getenv("LEVITATED_BENCH_STEPS"); s != "" {
+		_, _ = fmt.Sscan(s, &n)
+	}
+	return n
+}
 
 // readStore returns the store of kind holding 100k redgen series (or
-// LEVITATED_BENCH_SERIES) with a sample every 15 s for 2 h, flushed, as
-// BenchmarkSelect2h's; built once per process, closed by TestMain.
+// LEVITATED_BENCH_SERIES) with a sample every 15 s for 2 h (readSteps),
+// flushed, as BenchmarkSelect2h's; built once per process, closed by
+// TestMain.
 func readStore(b *testing.B, kind string) benchStore {
 	key := "read/" + kind
 	readOnce[kind].Do(func() {
@@ -48,7 +57,7 @@ func readStore(b *testing.B, kind string) benchStore {
 		db := openStore(b, kind, dir)
 		series := redgen.Build(n)
 		refs := make([]promstorage.SeriesRef, n)
-		for step := int64(0); step < readSteps; step++ {
+		for step := range readSteps() {
 			appendRound(b, db, series, refs, step)
 		}
 		if d, ok := db.(*storage.DB); ok {
@@ -73,7 +82,7 @@ func readStore(b *testing.B, kind string) benchStore {
 // LEVITATED_BENCH_PROFILE_DIR set, each case writes a CPU profile of its
 // timed runs there.
 func BenchmarkReadPath(b *testing.B) {
-	end := t0 + (readSteps-1)*scrapeInterval
+	end := t0 + (readSteps()-1)*scrapeInterval
 	cases := []struct {
 		name, kind, q string // kind: instant, range, series
 	}{
