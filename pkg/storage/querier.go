@@ -330,30 +330,46 @@ func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
 	return index.NewListPostings(refs)
 }
 
+// ShardedPostings keeps the series of p in the shard, as p is read: a
+// list of the shard's series would be made for every sharded select.
 func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount uint64) index.Postings {
 	r.mu.Lock()
 	spec := r.shard
 	r.mu.Unlock()
-	var out []storage.SeriesRef
-	for p.Next() {
-		s := r.th.getByIdx(uint64(p.At()))
-		if s == nil {
-			continue
-		}
-		var in bool
-		if spec != nil {
-			in = spec.Contains(s.lset)
-		} else {
-			in = labels.StableHash(s.lset)%shardCount == shardIndex
-		}
-		if in {
-			out = append(out, storage.SeriesRef(s.idx))
+	keep := func(s *memSeries) bool { return labels.StableHash(s.lset)%shardCount == shardIndex }
+	if spec != nil {
+		keep = func(s *memSeries) bool { return spec.Contains(s.lset) }
+	}
+	return &shardedPostings{Postings: p, th: r.th, keep: keep}
+}
+
+// shardedPostings is the postings of p whose series are (still) there and
+// keep.
+type shardedPostings struct {
+	index.Postings
+	th   *tenantHead
+	keep func(*memSeries) bool
+}
+
+func (p *shardedPostings) Next() bool {
+	for p.Postings.Next() {
+		if p.kept() {
+			return true
 		}
 	}
-	if err := p.Err(); err != nil {
-		return index.ErrPostings(fmt.Errorf("expand postings: %w", err))
+	return false
+}
+
+func (p *shardedPostings) Seek(v storage.SeriesRef) bool {
+	if !p.Postings.Seek(v) {
+		return false
 	}
-	return index.NewListPostings(out)
+	return p.kept() || p.Next()
+}
+
+func (p *shardedPostings) kept() bool {
+	s := p.th.getByIdx(uint64(p.Postings.At()))
+	return s != nil && p.keep(s)
 }
 
 func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]string, error) {

@@ -1,14 +1,18 @@
 package storage_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/storage"
+	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
 // TestShardSpecContains: every series is in exactly one of Count shards,
@@ -52,5 +56,62 @@ func TestShardSpecContains(t *testing.T) {
 				t.Fatalf("%+v: %s is in shards %v, want [%d]", spec, lset, in, want)
 			}
 		}
+	}
+}
+
+// TestShardedSelect: the shards of a select (by SelectHints alone, and by
+// WithShard's spec) are disjoint and together are the unsharded select,
+// each series in the shard its hash names.
+func TestShardedSelect(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := context.Background()
+	app := db.Appender(ctx)
+	for i := range 200 {
+		lset := labels.FromStrings("__name__", fmt.Sprintf("m%d", i%2), "service", fmt.Sprintf("s%d", i%7), "i", fmt.Sprint(i))
+		_, err := app.Append(0, lset, 1000, float64(i))
+		require.NoError(t, err)
+	}
+	require.NoError(t, app.Commit())
+	m := labels.MustNewMatcher(labels.MatchRegexp, "__name__", "m.*")
+	byName := map[string]labels.Labels{}
+	names := func(ctx context.Context, hints *promstorage.SelectHints) []string {
+		q, err := db.Querier(0, 2000)
+		require.NoError(t, err)
+		defer q.Close()
+		ss := q.Select(ctx, false, hints, m)
+		var out []string
+		for ss.Next() {
+			out = append(out, ss.At().Labels().String())
+			byName[ss.At().Labels().String()] = ss.At().Labels()
+		}
+		require.NoError(t, ss.Err())
+		return out
+	}
+	all := names(ctx, nil)
+	require.Len(t, all, 200)
+	for _, withSpec := range []bool{false, true} {
+		var union []string
+		for i := range uint64(3) {
+			spec := storage.ShardSpec{Labels: []string{"service"}, Index: i, Count: 3}
+			c := ctx
+			if withSpec {
+				c = storage.WithShard(ctx, spec)
+			}
+			got := names(c, &promstorage.SelectHints{Start: 0, End: 2000, ShardIndex: i, ShardCount: 3})
+			require.NotEmpty(t, got)
+			for _, s := range got {
+				lset := byName[s]
+				if withSpec {
+					require.True(t, spec.Contains(lset), "%s not in shard %d", s, i)
+				} else {
+					require.Equal(t, i, labels.StableHash(lset)%3, s)
+				}
+			}
+			union = append(union, got...)
+		}
+		slices.Sort(union)
+		want := slices.Clone(all)
+		slices.Sort(want)
+		require.Equal(t, want, union)
 	}
 }
