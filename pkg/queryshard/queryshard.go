@@ -83,11 +83,10 @@ type RollupOptions struct {
 	MaxSamples int
 }
 
-// WithRollups makes e evaluate the shards it can with pkg/rollup (one pass
-// per series, the engine's results bit for bit) instead of the inner
-// engine. Not for an engine that uses start timestamps other than as
-// Prometheus does by default: a rollup falls back to the engine when it
-// meets one, so that is safe too.
+// WithRollups makes e evaluate the aggregations it can with pkg/rollup (one
+// pass per series, the engine's results bit for bit) instead of the inner
+// engine. A rollup leaves to the engine what it would evaluate differently
+// (native histograms, samples with start timestamps).
 func (e *Engine) WithRollups(o RollupOptions) *Engine {
 	e.rollups = &o
 	return e
@@ -153,11 +152,7 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	for _, f := range found {
 		sq.nodes = append(sq.nodes, f.node)
 		sq.kinds = append(sq.kinds, f.kind)
-		var plan *rollup.Plan
-		if e.rollups != nil {
-			plan = rollup.Compile(f.node)
-		}
-		sq.plans = append(sq.plans, plan)
+		sq.plans = append(sq.plans, f.plan)
 	}
 	sq.outer = rewrite(expr, sq.nodes).String()
 	e.sharded.Add(1)
@@ -183,6 +178,7 @@ const (
 type foundNode struct {
 	node *parser.AggregateExpr
 	kind nodeKind
+	plan *rollup.Plan // nil where the engine evaluates it
 }
 
 // find collects the outermost aggregations of the tree that are evaluated
@@ -195,16 +191,20 @@ type foundNode struct {
 func (e *Engine) find(n parser.Node, orderSensitive bool, out *[]foundNode) {
 	switch n := n.(type) {
 	case *parser.AggregateExpr:
+		var plan *rollup.Plan
+		if e.rollups != nil {
+			plan = rollup.Compile(n)
+		}
 		if !orderSensitive && e.shards >= 2 && shardableAggregation(n) {
-			*out = append(*out, foundNode{node: n, kind: sharded})
+			*out = append(*out, foundNode{node: n, kind: sharded, plan: plan})
 			return
 		}
-		if e.rollups != nil && keepsNameSafely(n) && rollup.Compile(n) != nil {
+		if plan != nil && keepsNameSafely(n) {
 			kind := whole
 			if orderSensitive {
 				kind = wholeOrdered
 			}
-			*out = append(*out, foundNode{node: n, kind: kind})
+			*out = append(*out, foundNode{node: n, kind: kind, plan: plan})
 			return
 		}
 		switch n.Op {
@@ -465,10 +465,11 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 
 	n := s.engine.shards
 	partial := make([][]promql.Series, len(s.nodes))
-	rollupCtx, rollupRange, useRollups := s.rollupSetup(ctx)
+	rollupCtx := ctx
+	rollupRange, useRollups := s.rollupSetup(ctx)
 	if useRollups && s.engine.rollups.Timeout > 0 {
 		var cancelRollups context.CancelFunc
-		rollupCtx, cancelRollups = context.WithTimeout(rollupCtx, s.engine.rollups.Timeout)
+		rollupCtx, cancelRollups = context.WithTimeout(ctx, s.engine.rollups.Timeout)
 		defer cancelRollups()
 	}
 	var (
@@ -597,22 +598,22 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 
 // rollupSetup reports whether the shards may be evaluated by pkg/rollup,
 // and at which times.
-func (s *shardedQuery) rollupSetup(ctx context.Context) (context.Context, rollup.Range, bool) {
+func (s *shardedQuery) rollupSetup(ctx context.Context) (rollup.Range, bool) {
 	o := s.engine.rollups
 	if o == nil || !slices.ContainsFunc(s.plans, func(p *rollup.Plan) bool { return p != nil }) {
-		return ctx, rollup.Range{}, false
+		return rollup.Range{}, false
 	}
 	lookback := o.LookbackDelta
 	if s.opts != nil {
 		if c, ok := s.opts.(promql.QueryCostOpts); ok && (c.MaxSeries() > 0 || c.MaxSamplesRead() > 0 || c.MaxQueryDuration() > 0) {
-			return ctx, rollup.Range{}, false
+			return rollup.Range{}, false
 		}
 		if d := s.opts.LookbackDelta(); d > 0 {
 			lookback = d
 		}
 	}
 	if l, ok := s.engine.inner.(costLimiter); ok && l.LimitsQuery(ctx) {
-		return ctx, rollup.Range{}, false
+		return rollup.Range{}, false
 	}
 	r := rollup.Range{Start: s.start.UnixMilli(), End: s.end.UnixMilli(), Lookback: lookback.Milliseconds()}
 	if s.instant {
@@ -620,7 +621,7 @@ func (s *shardedQuery) rollupSetup(ctx context.Context) (context.Context, rollup
 	} else {
 		r.Interval = s.interval.Milliseconds()
 	}
-	return ctx, r, true
+	return r, true
 }
 
 // exactMerge reports whether the outer aggregations over the partial

@@ -210,8 +210,7 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 			return nil, annos, err
 		}
 		metric := s.Labels()
-		any := p.compute(buf, r, out, has)
-		if !any {
+		if !p.compute(buf, r, out, has) {
 			continue
 		}
 		if p.fn == "rate" || p.fn == "increase" {
@@ -327,7 +326,7 @@ func (p *Plan) read(it chunkenc.Iterator, buf []sample, mint, maxt int64) ([]sam
 // compute sets out[k] and has[k] to the series' value at each step; it
 // reports whether there was any.
 func (p *Plan) compute(buf []sample, r Range, out []float64, has []bool) bool {
-	any := false
+	found := false
 	lo, hi := 0, 0
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
@@ -347,7 +346,7 @@ func (p *Plan) compute(buf []sample, r Range, out []float64, has []bool) bool {
 			if s.t <= ts-r.Lookback || value.IsStaleNaN(s.f) {
 				continue
 			}
-			out[k], has[k], any = s.f, true, true
+			out[k], has[k], found = s.f, true, true
 			continue
 		}
 		// lo: the first sample inside (ts - range, ts].
@@ -359,10 +358,10 @@ func (p *Plan) compute(buf []sample, r Range, out []float64, has []bool) bool {
 		}
 		v, ok := p.apply(buf[lo:hi], ts)
 		if ok {
-			out[k], has[k], any = v, true, true
+			out[k], has[k], found = v, true, true
 		}
 	}
-	return any
+	return found
 }
 
 // apply is the range function over the (non-empty) window w ending at ts.
