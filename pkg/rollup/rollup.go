@@ -191,7 +191,7 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 		byKey   = map[string]int{}
 		lb      = labels.NewBuilder(labels.EmptyLabels())
 		keyBuf  []byte
-		buf     []sample
+		buf     samples
 		it      chunkenc.Iterator
 		out     = make([]float64, nsteps)
 		has     = make([]bool, nsteps)
@@ -204,10 +204,19 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 			}
 		}
 		s := set.At()
-		it = s.Iterator(it)
-		buf, err = p.read(it, buf[:0], mint, maxt)
-		if err != nil {
-			return nil, annos, err
+		buf.t, buf.f = buf.t[:0], buf.f[:0]
+		read := false
+		if fa, ok := s.(floatsAppender); ok {
+			buf.t, buf.f, read, err = fa.AppendFloats(buf.t, buf.f, mint, maxt, p.fn != "")
+			if err != nil {
+				return nil, annos, err
+			}
+		}
+		if !read {
+			it = s.Iterator(it)
+			if buf, err = p.read(it, buf, mint, maxt); err != nil {
+				return nil, annos, err
+			}
 		}
 		metric := s.Labels()
 		if !p.compute(buf, r, out, has) {
@@ -288,15 +297,28 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 	return res, annos, nil
 }
 
-type sample struct {
-	t int64
-	f float64
+// samples are a series' samples: their timestamps and values.
+type samples struct {
+	t []int64
+	f []float64
+}
+
+func (s samples) len() int { return len(s.t) }
+
+// slice is the samples [lo, hi).
+func (s samples) slice(lo, hi int) samples { return samples{s.t[lo:hi], s.f[lo:hi]} }
+
+// floatsAppender is a series that can append its float samples in a time
+// range to a buffer without an iterator (pkg/storage's): ok false (with
+// the buffer as it was) when it cannot, and the series is to be iterated.
+type floatsAppender interface {
+	AppendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool) (_ []int64, _ []float64, ok bool, _ error)
 }
 
 // read appends the float samples of it in [mint, maxt] to buf. The samples
 // of a range function's windows never include a staleness marker (the
 // engine drops them); a bare selector needs them, as they end a series.
-func (p *Plan) read(it chunkenc.Iterator, buf []sample, mint, maxt int64) ([]sample, error) {
+func (p *Plan) read(it chunkenc.Iterator, buf samples, mint, maxt int64) (samples, error) {
 	vt := it.Seek(mint)
 	for ; vt != chunkenc.ValNone; vt = it.Next() {
 		if vt != chunkenc.ValFloat {
@@ -315,7 +337,8 @@ func (p *Plan) read(it chunkenc.Iterator, buf []sample, mint, maxt int64) ([]sam
 		if p.fn != "" && value.IsStaleNaN(f) {
 			continue
 		}
-		buf = append(buf, sample{t, f})
+		buf.t = append(buf.t, t)
+		buf.f = append(buf.f, f)
 	}
 	if err := it.Err(); err != nil {
 		return buf, err
@@ -325,14 +348,14 @@ func (p *Plan) read(it chunkenc.Iterator, buf []sample, mint, maxt int64) ([]sam
 
 // compute sets out[k] and has[k] to the series' value at each step; it
 // reports whether there was any.
-func (p *Plan) compute(buf []sample, r Range, out []float64, has []bool) bool {
+func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 	found := false
 	lo, hi := 0, 0
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
 		has[k] = false
 		// hi: the first sample after ts.
-		for hi < len(buf) && buf[hi].t <= ts {
+		for hi < len(buf.t) && buf.t[hi] <= ts {
 			hi++
 		}
 		if p.fn == "" {
@@ -342,21 +365,21 @@ func (p *Plan) compute(buf []sample, r Range, out []float64, has []bool) bool {
 			if hi == 0 {
 				continue
 			}
-			s := buf[hi-1]
-			if s.t <= ts-r.Lookback || value.IsStaleNaN(s.f) {
+			t, f := buf.t[hi-1], buf.f[hi-1]
+			if t <= ts-r.Lookback || value.IsStaleNaN(f) {
 				continue
 			}
-			out[k], has[k], found = s.f, true, true
+			out[k], has[k], found = f, true, true
 			continue
 		}
 		// lo: the first sample inside (ts - range, ts].
-		for lo < hi && buf[lo].t <= ts-p.rng {
+		for lo < hi && buf.t[lo] <= ts-p.rng {
 			lo++
 		}
 		if lo >= hi {
 			continue
 		}
-		v, ok := p.apply(buf[lo:hi], ts)
+		v, ok := p.apply(buf.slice(lo, hi), ts)
 		if ok {
 			out[k], has[k], found = v, true, true
 		}
@@ -365,7 +388,7 @@ func (p *Plan) compute(buf []sample, r Range, out []float64, has []bool) bool {
 }
 
 // apply is the range function over the (non-empty) window w ending at ts.
-func (p *Plan) apply(w []sample, ts int64) (float64, bool) {
+func (p *Plan) apply(w samples, ts int64) (float64, bool) {
 	switch p.fn {
 	case "rate":
 		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, true)
@@ -379,33 +402,33 @@ func (p *Plan) apply(w []sample, ts int64) (float64, bool) {
 		return instantValue(w, false)
 	case "sum_over_time":
 		var sum, c float64
-		for _, s := range w {
-			sum, c = kahansum.Inc(s.f, sum, c)
+		for _, f := range w.f {
+			sum, c = kahansum.Inc(f, sum, c)
 		}
 		if math.IsInf(sum, 0) {
 			return sum, true
 		}
 		return sum + c, true
 	case "count_over_time":
-		return float64(len(w)), true
+		return float64(w.len()), true
 	case "min_over_time":
-		m := w[0].f
-		for _, s := range w {
-			if s.f < m || math.IsNaN(m) {
-				m = s.f
+		m := w.f[0]
+		for _, f := range w.f {
+			if f < m || math.IsNaN(m) {
+				m = f
 			}
 		}
 		return m, true
 	case "max_over_time":
-		m := w[0].f
-		for _, s := range w {
-			if s.f > m || math.IsNaN(m) {
-				m = s.f
+		m := w.f[0]
+		for _, f := range w.f {
+			if f > m || math.IsNaN(m) {
+				m = f
 			}
 		}
 		return m, true
 	case "last_over_time":
-		return w[len(w)-1].f, true
+		return w.f[w.len()-1], true
 	case "present_over_time":
 		return 1, true
 	}
@@ -414,19 +437,21 @@ func (p *Plan) apply(w []sample, ts int64) (float64, bool) {
 
 // extrapolatedRate is Prometheus' (promql/functions.go) for float samples
 // without start timestamps, the window being w, ending at ts.
-func extrapolatedRate(w []sample, ts, rng int64, rngDur time.Duration, isCounter, isRate bool) (float64, bool) {
-	if len(w) < 2 {
+func extrapolatedRate(w samples, ts, rng int64, rngDur time.Duration, isCounter, isRate bool) (float64, bool) {
+	if w.len() < 2 {
 		// A single sample without a start timestamp: no result.
 		return 0, false
 	}
 	rangeStart, rangeEnd := ts-rng, ts
-	numSamplesMinusOne := len(w) - 1
-	firstT, lastT := w[0].t, w[numSamplesMinusOne].t
-	resultFloat := w[numSamplesMinusOne].f - w[0].f
+	numSamplesMinusOne := w.len() - 1
+	firstT, lastT := w.t[0], w.t[numSamplesMinusOne]
+	fs := w.f
+	firstF := fs[0]
+	resultFloat := fs[numSamplesMinusOne] - firstF
 	if isCounter {
-		for i := 1; i < len(w); i++ {
-			if w[i].f < w[i-1].f {
-				resultFloat += w[i-1].f
+		for i := 1; i < len(fs); i++ {
+			if fs[i] < fs[i-1] {
+				resultFloat += fs[i-1]
 			}
 		}
 	}
@@ -440,8 +465,8 @@ func extrapolatedRate(w []sample, ts, rng int64, rngDur time.Duration, isCounter
 	}
 	if isCounter {
 		durationToZero := durationToStart
-		if resultFloat > 0 && w[0].f >= 0 {
-			durationToZero = sampledInterval * (w[0].f / resultFloat)
+		if resultFloat > 0 && firstF >= 0 {
+			durationToZero = sampledInterval * (firstF / resultFloat)
 		}
 		if durationToZero < durationToStart {
 			durationToStart = durationToZero
@@ -462,18 +487,19 @@ func extrapolatedRate(w []sample, ts, rng int64, rngDur time.Duration, isCounter
 
 // instantValue is Prometheus' irate/idelta for float samples without start
 // timestamps.
-func instantValue(w []sample, isRate bool) (float64, bool) {
-	if len(w) < 2 {
+func instantValue(w samples, isRate bool) (float64, bool) {
+	n := w.len()
+	if n < 2 {
 		return 0, false
 	}
-	prev, last := w[len(w)-2], w[len(w)-1]
+	prevT, prevF, lastT, lastF := w.t[n-2], w.f[n-2], w.t[n-1], w.f[n-1]
 	var result float64
-	if isRate && last.f < prev.f {
-		result = last.f
+	if isRate && lastF < prevF {
+		result = lastF
 	} else {
-		result = last.f - prev.f
+		result = lastF - prevF
 	}
-	sampledInterval := last.t - prev.t
+	sampledInterval := lastT - prevT
 	if sampledInterval == 0 {
 		return 0, false
 	}

@@ -228,7 +228,17 @@ type decimalChunk struct {
 }
 
 func newDecimalChunk(b []byte, minT int64) (*decimalChunk, error) {
-	c := &decimalChunk{b: b, minT: minT}
+	c := new(decimalChunk)
+	if err := c.parse(b, minT); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parse sets c to the chunk of b, whose first sample is at minT: its
+// header (c retains b).
+func (c *decimalChunk) parse(b []byte, minT int64) error {
+	*c = decimalChunk{b: b, minT: minT}
 	d := decoder{b: b}
 	n := d.uvarint("sample count")
 	if d.err == nil && (n < 2 || n > math.MaxUint16) {
@@ -270,12 +280,19 @@ func newDecimalChunk(b []byte, minT int64) (*decimalChunk, error) {
 		d.fail("value mode")
 	}
 	if d.err != nil {
-		return nil, fmt.Errorf("%w: %w", errDecimalChunk, d.err)
+		return fmt.Errorf("%w: %w", errDecimalChunk, d.err)
 	}
-	if c.tsMode == tsRegular && c.d0 <= 0 {
-		return nil, fmt.Errorf("%w: timestamps out of order: %w", errDecimalChunk, errCorruptValue)
+	// Timestamps increase: the first delta is positive, and a regular
+	// chunk's last timestamp does not overflow.
+	span := uint64(math.MaxInt64) - uint64(minT) // room above minT
+	last := uint64(1)
+	if c.tsMode == tsRegular {
+		last = uint64(c.n - 1)
 	}
-	return c, nil
+	if c.d0 <= 0 || uint64(c.d0) > span/last {
+		return fmt.Errorf("%w: timestamps out of order: %w", errDecimalChunk, errCorruptValue)
+	}
+	return nil
 }
 
 func (c *decimalChunk) Bytes() []byte               { return c.b }
@@ -356,7 +373,7 @@ func (it *decimalIterator) Next() chunkenc.ValueType {
 			return it.fail("timestamp bits")
 		}
 		d := c.d0 + r
-		if d <= 0 {
+		if d <= 0 || it.t > math.MaxInt64-d {
 			return it.fail("timestamps out of order")
 		}
 		it.t += d

@@ -88,7 +88,16 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 	if hints != nil && hints.Func == "series" {
 		return tq.rh.selectSeriesOnly(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
 	}
-	return tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
+	set := tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
+	fset := &floatSeriesSet{SeriesSet: set, h: tq.rh, mint: q.mint, maxt: q.maxt}
+	if hints != nil {
+		// The block querier trims the series' samples to the hints' range.
+		fset.mint, fset.maxt = hints.Start, hints.End
+		if hints.DisableTrimming {
+			fset.mint, fset.maxt = math.MinInt64, math.MaxInt64
+		}
+	}
+	return fset
 }
 
 // shardHints applies the shard of ctx (WithShard) to a select: the block
@@ -219,6 +228,13 @@ type rangeHead struct {
 	standardChunks bool
 	// shard, when set (WithShard), is how ShardedPostings shards.
 	shard *ShardSpec
+
+	// The chunk metas Series listed last, for floatSeries.AppendFloats
+	// (noteSeries); curGen counts the Series that noted theirs.
+	curMu    sync.Mutex
+	curGen   uint64
+	curLset  labels.Labels
+	curMetas []chunks.Meta
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
@@ -545,7 +561,13 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			return fmt.Errorf("read chunks: %w", err)
 		}
 	}
-	return h.groupOverlaps(chks, locked)
+	if err := h.groupOverlaps(chks, locked); err != nil {
+		return err
+	}
+	if !h.standardChunks {
+		h.noteSeries(s.lset, *chks)
+	}
+	return nil
 }
 
 func cmpMinTime(a, b chunks.Meta) int { return cmp.Compare(a.MinTime, b.MinTime) }
@@ -672,53 +694,80 @@ func (h *rangeHead) lazyRef(sref, part uint64) (chunks.ChunkRef, bool) {
 // appended to since) comes as an iterable that ends at the meta's MaxTime,
 // so that a reader sees what it would have seen at Series.
 func (h *rangeHead) readLazy(meta chunks.Meta, locked bool) (chunkenc.Chunk, chunkenc.Iterable, error) {
-	sref, part := uint64(meta.Ref&^(lazyChunkRef|lazyPartRef|lazyHeadRef)), uint64(0)
-	switch {
-	case meta.Ref&lazyHeadRef != 0:
-		if s := h.th.getByRef(sref); s != nil {
-			s.mu.Lock()
-			for _, c := range s.chunks {
-				if c.minT != meta.MinTime || c.part != 0 {
-					continue
-				}
-				chk, maxT := c.chunk, c.maxT
-				var err error
-				if !c.closed {
-					chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
-				}
-				s.mu.Unlock()
-				if err != nil {
-					return nil, nil, fmt.Errorf("copy head chunk: %w", err)
-				}
-				return capped(chk, maxT, meta.MaxTime)
+	if meta.Ref&lazyHeadRef != 0 {
+		var (
+			chk  chunkenc.Chunk
+			maxT int64
+			err  error
+		)
+		found := h.withHeadChunk(meta, func(c *memChunk) {
+			chk, maxT = c.chunk, c.maxT
+			if !c.closed {
+				chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
 			}
-			s.mu.Unlock()
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("copy head chunk: %w", err)
+		}
+		if found {
+			return capped(chk, maxT, meta.MaxTime)
 		}
 		// Left memory since Series: every reader finds it in Pebble.
-	case meta.Ref&lazyPartRef != 0:
-		h.mu.Lock()
-		i := int(sref)
-		if i >= len(h.lazyParts) {
-			h.mu.Unlock()
-			return nil, nil, fmt.Errorf("chunk reference %x: %w", uint64(meta.Ref), storage.ErrNotFound)
-		}
-		sref, part = h.lazyParts[i].sref, h.lazyParts[i].part
-		h.mu.Unlock()
 	}
 	if !locked {
 		h.iterMu.Lock()
 		defer h.iterMu.Unlock()
 	}
-	it, err := h.dayIter(dayOf(meta.MinTime))
+	sref, enc, maxT, data, err := h.storedChunk(meta)
 	if err != nil {
 		return nil, nil, err
 	}
-	if enc, data, ok := h.last.get(sref, meta.MinTime, part); ok {
-		chk, err := openChunk(enc, slices.Clone(data), meta.MinTime)
-		if err != nil {
-			return nil, nil, fmt.Errorf("series %d chunk at %d: %w: %w", sref, meta.MinTime, err, errCorruptValue)
+	chk, err := openChunk(enc, slices.Clone(data), meta.MinTime)
+	if err != nil {
+		return nil, nil, fmt.Errorf("series %d chunk at %d: %w: %w", sref, meta.MinTime, err, errCorruptValue)
+	}
+	return capped(chk, maxT, meta.MaxTime)
+}
+
+// withHeadChunk calls f, under the series' lock, with the in-memory chunk
+// a lazyHeadRef meta names; false if memory no longer holds it.
+func (h *rangeHead) withHeadChunk(meta chunks.Meta, f func(*memChunk)) bool {
+	s := h.th.getByRef(uint64(meta.Ref &^ (lazyChunkRef | lazyPartRef | lazyHeadRef)))
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.chunks {
+		if c.minT == meta.MinTime && c.part == 0 {
+			f(c)
+			return true
 		}
-		return chk, nil, nil
+	}
+	return false
+}
+
+// storedChunk returns the series reference, encoding, newest sample time
+// and bytes in Pebble of the chunk of a lazyRef or lazyHeadRef meta. The
+// caller holds iterMu; the bytes are valid until it lets go of it.
+func (h *rangeHead) storedChunk(meta chunks.Meta) (sref uint64, enc chunkenc.Encoding, maxT int64, data []byte, err error) {
+	sref, part := uint64(meta.Ref&^(lazyChunkRef|lazyPartRef|lazyHeadRef)), uint64(0)
+	if meta.Ref&lazyPartRef != 0 {
+		h.mu.Lock()
+		i := int(sref)
+		if i >= len(h.lazyParts) {
+			h.mu.Unlock()
+			return sref, 0, 0, nil, fmt.Errorf("chunk reference %x: %w", uint64(meta.Ref), storage.ErrNotFound)
+		}
+		sref, part = h.lazyParts[i].sref, h.lazyParts[i].part
+		h.mu.Unlock()
+	}
+	it, err := h.dayIter(dayOf(meta.MinTime))
+	if err != nil {
+		return sref, 0, 0, nil, err
+	}
+	if enc, data, ok := h.last.get(sref, meta.MinTime, part); ok {
+		return sref, enc, meta.MaxTime, data, nil
 	}
 	h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, sref, meta.MinTime, part)
 	key := h.keyBuf
@@ -730,19 +779,15 @@ func (h *rangeHead) readLazy(meta chunks.Meta, locked bool) (chunkenc.Chunk, chu
 	}
 	if !found && (!it.SeekGE(key) || !bytes.Equal(it.Key(), key)) {
 		if err := it.Error(); err != nil {
-			return nil, nil, fmt.Errorf("read chunk: %w", err)
+			return sref, 0, 0, nil, fmt.Errorf("read chunk: %w", err)
 		}
-		return nil, nil, fmt.Errorf("series %d chunk at %d: %w", sref, meta.MinTime, storage.ErrNotFound)
+		return sref, 0, 0, nil, fmt.Errorf("series %d chunk at %d: %w", sref, meta.MinTime, storage.ErrNotFound)
 	}
-	enc, maxT, data, err := decodeChunkValue(it.Value(), meta.MinTime)
+	enc, maxT, data, err = decodeChunkValue(it.Value(), meta.MinTime)
 	if err != nil {
-		return nil, nil, fmt.Errorf("series %d: %w", sref, err)
+		return sref, 0, 0, nil, fmt.Errorf("series %d: %w", sref, err)
 	}
-	chk, err := openChunk(enc, slices.Clone(data), meta.MinTime)
-	if err != nil {
-		return nil, nil, fmt.Errorf("series %d chunk at %d: %w: %w", sref, meta.MinTime, err, errCorruptValue)
-	}
-	return capped(chk, maxT, meta.MaxTime)
+	return sref, enc, maxT, data, nil
 }
 
 // lastSeries holds the chunk bytes of one series as Series read them.

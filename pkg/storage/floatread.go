@@ -1,0 +1,525 @@
+package storage
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+	"math/bits"
+
+	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
+)
+
+// Reading a series' float samples in bulk (AppendFloats): a decimal chunk
+// is decoded whole, in one loop per section, straight into the caller's
+// slices, instead of sample by sample through Prometheus' series iterator
+// and decimalIterator (three interface calls and a switch on the modes per
+// sample). The samples are decimalIterator's, bit for bit.
+
+// riceReader reads appendRice's bit stream through a 64-bit window that is
+// refilled eight bytes at a time. Past the end of the stream it reads zero
+// bits; ok tells whether a read went past the end.
+type riceReader struct {
+	b   []byte
+	pos int    // next byte to load; past len(b) counts the zero bytes read
+	w   uint64 // the next bits, left-aligned; w's low 64-n bits are the stream's next bits or zero
+	n   uint   // bits of w that are the stream's
+}
+
+// refill makes n at least 56.
+func (r *riceReader) refill() {
+	if r.pos+8 <= len(r.b) {
+		// The bits after the n+8k taken stay in w: they are the stream's,
+		// at their place, and the next refill puts the same bits there.
+		r.w |= binary.BigEndian.Uint64(r.b[r.pos:]) >> r.n
+		k := (63 - r.n) >> 3
+		r.pos += int(k)
+		r.n += k << 3
+		return
+	}
+	for r.n <= 56 {
+		if r.pos < len(r.b) {
+			r.w |= uint64(r.b[r.pos]) << (56 - r.n)
+		}
+		r.pos++
+		r.n += 8
+	}
+}
+
+// ok reports whether the reads so far were inside the stream.
+func (r *riceReader) ok() bool { return 8*r.pos-int(r.n) <= 8*len(r.b) }
+
+// bits reads n <= 56 bits.
+func (r *riceReader) bits(n uint) uint64 {
+	if r.n < n {
+		r.refill()
+	}
+	v := r.w >> (64 - n) // zero when n is 0
+	r.w <<= n
+	r.n -= n
+	return v
+}
+
+// rice reads one value written by appendRice with parameter k.
+func (r *riceReader) rice(k uint) int64 {
+	if r.n < 56 {
+		r.refill()
+	}
+	q := uint(bits.LeadingZeros64(^r.w))
+	var z uint64
+	if q < riceEscape {
+		r.bits(q + 1)
+		z = uint64(q)<<k | r.long(k)
+	} else {
+		r.bits(riceEscape)
+		z = r.long(64)
+	}
+	return unzigzag(z)
+}
+
+// long reads n bits, the last 64 of them.
+func (r *riceReader) long(n uint) uint64 {
+	if n <= 56 {
+		return r.bits(n)
+	}
+	hi := r.long(n - 32) // n above 64 in a corrupt section: as bitReader.read
+	return hi<<32 | r.bits(32)
+}
+
+// riceDecode decodes len(dst) values of a Rice section (its parameter
+// byte, then bits) into dst; false if the section ends first. The loop
+// keeps the reader in registers and handles the common value — a quotient
+// below the escape, k small — without a call; riceReader does the rest.
+func riceDecode(dst []int64, section []byte) bool {
+	if len(dst) == 0 {
+		return true
+	}
+	if len(section) == 0 {
+		return false
+	}
+	k := uint(section[0])
+	b := section[1:]
+	var (
+		w   uint64
+		n   uint
+		pos int
+	)
+	if k > 62 {
+		// Not appendRice's: the reader reads what decimalIterator does.
+		r := riceReader{b: b}
+		for j := range dst {
+			dst[j] = r.rice(k)
+		}
+		return r.ok()
+	}
+	for i := range dst {
+		if n < 56 {
+			// As riceReader.refill; the last bytes are followed by zeros.
+			var v uint64
+			if pos+8 <= len(b) {
+				v = binary.BigEndian.Uint64(b[pos:])
+			} else {
+				for j := pos; j < pos+8; j++ {
+					v <<= 8
+					if j < len(b) {
+						v |= uint64(b[j])
+					}
+				}
+			}
+			w |= v >> n
+			c := (63 - n) >> 3
+			pos += int(c)
+			n += c << 3
+		}
+		q := uint(bits.LeadingZeros64(^w))
+		l := q + 1 + k
+		if q >= riceEscape || l > n {
+			r := riceReader{b: b, pos: pos, w: w, n: n}
+			for j := i; j < len(dst); j++ {
+				dst[j] = r.rice(k)
+			}
+			return r.ok()
+		}
+		// The k bits after the quotient's; >>(63-k)>>1 is >>(64-k)
+		// that gives 0 when k is 0.
+		z := uint64(q)<<k | w<<((q+1)&63)>>((63-k)&63)>>1
+		w <<= l & 63
+		n -= l
+		dst[i] = int64(z>>1) ^ -int64(z&1)
+	}
+	return 8*pos-int(n) <= 8*len(b)
+}
+
+// appendFloats appends to ts and fs the samples of the chunk whose
+// timestamps are in [mint, maxt], leaving out staleness markers if
+// dropStale: what decimalIterator returns, in order, filtered so. A
+// corrupt chunk is an error naming what is wrong, as decimalIterator's.
+// scratch, if not nil, lends a buffer.
+func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool, scratch *[]int64) ([]int64, []float64, error) {
+	n := c.n
+	if maxt < c.minT || mint > maxt {
+		return ts, fs, nil
+	}
+	if scratch == nil {
+		scratch = new([]int64)
+	}
+	base := len(ts)
+	// Timestamps: the index lo of the first at or after mint, and hi
+	// after the last at or before maxt. parse made sure they increase
+	// without overflow in a regular chunk; a Rice chunk is checked here.
+	var lo, hi int
+	if c.tsMode == tsRegular {
+		// Differences in uint64: they cannot overflow there.
+		d := c.d0
+		if mint > c.minT {
+			diff := uint64(mint) - uint64(c.minT)
+			q := diff / uint64(d)
+			if diff%uint64(d) != 0 {
+				q++
+			}
+			lo = int(min(q, uint64(n)))
+		}
+		hi = int(min((uint64(maxt)-uint64(c.minT))/uint64(d), uint64(n-1)) + 1)
+		if lo >= hi {
+			return ts, fs, nil
+		}
+		ts = growInts(ts, hi-lo)
+		out := ts[base:]
+		t := c.minT + int64(lo)*d
+		for i := range out {
+			out[i] = t
+			t += d
+		}
+	} else {
+		// All n timestamps, then the range.
+		ts = growInts(ts, n)
+		out := ts[base:]
+		if !riceDecode(out[2:], c.tsBits) {
+			return ts[:base], fs, c.fail("timestamp bits")
+		}
+		t, d0 := c.minT, c.d0
+		out[0] = t
+		t += d0
+		out[1] = t
+		bad := false
+		for i := 2; i < n; i++ {
+			d := d0 + out[i]
+			bad = bad || d <= 0 || t > math.MaxInt64-d
+			t += d
+			out[i] = t
+		}
+		if bad {
+			return ts[:base], fs, c.fail("timestamps out of order")
+		}
+		hi = n
+		for hi > 0 && out[hi-1] > maxt {
+			hi--
+		}
+		for lo < hi && out[lo] < mint {
+			lo++
+		}
+		if lo >= hi {
+			return ts[:base], fs, nil
+		}
+		if lo > 0 {
+			copy(out, out[lo:hi])
+		}
+		ts = ts[:base+hi-lo]
+	}
+	// Values of samples [0, hi), kept from lo.
+	fs = growFloats(fs, hi-lo)
+	out := fs[len(fs)-(hi-lo):]
+	switch c.valMode {
+	case valConstant:
+		if dropStale && value.IsStaleNaN(c.constant) {
+			return ts[:base], fs[:len(fs)-(hi-lo)], nil
+		}
+		for i := range out {
+			out[i] = c.constant
+		}
+	case valDecimalRice:
+		rs := growInts((*scratch)[:0], hi-1)
+		*scratch = rs
+		if !riceDecode(rs, c.valBits) {
+			return ts[:base], fs[:len(fs)-(hi-lo)], c.fail("value bits")
+		}
+		m, step, factor := c.m0, c.center, c.factor
+		for _, r := range rs[:lo] {
+			m += (step + r) * factor
+		}
+		rs = rs[lo:]
+		if c.scale == 0 {
+			// float64(m) / 1 is float64(m), bit for bit.
+			out[0] = float64(m)
+			for i, r := range rs {
+				m += (step + r) * factor
+				out[i+1] = float64(m)
+			}
+		} else {
+			div := pow10[c.scale]
+			out[0] = float64(m) / div
+			for i, r := range rs {
+				m += (step + r) * factor
+				out[i+1] = float64(m) / div
+			}
+		}
+	case valXOR:
+		var err error
+		if out, err = c.xorValues(out, lo); err != nil {
+			return ts[:base], fs[:len(fs)-(hi-lo)], err
+		}
+		if dropStale {
+			keep := 0
+			tt := ts[base:]
+			for i, v := range out {
+				if value.IsStaleNaN(v) {
+					continue
+				}
+				tt[keep], out[keep] = tt[i], v
+				keep++
+			}
+			ts = ts[:base+keep]
+			fs = fs[:len(fs)-(hi-lo)+keep]
+		}
+	}
+	return ts, fs, nil
+}
+
+// xorValues decodes the values of samples [0, lo+len(out)) of an XOR
+// value section, keeping those from lo in out.
+func (c *decimalChunk) xorValues(out []float64, lo int) ([]float64, error) {
+	b := c.valBits
+	pos := 0
+	var prev uint64
+	for i := 0; i < lo+len(out); i++ {
+		if pos >= len(b) {
+			return out, c.fail("xor bytes")
+		}
+		h := b[pos]
+		pos++
+		if h != 0xff {
+			lead, trail := int(h>>4), int(h&0x0f)
+			if lead+trail > 7 {
+				return out, c.fail("xor header")
+			}
+			nb := 8 - lead - trail
+			if pos+nb > len(b) {
+				return out, c.fail("xor bytes")
+			}
+			var x uint64
+			if pos+8 <= len(b) {
+				// The nb bytes, as the top of a big-endian word.
+				x = binary.BigEndian.Uint64(b[pos:]) >> (8 * (8 - nb))
+			} else {
+				for _, v := range b[pos : pos+nb] {
+					x = x<<8 | uint64(v)
+				}
+			}
+			pos += nb
+			prev ^= x << (8 * trail)
+		}
+		if i >= lo {
+			out[i-lo] = math.Float64frombits(prev)
+		}
+	}
+	return out, nil
+}
+
+func (c *decimalChunk) fail(what string) error {
+	return fmt.Errorf("%w: %s: %w", errDecimalChunk, what, errCorruptValue)
+}
+
+// growInts extends s by n elements (their values unset).
+func growInts(s []int64, n int) []int64 {
+	if cap(s)-len(s) < n {
+		s = append(s[:cap(s)], make([]int64, len(s)+n-cap(s))...)[:len(s)]
+	}
+	return s[:len(s)+n]
+}
+
+func growFloats(s []float64, n int) []float64 {
+	if cap(s)-len(s) < n {
+		s = append(s[:cap(s)], make([]float64, len(s)+n-cap(s))...)[:len(s)]
+	}
+	return s[:len(s)+n]
+}
+
+// appendIterFloats appends the float samples of it in [mint, maxt] to ts
+// and fs (staleness markers left out if dropStale); false if it has a
+// sample that is not a float or has a start timestamp.
+func appendIterFloats(it chunkenc.Iterator, ts []int64, fs []float64, mint, maxt int64, dropStale bool) ([]int64, []float64, bool, error) {
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		if vt != chunkenc.ValFloat || it.AtST() != 0 {
+			return ts, fs, false, nil
+		}
+		t, f := it.At()
+		if t < mint {
+			continue
+		}
+		if t > maxt {
+			break
+		}
+		if dropStale && value.IsStaleNaN(f) {
+			continue
+		}
+		ts = append(ts, t)
+		fs = append(fs, f)
+	}
+	return ts, fs, true, it.Err()
+}
+
+// floatSeriesSet is a select's series, each of which can append its float
+// samples in bulk (AppendFloats) when the caller reads it right after
+// Next, as pkg/rollup does: Series notes the chunk metas of the series it
+// listed last (noteSeries), and At ties the series it returns to them.
+type floatSeriesSet struct {
+	storage.SeriesSet
+	h          *rangeHead
+	mint, maxt int64 // the select's range: its series' iterators stop there
+	slab       []floatSeries
+	metas      []chunks.Meta
+	it         chunkenc.Iterator
+	scratch    []int64
+}
+
+func (s *floatSeriesSet) At() storage.Series {
+	inner := s.SeriesSet.At()
+	if len(s.slab) == 0 {
+		s.slab = make([]floatSeries, 64)
+	}
+	fs := &s.slab[0]
+	s.slab = s.slab[1:]
+	*fs = floatSeries{Series: inner, set: s, gen: s.h.noted(inner.Labels())}
+	return fs
+}
+
+// floatSeries is a series of floatSeriesSet.
+type floatSeries struct {
+	storage.Series
+	set *floatSeriesSet
+	gen uint64 // of the chunk metas noted for it; 0: none
+}
+
+// noteSeries keeps the chunk metas Series listed for a series.
+func (h *rangeHead) noteSeries(lset labels.Labels, metas []chunks.Meta) {
+	h.curMu.Lock()
+	h.curGen++
+	h.curLset = lset
+	h.curMetas = append(h.curMetas[:0], metas...)
+	h.curMu.Unlock()
+}
+
+// noted returns the generation of the metas noted last if they are of the
+// series of lset, 0 otherwise.
+func (h *rangeHead) noted(lset labels.Labels) uint64 {
+	h.curMu.Lock()
+	defer h.curMu.Unlock()
+	if labels.Equal(h.curLset, lset) {
+		return h.curGen
+	}
+	return 0
+}
+
+// AppendFloats appends to ts and fs the series' float samples with
+// timestamps in [mint, maxt], staleness markers left out if dropStale:
+// those its iterator returns in that range, in order, read from its chunks
+// without the iterator. ok is false, with ts and fs as they were, when it
+// cannot read them so — the series was not read right after the select's
+// Next, or has chunks that overlap (out-of-order samples), a native
+// histogram or a sample with a start timestamp —, and the caller should
+// iterate the series instead. ts and fs must have the same length.
+func (s *floatSeries) AppendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool) (outTs []int64, outFs []float64, ok bool, err error) {
+	set, h := s.set, s.set.h
+	h.curMu.Lock()
+	if s.gen == 0 || s.gen != h.curGen {
+		h.curMu.Unlock()
+		return ts, fs, false, nil
+	}
+	set.metas = append(set.metas[:0], h.curMetas...)
+	h.curMu.Unlock()
+	mint, maxt = max(mint, set.mint), min(maxt, set.maxt)
+	base := len(ts)
+	locked := false
+	defer func() {
+		if locked {
+			h.iterMu.Unlock()
+		}
+		if !ok || err != nil {
+			outTs, outFs = outTs[:base], outFs[:base]
+		}
+	}()
+	for _, m := range set.metas {
+		if m.MaxTime < mint || m.MinTime > maxt {
+			continue
+		}
+		cmaxt := min(maxt, m.MaxTime)
+		switch {
+		case m.Chunk != nil:
+			if ts, fs, ok, err = set.appendChunk(m.Chunk, ts, fs, mint, cmaxt, dropStale); !ok || err != nil {
+				return ts, fs, ok, err
+			}
+			continue
+		case m.Ref&lazyChunkRef == 0:
+			// A merge of overlapping chunks.
+			return ts, fs, false, nil
+		case m.Ref&lazyHeadRef != 0:
+			// The open chunk, read in place under the series' lock.
+			found := h.withHeadChunk(m, func(c *memChunk) {
+				ts, fs, ok, err = set.appendChunk(c.chunk, ts, fs, mint, cmaxt, dropStale)
+			})
+			if found {
+				if !ok || err != nil {
+					return ts, fs, ok, err
+				}
+				continue
+			}
+		}
+		if !locked {
+			h.iterMu.Lock()
+			locked = true
+		}
+		sref, enc, _, data, err := h.storedChunk(m)
+		if err != nil {
+			return ts, fs, false, err
+		}
+		if enc == encDecimal {
+			var c decimalChunk
+			if err = c.parse(data, m.MinTime); err == nil {
+				ts, fs, err = c.appendFloats(ts, fs, mint, cmaxt, dropStale, &set.scratch)
+			}
+			if err != nil {
+				return ts, fs, false, fmt.Errorf("series %d chunk at %d: %w", sref, m.MinTime, err)
+			}
+			continue
+		}
+		chk, err := openChunk(enc, data, m.MinTime)
+		if err != nil {
+			return ts, fs, false, fmt.Errorf("series %d chunk at %d: %w: %w", sref, m.MinTime, err, errCorruptValue)
+		}
+		if ts, fs, ok, err = set.appendChunk(chk, ts, fs, mint, cmaxt, dropStale); !ok || err != nil {
+			return ts, fs, ok, err
+		}
+	}
+	return ts, fs, true, nil
+}
+
+// appendChunk appends the float samples of an in-memory chunk in [mint,
+// maxt]; false if it has other samples.
+func (set *floatSeriesSet) appendChunk(chk chunkenc.Chunk, ts []int64, fs []float64, mint, maxt int64, dropStale bool) ([]int64, []float64, bool, error) {
+	switch chk.Encoding() {
+	case encDecimal:
+		c, ok := chk.(*decimalChunk)
+		if !ok {
+			return ts, fs, false, nil
+		}
+		ts, fs, err := c.appendFloats(ts, fs, mint, maxt, dropStale, &set.scratch)
+		return ts, fs, true, err
+	case chunkenc.EncXOR, chunkenc.EncXOR2:
+		set.it = chk.Iterator(set.it)
+		return appendIterFloats(set.it, ts, fs, mint, maxt, dropStale)
+	}
+	return ts, fs, false, nil
+}
