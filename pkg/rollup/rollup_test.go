@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
@@ -76,6 +78,37 @@ func fill(t *testing.T, db *storage.DB, seed uint64) {
 			}
 		}
 	}
+	// Integer counters and two-decimal gauges, as most series are: stored,
+	// their chunks hold integers v*10^k (decimal chunks), on a grid or
+	// with jitter, with a reset or a staleness marker now and then.
+	for i := range 12 {
+		name := []string{"req_total", "mem_bytes"}[i%2]
+		lset := labels.FromStrings("__name__", name, "svc", fmt.Sprintf("s%d", i%4), "inst", fmt.Sprintf("dec%d", i), "zone", []string{"a", "b", ""}[i%3])
+		ts := t0 + rng.Int64N(60_000)
+		var v float64
+		var ref promstorage.SeriesRef
+		for ts < t0+3*3600_000 {
+			if name == "req_total" {
+				v += float64(rng.IntN(100))
+				if rng.IntN(300) == 0 {
+					v = 0
+				}
+			} else {
+				v = float64(rng.IntN(100000)) / 100
+			}
+			f := v
+			if rng.IntN(400) == 0 {
+				f = math.Float64frombits(value.StaleNaN)
+			}
+			var err error
+			ref, err = app.Append(ref, lset, 0, ts, f, nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+			ts += 15_000
+			if i%3 == 0 {
+				ts += rng.Int64N(300) - 150
+			}
+		}
+	}
 	// Values whose sum overflows: avg switches to its incremental mean.
 	for i := range 3 {
 		lset := labels.FromStrings("__name__", "mem_bytes", "svc", "s1", "inst", fmt.Sprintf("huge%d", i), "zone", "a")
@@ -92,9 +125,60 @@ func fill(t *testing.T, db *storage.DB, seed uint64) {
 // TestEvalEqualsEngine compares every accepted form with Prometheus'
 // engine over the same store, bit for bit, at many ranges, steps and
 // windows (including steps longer than the window and instant queries).
+//
+// The store is read in each of its states: samples in memory; stored in
+// Pebble (decimal chunks, read in bulk); reopened, with more samples in
+// open head chunks after the stored ones; and with out-of-order samples
+// whose chunks overlap (read through the iterator).
 func TestEvalEqualsEngine(t *testing.T) {
-	db := storagetest.New(t)
+	dir := t.TempDir()
+	db := storagetest.Open(t, dir)
+	defer func() { require.NoError(t, db.Close()) }()
 	fill(t, db, 1)
+	t.Run("memory", func(t *testing.T) { evalEqualsEngine(t, db) })
+	require.NoError(t, db.Flush(context.Background()))
+	t.Run("pebble", func(t *testing.T) { evalEqualsEngine(t, db) })
+	require.NoError(t, db.Close())
+	db = storagetest.Open(t, dir)
+	appendMore(t, db)
+	t.Run("reopened+head", func(t *testing.T) { evalEqualsEngine(t, db) })
+	appendOutOfOrder(t, db)
+	t.Run("out-of-order", func(t *testing.T) { evalEqualsEngine(t, db) })
+	require.NoError(t, db.Flush(context.Background()))
+	t.Run("out-of-order/pebble", func(t *testing.T) { evalEqualsEngine(t, db) })
+}
+
+// appendMore adds samples after fill's to a few series, into open head
+// chunks.
+func appendMore(t *testing.T, db *storage.DB) {
+	ctx := context.Background()
+	app := db.AppenderV2(ctx)
+	for i := range 8 {
+		lset := labels.FromStrings("__name__", "req_total", "svc", fmt.Sprintf("s%d", i%4), "inst", fmt.Sprintf("more%d", i), "zone", "a")
+		for k := int64(0); k < 50; k++ {
+			_, err := app.Append(0, lset, 0, t0+3*3600_000-5*60_000+k*15_000+int64(i), float64(k*k), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, app.Commit())
+}
+
+// appendOutOfOrder writes samples between those appendMore wrote, within
+// the out-of-order window.
+func appendOutOfOrder(t *testing.T, db *storage.DB) {
+	ctx := context.Background()
+	app := db.AppenderV2(ctx)
+	for i := range 4 {
+		lset := labels.FromStrings("__name__", "req_total", "svc", fmt.Sprintf("s%d", i%4), "inst", fmt.Sprintf("more%d", i), "zone", "a")
+		for k := int64(30); k < 45; k += 3 {
+			_, err := app.Append(0, lset, 0, t0+3*3600_000-5*60_000+k*15_000+int64(i)+7_000, float64(k*k+1), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, app.Commit())
+}
+
+func evalEqualsEngine(t *testing.T, db *storage.DB) {
 	opts := levpromql.DefaultOptions()
 	engine, err := levpromql.New(opts)
 	require.NoError(t, err)
@@ -187,6 +271,46 @@ func TestEvalFallsBack(t *testing.T) {
 	}
 	require.ErrorIs(t, err, rollup.ErrFallback)
 }
+
+// TestEvalCorruptChunk: a stored chunk cut short is an error naming what
+// is wrong, not a panic or a partial answer.
+func TestEvalCorruptChunk(t *testing.T) {
+	dir := t.TempDir()
+	db := storagetest.Open(t, dir)
+	fill(t, db, 2)
+	require.NoError(t, db.Close())
+	// Cut two bytes off every stored decimal chunk (encoding 0x81) big
+	// enough to have a Rice or XOR section.
+	pdb, err := pebble.Open(dir, &pebble.Options{FormatMajorVersion: pebble.FormatNewest, Logger: quietPebble{}})
+	require.NoError(t, err)
+	it, err := pdb.NewIter(nil)
+	require.NoError(t, err)
+	b := pdb.NewBatch()
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) > 4 && k[4] == storage.KindChunk && len(v) > 12 && v[0] == 0x81 {
+			require.NoError(t, b.Set(slices.Clone(k), slices.Clone(v[:len(v)-2]), nil))
+		}
+	}
+	require.NoError(t, it.Close())
+	require.False(t, b.Empty())
+	require.NoError(t, b.Commit(pebble.Sync))
+	require.NoError(t, pdb.Close())
+	db = storagetest.Open(t, dir)
+	defer func() { require.NoError(t, db.Close()) }()
+
+	expr, err := levpromql.NewParser().ParseExpr(`sum by (svc) (rate(req_total[5m]))`)
+	require.NoError(t, err)
+	plan := rollup.Compile(expr.(*parser.AggregateExpr))
+	_, _, err = plan.Eval(context.Background(), db, rollup.Range{Start: t0 + 600_000, End: t0 + 3*3600_000, Interval: 60_000}, 0)
+	require.ErrorContains(t, err, "decimal chunk")
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)         {}
+func (quietPebble) Errorf(string, ...any)        {}
+func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
 
 func TestCompileRefuses(t *testing.T) {
 	for _, qs := range []string{
