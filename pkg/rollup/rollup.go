@@ -218,6 +218,9 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 				return nil, annos, err
 			}
 		}
+		if p.fn == "rate" || p.fn == "increase" {
+			buf.countResets()
+		}
 		metric := s.Labels()
 		if !p.compute(buf, r, out, has) {
 			continue
@@ -301,12 +304,37 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 type samples struct {
 	t []int64
 	f []float64
+	// resets[i], for rate and increase, counts the counter resets
+	// (f[j] < f[j-1]) among samples 1..i: a window without one needs no
+	// scan for them.
+	resets []int32
 }
 
 func (s samples) len() int { return len(s.t) }
 
-// slice is the samples [lo, hi).
-func (s samples) slice(lo, hi int) samples { return samples{s.t[lo:hi], s.f[lo:hi]} }
+// slice is the samples [lo, hi) (without resets).
+func (s samples) slice(lo, hi int) samples { return samples{t: s.t[lo:hi], f: s.f[lo:hi]} }
+
+// countResets sets s.resets.
+func (s *samples) countResets() {
+	fs := s.f
+	if cap(s.resets) < len(fs) {
+		s.resets = make([]int32, len(fs), 2*len(fs))
+	}
+	rs := s.resets[:len(fs)]
+	s.resets = rs
+	if len(fs) == 0 {
+		return
+	}
+	var n int32
+	rs[0] = 0
+	for i := 1; i < len(fs) && i < len(rs); i++ {
+		if fs[i] < fs[i-1] {
+			n++
+		}
+		rs[i] = n
+	}
+}
 
 // floatsAppender is a series that can append its float samples in a time
 // range to a buffer without an iterator (pkg/storage's): ok false (with
@@ -379,7 +407,9 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 		if lo >= hi {
 			continue
 		}
-		v, ok := p.apply(buf.slice(lo, hi), ts)
+		// A counter's window scans for resets only if it has one.
+		resets := buf.resets != nil && buf.resets[hi-1] != buf.resets[lo]
+		v, ok := p.apply(buf.slice(lo, hi), ts, resets)
 		if ok {
 			out[k], has[k], found = v, true, true
 		}
@@ -388,14 +418,15 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 }
 
 // apply is the range function over the (non-empty) window w ending at ts.
-func (p *Plan) apply(w samples, ts int64) (float64, bool) {
+// resets tells whether a counter's window has a reset.
+func (p *Plan) apply(w samples, ts int64, resets bool) (float64, bool) {
 	switch p.fn {
 	case "rate":
-		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, true)
+		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, true, resets)
 	case "increase":
-		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, false)
+		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, false, resets)
 	case "delta":
-		return extrapolatedRate(w, ts, p.rng, p.rngDur, false, false)
+		return extrapolatedRate(w, ts, p.rng, p.rngDur, false, false, false)
 	case "irate":
 		return instantValue(w, true)
 	case "idelta":
@@ -436,8 +467,10 @@ func (p *Plan) apply(w samples, ts int64) (float64, bool) {
 }
 
 // extrapolatedRate is Prometheus' (promql/functions.go) for float samples
-// without start timestamps, the window being w, ending at ts.
-func extrapolatedRate(w samples, ts, rng int64, rngDur time.Duration, isCounter, isRate bool) (float64, bool) {
+// without start timestamps, the window being w, ending at ts. A counter's
+// resets are added only if resets says there are some: the loop adds
+// nothing otherwise.
+func extrapolatedRate(w samples, ts, rng int64, rngDur time.Duration, isCounter, isRate, resets bool) (float64, bool) {
 	if w.len() < 2 {
 		// A single sample without a start timestamp: no result.
 		return 0, false
@@ -448,7 +481,7 @@ func extrapolatedRate(w samples, ts, rng int64, rngDur time.Duration, isCounter,
 	fs := w.f
 	firstF := fs[0]
 	resultFloat := fs[numSamplesMinusOne] - firstF
-	if isCounter {
+	if isCounter && resets {
 		for i := 1; i < len(fs); i++ {
 			if fs[i] < fs[i-1] {
 				resultFloat += fs[i-1]
