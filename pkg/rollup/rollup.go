@@ -377,6 +377,14 @@ func (p *Plan) read(it chunkenc.Iterator, buf samples, mint, maxt int64) (sample
 // compute sets out[k] and has[k] to the series' value at each step; it
 // reports whether there was any.
 func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
+	switch p.fn {
+	case "rate":
+		return p.computeRate(buf, r, out, has, true, true)
+	case "increase":
+		return p.computeRate(buf, r, out, has, true, false)
+	case "delta":
+		return p.computeRate(buf, r, out, has, false, false)
+	}
 	found := false
 	lo, hi := 0, 0
 	for k := range out {
@@ -407,9 +415,7 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 		if lo >= hi {
 			continue
 		}
-		// A counter's window scans for resets only if it has one.
-		resets := buf.resets != nil && buf.resets[hi-1] != buf.resets[lo]
-		v, ok := p.apply(buf.slice(lo, hi), ts, resets)
+		v, ok := p.apply(buf.slice(lo, hi))
 		if ok {
 			out[k], has[k], found = v, true, true
 		}
@@ -417,16 +423,38 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 	return found
 }
 
-// apply is the range function over the (non-empty) window w ending at ts.
-// resets tells whether a counter's window has a reset.
-func (p *Plan) apply(w samples, ts int64, resets bool) (float64, bool) {
+// computeRate is compute for rate, increase and delta: the same windows,
+// extrapolatedRate called without the window's slices being built.
+func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCounter, isRate bool) bool {
+	found := false
+	lo, hi := 0, 0
+	bt, bf := buf.t, buf.f[:len(buf.t)]
+	rngSeconds := p.rngDur.Seconds()
+	for k := range out {
+		ts := r.Start + int64(k)*r.Interval
+		has[k] = false
+		for hi < len(bt) && bt[hi] <= ts {
+			hi++
+		}
+		for lo < hi && bt[lo] <= ts-p.rng {
+			lo++
+		}
+		if hi-lo < 2 {
+			// No sample, or a single one without a start timestamp: no
+			// result.
+			continue
+		}
+		resets := isCounter && buf.resets[hi-1] != buf.resets[lo]
+		out[k] = extrapolatedRate(bf[lo:hi], bt[lo], bt[hi-1], ts, p.rng, rngSeconds, isCounter, isRate, resets)
+		has[k], found = true, true
+	}
+	return found
+}
+
+// apply is the range function over the (non-empty) window w, but for
+// those of computeRate.
+func (p *Plan) apply(w samples) (float64, bool) {
 	switch p.fn {
-	case "rate":
-		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, true, resets)
-	case "increase":
-		return extrapolatedRate(w, ts, p.rng, p.rngDur, true, false, resets)
-	case "delta":
-		return extrapolatedRate(w, ts, p.rng, p.rngDur, false, false, false)
 	case "irate":
 		return instantValue(w, true)
 	case "idelta":
@@ -467,18 +495,13 @@ func (p *Plan) apply(w samples, ts int64, resets bool) (float64, bool) {
 }
 
 // extrapolatedRate is Prometheus' (promql/functions.go) for float samples
-// without start timestamps, the window being w, ending at ts. A counter's
-// resets are added only if resets says there are some: the loop adds
-// nothing otherwise.
-func extrapolatedRate(w samples, ts, rng int64, rngDur time.Duration, isCounter, isRate, resets bool) (float64, bool) {
-	if w.len() < 2 {
-		// A single sample without a start timestamp: no result.
-		return 0, false
-	}
+// without start timestamps, the window being the values fs (two or more)
+// from firstT to lastT, ending at ts; rngSeconds is the range's
+// Duration.Seconds(). A counter's resets are added only if resets says
+// there are some: the loop adds nothing otherwise.
+func extrapolatedRate(fs []float64, firstT, lastT, ts, rng int64, rngSeconds float64, isCounter, isRate, resets bool) float64 {
 	rangeStart, rangeEnd := ts-rng, ts
-	numSamplesMinusOne := w.len() - 1
-	firstT, lastT := w.t[0], w.t[numSamplesMinusOne]
-	fs := w.f
+	numSamplesMinusOne := len(fs) - 1
 	firstF := fs[0]
 	resultFloat := fs[numSamplesMinusOne] - firstF
 	if isCounter && resets {
@@ -513,9 +536,9 @@ func extrapolatedRate(w samples, ts, rng int64, rngDur time.Duration, isCounter,
 		factor = (sampledInterval + durationToStart + durationToEnd) / sampledInterval
 	}
 	if isRate {
-		factor /= rngDur.Seconds()
+		factor /= rngSeconds
 	}
-	return resultFloat * factor, true
+	return resultFloat * factor
 }
 
 // instantValue is Prometheus' irate/idelta for float samples without start
