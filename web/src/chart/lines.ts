@@ -24,6 +24,15 @@ const rgbaCache = new Map<string, number>();
 export function rgba(color: string): number {
   let px = rgbaCache.get(color);
   if (px !== undefined) return px;
+  // #rrggbb (the palette's) read directly: the canvas' first read-back
+  // cost ~10 ms of a chart's first draw.
+  if (/^#[0-9a-f]{6}$/i.test(color)) {
+    const v = parseInt(color.slice(1), 16);
+    const [r, g, b, a] = [v >> 16, (v >> 8) & 255, v & 255, 255];
+    px = littleEndian ? ((a << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | a) >>> 0;
+    rgbaCache.set(color, px);
+    return px;
+  }
   // The canvas parses any CSS colour; fillRect + getImageData reads it
   // back as bytes.
   probe ??= document.createElement('canvas').getContext('2d', { willReadFrequently: true })!;
@@ -35,6 +44,28 @@ export function rgba(color: string): number {
   px = littleEndian ? ((a << 24) | (b << 16) | (g << 8) | r) >>> 0 : ((r << 24) | (g << 16) | (b << 8) | a) >>> 0;
   rgbaCache.set(color, px);
   return px;
+}
+
+/** hairline is segment for lw = 1 (the usual case): the same pixels, a tighter loop. */
+function hairline(buf: Uint32Array, w: number, h: number, x0: number, y0: number, x1: number, y1: number, c: number): void {
+  const dx = Math.abs(x1 - x0);
+  const dy = -Math.abs(y1 - y0);
+  const sx = x0 < x1 ? 1 : -1;
+  const sy = y0 < y1 ? 1 : -1;
+  let err = dx + dy;
+  for (;;) {
+    if (x0 >= 0 && x0 < w && y0 >= 0 && y0 < h) buf[y0 * w + x0] = c;
+    if (x0 === x1 && y0 === y1) return;
+    const e2 = 2 * err;
+    if (e2 >= dy) {
+      err += dy;
+      x0 += sx;
+    }
+    if (e2 <= dx) {
+      err += dx;
+      y0 += sy;
+    }
+  }
 }
 
 /**
@@ -132,7 +163,10 @@ export function linesPlugin(width = 1): uPlot.Plugin {
             // Far outside the plot (a zoomed y): clamped, so that the
             // loop stays short; the clip drops what is outside.
             const cy = y < -h ? -h : y > 2 * h ? 2 * h : y;
-            if (pen) segment(buf, w, h, lx, ly, px[i], cy, c, lw);
+            if (pen) {
+              if (lw === 1) hairline(buf, w, h, lx, ly, px[i], cy, c);
+              else segment(buf, w, h, lx, ly, px[i], cy, c, lw);
+            }
             lx = px[i];
             ly = cy;
             pen = true;
