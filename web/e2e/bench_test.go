@@ -339,13 +339,12 @@ func engineTime(base string, form url.Values) (float64, error) {
 // benchBrowser is browser() for a benchmark: a fresh profile per tab, so
 // that nothing is cached between iterations.
 func benchBrowser(b *testing.B) (context.Context, context.CancelFunc) {
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), allocatorOptions(b.TempDir(), 1280, 800)...)
-	ctx, cancelB := chromedp.NewContext(actx)
 	// Start the browser outside the measured navigation.
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800)); err != nil {
+	ctx, cancel, err := startBrowser(b.TempDir, 1280, 800, b.Logf)
+	if err != nil {
 		b.Fatal(err)
 	}
-	return ctx, func() { cancelB(); cancelA() }
+	return ctx, cancel
 }
 
 // writeSeries remote-writes n counters bench_requests_total{pod=…} from

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -33,6 +34,34 @@ func allocatorOptions(dir string, width, height int) []chromedp.ExecAllocatorOpt
 	)
 }
 
+// startBrowser starts a headless Chromium with a fresh profile from
+// tempDir and a tab of width×height. Debian's Chromium sometimes crashes
+// as it starts on this machine (chromedp: "chrome failed to start", with a
+// crashpad dump; about one start in five under load, 2026-12-06), before
+// any page is opened: such a start is logged and tried again, twice at
+// most, with a new profile. A browser that started and then fails is not
+// retried.
+func startBrowser(tempDir func() string, width, height int, logf func(string, ...any)) (context.Context, context.CancelFunc, error) {
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		actx, cancelA := chromedp.NewExecAllocator(context.Background(), allocatorOptions(tempDir(), width, height)...)
+		ctx, cancelB := chromedp.NewContext(actx)
+		cancel := func() {
+			cancelB()
+			cancelA()
+		}
+		if err = chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err == nil {
+			return ctx, cancel, nil
+		}
+		cancel()
+		if !strings.Contains(err.Error(), "chrome failed to start") {
+			return nil, nil, err
+		}
+		logf("chromium did not start (attempt %d of 3): %v", attempt, err)
+	}
+	return nil, nil, err
+}
+
 // browser starts a headless Chromium with a fresh profile and returns a
 // tab of width×height.
 func browser(t *testing.T, width, height int) context.Context {
@@ -40,15 +69,11 @@ func browser(t *testing.T, width, height int) context.Context {
 	if env.chromium == "" {
 		t.Skip("no Chromium")
 	}
-	actx, cancelA := chromedp.NewExecAllocator(context.Background(), allocatorOptions(t.TempDir(), width, height)...)
-	ctx, cancelB := chromedp.NewContext(actx)
-	t.Cleanup(func() {
-		cancelB()
-		cancelA()
-	})
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(int64(width), int64(height))); err != nil {
+	ctx, cancel, err := startBrowser(t.TempDir, width, height, t.Logf)
+	if err != nil {
 		t.Fatalf("start chromium: %v", err)
 	}
+	t.Cleanup(cancel)
 	// The page's errors and exceptions go to the test's log.
 	var mu sync.Mutex
 	var msgs []string
