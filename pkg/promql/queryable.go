@@ -6,6 +6,8 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/util/annotations"
+
+	levstorage "github.com/levitated/levitated/pkg/storage"
 )
 
 // NewQueryable returns what levitated's engine reads: the series of samples
@@ -42,6 +44,8 @@ func NewQueryable(samples, events storage.Queryable, more ...storage.Queryable) 
 		merged := storage.NewMergeQuerier(queriers, nil, storage.ChainedSeriesMerge)
 		if len(more) == 0 {
 			merged = &eventsMerge{Querier: merged, samples: queriers[0], events: queriers[1]}
+		} else {
+			merged = partDecliner{merged}
 		}
 		return NarrowingQuerier(merged), nil
 	})
@@ -80,6 +84,9 @@ func (q *eventsMerge) Select(ctx context.Context, sortSeries bool, hints *storag
 	if len(evs) == 0 && len(ws) == 0 {
 		return set
 	}
+	// A part of the samples' select (levstorage.WithPart) cannot be
+	// merged with the events' whole select.
+	levstorage.DeclinePart(ctx)
 	m := &unsortedMerge{samples: set, extra: evs, used: make([]bool, len(evs)), warnings: ws}
 	if len(evs) > 0 {
 		m.names = map[string][]int{}
@@ -89,6 +96,15 @@ func (q *eventsMerge) Select(ctx context.Context, sortSeries bool, hints *storag
 		}
 	}
 	return m
+}
+
+// partDecliner declines the parts of a select (levstorage.WithPart): the
+// merge of several stores selects them whole.
+type partDecliner struct{ storage.Querier }
+
+func (q partDecliner) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
+	levstorage.DeclinePart(ctx)
+	return q.Querier.Select(ctx, sortSeries, hints, ms...)
 }
 
 // unsortedMerge is the series of samples, each merged with the series of

@@ -39,6 +39,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
@@ -163,6 +165,30 @@ func (r Range) steps() int {
 // aggregation returns (a group's order is not the engine's; sort if it
 // matters). maxSamples bounds the groups' points (0: no bound).
 func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSamples int) ([]promql.Series, annotations.Annotations, error) {
+	return p.EvalParallel(ctx, q, r, maxSamples, 1, nil)
+}
+
+// Parts selects runs of consecutive series of a select, which can be read
+// concurrently (pkg/storage's WithPart).
+type Parts interface {
+	// Part returns the context of a select of the series at positions
+	// [i*size, (i+1)*size) of what the unsorted select returns, and a
+	// function that tells, once the select is made, whether the store
+	// selected that part only (served) and whether no series follow it
+	// (last).
+	Part(ctx context.Context, i, size int) (context.Context, func() (served, last bool))
+}
+
+// EvalParallel is Eval reading the series on up to workers goroutines:
+// the select is read in parts of consecutive series (parts), each part by
+// one goroutine into a buffer of its series' values at each step, and the
+// parts are added into the groups in order, so that every group adds the
+// same values in the same order as Eval and the engine — the same result,
+// bit for bit, whatever the grouping (sharding by the groups' labels
+// cannot spread a query with few groups, or one group much larger than the
+// others, over the cores). Where the store does not serve parts, it is
+// Eval.
+func (p *Plan) EvalParallel(ctx context.Context, q storage.Queryable, r Range, maxSamples, workers int, parts Parts) ([]promql.Series, annotations.Annotations, error) {
 	if r.Interval <= 0 {
 		r.Interval = 1
 		r.End = r.Start
@@ -183,112 +209,205 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 	if p.fn != "" {
 		hints.Range = p.rng
 	}
+	rd := reading{p: p, r: r, nsteps: nsteps, mint: mint, maxt: maxt, hints: hints, querier: querier}
+	if workers > 1 && parts != nil {
+		agg := newAggregation(p, r, nsteps, maxSamples)
+		served, err := rd.inParts(ctx, agg, workers, parts)
+		if served {
+			if err != nil {
+				return nil, agg.annos, err
+			}
+			return agg.result(), agg.annos, nil
+		}
+	}
+	agg := newAggregation(p, r, nsteps, maxSamples)
 	set := querier.Select(ctx, false, hints, p.sel.LabelMatchers...)
-
-	var (
-		annos   annotations.Annotations
-		groups  []*group
-		byKey   = map[string]int{}
-		lb      = labels.NewBuilder(labels.EmptyLabels())
-		keyBuf  []byte
-		buf     samples
-		it      chunkenc.Iterator
-		out     = make([]float64, nsteps)
-		has     = make([]bool, nsteps)
-		nSeries int
-	)
+	sr := rd.newSeriesReader()
+	nSeries := 0
 	for set.Next() {
 		if nSeries++; nSeries%128 == 0 {
 			if err := contextErr(ctx); err != nil {
-				return nil, annos, err
+				return nil, agg.annos, err
 			}
 		}
-		s := set.At()
-		buf.t, buf.f = buf.t[:0], buf.f[:0]
-		read := false
-		if fa, ok := s.(floatsAppender); ok {
-			buf.t, buf.f, read, err = fa.AppendFloats(buf.t, buf.f, mint, maxt, p.fn != "")
-			if err != nil {
-				return nil, annos, err
-			}
+		found, err := sr.series(set.At(), &agg.annos)
+		if err != nil {
+			return nil, agg.annos, err
 		}
-		if !read {
-			it = s.Iterator(it)
-			if buf, err = p.read(it, buf, mint, maxt); err != nil {
-				return nil, annos, err
-			}
-		}
-		if p.fn == "rate" || p.fn == "increase" {
-			buf.countResets()
-		}
-		metric := s.Labels()
-		if !p.compute(buf, r, out, has) {
+		if !found {
 			continue
 		}
-		if p.fn == "rate" || p.fn == "increase" {
-			if name := metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
-				!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
-				annos.Add(annotations.NewPossibleNonCounterInfo(name, p.argPos))
-			}
+		g, err := agg.group(sr.key, sr.groupLabels)
+		if err != nil {
+			return nil, agg.annos, err
 		}
-		// The group of the series (generateGroupingLabels).
-		lb.Reset(metric)
-		if p.without {
-			lb.Del(p.grouping...)
-			schema.Metadata{}.SetToLabels(lb)
-		} else {
-			lb.Keep(p.grouping...)
-		}
-		gl := lb.Labels()
-		keyBuf = gl.Bytes(keyBuf[:0])
-		gi, ok := byKey[string(keyBuf)]
-		if !ok {
-			if maxSamples > 0 && (len(groups)+1)*nsteps > maxSamples {
-				return nil, annos, ErrTooManySamples
-			}
-			gi = len(groups)
-			byKey[string(keyBuf)] = gi
-			groups = append(groups, &group{metric: gl, acc: make([]acc, nsteps)})
-		}
-		g := groups[gi]
-		// A function of a range drops the metric name (last_over_time
-		// keeps it); the group drops it when any of its series does.
-		if p.fn != "" && p.fn != "last_over_time" {
-			g.dropName = true
-		}
-		for k := range nsteps {
-			if has[k] {
-				g.acc[k].add(p.op, out[k])
-			}
-		}
+		agg.add(g, sr.out, sr.has)
 	}
 	if err := set.Err(); err != nil {
-		return nil, annos, err
+		return nil, agg.annos, err
 	}
-	annos.Merge(set.Warnings())
+	agg.annos.Merge(set.Warnings())
 	if err := contextErr(ctx); err != nil {
-		return nil, annos, err
+		return nil, agg.annos, err
 	}
+	return agg.result(), agg.annos, nil
+}
 
-	res := make([]promql.Series, 0, len(groups))
-	for _, g := range groups {
+// reading is what one evaluation reads.
+type reading struct {
+	p          *Plan
+	r          Range
+	nsteps     int
+	mint, maxt int64
+	hints      *storage.SelectHints
+	querier    storage.Querier
+}
+
+// seriesReader computes one series' values at the steps and its group's
+// key; one per goroutine.
+type seriesReader struct {
+	*reading
+	buf    samples
+	it     chunkenc.Iterator
+	out    []float64
+	has    []bool
+	key    []byte
+	metric labels.Labels
+	lb     *labels.Builder
+}
+
+func (rd *reading) newSeriesReader() *seriesReader {
+	return &seriesReader{reading: rd, out: make([]float64, rd.nsteps), has: make([]bool, rd.nsteps), lb: labels.NewBuilder(labels.EmptyLabels())}
+}
+
+// series reads s and computes its values (out, has) and, if it has any,
+// its group's key; it reports whether it has any.
+func (sr *seriesReader) series(s storage.Series, annos *annotations.Annotations) (bool, error) {
+	p := sr.p
+	var err error
+	buf := sr.buf
+	buf.t, buf.f = buf.t[:0], buf.f[:0]
+	read := false
+	if fa, ok := s.(floatsAppender); ok {
+		buf.t, buf.f, read, err = fa.AppendFloats(buf.t, buf.f, sr.mint, sr.maxt, p.fn != "")
+		if err != nil {
+			return false, err
+		}
+	}
+	if !read {
+		sr.it = s.Iterator(sr.it)
+		if buf, err = p.read(sr.it, buf, sr.mint, sr.maxt); err != nil {
+			return false, err
+		}
+	}
+	if p.fn == "rate" || p.fn == "increase" {
+		buf.countResets()
+	}
+	sr.buf = buf
+	if !p.compute(buf, sr.r, sr.out, sr.has) {
+		return false, nil
+	}
+	metric := s.Labels()
+	sr.metric = metric
+	if p.fn == "rate" || p.fn == "increase" {
+		if name := metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
+			!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
+			annos.Add(annotations.NewPossibleNonCounterInfo(name, p.argPos))
+		}
+	}
+	// The key of the group: the values of the grouping labels (a label
+	// missing and a label with an empty value are the same in Prometheus),
+	// or, without, the labels of the group.
+	sr.key = sr.key[:0]
+	if p.without {
+		sr.key = sr.groupLabels().Bytes(sr.key)
+		return true, nil
+	}
+	for _, name := range p.grouping {
+		sr.key = append(sr.key, metric.Get(name)...)
+		sr.key = append(sr.key, 0xff)
+	}
+	return true, nil
+}
+
+// groupLabels are the labels of the last series' group
+// (generateGroupingLabels).
+func (sr *seriesReader) groupLabels() labels.Labels {
+	sr.lb.Reset(sr.metric)
+	if sr.p.without {
+		sr.lb.Del(sr.p.grouping...)
+		schema.Metadata{}.SetToLabels(sr.lb)
+	} else {
+		sr.lb.Keep(sr.p.grouping...)
+	}
+	return sr.lb.Labels()
+}
+
+// aggregation is the groups' values at each step.
+type aggregation struct {
+	p          *Plan
+	r          Range
+	nsteps     int
+	maxSamples int
+	groups     []*group
+	byKey      map[string]*group
+	annos      annotations.Annotations
+}
+
+func newAggregation(p *Plan, r Range, nsteps, maxSamples int) *aggregation {
+	return &aggregation{p: p, r: r, nsteps: nsteps, maxSamples: maxSamples, byKey: map[string]*group{}}
+}
+
+// group returns the group of key, made with the labels of groupLabels if
+// it is new.
+func (a *aggregation) group(key []byte, groupLabels func() labels.Labels) (*group, error) {
+	if g, ok := a.byKey[string(key)]; ok {
+		return g, nil
+	}
+	if a.maxSamples > 0 && (len(a.groups)+1)*a.nsteps > a.maxSamples {
+		return nil, ErrTooManySamples
+	}
+	g := &group{metric: groupLabels(), acc: make([]acc, a.nsteps)}
+	// A function of a range drops the metric name (last_over_time keeps
+	// it); the group drops it when any of its series does.
+	if a.p.fn != "" && a.p.fn != "last_over_time" {
+		g.dropName = true
+	}
+	a.byKey[string(key)] = g
+	a.groups = append(a.groups, g)
+	return g, nil
+}
+
+// add adds a series' values into its group.
+func (a *aggregation) add(g *group, out []float64, has []bool) {
+	for k := range a.nsteps {
+		if has[k] {
+			g.acc[k].add(a.p.op, out[k])
+		}
+	}
+}
+
+func (a *aggregation) result() []promql.Series {
+	p, r := a.p, a.r
+	res := make([]promql.Series, 0, len(a.groups))
+	for _, g := range a.groups {
 		s := promql.Series{Metric: g.metric, DropName: g.dropName}
-		for k := range nsteps {
-			a := &g.acc[k]
-			if !a.seen {
+		for k := range a.nsteps {
+			ac := &g.acc[k]
+			if !ac.seen {
 				continue
 			}
-			v := a.v
+			v := ac.v
 			switch p.op {
 			case parser.SUM:
-				v += a.c
+				v += ac.c
 			case parser.COUNT:
-				v = a.n
+				v = ac.n
 			case parser.AVG:
-				if a.inc {
-					v = a.mean + a.c
+				if ac.inc {
+					v = ac.mean + ac.c
 				} else {
-					v = a.v/a.n + a.c/a.n
+					v = ac.v/ac.n + ac.c/ac.n
 				}
 			}
 			s.Floats = append(s.Floats, promql.FPoint{T: r.Start + int64(k)*r.Interval, F: v})
@@ -297,7 +416,292 @@ func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSample
 			res = append(res, s)
 		}
 	}
-	return res, annos, nil
+	return res
+}
+
+// partValues are the values of the series of one part that have any, in
+// the order of the select: each series' group (an index into keys and
+// labels, the part's groups in the order the part met them), the steps it
+// has a value at (a bitmap of words words per series) and those values.
+type partValues struct {
+	index  int
+	keys   []string
+	labels []labels.Labels
+	byKey  map[string]int32
+	series []int32
+	has    []uint64
+	vals   [][]float64 // in blocks of valBlock
+	counts [][]float64 // count and group: per group, its series with a value at each step
+	annos  annotations.Annotations
+	served bool
+	last   bool
+	err    error
+	done   chan struct{}
+}
+
+// valBlock is the size of the blocks of a part's values (a variable for
+// tests).
+var valBlock = 4096
+
+// blocks are the blocks of parts' values, reused from part to part and
+// from query to query: made for each query, they were most of its garbage.
+var blocks = sync.Pool{New: func() any { b := make([]float64, 0, valBlock); return &b }}
+
+func getBlock() []float64 {
+	b := *blocks.Get().(*[]float64)
+	if cap(b) != valBlock {
+		return make([]float64, 0, valBlock)
+	}
+	return b[:0]
+}
+
+func putBlock(b []float64) {
+	if cap(b) == valBlock {
+		blocks.Put(&b)
+	}
+}
+
+// partBytes is about how much a part's values may take: a part has as
+// many series as fit. Small parts keep little in memory (a few parts are
+// read ahead of the one being added); a part costs a reader and a select.
+const partBytes = 512 << 10
+
+// inParts reads the select in parts on workers goroutines and adds the
+// parts into agg in order. It reports false when the store did not serve
+// the parts (nothing was added then).
+func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, parts Parts) (bool, error) {
+	counting := rd.p.op == parser.COUNT || rd.p.op == parser.GROUP
+	size := min(max(partBytes/(rd.nsteps*8+8), 64), 4096)
+	if counting {
+		size = 4096 // a part keeps a count per group and step
+	}
+	words := (rd.nsteps + 63) / 64
+	var (
+		mu      sync.Mutex
+		pending = map[int]*partValues{}
+		next    atomic.Int64
+		stopAt  atomic.Int64 // no part after it is read
+		quit    = make(chan struct{})
+		tokens  = make(chan struct{}, 2*workers)
+		spare   = make(chan *partValues, 2*workers) // added parts' buffers
+		wg      sync.WaitGroup
+	)
+	stopAt.Store(math.MaxInt64)
+	for range cap(tokens) {
+		tokens <- struct{}{}
+	}
+	partOf := func(i int) *partValues {
+		mu.Lock()
+		defer mu.Unlock()
+		pv := pending[i]
+		if pv == nil {
+			pv = &partValues{index: i, done: make(chan struct{})}
+			pending[i] = pv
+		}
+		return pv
+	}
+	stop := func(i int) {
+		for {
+			cur := stopAt.Load()
+			if int64(i) >= cur || stopAt.CompareAndSwap(cur, int64(i)) {
+				return
+			}
+		}
+	}
+	read := func(sr *seriesReader, pv *partValues) {
+		defer close(pv.done)
+		pctx, check := parts.Part(ctx, pv.index, size)
+		set := rd.querier.Select(pctx, false, rd.hints, rd.p.sel.LabelMatchers...)
+		pv.served, pv.last = check()
+		if !pv.served || pv.last {
+			stop(pv.index)
+		}
+		if !pv.served {
+			return
+		}
+		select {
+		case b := <-spare:
+			pv.series, pv.has = b.series[:0], b.has[:0]
+		default:
+			if counting {
+				break
+			}
+			// Sized for the part at once: grown by append, the buffers
+			// were copied over and over (a tenth of count_by_name's CPU);
+			// the values in blocks, as many as the part needs.
+			pv.series = make([]int32, 0, size)
+			pv.has = make([]uint64, 0, size*words)
+		}
+		pv.byKey = map[string]int32{}
+		n := 0
+		for set.Next() {
+			if n++; n%128 == 0 {
+				if pv.err = contextErr(ctx); pv.err != nil {
+					stop(pv.index)
+					return
+				}
+				select {
+				case <-quit:
+					return
+				default:
+				}
+			}
+			found, err := sr.series(set.At(), &pv.annos)
+			if err != nil {
+				pv.err = err
+				stop(pv.index)
+				return
+			}
+			if !found {
+				continue
+			}
+			gi, ok := pv.byKey[string(sr.key)]
+			if !ok {
+				gi = int32(len(pv.keys))
+				pv.byKey[string(sr.key)] = gi
+				pv.keys = append(pv.keys, string(sr.key))
+				pv.labels = append(pv.labels, sr.groupLabels())
+			}
+			if counting {
+				// count and group: how many series of the group have a
+				// value at each step, which adds up exactly in any order.
+				if int(gi) == len(pv.counts) {
+					pv.counts = append(pv.counts, make([]float64, rd.nsteps))
+				}
+				c := pv.counts[gi]
+				for k, h := range sr.has {
+					if h {
+						c[k]++
+					}
+				}
+				continue
+			}
+			pv.series = append(pv.series, gi)
+			base := len(pv.has)
+			for range words {
+				pv.has = append(pv.has, 0)
+			}
+			for k, h := range sr.has {
+				if h {
+					pv.has[base+k/64] |= 1 << (k % 64)
+					if len(pv.vals) == 0 || len(pv.vals[len(pv.vals)-1]) == valBlock {
+						pv.vals = append(pv.vals, getBlock())
+					}
+					last := &pv.vals[len(pv.vals)-1]
+					*last = append(*last, sr.out[k])
+				}
+			}
+		}
+		if pv.err = set.Err(); pv.err != nil {
+			stop(pv.index)
+			return
+		}
+		pv.annos.Merge(set.Warnings())
+		pv.byKey = nil
+	}
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sr := rd.newSeriesReader()
+			for {
+				select {
+				case <-quit:
+					return
+				case <-tokens:
+				}
+				i := int(next.Add(1) - 1)
+				if int64(i) > stopAt.Load() {
+					return
+				}
+				read(sr, partOf(i))
+			}
+		}()
+	}
+	defer func() {
+		close(quit)
+		wg.Wait()
+	}()
+	for i := 0; ; i++ {
+		pv := partOf(i)
+		select {
+		case <-pv.done:
+		case <-ctx.Done():
+			return true, contextErr(ctx)
+		}
+		mu.Lock()
+		delete(pending, i)
+		mu.Unlock()
+		if !pv.served {
+			// The first part tells whether the store serves parts; a
+			// later part not served (a store that starts declining
+			// mid-query) cannot be added to the earlier ones either.
+			return false, nil
+		}
+		if pv.err != nil {
+			return true, pv.err
+		}
+		agg.annos.Merge(pv.annos)
+		if counting {
+			for gi, c := range pv.counts {
+				g, err := agg.group([]byte(pv.keys[gi]), func() labels.Labels { return pv.labels[gi] })
+				if err != nil {
+					return true, err
+				}
+				for k, n := range c {
+					if n == 0 {
+						continue
+					}
+					a := &g.acc[k]
+					if !a.seen {
+						a.seen, a.v, a.n = true, 1, 0
+					}
+					a.n += n
+				}
+			}
+			tokens <- struct{}{}
+			if pv.last {
+				return true, contextErr(ctx)
+			}
+			continue
+		}
+		groups := make([]*group, len(pv.keys))
+		var vals []float64
+		vb := 0
+		for si, gi := range pv.series {
+			g := groups[gi]
+			if g == nil {
+				var err error
+				if g, err = agg.group([]byte(pv.keys[gi]), func() labels.Labels { return pv.labels[gi] }); err != nil {
+					return true, err
+				}
+				groups[gi] = g
+			}
+			bits := pv.has[si*words : (si+1)*words]
+			for k := range rd.nsteps {
+				if bits[k/64]&(1<<(k%64)) != 0 {
+					if len(vals) == 0 {
+						vals = pv.vals[vb]
+						vb++
+					}
+					g.acc[k].add(rd.p.op, vals[0])
+					vals = vals[1:]
+				}
+			}
+		}
+		for _, blk := range pv.vals {
+			putBlock(blk)
+		}
+		pv.vals = nil
+		select {
+		case spare <- pv:
+		default:
+		}
+		tokens <- struct{}{}
+		if pv.last {
+			return true, contextErr(ctx)
+		}
+	}
 }
 
 // samples are a series' samples: their timestamps and values.

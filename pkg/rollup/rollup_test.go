@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -217,6 +218,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		{t0 + 3600_000, t0 + 3600_000, 0},           // instant
 		{t0 + 3*3600_000 + 60_000, t0 + 3*3600_000 + 60_000, 0},
 	}
+	defer rollup.SetValBlock(5)()
 	checked := 0
 	for _, qs := range exprs {
 		expr, err := p.ParseExpr(qs)
@@ -237,8 +239,18 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			require.NoError(t, res.Err, qs)
 			want := asMatrix(res.Value)
 			qry.Close()
-			got, annos, err := plan.Eval(ctx, db, rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}, 0)
+			rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+			got, annos, err := plan.Eval(ctx, db, rng, 0)
 			require.NoError(t, err, qs)
+			// In parts of 3 series on 3 goroutines, their values in
+			// blocks of 5: the same groups in the same order, the same
+			// values bit for bit.
+			sp := &storeParts{size: 3}
+			par, parAnnos, err := plan.EvalParallel(ctx, db, rng, 0, 3, sp)
+			require.NoError(t, err, qs)
+			require.GreaterOrEqual(t, sp.served.Load(), int64(3), "%s: parts served", qs)
+			sameOrder(t, qs, got, par)
+			require.ElementsMatch(t, keys(annos), keys(parAnnos), qs)
 			equal(t, fmt.Sprintf("%s over %+v", qs, w), want, got)
 			// The same warnings and infos as the engine's.
 			require.ElementsMatch(t, keys(res.Warnings), keys(annos), qs)
@@ -371,6 +383,85 @@ func equal(t *testing.T, what string, want promql.Matrix, got []promql.Series) {
 			require.Equal(t, math.Float64bits(w.F), math.Float64bits(g.F), "%s %s at %d: %v vs %v", what, want[i].Metric, w.T, w.F, g.F)
 		}
 	}
+}
+
+// storeParts cuts selects into parts of size series (whatever size
+// EvalParallel asks for, to have many parts of few series) and counts the
+// parts the store served.
+type storeParts struct {
+	size   int
+	served atomic.Int64
+}
+
+func (s *storeParts) Part(ctx context.Context, i, _ int) (context.Context, func() (bool, bool)) {
+	p := &storage.Part{Index: i, Size: s.size}
+	return storage.WithPart(ctx, p), func() (bool, bool) {
+		if p.Served() {
+			s.served.Add(1)
+		}
+		return p.Served(), p.Last()
+	}
+}
+
+// sameOrder compares two results of plans, their order included.
+func sameOrder(t *testing.T, what string, want, got []promql.Series) {
+	t.Helper()
+	require.Equal(t, len(want), len(got), "%s: series", what)
+	for i := range want {
+		require.Equal(t, want[i].Metric.String(), got[i].Metric.String(), what)
+		require.Equal(t, want[i].DropName, got[i].DropName, what)
+		require.Equal(t, len(want[i].Floats), len(got[i].Floats), "%s %s: points", what, want[i].Metric)
+		for k, w := range want[i].Floats {
+			g := got[i].Floats[k]
+			require.Equal(t, w.T, g.T, "%s %s", what, want[i].Metric)
+			require.Equal(t, math.Float64bits(w.F), math.Float64bits(g.F), "%s %s at %d: %v vs %v", what, want[i].Metric, w.T, w.F, g.F)
+		}
+	}
+}
+
+// TestEvalParallelDeclined: where a store merged into the select declines
+// the parts, EvalParallel reads the select whole, with Eval's result.
+func TestEvalParallelDeclined(t *testing.T) {
+	db := storagetest.New(t)
+	fill(t, db, 2)
+	ctx := context.Background()
+	expr, err := levpromql.NewParser().ParseExpr(`sum by (svc) (rate(req_total[5m]))`)
+	require.NoError(t, err)
+	plan := rollup.Compile(expr.(*parser.AggregateExpr))
+	rng := rollup.Range{Start: t0 + 600_000, End: t0 + 3*3600_000, Interval: 60_000, Lookback: 300_000}
+	want, _, err := plan.Eval(ctx, db, rng, 0)
+	require.NoError(t, err)
+	require.NotEmpty(t, want)
+	for _, declineAt := range []int{0, 2} {
+		sp := &storeParts{size: 3}
+		got, _, err := plan.EvalParallel(ctx, decliner{db, declineAt}, rng, 0, 2, sp)
+		require.NoError(t, err)
+		sameOrder(t, fmt.Sprintf("declined at part %d", declineAt), want, got)
+	}
+}
+
+// decliner declines the parts from part at on, as a querier merging other
+// stores does.
+type decliner struct {
+	promstorage.Queryable
+	at int
+}
+
+func (d decliner) Querier(mint, maxt int64) (promstorage.Querier, error) {
+	q, err := d.Queryable.Querier(mint, maxt)
+	return declinerQuerier{q, d.at}, err
+}
+
+type declinerQuerier struct {
+	promstorage.Querier
+	at int
+}
+
+func (d declinerQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
+	if p, ok := storage.PartOf(ctx); ok && p.Index >= d.at {
+		storage.DeclinePart(ctx)
+	}
+	return d.Querier.Select(ctx, sortSeries, hints, ms...)
 }
 
 func keys(a map[string]error) []string {

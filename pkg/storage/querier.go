@@ -52,6 +52,10 @@ type querier struct {
 
 	mu   sync.Mutex
 	open map[*tenantHead]*tenantQuerier
+	// parts are the series of the selects made in parts (WithPart), by
+	// matchers; partReaders read the parts.
+	parts       map[string]*partList
+	partReaders []*tenantQuerier
 }
 
 func (q *querier) forTenant(ctx context.Context, chunked bool) (*tenantQuerier, error) {
@@ -83,13 +87,24 @@ func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.Se
 		return storage.ErrSeriesSet(err)
 	}
 	if tq == nil {
+		if p, ok := partFrom(ctx); ok {
+			p.served.Store(true)
+			p.last.Store(true)
+		}
 		return storage.EmptySeriesSet()
 	}
 	if hints != nil && hints.Func == "series" {
 		return tq.rh.selectSeriesOnly(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
 	}
-	set := tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
-	fset := &floatSeriesSet{SeriesSet: set, h: tq.rh, mint: q.mint, maxt: q.maxt}
+	if p, ok := partFrom(ctx); ok && !sortSeries && (hints == nil || hints.Limit == 0) {
+		return q.selectPart(ctx, tq, p, hints, ms...)
+	}
+	return q.floatSet(tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...), tq.rh, hints)
+}
+
+// floatSet is set, read through h, as a floatSeriesSet.
+func (q *querier) floatSet(set storage.SeriesSet, h *rangeHead, hints *storage.SelectHints) storage.SeriesSet {
+	fset := &floatSeriesSet{SeriesSet: set, h: h, mint: q.mint, maxt: q.maxt}
 	if hints != nil {
 		// The block querier trims the series' samples to the hints' range.
 		fset.mint, fset.maxt = hints.Start, hints.End
@@ -158,6 +173,13 @@ func (q *querier) Close() error {
 		tq.rh.close()
 		delete(q.open, th)
 	}
+	for _, tq := range q.partReaders {
+		if err := tq.q.Close(); err != nil && firstErr == nil {
+			firstErr = err
+		}
+		tq.rh.close()
+	}
+	q.partReaders, q.parts = nil, nil
 	return firstErr
 }
 
@@ -212,7 +234,7 @@ type rangeHead struct {
 	// for concurrent use, and Series calls of one reader share them.
 	iterMu sync.Mutex
 	mu     sync.Mutex
-	iters  map[int32]*pebble.Iterator
+	iters  map[int32]*chunkIter
 	merged []mergedIterable // chunk groups that overlap; ChunkRef i+1 names merged[i]
 	// lazyParts are the out-of-order chunks in Pebble of lazyRef.
 	lazyParts []lazyPart
@@ -228,6 +250,9 @@ type rangeHead struct {
 	standardChunks bool
 	// shard, when set (WithShard), is how ShardedPostings shards.
 	shard *ShardSpec
+	// part is the series of a part's reader (selectPart), which its
+	// index's postings of partLabel are.
+	part []storage.SeriesRef
 
 	// The chunk metas Series listed last, for floatSeries.AppendFloats
 	// (noteSeries); curGen counts the Series that noted theirs.
@@ -238,7 +263,7 @@ type rangeHead struct {
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
-	return &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire(), iters: map[int32]*pebble.Iterator{}}
+	return &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire(), iters: map[int32]*chunkIter{}}
 }
 
 func (h *rangeHead) close() {
@@ -317,6 +342,9 @@ func (r *rangeIndex) LabelNames(ctx context.Context, ms ...*labels.Matcher) ([]s
 }
 
 func (r *rangeIndex) Postings(ctx context.Context, name string, values ...string) (index.Postings, error) {
+	if name == partLabel {
+		return index.NewListPostings(r.part), nil
+	}
 	return r.th.postings.Postings(ctx, name, values...), nil
 }
 
@@ -507,7 +535,8 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			lo = int64(day) * dayMillis
 		}
 		prefix := chunkSeriesPrefix(h.th.id, day, s.ref)
-		for it.SeekGE(chunkKey(h.th.id, s.ref, lo, 0)); it.Valid(); it.Next() {
+		h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, s.ref, lo, 0)
+		for it.seekGE(h.keyBuf); it.Valid(); it.next() {
 			k := it.Key()
 			if !hasPrefix(k, prefix) {
 				break
@@ -635,7 +664,7 @@ func (h *rangeHead) groupOverlaps(chks *[]chunks.Meta, locked bool) error {
 }
 
 // dayIter returns the reader's iterator over one partition's chunks.
-func (h *rangeHead) dayIter(day int32) (*pebble.Iterator, error) {
+func (h *rangeHead) dayIter(day int32) (*chunkIter, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -645,10 +674,11 @@ func (h *rangeHead) dayIter(day int32) (*pebble.Iterator, error) {
 		return it, nil
 	}
 	p := chunkDayPrefix(h.th.id, day)
-	it, err := h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
+	pit, err := h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
 	if err != nil {
 		return nil, fmt.Errorf("read chunks: %w", err)
 	}
+	it := &chunkIter{it: pit}
 	h.iters[day] = it
 	return it, nil
 }
@@ -773,11 +803,7 @@ func (h *rangeHead) storedChunk(meta chunks.Meta) (sref uint64, enc chunkenc.Enc
 	key := h.keyBuf
 	// An engine iterates series in the order Series read them, so the
 	// chunk wanted is most often the key after the last one read.
-	found := false
-	if it.Valid() && bytes.Compare(it.Key(), key) < 0 && it.Next() {
-		found = bytes.Equal(it.Key(), key)
-	}
-	if !found && (!it.SeekGE(key) || !bytes.Equal(it.Key(), key)) {
+	if !it.seekGE(key) || !bytes.Equal(it.Key(), key) {
 		if err := it.Error(); err != nil {
 			return sref, 0, 0, nil, fmt.Errorf("read chunk: %w", err)
 		}

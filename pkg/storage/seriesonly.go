@@ -151,7 +151,7 @@ func (h *rangeHead) hasChunk(s *memSeries, mint, maxt int64) (bool, error) {
 			lo = int64(day) * dayMillis
 		}
 		prefix := chunkSeriesPrefix(h.th.id, day, s.ref)
-		for it.SeekGE(chunkKey(h.th.id, s.ref, lo, 0)); it.Valid(); it.Next() {
+		for it.seekGE(chunkKey(h.th.id, s.ref, lo, 0)); it.Valid(); it.next() {
 			k := it.Key()
 			if !hasPrefix(k, prefix) {
 				break
