@@ -20,6 +20,13 @@
 // subqueries, no nested aggregation). It must also be evaluated at the
 // steps of the query: it may not sit under a range function, a subquery,
 // an @ modifier or an offset. Anything else runs unchanged.
+//
+// With rollups (WithRollups), an aggregation pkg/rollup evaluates is not
+// sharded: the rollup reads all its series, in parts of consecutive series
+// on as many goroutines as there are shards, and adds them in the
+// select's order (rollup.EvalParallel); shards of the groups' hash spread
+// few groups unevenly. Only when the rollup cannot evaluate it does such an
+// aggregation run over shards on the engine.
 package queryshard
 
 import (

@@ -482,6 +482,7 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 		next    atomic.Int64
 		stopAt  atomic.Int64 // no part after it is read
 		quit    = make(chan struct{})
+		first   = make(chan struct{}) // closed once part 0 is selected
 		tokens  = make(chan struct{}, 2*workers)
 		spare   = make(chan *partValues, 2*workers) // added parts' buffers
 		wg      sync.WaitGroup
@@ -510,11 +511,26 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 	}
 	read := func(sr *seriesReader, pv *partValues) {
 		defer close(pv.done)
+		if pv.index > 0 {
+			// Part 0 tells whether the store serves parts: a select it
+			// does not serve is a whole select (of remote stores too).
+			select {
+			case <-first:
+			case <-quit:
+				return
+			}
+			if int64(pv.index) > stopAt.Load() {
+				return
+			}
+		}
 		pctx, check := parts.Part(ctx, pv.index, size)
 		set := rd.querier.Select(pctx, false, rd.hints, rd.p.sel.LabelMatchers...)
 		pv.served, pv.last = check()
 		if !pv.served || pv.last {
 			stop(pv.index)
+		}
+		if pv.index == 0 {
+			close(first)
 		}
 		if !pv.served {
 			return

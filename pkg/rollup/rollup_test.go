@@ -434,9 +434,15 @@ func TestEvalParallelDeclined(t *testing.T) {
 	require.NotEmpty(t, want)
 	for _, declineAt := range []int{0, 2} {
 		sp := &storeParts{size: 3}
-		got, _, err := plan.EvalParallel(ctx, decliner{db, declineAt}, rng, 0, 2, sp)
+		d := decliner{db, declineAt, &atomic.Int64{}}
+		got, _, err := plan.EvalParallel(ctx, d, rng, 0, 2, sp)
 		require.NoError(t, err)
 		sameOrder(t, fmt.Sprintf("declined at part %d", declineAt), want, got)
+		if declineAt == 0 {
+			// No other part is selected once the first is declined (a
+			// merge with remote stores would ask them again).
+			require.Equal(t, int64(1), d.parts.Load())
+		}
 	}
 }
 
@@ -444,22 +450,26 @@ func TestEvalParallelDeclined(t *testing.T) {
 // stores does.
 type decliner struct {
 	promstorage.Queryable
-	at int
+	at    int
+	parts *atomic.Int64 // selects of a part
 }
 
 func (d decliner) Querier(mint, maxt int64) (promstorage.Querier, error) {
 	q, err := d.Queryable.Querier(mint, maxt)
-	return declinerQuerier{q, d.at}, err
+	return declinerQuerier{q, d}, err
 }
 
 type declinerQuerier struct {
 	promstorage.Querier
-	at int
+	d decliner
 }
 
 func (d declinerQuerier) Select(ctx context.Context, sortSeries bool, hints *promstorage.SelectHints, ms ...*labels.Matcher) promstorage.SeriesSet {
-	if p, ok := storage.PartOf(ctx); ok && p.Index >= d.at {
-		storage.DeclinePart(ctx)
+	if p, ok := storage.PartOf(ctx); ok {
+		d.d.parts.Add(1)
+		if p.Index >= d.d.at {
+			storage.DeclinePart(ctx)
+		}
 	}
 	return d.Querier.Select(ctx, sortSeries, hints, ms...)
 }
