@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/pkg/events"
+	levstorage "github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/tenant"
 )
 
@@ -101,6 +102,40 @@ func TestQueryableUnsortedSelect(t *testing.T) {
 			})
 		}
 	}
+	// In parts (levstorage.WithPart, as pkg/rollup reads): a select that
+	// no event series matches is served, and its parts read in order are
+	// the unsorted select; one that event series match is declined.
+	for _, ms := range selects {
+		t.Run(fmt.Sprintf("parts/%v", ms), func(t *testing.T) {
+			q, err := env.queryable().Querier(mint, maxt)
+			require.NoError(t, err)
+			defer q.Close()
+			hints := &promstorage.SelectHints{Start: mint, End: maxt}
+			_, whole := read(q.Select(ctx, false, hints, ms...))
+			var got []string
+			served := true
+			for i := 0; ; i++ {
+				part := &levstorage.Part{Index: i, Size: 3}
+				_, all := read(q.Select(levstorage.WithPart(ctx, part), false, hints, ms...))
+				if !part.Served() {
+					served = false
+					break
+				}
+				got = append(got, all...)
+				if part.Last() {
+					break
+				}
+			}
+			hasEvents := slices.ContainsFunc(whole, func(s string) bool {
+				return strings.HasPrefix(s, "{__name__=\""+events.MetricChangeEvents) || strings.HasPrefix(s, "{__name__=\"change_event")
+			})
+			require.Equal(t, !hasEvents, served, "served")
+			if served {
+				require.Equal(t, whole, got)
+			}
+		})
+	}
+
 	// The merged series: both samples, and the event's at 2m once.
 	q, err := env.queryable().Querier(mint, maxt)
 	require.NoError(t, err)

@@ -75,7 +75,8 @@ type Engine struct {
 // Sharded returns how many queries ran sharded.
 func (e *Engine) Sharded() int64 { return e.sharded.Load() }
 
-// RolledUp returns how many shards were evaluated by pkg/rollup.
+// RolledUp returns how many aggregations (or shards of one) pkg/rollup
+// evaluated.
 func (e *Engine) RolledUp() int64 { return e.rolledUp.Load() }
 
 // RollupOptions are the inner engine's settings a shard evaluated by
