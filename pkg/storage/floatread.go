@@ -90,9 +90,10 @@ func (r *riceReader) long(n uint) uint64 {
 }
 
 // riceDecode decodes len(dst) values of a Rice section (its parameter
-// byte, then bits) into dst; false if the section ends first. The loop
-// keeps the reader in registers and handles the common value — a quotient
-// below the escape, k small — without a call; riceReader does the rest.
+// byte, then bits) into dst; false if the section ends first. riceRun
+// decodes the values as long as the window can be refilled with 8-byte
+// loads; the last bytes are copied into a buffer padded with zeros for it
+// to go on; riceReader does what is left (a stream read past its end).
 func riceDecode(dst []int64, section []byte) bool {
 	if len(dst) == 0 {
 		return true
@@ -102,11 +103,6 @@ func riceDecode(dst []int64, section []byte) bool {
 	}
 	k := uint(section[0])
 	b := section[1:]
-	var (
-		w   uint64
-		n   uint
-		pos int
-	)
 	if k > 62 {
 		// Not appendRice's: the reader reads what decimalIterator does.
 		r := riceReader{b: b}
@@ -115,21 +111,38 @@ func riceDecode(dst []int64, section []byte) bool {
 		}
 		return r.ok()
 	}
+	i, w, n, pos := riceRun(dst, b, k, 0, 0, 0)
+	if i < len(dst) && pos+8 > len(b) {
+		var tail [32]byte
+		copy(tail[:], b[pos:])
+		var j, tpos int
+		j, w, n, tpos = riceRun(dst[i:], tail[:], k, w, n, 0)
+		i += j
+		pos += tpos
+	}
+	if i < len(dst) {
+		r := riceReader{b: b, pos: pos, w: w, n: n}
+		for j := i; j < len(dst); j++ {
+			dst[j] = r.rice(k)
+		}
+		return r.ok()
+	}
+	return 8*pos-int(n) <= 8*len(b)
+}
+
+// riceRun decodes values of parameter k <= 62 into dst from the reader
+// state w, n, pos over b (as riceReader's), as long as a value's bits are
+// in the window (a quotient below the escape) and the window can be
+// refilled with an 8-byte load; it returns how many and the state. The
+// state stays in registers.
+func riceRun(dst []int64, b []byte, k uint, w uint64, n uint, pos int) (int, uint64, uint, int) {
 	for i := range dst {
 		if n < 56 {
-			// As riceReader.refill; the last bytes are followed by zeros.
-			var v uint64
-			if pos+8 <= len(b) {
-				v = binary.BigEndian.Uint64(b[pos:])
-			} else {
-				for j := pos; j < pos+8; j++ {
-					v <<= 8
-					if j < len(b) {
-						v |= uint64(b[j])
-					}
-				}
+			if pos+8 > len(b) {
+				return i, w, n, pos
 			}
-			w |= v >> n
+			// As riceReader.refill.
+			w |= binary.BigEndian.Uint64(b[pos:]) >> n
 			c := (63 - n) >> 3
 			pos += int(c)
 			n += c << 3
@@ -137,11 +150,7 @@ func riceDecode(dst []int64, section []byte) bool {
 		q := uint(bits.LeadingZeros64(^w))
 		l := q + 1 + k
 		if q >= riceEscape || l > n {
-			r := riceReader{b: b, pos: pos, w: w, n: n}
-			for j := i; j < len(dst); j++ {
-				dst[j] = r.rice(k)
-			}
-			return r.ok()
+			return i, w, n, pos
 		}
 		// The k bits after the quotient's; >>(63-k)>>1 is >>(64-k)
 		// that gives 0 when k is 0.
@@ -150,7 +159,7 @@ func riceDecode(dst []int64, section []byte) bool {
 		n -= l
 		dst[i] = int64(z>>1) ^ -int64(z&1)
 	}
-	return 8*pos-int(n) <= 8*len(b)
+	return len(dst), w, n, pos
 }
 
 // appendFloats appends to ts and fs the samples of the chunk whose
