@@ -136,6 +136,8 @@ func riceDecode(dst []int64, section []byte) bool {
 // refilled with an 8-byte load; it returns how many and the state. The
 // state stays in registers.
 func riceRun(dst []int64, b []byte, k uint, w uint64, n uint, pos int) (int, uint64, uint, int) {
+	k &= 63
+	sh := (63 - k) & 63
 	for i := range dst {
 		if n < 56 {
 			if pos+8 > len(b) {
@@ -152,9 +154,9 @@ func riceRun(dst []int64, b []byte, k uint, w uint64, n uint, pos int) (int, uin
 		if q >= riceEscape || l > n {
 			return i, w, n, pos
 		}
-		// The k bits after the quotient's; >>(63-k)>>1 is >>(64-k)
-		// that gives 0 when k is 0.
-		z := uint64(q)<<k | w<<((q+1)&63)>>((63-k)&63)>>1
+		// The k bits after the quotient's ones and zero: the top k+1
+		// bits once the ones are shifted out, the zero bit being 0.
+		z := uint64(q)<<k | w<<(q&63)>>sh
 		w <<= l & 63
 		n -= l
 		dst[i] = int64(z>>1) ^ -int64(z&1)
