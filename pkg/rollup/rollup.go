@@ -43,6 +43,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/promql"
@@ -69,6 +70,9 @@ type Plan struct {
 	op       parser.ItemType
 	grouping []string // sorted, as the engine sorts them
 	without  bool
+	// dropped are the labels a without drops, sorted: the grouping's and
+	// the metric name, type and unit (schema.Metadata.SetToLabels).
+	dropped  []string
 	fn       string // "" for a bare selector
 	rng      int64  // the matrix selector's range, ms
 	rngDur   time.Duration
@@ -98,6 +102,11 @@ func Compile(a *parser.AggregateExpr) *Plan {
 	}
 	p := &Plan{op: a.Op, without: a.Without, grouping: slices.Clone(a.Grouping)}
 	slices.Sort(p.grouping)
+	if p.without {
+		p.dropped = append(slices.Clone(p.grouping), labels.MetricName, model.MetricTypeLabel, model.MetricUnitLabel)
+		slices.Sort(p.dropped)
+		p.dropped = slices.Compact(p.dropped)
+	}
 	inner := unparen(a.Expr)
 	// The select hints the engine would give (populateSeries): the
 	// function or aggregation nearest the selector, and the grouping of an
@@ -320,7 +329,8 @@ func (sr *seriesReader) series(s storage.Series, annos *annotations.Annotations)
 	// or, without, the labels of the group.
 	sr.key = sr.key[:0]
 	if p.without {
-		sr.key = sr.groupLabels().Bytes(sr.key)
+		// The bytes of the labels the group keeps, without building them.
+		sr.key = metric.BytesWithoutLabels(sr.key, p.dropped...)
 		return true, nil
 	}
 	for _, name := range p.grouping {
