@@ -66,10 +66,18 @@ const boot = await esbuild.build({
   write: false,
 });
 const bootJS = boot.outputFiles[0].text.trim();
+// worker.js: the boot's worker (src/worker.ts), a classic worker script that
+// sends the page's first data requests and reads their bodies off the main
+// thread.
+const worker = await esbuild.build({
+  ...common,
+  entryPoints: { worker: join(here, 'src/worker.ts') },
+  format: 'iife',
+});
 if (bootJS.includes('</script')) throw new Error('boot.js contains </script');
 // index.html preloads the chunks app.js imports, so that they are fetched
 // with it rather than after it.
-const outputs = { ...result.metafile.outputs };
+const outputs = { ...result.metafile.outputs, ...worker.metafile.outputs };
 const appOut = Object.entries(result.metafile.outputs).find(([, o]) => o.entryPoint?.endsWith('src/main.tsx'));
 const preloads = appOut[1].imports
   .filter((i) => i.kind === 'import-statement')

@@ -85,7 +85,7 @@ func New() (*Handler, error) {
 	// origin; the one inline script (web/src/boot.ts, which sends the
 	// page's first requests before the bundle is fetched) is allowed by
 	// its hash.
-	h.csp = "default-src 'self'; script-src 'self'" + scriptHashes(h.index) + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'"
+	h.csp = "default-src 'self'; script-src 'self'" + scriptHashes(h.index) + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self'; frame-ancestors 'none'"
 	return h, nil
 }
 

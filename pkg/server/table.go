@@ -94,7 +94,7 @@ var kayentaPaths = []string{"/canaryConfig", "/canaryConfig/", "/canary", "/cana
 // /graph is the Prometheus UI's query page (its g0.expr deep links).
 // The server refuses to start if the console serves a path not listed
 // here, or does not serve one that is (consoleHandlers).
-var consolePaths = []string{"/{$}", "/Editor.js", "/analyses", "/analyses/{id}", "/app.css", "/app.js", "/changes", "/changes/{id}", "/chunk.js", "/graph", "/query", "/signin", "/status"}
+var consolePaths = []string{"/{$}", "/Editor.js", "/analyses", "/analyses/{id}", "/app.css", "/app.js", "/changes", "/changes/{id}", "/chunk.js", "/graph", "/query", "/signin", "/status", "/worker.js"}
 
 // routes builds the handlers and declares every HTTP route.
 func (s *Server) routes() ([]Route, error) {

@@ -15,6 +15,12 @@ export interface Boot {
   pending: Map<string, Promise<Response>>;
   /** The purposes that have used `now` (bootNow). */
   used: Set<string>;
+  /** Bodies inflated by the boot's worker, by the response (which has no body of its own). */
+  inflated: WeakMap<Response, ArrayBuffer>;
+  /** The paths of the requests sent by the boot's worker (the page's resource timing does not list them). */
+  offThread: string[];
+  /** Their Resource Timing, in the page's time (ms since its timeOrigin), as the worker measured it. */
+  timings: { path: string; startTime: number; responseStart: number; responseEnd: number; encodedBodySize: number; inflateMs: number }[];
 }
 
 declare global {
@@ -55,4 +61,13 @@ export function bootNow(purpose: string): number {
   if (!b || b.used.has(purpose) || b.path !== location.pathname || b.search !== location.search) return Date.now();
   b.used.add(purpose);
   return b.now;
+}
+
+/**
+ * inflatedBody is the body of a +gzip response that the boot's worker has
+ * already inflated (worker.ts), or undefined: then the response's own body
+ * is to be read and inflated.
+ */
+export function inflatedBody(r: Response): ArrayBuffer | undefined {
+  return window.__lvBoot?.inflated?.get(r);
 }

@@ -214,7 +214,7 @@ export function QueryPage({ search }: { search: string }) {
           {range.series.length === 0 ? (
             <p class="muted">Empty query result.</p>
           ) : (
-            <div data-testid="graph" data-series={range.series.length} data-api-ms={range.ms.toFixed(1)} data-format={range.format} data-total-ms={drawMs?.toFixed(1) ?? ''}>
+            <div data-testid="graph" data-series={range.series.length} data-api-ms={range.ms.toFixed(1)} data-format={range.format} data-inflated={range.inflated ?? ''} data-total-ms={drawMs?.toFixed(1) ?? ''}>
               <Chart
                 xs={range.xs}
                 series={visible}

@@ -3,6 +3,7 @@ import { promInit, request, respond, type PromResponse } from '../api';
 import type { ChartSeries } from '../chart/Chart';
 import { seriesColor } from '../chart/palette';
 import { formatLabels } from '../format';
+import { inflatedBody } from '../prefetch';
 import { decodeMatrix, matrixGzipType, matrixType } from './matrix';
 
 /**
@@ -25,6 +26,8 @@ export interface RangeResult {
   infos: string[];
   ms: number; // API time
   format: 'matrix' | 'matrix+gzip' | 'json'; // the answer's encoding
+  /** Where a +gzip answer was inflated: by the boot's worker or in the page. */
+  inflated?: 'worker' | 'page';
 }
 
 // The binary matrix, compressed by the server itself where the browser can
@@ -66,9 +69,8 @@ export async function queryRange(expr: string, start: number, end: number, step:
     // levitated's binary matrix (pkg/matrixcodec): the samples are read
     // in place, as Float64Array views of the body.
     const gz = ctype.startsWith(matrixGzipType);
-    const buf = gz
-      ? await new Response(res.body!.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer()
-      : await res.arrayBuffer();
+    const pre = gz ? inflatedBody(res) : undefined;
+    const buf = pre ?? (gz ? await new Response(res.body!.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer() : await res.arrayBuffer());
     performance.mark('lv:received');
     const m = decodeMatrix(buf);
     const ms = performance.now() - t0;
@@ -97,7 +99,7 @@ export async function queryRange(expr: string, start: number, end: number, step:
       }
       return { label: formatLabels(s.metric), color: seriesColor(i), values, metric: s.metric };
     });
-    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms, format: gz ? 'matrix+gzip' : 'matrix' };
+    out = { xs, series, warnings: m.warnings ?? [], infos: m.infos ?? [], ms, format: gz ? 'matrix+gzip' : 'matrix', inflated: gz ? (pre ? 'worker' : 'page') : undefined };
   } else {
     // Prometheus' JSON: any other answer (native histograms, a server
     // without the binary codec).
