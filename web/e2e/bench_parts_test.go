@@ -218,10 +218,6 @@ func BenchmarkConsoleGraphMarks(b *testing.B) {
 					const u = new URL(e.name).pathname;
 					out.push([e.startTime, 'send ' + u], [e.responseStart, 'first byte ' + u + ' (' + e.encodedBodySize + ' B)'], [e.responseEnd, 'end ' + u]);
 				}
-				for (const e of window.__lvBoot?.timings ?? []) {
-					const u = e.path.split('?')[0] + ' (worker)';
-					out.push([e.startTime, 'send ' + u], [e.responseStart, 'first byte ' + u + ' (' + e.encodedBodySize + ' B)'], [e.responseEnd, 'end ' + u + ', inflated in ' + e.inflateMs.toFixed(1) + ' ms']);
-				}
 				for (const e of performance.getEntriesByType('mark')) out.push([e.startTime, 'mark ' + e.name]);
 				for (const e of performance.getEntriesByType('paint')) out.push([e.startTime, e.name]);
 				out.push([+document.querySelector('.chart').dataset.drawnAt, 'drawnAt'], [+(document.querySelector('.ev-layer').dataset.placedAt ?? 0), 'windows placedAt']);

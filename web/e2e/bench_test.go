@@ -89,11 +89,7 @@ func BenchmarkConsoleGraph(b *testing.B) {
 				const c = document.querySelector('.chart'), g = document.querySelector('[data-testid=graph]');
 				const at = (n) => { const e = performance.getEntriesByName('lv:' + n, 'mark'); return e.length ? e[0].startTime : NaN; };
 				const d = (a, b) => at(b) - at(a);
-				// The boot's worker (web/src/worker.ts) may have sent it: then
-				// the boot has its timing (the page's resource timing does
-				// not list a worker's requests).
-				const q = performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/query_range'))
-					.concat((window.__lvBoot?.timings ?? []).filter((e) => e.path.includes('/api/v1/query_range')));
+				const q = performance.getEntriesByType('resource').filter((e) => e.name.includes('/api/v1/query_range'));
 				if (q.length !== 1) throw new Error(q.length + ' query_range requests, want 1');
 				const r = q[0];
 				return {drawnAt: Math.max(+c.dataset.drawnAt, +(document.querySelector('.ev-layer').dataset.placedAt ?? 0)), drawMs: +c.dataset.drawMs, series: +g.dataset.series,

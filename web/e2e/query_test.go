@@ -90,16 +90,13 @@ func TestQueryGraphDrawsChangeWindows(t *testing.T) {
 		t.Errorf("graph has %d series, want 3 (stable, baseline, canary)", got.Series)
 	}
 	// The boot script inlined in index.html ran (the CSP allows it by its
-	// hash) and the app took over its requests: each was sent once, the
-	// query by the boot's worker (the page's resource timing does not list
-	// a worker's requests: the boot does).
+	// hash) and the app took over its requests: each was sent once.
 	sent := eval[struct {
 		Boot     bool
 		Left     int
 		Requests map[string]int
 	}](t, ctx, `(() => { const b = window.__lvBoot, n = {};
 		for (const e of performance.getEntriesByType('resource')) { const p = new URL(e.name).pathname; if (p.startsWith('/api/')) n[p] = (n[p] || 0) + 1; }
-		for (const p of b ? b.offThread : []) n[p] = (n[p] || 0) + 1;
 		return {boot: !!b && b.used.has('query'), left: b ? b.pending.size : -1, requests: n}; })()`)
 	if !sent.Boot || sent.Left != 0 || sent.Requests["/api/v1/query_range"] != 1 || sent.Requests["/api/v1/status/whoami"] != 1 {
 		t.Errorf("boot script ran and its requests were taken: %v, %d not taken, requests %v; want each once", sent.Boot, sent.Left, sent.Requests)
@@ -439,7 +436,7 @@ func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, wh
 	if got.Format != "matrix+gzip" {
 		t.Errorf("the console read query_range as %q, want levitated's binary matrix, gzip-compressed by the codec", got.Format)
 	}
-	// The page's first query is sent and inflated by the boot's worker
+	// The page's first answer is inflated by the boot's worker
 	// (web/src/worker.ts), off the page's main thread.
 	if got.Inflated != "worker" {
 		t.Errorf("the first query's answer was inflated by %q, want the boot's worker", got.Inflated)

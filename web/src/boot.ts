@@ -6,7 +6,7 @@
 // takes the answers over when it asks for the same requests (prefetch.ts);
 // what it does not ask for is not used. It builds each request with the
 // app's own functions, so the two cannot drift apart.
-import { authHeaders, send, whoamiPath } from './api';
+import { send, whoamiPath } from './api';
 import { getToken } from './auth';
 import { eventsPath, spanReads, splitMatchers } from './events';
 import { requestKey, type Boot } from './prefetch';
@@ -14,55 +14,39 @@ import { instantRequest, rangeRequest } from './query/data';
 import { eventsRange, graphRange, runs, view } from './query/view';
 import { decodeQuery } from './url';
 
-import type { WorkerAnswer, WorkerRequest } from './worker';
+import { matrixGzipType } from './query/matrix';
+import type { InflateAnswer, InflateRequest } from './worker';
 
-const boot: Boot = { path: location.pathname, search: location.search, now: Date.now(), pending: new Map(), used: new Set(), inflated: new WeakMap(), offThread: [], timings: [] };
+const boot: Boot = { path: location.pathname, search: location.search, now: Date.now(), pending: new Map(), used: new Set(), inflated: new WeakMap() };
 const token = getToken();
 
-function start(path: string, init: RequestInit = {}, offThread = false): void {
-  const p = offThread && worker ? viaWorker(path, init) : send(path, init).then(buffered);
+function start(path: string, init: RequestInit = {}): void {
+  const p = send(path, init).then(buffered);
   p.catch(() => {}); // the app sees the failure when it takes the request
   boot.pending.set(requestKey(path, init, token), p);
 }
 
-// The worker (worker.ts, /worker.js) sends the query and the events and
-// reads (and inflates) their bodies on another thread while this one
-// evaluates the bundle. Without Worker or DecompressionStream, or when the
-// worker cannot be started or fails, the requests are sent from here.
+// The worker (worker.ts, /worker.js) inflates the query's +gzip answer on
+// another thread while this one evaluates the bundle. Without Worker or
+// DecompressionStream, or when the worker cannot be started or fails, the
+// app inflates it as it reads it (query/data.ts).
 let worker: Worker | undefined;
 let nextID = 0;
-const waiting = new Map<number, { path: string; init: RequestInit; resolve: (r: Response | Promise<Response>) => void }>();
+const waiting = new Map<number, (a: InflateAnswer) => void>();
 try {
   if (typeof Worker === 'function' && typeof DecompressionStream === 'function') {
-    worker = new Worker('/worker.js', { name: 'levitated-boot' });
-    worker.onmessage = (e: MessageEvent<WorkerAnswer>) => {
-      const a = e.data;
-      const w = waiting.get(a.id);
-      if (!w) return;
-      waiting.delete(a.id);
-      if (a.error !== undefined || a.status === undefined) {
-        w.resolve(send(w.path, w.init).then(buffered));
-        return;
-      }
-      const t = a.timing;
-      if (t) {
-        const o = performance.timeOrigin;
-        boot.timings.push({ path: w.path, startTime: t.startTime - o, responseStart: t.responseStart - o, responseEnd: t.responseEnd - o, encodedBodySize: t.encodedBodySize, inflateMs: t.inflateMs });
-      }
-      const init = { status: a.status, statusText: a.statusText, headers: a.headers };
-      if (a.inflated) {
-        // The app reads the inflated body from boot.inflated (inflatedBody).
-        const r = new Response(null, init);
-        boot.inflated.set(r, a.body!);
-        w.resolve(r);
-      } else w.resolve(new Response(nullBodyStatus.includes(a.status) ? null : a.body!, init));
+    worker = new Worker('/worker.js', { name: 'levitated-inflate' });
+    worker.onmessage = (e: MessageEvent<InflateAnswer>) => {
+      const f = waiting.get(e.data.id);
+      waiting.delete(e.data.id);
+      f?.(e.data);
     };
     worker.onerror = () => {
       worker?.terminate();
       worker = undefined;
-      for (const [id, w] of waiting) {
+      for (const [id, f] of waiting) {
         waiting.delete(id);
-        w.resolve(send(w.path, w.init).then(buffered));
+        f({ id, error: 'worker failed' });
       }
     };
   }
@@ -70,19 +54,12 @@ try {
   worker = undefined;
 }
 
-function viaWorker(path: string, init: RequestInit): Promise<Response> {
+function inflate(gz: ArrayBuffer): Promise<InflateAnswer> {
   const id = nextID++;
-  boot.offThread.push(path);
-  const q: WorkerRequest = {
-    id,
-    path,
-    method: init.method ?? 'GET',
-    body: init.body == null ? null : String(init.body),
-    headers: [...authHeaders(init.headers)],
-  };
-  return new Promise<Response>((resolve) => {
-    waiting.set(id, { path, init, resolve });
-    worker!.postMessage(q);
+  return new Promise((resolve) => {
+    waiting.set(id, resolve);
+    const q: InflateRequest = { id, gz };
+    worker!.postMessage(q, { transfer: [gz] });
   });
 }
 
@@ -90,9 +67,22 @@ function viaWorker(path: string, init: RequestInit): Promise<Response> {
 // loaded and evaluated, so that the app finds it whole (reading the query's
 // 2 MB from the network took the app's main thread 50-110 ms after it had
 // asked); the app is given a response of the same status, headers and body.
+// A +gzip matrix goes to the worker to be inflated: the app is given a
+// response without a body, and the inflated body in boot.inflated.
 async function buffered(r: Response): Promise<Response> {
   const body = await r.arrayBuffer();
   const init = { status: r.status, statusText: r.statusText, headers: r.headers };
+  if (worker && r.ok && (r.headers.get('Content-Type') ?? '').startsWith(matrixGzipType)) {
+    const keep = body.slice(0); // the app's fallback, should the worker fail
+    const a = await inflate(body);
+    if (a.body) {
+      performance.measure('lv:worker-inflate', { start: performance.now() - (a.ms ?? 0), duration: a.ms ?? 0 });
+      const out = new Response(null, init);
+      boot.inflated.set(out, a.body);
+      return out;
+    }
+    return new Response(keep, init);
+  }
   return new Response(nullBodyStatus.includes(r.status) ? null : body, init);
 }
 const nullBodyStatus = [101, 103, 204, 205, 304];
@@ -106,11 +96,11 @@ try {
     if (runs(st, v)) {
       const [s, e] = graphRange(v, boot.now);
       const r = st.tab === 'graph' ? rangeRequest(st.expr, s, e, v.stepSec) : instantRequest(st.expr, e);
-      start(r.path, r.init, true);
+      start(r.path, r.init);
     }
     if (!v.badRange && !v.badEnd && st.tab === 'graph') {
       const [from, to] = eventsRange(v, boot.now);
-      for (const r of spanReads({ name: st.evName || undefined, match: splitMatchers(st.evMatch) }, from, to, boot.now / 1000)) if (r) start(eventsPath(r.params), {}, true);
+      for (const r of spanReads({ name: st.evName || undefined, match: splitMatchers(st.evMatch) }, from, to, boot.now / 1000)) if (r) start(eventsPath(r.params));
     }
   }
 } catch {
@@ -121,4 +111,5 @@ window.__lvBoot = boot;
 setTimeout(() => {
   boot.pending.clear();
   if (waiting.size === 0) worker?.terminate();
+  worker = undefined;
 }, 10_000);

@@ -17,10 +17,6 @@ export interface Boot {
   used: Set<string>;
   /** Bodies inflated by the boot's worker, by the response (which has no body of its own). */
   inflated: WeakMap<Response, ArrayBuffer>;
-  /** The paths of the requests sent by the boot's worker (the page's resource timing does not list them). */
-  offThread: string[];
-  /** Their Resource Timing, in the page's time (ms since its timeOrigin), as the worker measured it. */
-  timings: { path: string; startTime: number; responseStart: number; responseEnd: number; encodedBodySize: number; inflateMs: number }[];
 }
 
 declare global {
