@@ -54,18 +54,12 @@ try {
   worker = undefined;
 }
 
-function inflate(gz: ReadableStream): Promise<InflateAnswer> {
+function inflate(gz: ArrayBuffer): Promise<InflateAnswer> {
   const id = nextID++;
   return new Promise((resolve) => {
     waiting.set(id, resolve);
     const q: InflateRequest = { id, gz };
-    try {
-      worker!.postMessage(q, { transfer: [gz as unknown as Transferable] });
-    } catch (err) {
-      // A browser that cannot transfer streams.
-      waiting.delete(id);
-      resolve({ id, error: String(err) });
-    }
+    worker!.postMessage(q, { transfer: [gz] });
   });
 }
 
@@ -73,27 +67,22 @@ function inflate(gz: ReadableStream): Promise<InflateAnswer> {
 // loaded and evaluated, so that the app finds it whole (reading the query's
 // 2 MB from the network took the app's main thread 50-110 ms after it had
 // asked); the app is given a response of the same status, headers and body.
-// A +gzip matrix is streamed to the worker, inflated there as it arrives:
-// the app is given a response without a body, and the inflated body in
-// boot.inflated; should the worker fail, the compressed body (read here too,
-// 0.1 MB) for the app to inflate.
+// A +gzip matrix goes to the worker to be inflated: the app is given a
+// response without a body, and the inflated body in boot.inflated.
 async function buffered(r: Response): Promise<Response> {
+  const body = await r.arrayBuffer();
   const init = { status: r.status, statusText: r.statusText, headers: r.headers };
-  if (worker && r.ok && r.body && (r.headers.get('Content-Type') ?? '').startsWith(matrixGzipType)) {
-    const [toWorker, here] = r.body.tee();
-    const keep = new Response(here).arrayBuffer();
-    const a = await inflate(toWorker);
+  if (worker && r.ok && (r.headers.get('Content-Type') ?? '').startsWith(matrixGzipType)) {
+    const keep = body.slice(0); // the app's fallback, should the worker fail
+    const a = await inflate(body);
     if (a.body) {
-      keep.catch(() => {});
       performance.measure('lv:worker-inflate', { start: performance.now() - (a.ms ?? 0), duration: a.ms ?? 0 });
       const out = new Response(null, init);
       boot.inflated.set(out, a.body);
       return out;
     }
-    toWorker.cancel().catch(() => {});
-    return new Response(await keep, init);
+    return new Response(keep, init);
   }
-  const body = await r.arrayBuffer();
   return new Response(nullBodyStatus.includes(r.status) ? null : body, init);
 }
 const nullBodyStatus = [101, 103, 204, 205, 304];

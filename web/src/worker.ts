@@ -1,16 +1,16 @@
 // worker.ts, served as /worker.js and started by the inline boot script
 // (boot.ts): it inflates the query's +gzip matrix
 // (pkg/matrixcodec.MediaTypeGzip) off the page's main thread, which is then
-// busy evaluating the bundle and rendering. The boot sends the request
-// itself (a worker's own fetch started 100-250 ms later, the worker being
-// loaded and started first) and hands the compressed body (0.1 MB) over as
-// a transferred stream, inflated here as it arrives; it comes back inflated
-// as a transferred ArrayBuffer (moved, not copied).
+// busy evaluating the bundle and rendering. The boot sends the request and
+// reads the compressed body itself (0.1 MB: a worker's own fetch started
+// 100-250 ms later, the worker being loaded and started first); the body
+// goes to the worker and comes back inflated as transferred ArrayBuffers
+// (moved, not copied).
 
-/** InflateRequest is what boot.ts posts: a gzip body, as a transferred stream (inflated as it arrives) or whole. */
+/** InflateRequest is what boot.ts posts: a gzip body. */
 export interface InflateRequest {
   id: number;
-  gz: ReadableStream | ArrayBuffer;
+  gz: ArrayBuffer;
 }
 
 /** InflateAnswer is what this posts back: the body inflated, or an error. */
@@ -27,8 +27,7 @@ self.onmessage = async (e: MessageEvent<InflateRequest>) => {
   let a: InflateAnswer;
   try {
     const t0 = performance.now();
-    const src = gz instanceof ArrayBuffer ? new Response(gz).body! : gz;
-    const body = await new Response(src.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
+    const body = await new Response(new Response(gz).body!.pipeThrough(new DecompressionStream('gzip'))).arrayBuffer();
     a = { id, body, ms: performance.now() - t0 };
   } catch (err) {
     a = { id, error: String(err) };
