@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/input"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -410,13 +411,31 @@ func TestQueryGraphDrawsTheAPIsValues(t *testing.T) {
 			if c.end != env.end {
 				extra.Set("g0.end_input", c.end.UTC().Format("2006-01-02 15:04:05"))
 			}
-			checkGraphValues(t, extra, c.end.Unix()-c.rng, c.end.Unix(), c.step, c.whole)
+			checkGraphValues(t, browser(t, 1280, 800), "worker", extra, c.end.Unix()-c.rng, c.end.Unix(), c.step, c.whole)
 		})
 	}
 }
 
-func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, whole bool) {
+// TestQueryGraphWithoutTheWorker: when the boot's worker fails (its script
+// cannot be loaded: here the page's Worker is pointed at a path the server
+// answers 404), the page inflates the first answer itself and draws the
+// same values.
+func TestQueryGraphWithoutTheWorker(t *testing.T) {
 	ctx := browser(t, 1280, 800)
+	broken := page.AddScriptToEvaluateOnNewDocumentParams{Source: `(() => {
+		const W = window.Worker;
+		window.Worker = function (url, opts) { return new W('/no-such-worker.js', opts); };
+	})()`}
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, broken); err != nil {
+		t.Fatalf("break the page's Worker: %v", err)
+	}
+	checkGraphValues(t, ctx, "page", url.Values{"g0.range_input": {"1h"}}, env.end.Unix()-3600, env.end.Unix(), 14, false)
+}
+
+// checkGraphValues opens the Query page in ctx and compares what it drew
+// with the API's answer; wantInflated is who inflated the first answer
+// ("worker": the boot's worker; "page": the app, without a worker).
+func checkGraphValues(t *testing.T, ctx context.Context, wantInflated string, extra url.Values, start, end, step int64, whole bool) {
 	expr := `sum by (track) (rate(http_requests_total{service="checkout"}[1m]))`
 	do(t, ctx, chromedp.Navigate(queryURL(expr, extra)), visible(`.chart[data-drawn-at]`))
 	got := eval[struct {
@@ -437,9 +456,10 @@ func checkGraphValues(t *testing.T, extra url.Values, start, end, step int64, wh
 		t.Errorf("the console read query_range as %q, want levitated's binary matrix, gzip-compressed by the codec", got.Format)
 	}
 	// The page's first answer is inflated by the boot's worker
-	// (web/src/worker.ts), off the page's main thread.
-	if got.Inflated != "worker" {
-		t.Errorf("the first query's answer was inflated by %q, want the boot's worker", got.Inflated)
+	// (web/src/worker.ts), off the page's main thread, or by the page when
+	// there is no worker.
+	if got.Inflated != wantInflated {
+		t.Errorf("the first query's answer was inflated by %q, want %q", got.Inflated, wantInflated)
 	}
 	for i, typed := range got.Typed {
 		if typed != whole {

@@ -54,10 +54,21 @@ try {
   worker = undefined;
 }
 
+// inflateTimeout bounds the wait for the worker: a /worker.js that never
+// loads, or a worker that never answers, must not hold the first graph
+// back (the app then inflates the body itself).
+const inflateTimeout = 3000;
+
 function inflate(gz: ArrayBuffer): Promise<InflateAnswer> {
   const id = nextID++;
   return new Promise((resolve) => {
-    waiting.set(id, resolve);
+    const timer = setTimeout(() => {
+      if (waiting.delete(id)) resolve({ id, error: 'worker did not answer' });
+    }, inflateTimeout);
+    waiting.set(id, (a) => {
+      clearTimeout(timer);
+      resolve(a);
+    });
     const q: InflateRequest = { id, gz };
     worker!.postMessage(q, { transfer: [gz] });
   });
