@@ -157,7 +157,7 @@ func legacyAccess(method, p string) Access {
 // isConsolePath: the console's pages, its pages with an id, its bundle.
 func isConsolePath(p string) bool {
 	switch p {
-	case "/", "/graph", "/query", "/changes", "/analyses", "/status", "/signin", "/app.js", "/app.css", "/chunk.js", "/Editor.js":
+	case "/", "/graph", "/query", "/changes", "/analyses", "/status", "/signin", "/app.js", "/app.css", "/chunk.js", "/Editor.js", "/worker.js":
 		return true
 	}
 	for _, pre := range []string{"/changes/", "/analyses/"} {
