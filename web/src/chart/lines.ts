@@ -70,7 +70,8 @@ function hairline(buf: Uint32Array, w: number, h: number, x0: number, y0: number
 
 /**
  * segment draws the line from (x0, y0) to (x1, y1) (whole pixels) into
- * buf, a w×h image, clipped to it, lw pixels thick.
+ * buf, a w×h image, clipped to it, lw pixels thick (lw > 1: hairline
+ * draws 1-pixel lines).
  */
 function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number, x1: number, y1: number, c: number, lw: number): void {
   const dx = Math.abs(x1 - x0);
@@ -79,16 +80,12 @@ function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number,
   const sy = y0 < y1 ? 1 : -1;
   let err = dx + dy;
   for (;;) {
-    if (lw === 1) {
-      if (x0 >= 0 && x0 < w && y0 >= 0 && y0 < h) buf[y0 * w + x0] = c;
-    } else {
-      for (let j = 0; j < lw; j++) {
-        const y = y0 + j;
-        if (y < 0 || y >= h) continue;
-        for (let i = 0; i < lw; i++) {
-          const x = x0 + i;
-          if (x >= 0 && x < w) buf[y * w + x] = c;
-        }
+    for (let j = 0; j < lw; j++) {
+      const y = y0 + j;
+      if (y < 0 || y >= h) continue;
+      for (let i = 0; i < lw; i++) {
+        const x = x0 + i;
+        if (x >= 0 && x < w) buf[y * w + x] = c;
       }
     }
     if (x0 === x1 && y0 === y1) return;
