@@ -367,6 +367,13 @@ func (a *appender) Commit() (err error) {
 	db.applyMu.Lock()
 	db.seq++
 	seq := db.seq
+	db.unwritten.begin(seq)
+	handedOff := false // to CommitSync's done, which ends seq
+	defer func() {
+		if !handedOff {
+			db.unwritten.end(seq)
+		}
+	}()
 	a.enc.reset()
 	for i := range a.samples {
 		p := &a.samples[i]
@@ -406,6 +413,9 @@ func (a *appender) Commit() (err error) {
 		s.mu.Unlock()
 	}
 	db.applyMu.Unlock()
+	if db.beforeWAL != nil {
+		db.beforeWAL()
+	}
 	// The samples of series already indexed are visible now; those of new
 	// series once the commit indexes them (below).
 	db.changed(th, changedMin, changedMax)
@@ -432,7 +442,9 @@ func (a *appender) Commit() (err error) {
 	newSeries := slices.Clone(a.newSeries)
 	commit := b
 	b = nil // commitSync owns it
+	handedOff = true
 	err = db.CommitSync(commit, func(err error) {
+		db.unwritten.end(seq)
 		if err != nil {
 			return
 		}

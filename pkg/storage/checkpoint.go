@@ -122,9 +122,23 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 	const batchSize = checkpointBatchBytes + 64<<10
 	b := db.pdb.NewBatchWithSize(batchSize)
 	defer func() { _ = b.Close() }()
+	// writable waits until the records of every commit whose samples b
+	// may hold are in Pebble (unwrittenCommits).
+	writable := func() error {
+		db.applyMu.Lock()
+		upTo := db.seq
+		db.applyMu.Unlock()
+		if err := db.unwritten.wait(ctx, upTo); err != nil {
+			return fmt.Errorf("wait for write-ahead records: %w", err)
+		}
+		return nil
+	}
 	flush := func() error {
 		if b.Len() == 0 {
 			return nil
+		}
+		if err := writable(); err != nil {
+			return err
 		}
 		if err := b.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("write chunks: %w", err)
@@ -219,6 +233,9 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 		var v [8]byte
 		binary.BigEndian.PutUint64(v[:], covered)
 		if err := b.Set(globalKey(globalCheckpoint, ""), v[:], nil); err != nil {
+			return err
+		}
+		if err := writable(); err != nil {
 			return err
 		}
 		if err := b.Commit(pebble.Sync); err != nil {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -188,4 +189,79 @@ func verifyCrashImage(t *testing.T, cycle int, db *storage.DB, log *crashLog, ac
 			delete(log.acked, b.id)
 		}
 	}
+}
+
+// TestCrashDuringSpillOfUnwrittenCommit: a commit applies its samples to
+// memory before its write-ahead record is in Pebble. A spill that meets
+// them — here the closed chunk of series a, holding the commit's sample —
+// must not reach Pebble before that record: a later commit's sync would
+// make the chunk durable while the record is not, and a crash would leave
+// the batch half present (a's sample without b's).
+func TestCrashDuringSpillOfUnwrittenCommit(t *testing.T) {
+	ctx := context.Background()
+	fs := vfs.NewCrashableMem()
+	opts := storage.Options{Logger: quietLogger(), FS: fs, CheckpointInterval: time.Hour, SamplesPerChunk: 8}
+	db, err := storage.Open("/db", opts)
+	require.NoError(t, err)
+	a := labels.FromStrings("__name__", "m", "s", "a")
+	b := labels.FromStrings("__name__", "m", "s", "b")
+	c := labels.FromStrings("__name__", "m", "s", "c")
+	for ts := int64(1); ts <= 7; ts++ {
+		appendFloats(t, ctx, db, a, point{t: ts, v: 1})
+	}
+
+	// The batch {a@8, b@8} stops between memory and its record.
+	held, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	storage.SetBeforeWALForTest(db, func() {
+		if first.CompareAndSwap(false, true) {
+			close(held)
+			<-release
+		}
+	})
+	committed := make(chan error, 1)
+	go func() {
+		app := db.AppenderV2(ctx)
+		for _, ls := range []labels.Labels{a, b} {
+			if _, err := app.Append(0, ls, 0, 8, 2, nil, nil, promstorage.AOptions{}); err != nil {
+				committed <- err
+				return
+			}
+		}
+		committed <- app.Commit()
+	}()
+	<-held
+	appendFloats(t, ctx, db, a, point{t: 9, v: 3}) // closes a's chunk 1..8
+
+	spilled := make(chan error, 1)
+	go func() { spilled <- storage.SpillForTest(db) }()
+	select {
+	case err := <-spilled: // without the wait: a's chunk, with a@8, is in Pebble
+		require.NoError(t, err)
+		spilled <- nil
+	case <-time.After(200 * time.Millisecond): // the spill waits for the record
+	}
+	appendFloats(t, ctx, db, c, point{t: 1, v: 4}) // a synced commit
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	close(release)
+	require.NoError(t, <-committed)
+	require.NoError(t, <-spilled)
+	require.NoError(t, db.Close())
+
+	opts.FS = crashed
+	db, err = storage.Open("/db", opts)
+	require.NoError(t, err)
+	defer db.Close()
+	got := readAll(t, ctx, db, math.MinInt64, math.MaxInt64, metric("m"))
+	at8 := 0
+	for _, ls := range []labels.Labels{a, b} {
+		for _, p := range got[ls.String()] {
+			if p.t == 8 {
+				at8++
+			}
+		}
+	}
+	require.NotEqual(t, 1, at8, "the batch {a@8, b@8} is half present: %v", got)
+	require.Len(t, got[a.String()], 8+at8/2, "a's acknowledged samples 1..7 and 9, and 8 if the batch is there: %v", got)
+	require.Len(t, got[c.String()], 1)
 }

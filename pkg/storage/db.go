@@ -38,6 +38,12 @@ type DB struct {
 	// the sequence numbers of their write-ahead records.
 	applyMu sync.Mutex
 	seq     uint64
+	// unwritten holds the commits whose samples are in memory but whose
+	// write-ahead records may not be in Pebble yet.
+	unwritten unwrittenCommits
+	// beforeWAL, when set by a test, runs in Commit between applying the
+	// samples to memory and writing their record.
+	beforeWAL func()
 
 	walBytes       atomic.Int64
 	spillBytes     atomic.Int64 // write-ahead bytes since the last spill or checkpoint

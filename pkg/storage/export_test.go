@@ -31,3 +31,7 @@ func RetentionForTest(db *DB) error { return db.applyRetention(context.Backgroun
 
 // PebbleForTest is the database, for tests that dump every key.
 func PebbleForTest(db *DB) *pebble.DB { return db.pdb }
+
+// SetBeforeWALForTest makes every Commit call f after it applied its samples
+// to memory and before it writes their write-ahead record.
+func SetBeforeWALForTest(db *DB, f func()) { db.beforeWAL = f }
