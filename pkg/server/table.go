@@ -151,6 +151,11 @@ func (s *Server) routes() ([]Route, error) {
 	}
 	for _, p := range prometheusPaths {
 		handler := h.prometheus
+		switch p.path {
+		case "/api/v1/query", "/api/v1/query_range", "/api/v1/query_exemplars", "/api/v1/series", "/api/v1/labels", "/api/v1/label/{name}/values":
+			// The query routes' gzip with pooled writers (compression.go).
+			handler = withPooledGzip(handler, s.ready.Load)
+		}
 		if p.path == "/api/v1/query" || p.path == "/api/v1/query_range" {
 			handler = withNoCache(withTemplates(handler, s.opts.Query.Limits())) // resultscache.go
 		}
