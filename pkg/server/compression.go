@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -20,17 +21,12 @@ import (
 // one that picks deflate, or neither, is handed on unchanged, and so is
 // every request Prometheus' router answers outside CompressionHandler:
 // while the server is not ready (ready false; its 503) and in a method
-// other than GET, POST and OPTIONS (its 405).
-func withPooledGzip(next http.Handler, ready func() bool) http.Handler {
+// other than OPTIONS and those the route registers (methods; its 405).
+func withPooledGzip(next http.Handler, ready func() bool, methods ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae, ok := r.Header["Accept-Encoding"]
-		if !ok || !picksGzip(r.Header.Get("Accept-Encoding")) || !ready() {
-			next.ServeHTTP(w, r)
-			return
-		}
-		switch r.Method {
-		case http.MethodGet, http.MethodPost, http.MethodOptions:
-		default:
+		if !ok || !picksGzip(r.Header.Get("Accept-Encoding")) || !ready() ||
+			(r.Method != http.MethodOptions && !slices.Contains(methods, r.Method)) {
 			next.ServeHTTP(w, r)
 			return
 		}

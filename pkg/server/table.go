@@ -152,9 +152,12 @@ func (s *Server) routes() ([]Route, error) {
 	for _, p := range prometheusPaths {
 		handler := h.prometheus
 		switch p.path {
-		case "/api/v1/query", "/api/v1/query_range", "/api/v1/query_exemplars", "/api/v1/series", "/api/v1/labels", "/api/v1/label/{name}/values":
-			// The query routes' gzip with pooled writers (compression.go).
-			handler = withPooledGzip(handler, s.ready.Load)
+		// The query routes' gzip with pooled writers (compression.go), in
+		// the methods Prometheus' API registers them with.
+		case "/api/v1/query", "/api/v1/query_range", "/api/v1/query_exemplars", "/api/v1/series", "/api/v1/labels":
+			handler = withPooledGzip(handler, s.ready.Load, http.MethodGet, http.MethodPost)
+		case "/api/v1/label/{name}/values":
+			handler = withPooledGzip(handler, s.ready.Load, http.MethodGet)
 		}
 		if p.path == "/api/v1/query" || p.path == "/api/v1/query_range" {
 			handler = withNoCache(withTemplates(handler, s.opts.Query.Limits())) // resultscache.go
