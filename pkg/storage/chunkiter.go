@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"encoding/binary"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -28,7 +29,7 @@ const maxSteps = 16
 
 // seekGE positions the iterator at the first key >= key.
 func (c *chunkIter) seekGE(key []byte) bool {
-	if len(c.from) > 0 && c.Valid() {
+	if len(c.from) > 0 && c.Valid() && !farAhead(c.Key(), key) {
 		if cmp := bytes.Compare(c.from, key); cmp < 0 || (cmp == 0 && c.fromIncl) {
 			// No key lies between from and the iterator's key.
 			for range maxSteps {
@@ -48,6 +49,21 @@ func (c *chunkIter) seekGE(key []byte) bool {
 		return false
 	}
 	return true
+}
+
+// farAhead reports whether chunk key key is of a series more than
+// maxSteps series after that of chunk key cur, in the same partition: a
+// series in between has a chunk there (most have several), so stepping
+// would not get there before seekGE gives up and seeks. A sparse select
+// (one metric's series among those of every other metric: a series per
+// instance, 1 in 50) then seeks at once instead of stepping maxSteps
+// times first, a third of an instant max_over_time's CPU at 100k series.
+func farAhead(cur, key []byte) bool {
+	const sid = prefixLen + 4
+	if len(cur) != chunkKeyLen || len(key) != chunkKeyLen || string(cur[:sid]) != string(key[:sid]) {
+		return false
+	}
+	return binary.BigEndian.Uint64(key[sid:]) > binary.BigEndian.Uint64(cur[sid:])+maxSteps
 }
 
 // next moves to the next key.

@@ -86,3 +86,54 @@ func TestChunkIterSeeks(t *testing.T) {
 	}
 	require.Less(t, it.seeks, n/10, "seeks reading in order")
 }
+
+// TestChunkIterSeeksFarSeries: over chunk keys, a series more than maxSteps
+// series ahead is sought at once (no steps lost), a nearer one stepped to,
+// and either lands where Pebble's SeekGE does.
+func TestChunkIterSeeksFarSeries(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	require.NoError(t, err)
+	defer db.Close()
+	const day = 20000
+	t0 := int64(day) * dayMillis
+	var keys [][]byte
+	b := db.NewBatch()
+	for sid := uint64(1); sid <= 2000; sid++ {
+		for c := range int64(3) { // three chunks a series
+			k := chunkKey(7, sid, t0+c*chunkRange, 0)
+			keys = append(keys, k)
+			require.NoError(t, b.Set(k, nil, nil))
+		}
+	}
+	require.NoError(t, b.Commit(nil))
+	require.NoError(t, db.Flush())
+	p := chunkDayPrefix(7, day)
+	pit, err := db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
+	require.NoError(t, err)
+	it := &chunkIter{it: pit}
+	defer it.Close()
+	seek := func(sid uint64, minT int64) {
+		t.Helper()
+		target := chunkKey(7, sid, minT, 0)
+		require.True(t, it.seekGE(target))
+		i, _ := slices.BinarySearchFunc(keys, target, bytes.Compare)
+		require.Equal(t, keys[i], it.Key())
+	}
+	// One series in 50, as a metric with a series per instance: a seek
+	// each, no steps.
+	seek(1, t0)
+	it.seeks, it.steps = 0, 0
+	for sid := uint64(51); sid <= 2000; sid += 50 {
+		seek(sid, t0+chunkRange) // the series' second chunk
+	}
+	require.Equal(t, 39, it.seeks)
+	require.Zero(t, it.steps)
+	// Every third series, from its first chunk: steps, no seeks.
+	seek(3, t0)
+	it.seeks, it.steps = 0, 0
+	for sid := uint64(6); sid <= 300; sid += 3 {
+		seek(sid, t0)
+	}
+	require.Zero(t, it.seeks)
+	require.Equal(t, 99*9, it.steps)
+}
