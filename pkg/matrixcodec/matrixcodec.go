@@ -41,6 +41,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -315,15 +316,23 @@ func (GzipCodec) Encode(resp *v1.Response) ([]byte, error) {
 		return nil, err
 	}
 	var out bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&out, gzip.BestSpeed)
-	if err != nil {
-		return nil, fmt.Errorf("matrixcodec: gzip: %w", err)
-	}
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&out)
 	if _, err := zw.Write(b); err != nil {
 		return nil, fmt.Errorf("matrixcodec: gzip: %w", err)
 	}
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("matrixcodec: gzip: %w", err)
 	}
+	zw.Reset(nil)
 	return out.Bytes(), nil
 }
+
+// gzipWriters hold GzipCodec's writers (BestSpeed), which Reset makes
+// write what a new one would: a new writer per answer is some hundred KB
+// of compressor state for the collector.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
+	return zw
+}}

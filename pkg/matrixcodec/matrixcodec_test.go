@@ -247,6 +247,28 @@ func TestGzipCodec(t *testing.T) {
 	if _, _, err := Decode(got); err != nil {
 		t.Fatal(err)
 	}
+	// The writers are pooled: each answer has the bytes of a new writer's.
+	var fresh bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&fresh, gzip.BestSpeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := zw.Write(plain); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	other := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: promql.Matrix{{Metric: labels.FromStrings("a", "1"), Floats: []promql.FPoint{{T: 1, F: 2}}}}})
+	for range 3 {
+		if _, err := (GzipCodec{}).Encode(other); err != nil {
+			t.Fatal(err)
+		}
+		again, err := (GzipCodec{}).Encode(resp)
+		if err != nil || !bytes.Equal(again, fresh.Bytes()) {
+			t.Fatalf("+gzip body from a reused writer differs from a new writer's (%v)", err)
+		}
+	}
 	if ct := (GzipCodec{}).ContentType().String(); ct != MediaTypeGzip {
 		t.Errorf("content type %q, want %q", ct, MediaTypeGzip)
 	}
