@@ -33,25 +33,29 @@ function start(path: string, init: RequestInit = {}): void {
 let worker: Worker | undefined;
 let nextID = 0;
 const waiting = new Map<number, (a: InflateAnswer) => void>();
-try {
-  if (typeof Worker === 'function' && typeof DecompressionStream === 'function') {
-    worker = new Worker('/worker.js', { name: 'levitated-inflate' });
-    worker.onmessage = (e: MessageEvent<InflateAnswer>) => {
-      const f = waiting.get(e.data.id);
-      waiting.delete(e.data.id);
-      f?.(e.data);
-    };
-    worker.onerror = () => {
-      worker?.terminate();
-      worker = undefined;
-      for (const [id, f] of waiting) {
-        waiting.delete(id);
-        f({ id, error: 'worker failed' });
-      }
-    };
+
+/** startWorker starts the worker, after the requests are sent: its answer is needed only once a body is in. */
+function startWorker(): void {
+  try {
+    if (typeof Worker === 'function' && typeof DecompressionStream === 'function') {
+      worker = new Worker('/worker.js', { name: 'levitated-inflate' });
+      worker.onmessage = (e: MessageEvent<InflateAnswer>) => {
+        const f = waiting.get(e.data.id);
+        waiting.delete(e.data.id);
+        f?.(e.data);
+      };
+      worker.onerror = () => {
+        worker?.terminate();
+        worker = undefined;
+        for (const [id, f] of waiting) {
+          waiting.delete(id);
+          f({ id, error: 'worker failed' });
+        }
+      };
+    }
+  } catch {
+    worker = undefined;
   }
-} catch {
-  worker = undefined;
 }
 
 // inflateTimeout bounds the wait for the worker: a /worker.js that never
@@ -98,8 +102,9 @@ async function buffered(r: Response): Promise<Response> {
 }
 const nullBodyStatus = [101, 103, 204, 205, 304];
 
+// The query first (the server's longest answer), then the change windows,
+// then whoami (the query page does not wait for it), then the worker.
 try {
-  start(whoamiPath);
   if (boot.path === '/' || boot.path === '/query' || boot.path === '/graph') {
     // As pages/Query.tsx computes them on its first render.
     const st = decodeQuery(boot.search);
@@ -117,6 +122,12 @@ try {
 } catch {
   // Nothing sent is nothing lost: the app asks for itself.
 }
+try {
+  start(whoamiPath);
+} catch {
+  // As above.
+}
+startWorker();
 window.__lvBoot = boot;
 // What the app has not taken by then, it will not.
 setTimeout(() => {
