@@ -19,10 +19,21 @@ function trim(s: string): string {
 
 /** formatLabels writes a label set as PromQL does: name{a="b", …}. */
 export function formatLabels(m: Record<string, string>): string {
-  const { __name__: name = '', ...rest } = m;
-  const inner = Object.entries(rest)
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([k, v]) => `${k}=${JSON.stringify(v)}`)
-    .join(', ');
+  // A loop rather than entries, sort and map: a graph formats every
+  // series' labels before it is drawn (500 series: 500 calls, cold).
+  let name = '';
+  const keys: string[] = [];
+  for (const k of Object.keys(m)) {
+    if (k === '__name__') name = m[k] ?? '';
+    else keys.push(k);
+  }
+  for (let i = 1; i < keys.length; i++) {
+    if (keys[i - 1] > keys[i]) {
+      keys.sort();
+      break;
+    }
+  }
+  let inner = '';
+  for (let i = 0; i < keys.length; i++) inner += (i ? ', ' : '') + keys[i] + '=' + JSON.stringify(m[keys[i]]);
   return inner ? `${name}{${inner}}` : name || '{}';
 }
