@@ -305,3 +305,70 @@ func BenchmarkConsoleGraphProfile(b *testing.B) {
 		b.Log("\n" + strings.Join(lines, "\n"))
 	}
 }
+
+// BenchmarkConsoleGraphWarm: BenchmarkConsoleGraph's page opened a second
+// time in the same browser (its HTTP cache and V8's code cache kept from
+// the first visit; the answers asked for again): the time from that
+// navigation to the drawn graph (ms-to-graph), when the app asked for the
+// query (asked-at-ms) and how many of the bundle's files came from the
+// browser's cache without a request (cached-files) or were revalidated
+// (revalidated-files: answered 304; the bundle is served with no-cache
+// and an ETag), and, logged (-v), each file's transfer.
+//
+//	go test -run '^$' -bench ConsoleGraphWarm -benchtime 3x ./web/e2e (from web/e2e: ./...)
+func BenchmarkConsoleGraphWarm(b *testing.B) {
+	if env.chromium == "" {
+		b.Skip("no Chromium")
+	}
+	base, _, end := benchServer(b)
+	q := url.Values{
+		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
+		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
+	}
+	page := base + "/query?" + q.Encode()
+	drawn := []chromedp.Action[chromedp.Void]{chromedp.WaitVisible(chromedp.CSS(`.chart[data-drawn-at]`)), chromedp.WaitReady(chromedp.CSS(`.ev-layer > :nth-child(200)`))}
+	var total, asked, cached, revalidated float64
+	for b.Loop() {
+		ctx, cancel := benchBrowser(b)
+		err := chromedp.Do(ctx, append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(page)}, drawn...)...)
+		if err == nil {
+			err = chromedp.Do(ctx, chromedp.Navigate(base+"/-/healthy"))
+		}
+		if err == nil {
+			err = chromedp.Do(ctx, append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(page)}, drawn...)...)
+		}
+		type result struct {
+			DrawnAt, AskedAt    float64
+			Cached, Revalidated int
+			Files               []string
+		}
+		var m result
+		if err == nil {
+			m, err = chromedp.Run(ctx, chromedp.Evaluate[result](`(() => {
+				const q = performance.getEntriesByName('lv:query', 'mark');
+				const files = performance.getEntriesByType('resource').filter((e) => /\.(js|css)$/.test(new URL(e.name).pathname));
+				return {drawnAt: Math.max(+document.querySelector('.chart').dataset.drawnAt, +(document.querySelector('.ev-layer').dataset.placedAt ?? 0)),
+					askedAt: q.length ? q[0].startTime : NaN,
+					// From the cache without a request: nothing transferred;
+					// revalidated: only a 304's headers transferred.
+					cached: files.filter((e) => e.transferSize === 0).length,
+					revalidated: files.filter((e) => e.transferSize > 0 && e.transferSize < 1000).length,
+					files: files.map((e) => new URL(e.name).pathname + ' transferred ' + e.transferSize + ' B, body ' + e.encodedBodySize + ' B')};
+			})()`))
+		}
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("second visit: %s", strings.Join(m.Files, "; "))
+		total += m.DrawnAt
+		asked += m.AskedAt
+		cached += float64(m.Cached)
+		revalidated += float64(m.Revalidated)
+	}
+	n := float64(b.N)
+	b.ReportMetric(total/n, "ms-to-graph")
+	b.ReportMetric(asked/n, "asked-at-ms")
+	b.ReportMetric(cached/n, "cached-files")
+	b.ReportMetric(revalidated/n, "revalidated-files")
+}
