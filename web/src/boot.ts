@@ -18,7 +18,6 @@ import { matrixGzipType } from './query/matrix';
 import type { InflateAnswer, InflateRequest } from './worker';
 
 const boot: Boot = { path: location.pathname, search: location.search, now: Date.now(), pending: new Map(), used: new Set(), inflated: new WeakMap() };
-const token = getToken();
 
 function start(path: string, init: RequestInit = {}): void {
   const p = send(path, init).then(buffered);
@@ -34,7 +33,7 @@ let worker: Worker | undefined;
 let nextID = 0;
 const waiting = new Map<number, (a: InflateAnswer) => void>();
 
-/** startWorker starts the worker, after the requests are sent: its answer is needed only once a body is in. */
+/** startWorker starts the worker. */
 function startWorker(): void {
   try {
     if (typeof Worker === 'function' && typeof DecompressionStream === 'function') {
@@ -58,6 +57,13 @@ function startWorker(): void {
   }
 }
 
+// The worker is started first: under load, starting it (fetching
+// /worker.js, a thread, its script) took longer than the query's answer.
+startWorker();
+// The token, read from session storage (the first read waits for the
+// browser process: 4-60 ms under load, while the worker starts).
+const token = getToken();
+
 // inflateTimeout bounds the wait for the worker: a /worker.js that never
 // loads, or a worker that never answers, must not hold the first graph
 // back (the app then inflates the body itself).
@@ -74,6 +80,7 @@ function inflate(gz: ArrayBuffer): Promise<InflateAnswer> {
       resolve(a);
     });
     const q: InflateRequest = { id, gz };
+    performance.mark('lv:to-worker');
     worker!.postMessage(q, { transfer: [gz] });
   });
 }
@@ -103,7 +110,7 @@ async function buffered(r: Response): Promise<Response> {
 const nullBodyStatus = [101, 103, 204, 205, 304];
 
 // The query first (the server's longest answer), then the change windows,
-// then whoami (the query page does not wait for it), then the worker.
+// then whoami (the query page does not wait for it).
 try {
   if (boot.path === '/' || boot.path === '/query' || boot.path === '/graph') {
     // As pages/Query.tsx computes them on its first render.
@@ -127,7 +134,6 @@ try {
 } catch {
   // As above.
 }
-startWorker();
 window.__lvBoot = boot;
 // What the app has not taken by then, it will not.
 setTimeout(() => {
