@@ -330,10 +330,14 @@ func (s *memSeries) histogramsAppendPreprocessor(t int64, e chunkenc.Encoding) (
 func (c *memChunk) close() {
 	c.closed = true
 	b := c.chunk.Bytes()
-	if cap(b)-len(b) < 32 {
+	_, head := c.chunk.(*xor2Head)
+	if cap(b)-len(b) >= 32 {
+		b = slices.Clone(b)
+	} else if !head {
 		return
 	}
-	if chk, err := chunkenc.FromData(c.chunk.Encoding(), slices.Clone(b)); err == nil {
+	// A head chunk also leaves its appender state behind.
+	if chk, err := chunkenc.FromData(c.chunk.Encoding(), b); err == nil {
 		c.chunk = chk
 	}
 }
@@ -342,9 +346,14 @@ func (s *memSeries) cutNewHeadChunk(mint int64, e chunkenc.Encoding) *memChunk {
 	if h := s.headChunk(); h != nil {
 		h.close()
 	}
-	chk, err := chunkenc.NewEmptyChunk(e)
-	if err != nil {
-		panic(err) // e is one of the encodings this file passes; unreachable.
+	var chk chunkenc.Chunk
+	if e == chunkenc.EncXOR2 {
+		chk = newXOR2Head()
+	} else {
+		var err error
+		if chk, err = chunkenc.NewEmptyChunk(e); err != nil {
+			panic(err) // e is one of the encodings this file passes; unreachable.
+		}
 	}
 	c := &memChunk{chunk: chk, minT: mint, maxT: math.MinInt64}
 	s.chunks = append(s.chunks, c)

@@ -1,0 +1,126 @@
+package storage
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/prometheus/prometheus/model/value"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+)
+
+// TestXOR2HeadMatchesChunkenc appends random series to chunkenc's XOR2
+// chunk and to xor2Head and wants the same bytes after every sample, and
+// the same samples back: regular and jittered scrapes, gaps in every bucket
+// of the dod encoding, counters, decimals, random floats, constants, stale
+// markers, negative times, start timestamps (which hand the chunk over to
+// chunkenc) and more samples than the 127 the copy writes itself.
+func TestXOR2HeadMatchesChunkenc(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for iter := range 3000 {
+		n := 1 + r.IntN(300)
+		withST := iter%7 == 0
+		stFrom := r.IntN(n + 1)
+		ts := r.Int64N(1<<42) - 1<<41
+		step := []int64{1, 15_000, 60_000, 1_000_000}[r.IntN(4)]
+		v := []float64{0, 1e9, -3.5, math.Pi}[r.IntN(4)]
+		shape := r.IntN(6)
+
+		want := chunkenc.NewXOR2Chunk()
+		wapp, err := want.Appender()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := newXOR2Head()
+		gapp, err := got.Appender()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range n {
+			switch r.IntN(20) {
+			case 0:
+				ts += []int64{1 << 13, 1 << 16, 1 << 19, 1 << 21, 1 << 30, 1 << 40}[r.IntN(6)] + r.Int64N(7)
+			case 1:
+				ts += 1 + r.Int64N(step)
+			default:
+				ts += step + r.Int64N(3) - 1
+			}
+			switch shape {
+			case 0: // constant
+			case 1: // counter
+				v += float64(r.IntN(100))
+			case 2: // decimals
+				v = math.Round(r.Float64()*1e4) / 100
+			case 3:
+				v = r.NormFloat64() * 1e6
+			case 4: // mostly constant, sometimes a jump
+				if r.IntN(10) == 0 {
+					v = math.Float64frombits(r.Uint64())
+				}
+			case 5:
+				v = float64(r.IntN(3))
+			}
+			val := v
+			if r.IntN(30) == 0 {
+				val = math.Float64frombits(value.StaleNaN)
+			}
+			var st int64
+			if withST && i >= stFrom {
+				st = ts - 1000*int64(r.IntN(3))
+			}
+			wapp.Append(st, ts, val)
+			gapp.Append(st, ts, val)
+			if !bytes.Equal(want.Bytes(), got.Bytes()) {
+				t.Fatalf("series %d (shape %d, step %d, st %v) sample %d: bytes differ\nwant %x\n got %x", iter, shape, step, withST, i, want.Bytes(), got.Bytes())
+			}
+		}
+		if got.NumSamples() != n {
+			t.Fatalf("series %d: %d samples, want %d", iter, got.NumSamples(), n)
+		}
+		wit, git := want.Iterator(nil), got.Iterator(nil)
+		for {
+			wv, gv := wit.Next(), git.Next()
+			if wv != gv {
+				t.Fatalf("series %d: iterators disagree", iter)
+			}
+			if wv == chunkenc.ValNone {
+				break
+			}
+			wt, wf := wit.At()
+			gt, gf := git.At()
+			if wt != gt || math.Float64bits(wf) != math.Float64bits(gf) || wit.AtST() != git.AtST() {
+				t.Fatalf("series %d: sample (%d %v) want (%d %v)", iter, gt, gf, wt, wf)
+			}
+		}
+		if git.Err() != nil {
+			t.Fatal(git.Err())
+		}
+	}
+}
+
+// TestXOR2HeadStreamGrowsInSmallSteps: a chunk of 120 regular samples
+// holds little spare capacity (chunkenc's would double to 256 bytes).
+func TestXOR2HeadStreamGrowsInSmallSteps(t *testing.T) {
+	h := newXOR2Head()
+	v := 100.0
+	for i := range 120 {
+		v += float64(i % 7)
+		h.Append(0, int64(i)*15_000, v)
+	}
+	b := h.Bytes()
+	if spare := cap(b) - len(b); spare > len(b)/4+xor2MinGrowthBytes+16 {
+		t.Fatalf("%d bytes with %d spare", len(b), spare)
+	}
+	chk := chunkenc.NewXOR2Chunk()
+	app, _ := chk.Appender()
+	v = 100.0
+	for i := range 120 {
+		v += float64(i % 7)
+		app.Append(0, int64(i)*15_000, v)
+	}
+	if !bytes.Equal(b, chk.Bytes()) {
+		t.Fatal("bytes differ from chunkenc's")
+	}
+	t.Logf("%d bytes, capacity %d here, %d in chunkenc's chunk", len(b), cap(b), cap(chk.Bytes()))
+}
