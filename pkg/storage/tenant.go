@@ -61,10 +61,7 @@ func newTenantHead(id uint32, name string) *tenantHead {
 // and by reference (in a paged array read without locks). References are
 // dense per tenant, starting at 1.
 type seriesRegistry struct {
-	stripes [seriesStripes]struct {
-		sync.RWMutex
-		byHash map[uint64][]*memSeries
-	}
+	stripes [seriesStripes]hashStripe
 	mu      sync.Mutex // guards growth of refs and nextRef
 	refs    refTable
 	nextRef uint64
@@ -85,9 +82,67 @@ const (
 
 type seriesPage [pageSize]atomic.Pointer[memSeries]
 
+// hashStripe maps label hashes to series: one series per hash in byHash
+// (16 bytes a series; a map of slices took 32 and a slice's array), the
+// others sharing a hash, which few ever do, in more.
+type hashStripe struct {
+	sync.RWMutex
+	byHash map[uint64]*memSeries
+	more   map[uint64][]*memSeries
+}
+
+// find returns the series of lset. The caller holds the stripe's lock.
+func (st *hashStripe) find(lset labels.Labels, hash uint64) *memSeries {
+	if s := st.byHash[hash]; s != nil && labels.Equal(s.lset, lset) {
+		return s
+	}
+	for _, s := range st.more[hash] {
+		if labels.Equal(s.lset, lset) {
+			return s
+		}
+	}
+	return nil
+}
+
+// put adds s. The caller holds the stripe's write lock.
+func (st *hashStripe) put(s *memSeries) {
+	if st.byHash[s.hash] == nil {
+		st.byHash[s.hash] = s
+		return
+	}
+	if st.more == nil {
+		st.more = map[uint64][]*memSeries{}
+	}
+	st.more[s.hash] = append(st.more[s.hash], s)
+}
+
+// delete removes s, if it is there. The caller holds the write lock.
+func (st *hashStripe) delete(s *memSeries) {
+	list := st.more[s.hash]
+	if st.byHash[s.hash] == s {
+		if len(list) == 0 {
+			delete(st.byHash, s.hash)
+			return
+		}
+		st.byHash[s.hash], list = list[0], list[1:]
+	} else {
+		for i, o := range list {
+			if o == s {
+				list = append(list[:i:i], list[i+1:]...)
+				break
+			}
+		}
+	}
+	if len(list) == 0 {
+		delete(st.more, s.hash)
+	} else {
+		st.more[s.hash] = list
+	}
+}
+
 func (r *seriesRegistry) init() {
 	for i := range r.stripes {
-		r.stripes[i].byHash = map[uint64][]*memSeries{}
+		r.stripes[i].byHash = map[uint64]*memSeries{}
 	}
 	r.refs.init()
 	r.nextRef = 1
@@ -147,12 +202,7 @@ func (r *seriesRegistry) get(lset labels.Labels, hash uint64) *memSeries {
 	st := &r.stripes[hash%seriesStripes]
 	st.RLock()
 	defer st.RUnlock()
-	for _, s := range st.byHash[hash] {
-		if labels.Equal(s.lset, lset) {
-			return s
-		}
-	}
-	return nil
+	return st.find(lset, hash)
 }
 
 // getOrCreate returns the series of lset, creating it (neither durable nor
@@ -164,17 +214,15 @@ func (r *seriesRegistry) getOrCreate(lset labels.Labels, hash uint64) *memSeries
 	st := &r.stripes[hash%seriesStripes]
 	st.Lock()
 	defer st.Unlock()
-	for _, s := range st.byHash[hash] {
-		if labels.Equal(s.lset, lset) {
-			return s
-		}
+	if s := st.find(lset, hash); s != nil {
+		return s
 	}
 	r.mu.Lock()
 	s := newMemSeries(r.nextRef, lset.Copy(), hash)
 	r.nextRef++
 	r.setRef(s)
 	r.mu.Unlock()
-	st.byHash[hash] = append(st.byHash[hash], s)
+	st.put(s)
 	r.count.Add(1)
 	return s
 }
@@ -183,7 +231,7 @@ func (r *seriesRegistry) getOrCreate(lset labels.Labels, hash uint64) *memSeries
 func (r *seriesRegistry) add(s *memSeries) {
 	st := &r.stripes[s.hash%seriesStripes]
 	st.Lock()
-	st.byHash[s.hash] = append(st.byHash[s.hash], s)
+	st.put(s)
 	st.Unlock()
 	r.mu.Lock()
 	r.setRef(s)
@@ -195,18 +243,7 @@ func (r *seriesRegistry) add(s *memSeries) {
 func (r *seriesRegistry) remove(s *memSeries) {
 	st := &r.stripes[s.hash%seriesStripes]
 	st.Lock()
-	list := st.byHash[s.hash]
-	for i, o := range list {
-		if o == s {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
-	if len(list) == 0 {
-		delete(st.byHash, s.hash)
-	} else {
-		st.byHash[s.hash] = list
-	}
+	st.delete(s)
 	st.Unlock()
 	r.mu.Lock()
 	r.refs.clear(s.ref, s)
