@@ -8,18 +8,17 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/gogo/protobuf/proto"
 	"github.com/klauspost/compress/snappy"
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/tsdbutil"
@@ -167,46 +166,79 @@ func dump(t *testing.T, db *storage.DB) map[string][]string {
 
 func floatString(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-// The series cache holds the store's labels, not a copy of its own: after a
-// write, its entry shares the store's label string (stringlabels).
-func TestSeriesCacheSharesStoreLabels(t *testing.T) {
+// The series cache holds references only: after a write its entry names
+// the stored series, a second write of the series is appended by that
+// reference, and an entry whose reference names another series (here:
+// forced) is a miss, not a write to the wrong series.
+func TestSeriesCacheHoldsReferences(t *testing.T) {
 	db := storagetest.New(t)
 	h, err := NewRemoteWriteHandler(db, RemoteWriteOptions{})
 	require.NoError(t, err)
 	now := time.Now().Truncate(time.Minute).UnixMilli()
-	req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
-		Labels:  []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "api"}},
-		Samples: []prompb.Sample{{Timestamp: now, Value: 1}},
-	}}}
-	body, err := proto.Marshal(&req)
-	require.NoError(t, err)
-	r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
-	r.Header.Set("Content-Type", ctV1)
-	r.Header.Set("Content-Encoding", "snappy")
-	w := httptest.NewRecorder()
-	serve(t, h).ServeHTTP(w, r)
-	require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	write := func(job string, ts int64) {
+		t.Helper()
+		req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
+			Labels:  []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: job}},
+			Samples: []prompb.Sample{{Timestamp: ts, Value: 1}},
+		}}}
+		body, err := proto.Marshal(&req)
+		require.NoError(t, err)
+		r := httptest.NewRequest(http.MethodPost, "/api/v1/write", bytes.NewReader(snappy.Encode(nil, body)))
+		r.Header.Set("Content-Type", ctV1)
+		r.Header.Set("Content-Encoding", "snappy")
+		w := httptest.NewRecorder()
+		serve(t, h).ServeHTTP(w, r)
+		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
+	}
+	entries := func() map[uint64]promstorage.SeriesRef {
+		out := map[uint64]promstorage.SeriesRef{}
+		for _, c := range h.caches {
+			for i := range c.shards {
+				for k, ref := range c.shards[i].m {
+					out[k] = ref
+				}
+			}
+		}
+		return out
+	}
+	labelsOf := db.SeriesLabelsOf(context.Background())
 
-	var cached []cachedSeries
+	write("api", now-2000)
+	first := entries()
+	require.Len(t, first, 1)
+	var apiKey uint64
+	var apiRef promstorage.SeriesRef
+	for k, ref := range first {
+		apiKey, apiRef = k, ref
+	}
+	ls, ok := labelsOf(apiRef)
+	require.True(t, ok)
+	require.Equal(t, `{__name__="up", job="api"}`, ls.String())
+	write("api", now-1000)
+	require.Equal(t, first, entries(), "a hit changes nothing")
+
+	write("db", now-2000)
+	require.Len(t, entries(), 2)
+	var dbRef promstorage.SeriesRef
+	for k, ref := range entries() {
+		if k != apiKey {
+			dbRef = ref
+		}
+	}
+	// The api entry now names the db series: its labels do not match, so
+	// the sample goes to api's series by its labels, and the entry is fixed.
 	for _, c := range h.caches {
 		for i := range c.shards {
-			for _, e := range c.shards[i].m {
-				cached = append(cached, e)
+			if _, ok := c.shards[i].m[apiKey]; ok {
+				c.shards[i].m[apiKey] = dbRef
 			}
 		}
 	}
-	require.Len(t, cached, 1)
-	stored, ok := db.SeriesLabels(context.Background(), cached[0].ref)
-	require.True(t, ok)
-	require.True(t, labels.Equal(stored, cached[0].lset))
-	data := func(ls labels.Labels) *byte {
-		v := reflect.ValueOf(ls)
-		if v.Kind() != reflect.Struct || v.NumField() == 0 || v.Field(0).Kind() != reflect.String {
-			t.Skip("labels are not one string (not stringlabels)")
-		}
-		return unsafe.StringData(v.Field(0).String())
-	}
-	require.Same(t, data(stored), data(cached[0].lset), "the cache holds a copy of the labels")
+	write("api", now)
+	require.Equal(t, apiRef, entries()[apiKey])
+	got := dump(t, db)
+	require.Len(t, got[`{__name__="up", job="api"}`], 3)
+	require.Len(t, got[`{__name__="up", job="db"}`], 1)
 }
 
 // Bodies are read and decoded into pooled buffers: many requests of

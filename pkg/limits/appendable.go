@@ -21,7 +21,7 @@ type Store interface {
 	storage.Appendable
 	storage.AppendableV2
 	SeriesCount(ctx context.Context) int
-	SeriesLabels(ctx context.Context, ref storage.SeriesRef) (labels.Labels, bool)
+	SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool)
 	WriteError() error
 }
 
@@ -59,9 +59,9 @@ func NewAppendable(inner Store, l *Limiter, at SamplesAt) *Appendable {
 	return &Appendable{inner: inner, l: l, at: at}
 }
 
-// SeriesLabels implements the remote-write receiver's series cache.
-func (s *Appendable) SeriesLabels(ctx context.Context, ref storage.SeriesRef) (labels.Labels, bool) {
-	return s.inner.SeriesLabels(ctx, ref)
+// SeriesLabelsOf implements the remote-write receiver's series cache.
+func (s *Appendable) SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool) {
+	return s.inner.SeriesLabelsOf(ctx)
 }
 
 // WriteError is the store's reason for refusing writes now, if any.

@@ -135,20 +135,25 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 	return th.getOrCreate(ls), nil
 }
 
-// SeriesLabels returns the labels the store keeps for a series reference
-// an appender of the tenant in ctx handed out, so that a caller caching
-// references (the remote-write receiver) can share them instead of holding
-// a copy. False if the reference names no series (any more).
-func (db *DB) SeriesLabels(ctx context.Context, ref storage.SeriesRef) (labels.Labels, bool) {
+// SeriesLabelsOf returns a function that gives the labels the store keeps
+// for a series reference an appender of the tenant in ctx handed out (false
+// if the reference names no series, any more), so that a caller caching
+// references (the remote-write receiver) need not hold the labels too. The
+// tenant is resolved once: a request looks up thousands of references.
+func (db *DB) SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool) {
 	th := db.tenantFor(ctx)
-	if th == nil {
-		return labels.EmptyLabels(), false
+	return func(ref storage.SeriesRef) (labels.Labels, bool) {
+		if th == nil {
+			if th = db.tenantFor(ctx); th == nil {
+				return labels.EmptyLabels(), false
+			}
+		}
+		s := th.getByRef(uint64(ref))
+		if s == nil {
+			return labels.EmptyLabels(), false
+		}
+		return s.lset, true
 	}
-	s := th.getByRef(uint64(ref))
-	if s == nil {
-		return labels.EmptyLabels(), false
-	}
-	return s.lset, true
 }
 
 // Append adds a sample to the batch after checking it against the stored
