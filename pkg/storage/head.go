@@ -343,12 +343,14 @@ func (c *memChunk) close() {
 }
 
 func (s *memSeries) cutNewHeadChunk(mint int64, e chunkenc.Encoding) *memChunk {
+	capHint := 0
 	if h := s.headChunk(); h != nil {
+		capHint = len(h.chunk.Bytes())
 		h.close()
 	}
 	var chk chunkenc.Chunk
 	if e == chunkenc.EncXOR2 {
-		chk = newXOR2Head()
+		chk = newXOR2Head(capHint)
 	} else {
 		var err error
 		if chk, err = chunkenc.NewEmptyChunk(e); err != nil {

@@ -15,8 +15,9 @@ import (
 // holds three (the XOR2Chunk, its appender, the byte slice), and its byte
 // stream grows by doubling from 128 bytes: a chunk of 80–120 samples
 // (150–250 bytes) then holds ~90 bytes it never fills, one time in two
-// even more. Here the stream starts small and grows by a quarter, so that
-// a million open chunks carry ~100 bytes less each.
+// even more. Here the stream starts at the size of the series' previous
+// chunk (the next one is much like it), or small for a series' first
+// chunk, and grows by half, to the allocator's size class.
 //
 // The bytes are those chunkenc's XOR2 appender writes, bit for bit (its
 // Append for samples without a start timestamp, copied with the bit writer
@@ -51,13 +52,16 @@ type xor2Slow struct {
 const (
 	xor2HeaderSize     = 3   // sample count (2 bytes) and the start-timestamp header
 	xor2MaxFirstSTOn   = 127 // chunkenc's maxFirstSTChangeOn
-	xor2InitialCap     = 32
+	xor2MinCap         = 32
+	xor2MaxInitialCap  = 1024
 	xor2MinGrowthBytes = 16
 )
 
-func newXOR2Head() *xor2Head {
-	b := make([]byte, xor2HeaderSize, xor2InitialCap)
-	return &xor2Head{b: b, t: math.MinInt64, leading: 0xff}
+// newXOR2Head returns an empty chunk whose stream has room for capHint
+// bytes (within [xor2MinCap, xor2MaxInitialCap]).
+func newXOR2Head(capHint int) *xor2Head {
+	b := append([]byte(nil), make([]byte, min(max(capHint, xor2MinCap), xor2MaxInitialCap))...)
+	return &xor2Head{b: b[:xor2HeaderSize], t: math.MinInt64, leading: 0xff}
 }
 
 // Bytes returns the chunk's bytes.
@@ -290,12 +294,12 @@ func (h *xor2Head) writeVDeltaKnownNonZero(delta uint64) {
 	h.writeBits(delta>>newTrailing, int(sigbits))
 }
 
-// push appends one byte, growing the stream by a quarter (at least
+// push appends one byte, growing the stream by half (at least
 // xor2MinGrowthBytes, rounded up to the allocator's size class) when full.
 func (h *xor2Head) push(c byte) {
 	if len(h.b) == cap(h.b) {
 		n := len(h.b)
-		grown := append([]byte(nil), make([]byte, n+max(n/4, xor2MinGrowthBytes))...)
+		grown := append([]byte(nil), make([]byte, n+max(n/2, xor2MinGrowthBytes))...)
 		copy(grown, h.b)
 		h.b = grown[:n]
 	}

@@ -32,7 +32,7 @@ func TestXOR2HeadMatchesChunkenc(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := newXOR2Head()
+		got := newXOR2Head(r.IntN(300))
 		gapp, err := got.Appender()
 		if err != nil {
 			t.Fatal(err)
@@ -102,14 +102,14 @@ func TestXOR2HeadMatchesChunkenc(t *testing.T) {
 // TestXOR2HeadStreamGrowsInSmallSteps: a chunk of 120 regular samples
 // holds little spare capacity (chunkenc's would double to 256 bytes).
 func TestXOR2HeadStreamGrowsInSmallSteps(t *testing.T) {
-	h := newXOR2Head()
+	h := newXOR2Head(0)
 	v := 100.0
 	for i := range 120 {
 		v += float64(i % 7)
 		h.Append(0, int64(i)*15_000, v)
 	}
 	b := h.Bytes()
-	if spare := cap(b) - len(b); spare > len(b)/4+xor2MinGrowthBytes+16 {
+	if spare := cap(b) - len(b); spare > len(b)/2+xor2MinGrowthBytes {
 		t.Fatalf("%d bytes with %d spare", len(b), spare)
 	}
 	chk := chunkenc.NewXOR2Chunk()
