@@ -70,6 +70,7 @@ type appender struct {
 	newSeries []*memSeries
 	pending   map[*memSeries]pendingLast
 	enc       walEncoder
+	rec       []byte // a new series' record, copied into the batch
 }
 
 func (a *appender) release() {
@@ -81,6 +82,9 @@ func (a *appender) release() {
 	a.db, a.ctx, a.th, a.err = nil, nil, nil, nil
 	if cap(a.samples) > 1<<16 {
 		a.samples = nil
+	}
+	if cap(a.rec) > 1<<16 {
+		a.rec = nil
 	}
 	appenderPool.Put(a)
 }
@@ -430,10 +434,10 @@ func (a *appender) Commit() (err error) {
 
 	for _, s := range a.newSeries {
 		s.mu.Lock()
-		rec := encodeSeriesRecord(nil, s.firstDay, s.lastDay, s.lset)
+		a.rec = encodeSeriesRecord(a.rec[:0], s.firstDay, s.lastDay, s.lset)
 		s.daysDirty = false
 		s.mu.Unlock()
-		if err := b.Set(seriesKey(th.id, s.ref), rec, nil); err != nil {
+		if err := b.Set(seriesKey(th.id, s.ref), a.rec, nil); err != nil {
 			return fmt.Errorf("write series: %w", err)
 		}
 	}
