@@ -63,7 +63,6 @@ type memSeries struct {
 	firstDay, lastDay int32
 
 	chunks []*memChunk // in-order chunks by time; the last may be open
-	app    chunkenc.Appender
 	nextAt int64
 
 	lastT int64 // math.MinInt64 when the series has no sample
@@ -90,6 +89,17 @@ type seriesRare struct {
 	oooChunks []*memChunk // out-of-order chunks kept until droppable
 	lastH     *histogram.Histogram
 	lastFH    *histogram.FloatHistogram
+	// app appends to the open histogram chunk. A float chunk (xor2Head)
+	// is its own appender.
+	app chunkenc.Appender
+}
+
+// histogramAppender is the open histogram chunk's appender, if any.
+func (s *memSeries) histogramAppender() chunkenc.Appender {
+	if s.rare == nil {
+		return nil
+	}
+	return s.rare.app
 }
 
 // oooSamples are the series' out-of-order samples not yet in a chunk.
@@ -140,7 +150,7 @@ func (s *memSeries) setLast(v float64, h *histogram.Histogram, fh *histogram.Flo
 
 // tidyRare drops s.rare once it holds nothing.
 func (s *memSeries) tidyRare() {
-	if r := s.rare; r != nil && len(r.ooo) == 0 && len(r.oooChunks) == 0 && r.lastH == nil && r.lastFH == nil {
+	if r := s.rare; r != nil && len(r.ooo) == 0 && len(r.oooChunks) == 0 && r.lastH == nil && r.lastFH == nil && r.app == nil {
 		s.rare = nil
 	}
 }
@@ -206,7 +216,8 @@ func (s *memSeries) appendInOrder(smp sample, o chunkOpts) {
 		s.appendFloatHistogram(smp, o)
 	default:
 		c := s.appendPreprocessor(smp.t, chunkenc.EncXOR2, o)
-		s.app.Append(smp.st, smp.t, smp.v)
+		app, _ := c.chunk.Appender() // the chunk itself (xor2Head)
+		app.Append(smp.st, smp.t, smp.v)
 		c.maxT = smp.t
 		s.setLast(smp.v, nil, nil)
 	}
@@ -214,25 +225,25 @@ func (s *memSeries) appendInOrder(smp sample, o chunkOpts) {
 }
 
 func (s *memSeries) appendHistogram(smp sample, o chunkOpts) {
-	prevApp := s.app
+	prevApp := s.histogramAppender()
 	c, created := s.histogramsAppendPreprocessor(smp.t, chunkenc.EncHistogramST)
 	if !created {
 		prevApp = nil
 	}
-	newChunk, recoded, app, _ := s.app.AppendHistogram(prevApp, smp.st, smp.t, smp.h, false)
-	s.app = app
+	newChunk, recoded, app, _ := s.rare.app.AppendHistogram(prevApp, smp.st, smp.t, smp.h, false)
+	s.rare.app = app
 	s.setLast(0, smp.h, nil)
 	s.afterHistogramAppend(c, newChunk, recoded, smp.t)
 }
 
 func (s *memSeries) appendFloatHistogram(smp sample, o chunkOpts) {
-	prevApp := s.app
+	prevApp := s.histogramAppender()
 	c, created := s.histogramsAppendPreprocessor(smp.t, chunkenc.EncFloatHistogramST)
 	if !created {
 		prevApp = nil
 	}
-	newChunk, recoded, app, _ := s.app.AppendFloatHistogram(prevApp, smp.st, smp.t, smp.fh, false)
-	s.app = app
+	newChunk, recoded, app, _ := s.rare.app.AppendFloatHistogram(prevApp, smp.st, smp.t, smp.fh, false)
+	s.rare.app = app
 	s.setLast(0, nil, smp.fh)
 	s.afterHistogramAppend(c, newChunk, recoded, smp.t)
 }
@@ -360,11 +371,18 @@ func (s *memSeries) cutNewHeadChunk(mint int64, e chunkenc.Encoding) *memChunk {
 	c := &memChunk{chunk: chk, minT: mint, maxT: math.MinInt64}
 	s.chunks = append(s.chunks, c)
 	s.nextAt = rangeForTimestamp(mint, chunkRange)
+	if e == chunkenc.EncXOR2 {
+		if s.rare != nil {
+			s.rare.app = nil
+			s.tidyRare()
+		}
+		return c
+	}
 	app, err := chk.Appender()
 	if err != nil {
 		panic(err) // An empty chunk always has an appender.
 	}
-	s.app = app
+	s.rareState().app = app
 	return c
 }
 
