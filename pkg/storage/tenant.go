@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/model/metadata"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/prometheus/prometheus/tsdb/index"
 
 	"github.com/levitated/levitated/pkg/tenant"
 )
@@ -30,8 +29,8 @@ type tenantHead struct {
 	// idxMu): Prometheus' MemPostings repairs an id added out of order by
 	// swapping it into place in a list that readers may be iterating, and
 	// series, numbered when created, are indexed when their first commit
-	// is durable, in another order.
-	postings *index.MemPostings
+	// is durable, in another order. They are 32-bit (memPostings).
+	postings *memPostings
 	idxMu    sync.Mutex
 	nextIdx  uint64
 	byIdx    refTable // index id → series
@@ -46,7 +45,7 @@ func newTenantHead(id uint32, name string) *tenantHead {
 	th := &tenantHead{
 		id:       id,
 		name:     name,
-		postings: index.NewMemPostings(),
+		postings: newMemPostings(),
 		metadata: map[string][]metadata.Metadata{},
 	}
 	th.series.init()
@@ -289,7 +288,7 @@ func (th *tenantHead) index(ss []*memSeries) {
 		th.nextIdx++
 		s.mu.Unlock()
 		th.byIdx.set(s.idx, s)
-		th.postings.Add(storage.SeriesRef(s.idx), s.lset)
+		th.postings.Add(uint32(s.idx), s.lset)
 	}
 }
 
