@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/klauspost/compress/snappy"
@@ -133,9 +132,6 @@ type RemoteWriteHandler struct {
 	logger *slog.Logger
 
 	invalid *prometheus.CounterVec
-
-	cacheMu sync.RWMutex
-	caches  map[string]*seriesCache
 }
 
 // NewRemoteWriteHandler returns the handler for POST /api/v1/write.
@@ -150,7 +146,6 @@ func NewRemoteWriteHandler(store RemoteWriteStore, opts RemoteWriteOptions) (*Re
 		opts:   opts,
 		prom:   remote.NewWriteHandler(opts.Logger, opts.Registerer, errorCatcher{store}, accepted, false, true),
 		logger: opts.Logger,
-		caches: map[string]*seriesCache{},
 		invalid: promauto.With(opts.Registerer).NewCounterVec(prometheus.CounterOpts{
 			Name: "levitated_remote_write_invalid_requests_total",
 			Help: "Remote write requests rejected before storing anything, by protocol version.",

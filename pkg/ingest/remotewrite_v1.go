@@ -8,10 +8,9 @@ import (
 	"math"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
+	"unsafe"
 
-	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/exemplar"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
@@ -20,8 +19,6 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/prometheus/prometheus/storage"
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/levitated/levitated/pkg/tenant"
 )
 
 // Remote write 1.0 is stored in one pass over the wire bytes: the labels of
@@ -47,109 +44,24 @@ import (
 // receiver.
 const maxAheadTime = 10 * time.Minute
 
-// seriesCache maps the hash of the wire encoding of a series' labels to
-// its store reference, per tenant. It holds no labels: a hit compares the
-// wire labels with those the store keeps for the reference (seriesLabeler),
-// so an entry is 16 bytes, and a stale or colliding entry is a miss.
-type seriesCache struct {
-	shards [64]struct {
-		sync.RWMutex
-		m map[uint64]storage.SeriesRef
-	}
+// seriesFinder is a store that finds a series by its labels and hands out
+// its reference and the labels it keeps (per request: the function
+// resolves the tenant once). A series seen before is then appended by
+// reference with the store's labels, without building its labels again;
+// the labels looked up may alias memory the caller reuses. Without it the
+// receiver builds every series' labels and the store looks them up.
+type seriesFinder interface {
+	SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.SeriesRef, labels.Labels, bool)
 }
 
-// seriesLabeler is a store that hands out the labels it keeps for its
-// series references (per request: the function resolves the tenant once).
-// Without it the receiver caches nothing and builds every series' labels.
-type seriesLabeler interface {
-	SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool)
-}
-
-// maxCachedPerShard bounds the cache; a full shard is emptied.
-const maxCachedPerShard = 1 << 15
-
-func newSeriesCache() *seriesCache {
-	c := &seriesCache{}
-	for i := range c.shards {
-		c.shards[i].m = map[uint64]storage.SeriesRef{}
-	}
-	return c
-}
-
-// get returns the reference and labels of the series whose wire labels
-// hash to h, if the cache knows it and labelsOf confirms them.
-func (c *seriesCache) get(h uint64, wire []wireLabel, labelsOf func(storage.SeriesRef) (labels.Labels, bool)) (storage.SeriesRef, labels.Labels, bool) {
-	s := &c.shards[h%uint64(len(c.shards))]
-	s.RLock()
-	ref, ok := s.m[h]
-	s.RUnlock()
-	if !ok {
-		return 0, labels.EmptyLabels(), false
-	}
-	ls, ok := labelsOf(ref)
-	if !ok || !sameLabels(ls, wire) {
-		return 0, labels.EmptyLabels(), false
-	}
-	return ref, ls, true
-}
-
-func (c *seriesCache) put(h uint64, ref storage.SeriesRef) {
-	s := &c.shards[h%uint64(len(c.shards))]
-	s.Lock()
-	if len(s.m) >= maxCachedPerShard {
-		clear(s.m)
-	}
-	s.m[h] = ref
-	s.Unlock()
-}
-
-func sameLabels(ls labels.Labels, wire []wireLabel) bool {
-	if ls.Len() != len(wire) {
-		return false
-	}
-	i, same := 0, true
-	ls.Range(func(l labels.Label) {
-		if same && (l.Name != string(wire[i].name) || l.Value != string(wire[i].value)) {
-			same = false
-		}
-		i++
-	})
-	return same
-}
-
-func hashWire(wire []wireLabel) uint64 {
-	var d xxhash.Digest
-	d.Reset()
-	for _, l := range wire {
-		_, _ = d.Write(l.name)
-		_, _ = d.Write([]byte{0xff})
-		_, _ = d.Write(l.value)
-		_, _ = d.Write([]byte{0xfe})
-	}
-	return d.Sum64()
-}
-
-func (h *RemoteWriteHandler) cacheFor(name string) *seriesCache {
-	h.cacheMu.RLock()
-	c := h.caches[name]
-	h.cacheMu.RUnlock()
-	if c != nil {
-		return c
-	}
-	h.cacheMu.Lock()
-	defer h.cacheMu.Unlock()
-	if c = h.caches[name]; c == nil {
-		c = newSeriesCache()
-		h.caches[name] = c
-	}
-	return c
-}
+// yoloString is b as a string without a copy; it must not outlive b.
+func yoloString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // v1Batch holds the parts of one series while it is read.
 type v1Batch struct {
 	samples, histograms, exemplars [][]byte
-	rawLabels                      []byte // the label fields, when contiguous
 	sb                             labels.ScratchBuilder
+	probe                          labels.Labels // the wire labels, aliasing sb and the body
 	ex                             []exemplar.Exemplar
 }
 
@@ -157,9 +69,9 @@ type v1Batch struct {
 // status, and the error to send with it.
 func (h *RemoteWriteHandler) writeV1(ctx context.Context, body []byte, v *validator) (int, error) {
 	app := h.store.Appender(ctx)
-	var sc seriesCaching
-	if sl, ok := h.store.(seriesLabeler); ok {
-		sc = seriesCaching{cache: h.cacheFor(tenant.FromContext(ctx)), labelsOf: sl.SeriesLabelsOf(ctx)}
+	var find func(labels.Labels) (storage.SeriesRef, labels.Labels, bool)
+	if sf, ok := h.store.(seriesFinder); ok {
+		find = sf.SeriesByLabels(ctx)
 	}
 	maxT := timestamp.FromTime(time.Now().Add(maxAheadTime))
 	var batch v1Batch
@@ -185,7 +97,7 @@ func (h *RemoteWriteHandler) writeV1(ctx context.Context, body []byte, v *valida
 			if !v.wireSeriesV1(f.bytes, &batch) {
 				return invalid()
 			}
-			if code, err := h.appendSeriesV1(app, sc, v, &batch, maxT); err != nil {
+			if code, err := appendSeriesV1(app, find, v, &batch, maxT); err != nil {
 				if code == http.StatusBadRequest && errors.Is(err, errInvalidWrite) {
 					return invalid()
 				}
@@ -220,12 +132,7 @@ func (h *RemoteWriteHandler) writeV1(ctx context.Context, body []byte, v *valida
 func (v *validator) wireSeriesV1(b []byte, batch *v1Batch) bool {
 	v.labels = v.labels[:0]
 	batch.samples, batch.histograms, batch.exemplars = batch.samples[:0], batch.histograms[:0], batch.exemplars[:0]
-	// The label fields as they lie in the body, while they are contiguous:
-	// hashing them in one piece is the cheapest key for the series cache.
-	whole := b
-	labelsFrom, labelsTo, contiguous := -1, -1, true
 	for len(b) > 0 {
-		at := len(whole) - len(b)
 		payload, num, rest, ok := lengthDelimited(b)
 		if !ok {
 			return false
@@ -241,12 +148,6 @@ func (v *validator) wireSeriesV1(b []byte, batch *v1Batch) bool {
 				return false
 			}
 			v.labels = append(v.labels, l)
-			if labelsFrom < 0 {
-				labelsFrom = at
-			} else if labelsTo != at {
-				contiguous = false
-			}
-			labelsTo = len(whole) - len(b)
 		case v1SeriesSamples:
 			batch.samples = append(batch.samples, payload)
 		case v1SeriesHistograms:
@@ -256,10 +157,6 @@ func (v *validator) wireSeriesV1(b []byte, batch *v1Batch) bool {
 		default:
 			return false
 		}
-	}
-	batch.rawLabels = nil
-	if contiguous && labelsFrom >= 0 {
-		batch.rawLabels = whole[labelsFrom:labelsTo]
 	}
 	return true
 }
@@ -342,21 +239,21 @@ func decodeSample(b []byte) (t int64, v float64, ok bool) {
 
 // appendSeriesV1 appends the samples, histograms and exemplars of one
 // series whose labels passed the checks.
-func (h *RemoteWriteHandler) appendSeriesV1(app storage.Appender, sc seriesCaching, v *validator, batch *v1Batch, maxT int64) (int, error) {
+func appendSeriesV1(app storage.Appender, find func(labels.Labels) (storage.SeriesRef, labels.Labels, bool), v *validator, batch *v1Batch, maxT int64) (int, error) {
 	wire := v.labels
 	var (
-		hash   uint64
-		cached storage.SeriesRef
-		lset   labels.Labels
-		ok     bool
+		ref  storage.SeriesRef
+		lset labels.Labels
+		ok   bool
 	)
-	if sc.cache != nil {
-		if batch.rawLabels != nil {
-			hash = xxhash.Sum64(batch.rawLabels)
-		} else {
-			hash = hashWire(wire)
+	if find != nil {
+		// The wire labels as labels, aliasing the body: only compared.
+		batch.sb.Reset()
+		for _, l := range wire {
+			batch.sb.Add(yoloString(l.name), yoloString(l.value))
 		}
-		cached, lset, ok = sc.cache.get(hash, wire, sc.labelsOf)
+		batch.sb.Overwrite(&batch.probe)
+		ref, lset, ok = find(batch.probe)
 	}
 	if !ok {
 		// Labels identical to a series stored before passed these checks.
@@ -369,7 +266,6 @@ func (h *RemoteWriteHandler) appendSeriesV1(app storage.Appender, sc seriesCachi
 		}
 		lset = batch.sb.Labels()
 	}
-	ref := cached
 	var err error
 	for _, sb := range batch.samples {
 		t, val, okS := decodeSample(sb)
@@ -413,9 +309,9 @@ func (h *RemoteWriteHandler) appendSeriesV1(app storage.Appender, sc seriesCachi
 		}
 	}
 	// A series with exemplars only (Prometheus sends each exemplar so) has
-	// no reference unless the cache knew it: the store looks it up by its
-	// labels, as in Prometheus' receiver, and drops the exemplars of a
-	// series it does not have.
+	// no reference unless the store had the series: the store looks it up
+	// by its labels, as in Prometheus' receiver, and drops the exemplars of
+	// a series it does not have.
 	if len(batch.exemplars) > 0 {
 		batch.ex = batch.ex[:0]
 		for _, xb := range batch.exemplars {
@@ -436,17 +332,7 @@ func (h *RemoteWriteHandler) appendSeriesV1(app storage.Appender, sc seriesCachi
 			}
 		}
 	}
-	if sc.cache != nil && ref != cached && ref != 0 {
-		sc.cache.put(hash, ref)
-	}
 	return 0, nil
-}
-
-// seriesCaching is a request's series cache and the store's labels of its
-// references; both nil when the store hands out no labels.
-type seriesCaching struct {
-	cache    *seriesCache
-	labelsOf func(storage.SeriesRef) (labels.Labels, bool)
 }
 
 // appendStatus is the status Prometheus' receiver answers for an append

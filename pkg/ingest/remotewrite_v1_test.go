@@ -18,7 +18,6 @@ import (
 	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
-	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/storage/remote"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/tsdb/tsdbutil"
@@ -166,19 +165,19 @@ func dump(t *testing.T, db *storage.DB) map[string][]string {
 
 func floatString(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-// The series cache holds references only: after a write its entry names
-// the stored series, a second write of the series is appended by that
-// reference, and an entry whose reference names another series (here:
-// forced) is a miss, not a write to the wrong series.
-func TestSeriesCacheHoldsReferences(t *testing.T) {
+// A series seen before is appended with the store's labels, not a copy:
+// the receiver finds it by its wire labels (SeriesByLabels) and builds no
+// labels of its own. Checked through the store: its label string is the
+// one it handed out (stringlabels).
+func TestSeenSeriesUseStoreLabels(t *testing.T) {
 	db := storagetest.New(t)
 	h, err := NewRemoteWriteHandler(db, RemoteWriteOptions{})
 	require.NoError(t, err)
 	now := time.Now().Truncate(time.Minute).UnixMilli()
-	write := func(job string, ts int64) {
+	write := func(ts int64) {
 		t.Helper()
 		req := prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{
-			Labels:  []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: job}},
+			Labels:  []prompb.Label{{Name: "__name__", Value: "up"}, {Name: "job", Value: "api"}},
 			Samples: []prompb.Sample{{Timestamp: ts, Value: 1}},
 		}}}
 		body, err := proto.Marshal(&req)
@@ -190,55 +189,21 @@ func TestSeriesCacheHoldsReferences(t *testing.T) {
 		serve(t, h).ServeHTTP(w, r)
 		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 	}
-	entries := func() map[uint64]promstorage.SeriesRef {
-		out := map[uint64]promstorage.SeriesRef{}
-		for _, c := range h.caches {
-			for i := range c.shards {
-				for k, ref := range c.shards[i].m {
-					out[k] = ref
-				}
-			}
-		}
-		return out
-	}
-	labelsOf := db.SeriesLabelsOf(context.Background())
-
-	write("api", now-2000)
-	first := entries()
-	require.Len(t, first, 1)
-	var apiKey uint64
-	var apiRef promstorage.SeriesRef
-	for k, ref := range first {
-		apiKey, apiRef = k, ref
-	}
-	ls, ok := labelsOf(apiRef)
+	write(now - 1000)
+	find := db.SeriesByLabels(context.Background())
+	want := labels.FromStrings("__name__", "up", "job", "api")
+	ref, stored, ok := find(want)
 	require.True(t, ok)
-	require.Equal(t, `{__name__="up", job="api"}`, ls.String())
-	write("api", now-1000)
-	require.Equal(t, first, entries(), "a hit changes nothing")
-
-	write("db", now-2000)
-	require.Len(t, entries(), 2)
-	var dbRef promstorage.SeriesRef
-	for k, ref := range entries() {
-		if k != apiKey {
-			dbRef = ref
-		}
-	}
-	// The api entry now names the db series: its labels do not match, so
-	// the sample goes to api's series by its labels, and the entry is fixed.
-	for _, c := range h.caches {
-		for i := range c.shards {
-			if _, ok := c.shards[i].m[apiKey]; ok {
-				c.shards[i].m[apiKey] = dbRef
-			}
-		}
-	}
-	write("api", now)
-	require.Equal(t, apiRef, entries()[apiKey])
-	got := dump(t, db)
-	require.Len(t, got[`{__name__="up", job="api"}`], 3)
-	require.Len(t, got[`{__name__="up", job="db"}`], 1)
+	require.NotZero(t, ref)
+	require.True(t, labels.Equal(want, stored))
+	write(now)
+	ref2, stored2, ok := find(want)
+	require.True(t, ok)
+	require.Equal(t, ref, ref2, "the second write went to another series")
+	require.Equal(t, stored.String(), stored2.String())
+	require.Len(t, dump(t, db)[want.String()], 2)
+	_, _, ok = find(labels.FromStrings("__name__", "up", "job", "other"))
+	require.False(t, ok)
 }
 
 // Bodies are read and decoded into pooled buffers: many requests of

@@ -14,14 +14,15 @@ import (
 
 // Store is what the write limits wrap: the store's appenders (Prometheus'
 // v1 and v2 interfaces), the tenant's series count the series limit
-// reads, the labels the store keeps for a series (the remote-write
-// receiver's series cache shares them) and whether it takes writes now.
+// reads, a series' reference and labels found by its labels (the
+// remote-write receiver appends a series seen before by reference) and
+// whether it takes writes now.
 // pkg/storage.DB is one.
 type Store interface {
 	storage.Appendable
 	storage.AppendableV2
 	SeriesCount(ctx context.Context) int
-	SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool)
+	SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.SeriesRef, labels.Labels, bool)
 	WriteError() error
 }
 
@@ -59,9 +60,10 @@ func NewAppendable(inner Store, l *Limiter, at SamplesAt) *Appendable {
 	return &Appendable{inner: inner, l: l, at: at}
 }
 
-// SeriesLabelsOf implements the remote-write receiver's series cache.
-func (s *Appendable) SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool) {
-	return s.inner.SeriesLabelsOf(ctx)
+// SeriesByLabels implements the remote-write receiver's look-up of series
+// seen before.
+func (s *Appendable) SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.SeriesRef, labels.Labels, bool) {
+	return s.inner.SeriesByLabels(ctx)
 }
 
 // WriteError is the store's reason for refusing writes now, if any.

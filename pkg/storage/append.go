@@ -139,24 +139,25 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 	return th.getOrCreate(ls), nil
 }
 
-// SeriesLabelsOf returns a function that gives the labels the store keeps
-// for a series reference an appender of the tenant in ctx handed out (false
-// if the reference names no series, any more), so that a caller caching
-// references (the remote-write receiver) need not hold the labels too. The
-// tenant is resolved once: a request looks up thousands of references.
-func (db *DB) SeriesLabelsOf(ctx context.Context) func(storage.SeriesRef) (labels.Labels, bool) {
+// SeriesByLabels returns a function that finds a series of the tenant in
+// ctx by its labels and returns its reference and the labels the store
+// keeps (which the caller may hold), so that a receiver appends a series
+// seen before by reference, without building its labels. The labels looked
+// up are only compared: they may alias memory the caller reuses. The tenant
+// is resolved once: a request looks up thousands of series.
+func (db *DB) SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.SeriesRef, labels.Labels, bool) {
 	th := db.tenantFor(ctx)
-	return func(ref storage.SeriesRef) (labels.Labels, bool) {
+	return func(ls labels.Labels) (storage.SeriesRef, labels.Labels, bool) {
 		if th == nil {
 			if th = db.tenantFor(ctx); th == nil {
-				return labels.EmptyLabels(), false
+				return 0, labels.EmptyLabels(), false
 			}
 		}
-		s := th.getByRef(uint64(ref))
+		s := th.get(ls, ls.Hash())
 		if s == nil {
-			return labels.EmptyLabels(), false
+			return 0, labels.EmptyLabels(), false
 		}
-		return s.lset, true
+		return storage.SeriesRef(s.ref), s.lset, true
 	}
 }
 
