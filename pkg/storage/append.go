@@ -136,6 +136,9 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 	if err := validateLabels(ls); err != nil {
 		return nil, err
 	}
+	if th.nextIdx.Load() > maxIndexIDs {
+		return nil, ErrIndexIDsExhausted
+	}
 	return th.getOrCreate(ls), nil
 }
 

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -32,8 +33,8 @@ type tenantHead struct {
 	// is durable, in another order. They are 32-bit (memPostings).
 	postings *memPostings
 	idxMu    sync.Mutex
-	nextIdx  uint64
-	byIdx    refTable // index id → series
+	nextIdx  atomic.Uint64 // written under idxMu
+	byIdx    refTable      // index id → series
 
 	minT, maxT atomic.Int64 // math.MaxInt64 / math.MinInt64 when empty
 
@@ -49,7 +50,7 @@ func newTenantHead(id uint32, name string) *tenantHead {
 		metadata: map[string][]metadata.Metadata{},
 	}
 	th.series.init()
-	th.nextIdx = 1
+	th.nextIdx.Store(1)
 	th.byIdx.init()
 	th.minT.Store(math.MaxInt64)
 	th.maxT.Store(math.MinInt64)
@@ -266,6 +267,15 @@ func (th *tenantHead) getOrCreate(lset labels.Labels) *memSeries {
 	return th.series.getOrCreate(lset, lset.Hash())
 }
 
+// maxIndexIDs is how many index ids a tenant gives out before it refuses
+// new series: ids are 32-bit and given anew at each start, and series
+// created but not yet indexed (their first commit in flight) need theirs.
+const maxIndexIDs = math.MaxUint32 - 1<<24
+
+// ErrIndexIDsExhausted is returned for a new series once its tenant has
+// indexed maxIndexIDs series since the process started.
+var ErrIndexIDsExhausted = errors.New("the tenant's series index ids are exhausted (4.28 billion series indexed since the start); restart levitated to number them again")
+
 // addLoaded inserts a series read back from Pebble at open.
 func (th *tenantHead) addLoaded(s *memSeries) {
 	th.series.add(s)
@@ -284,8 +294,7 @@ func (th *tenantHead) index(ss []*memSeries) {
 			s.mu.Unlock()
 			continue
 		}
-		s.idx = th.nextIdx
-		th.nextIdx++
+		s.idx = th.nextIdx.Add(1) - 1
 		s.mu.Unlock()
 		th.byIdx.set(s.idx, s)
 		th.postings.Add(uint32(s.idx), s.lset)

@@ -1,9 +1,13 @@
 package storage
 
 import (
+	"context"
+	"errors"
+	"log/slog"
 	"testing"
 
 	"github.com/prometheus/prometheus/model/labels"
+	promstorage "github.com/prometheus/prometheus/storage"
 )
 
 // TestHashStripeSharedHash: series whose label sets hash alike (forced
@@ -43,5 +47,41 @@ func TestHashStripeSharedHash(t *testing.T) {
 	check(other)
 	if len(st.byHash) != 1 || len(st.more) != 0 {
 		t.Fatalf("left %d in byHash, %d in more", len(st.byHash), len(st.more))
+	}
+}
+
+// TestIndexIDsExhausted: index ids are 32-bit; a tenant that gave out
+// nearly all of them refuses new series with a clear error (never wraps
+// an id onto another series' postings) and still takes samples of the
+// series it has.
+func TestIndexIDsExhausted(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(t.TempDir(), Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	old := labels.FromStrings("__name__", "up", "i", "old")
+	app := db.AppenderV2(ctx)
+	if _, err := app.Append(0, old, 0, 1000, 1, nil, nil, promstorage.AOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	db.tenantFor(ctx).nextIdx.Store(maxIndexIDs + 1)
+
+	app = db.AppenderV2(ctx)
+	_, err = app.Append(0, labels.FromStrings("__name__", "up", "i", "new"), 0, 2000, 1, nil, nil, promstorage.AOptions{})
+	if !errors.Is(err, ErrIndexIDsExhausted) {
+		t.Fatalf("new series after the ids ran out: %v, want ErrIndexIDsExhausted", err)
+	}
+	_ = app.Rollback()
+	app = db.AppenderV2(ctx)
+	if _, err := app.Append(0, old, 0, 2000, 2, nil, nil, promstorage.AOptions{}); err != nil {
+		t.Fatalf("a known series after the ids ran out: %v", err)
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
 	}
 }
