@@ -26,7 +26,10 @@
 // on as many goroutines as there are shards, and adds them in the
 // select's order (rollup.EvalParallel); shards of the groups' hash spread
 // few groups unevenly. Only when the rollup cannot evaluate it does such an
-// aggregation run over shards on the engine.
+// aggregation run over shards on the engine. A range query that is a range
+// function alone — rate(http_requests_total{service="checkout"}[5m]) — is
+// a rollup without aggregation (rollup.CompileSeries): its series are the
+// result, with no engine pass over them.
 package queryshard
 
 import (
@@ -72,7 +75,8 @@ type Engine struct {
 	rolledUp atomic.Int64
 }
 
-// Sharded returns how many queries ran sharded.
+// Sharded returns how many queries ran sharded (or, as a whole, through a
+// rollup).
 func (e *Engine) Sharded() int64 { return e.sharded.Load() }
 
 // RolledUp returns how many aggregations (or shards of one) pkg/rollup
@@ -144,10 +148,16 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	if err != nil {
 		return delegate() // the inner engine reports it as Prometheus does
 	}
+	var top *rollup.Plan
+	if c, ok := unparen(expr).(*parser.Call); ok && e.rollups != nil && !instant {
+		top = rollup.CompileSeries(c)
+	}
 	var found []foundNode
-	e.find(expr, false, &found)
-	if len(found) == 0 {
-		return delegate()
+	if top == nil {
+		e.find(expr, false, &found)
+		if len(found) == 0 {
+			return delegate()
+		}
 	}
 	statement, err := e.parser.ParseExpr(qs) // the original tree, for Statement
 	if err != nil {
@@ -155,7 +165,11 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	}
 	sq := &shardedQuery{
 		engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
-		instant: instant, statement: statement,
+		instant: instant, statement: statement, top: top,
+	}
+	e.sharded.Add(1)
+	if top != nil {
+		return sq, nil
 	}
 	for _, f := range found {
 		sq.nodes = append(sq.nodes, f.node)
@@ -163,7 +177,6 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 		sq.plans = append(sq.plans, f.plan)
 	}
 	sq.outer = rewrite(expr, sq.nodes).String()
-	e.sharded.Add(1)
 	return sq, nil
 }
 
@@ -415,6 +428,10 @@ type shardedQuery struct {
 	plans      []*rollup.Plan // per node; nil where the engine evaluates it
 	outer      string
 	statement  parser.Expr
+	// top is the plan of a range query that is a range function without
+	// aggregation (rollup.CompileSeries): the rollup's series are the
+	// result, or the query runs on the engine.
+	top *rollup.Plan
 
 	mu       sync.Mutex
 	cancel   context.CancelFunc
@@ -471,6 +488,9 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	s.cancel = cancel
 	s.mu.Unlock()
 
+	if s.top != nil {
+		return s.execTop(ctx)
+	}
 	n := s.engine.shards
 	partial := make([][]promql.Series, len(s.nodes))
 	rollupCtx := ctx
@@ -612,11 +632,45 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	return res
 }
 
+// execTop evaluates a query that is a range function without aggregation
+// with its rollup, or, where the rollup leaves it to the engine, on the
+// engine.
+func (s *shardedQuery) execTop(ctx context.Context) *promql.Result {
+	if r, ok := s.rollupSetup(ctx); ok {
+		rctx := ctx
+		if t := s.engine.rollups.Timeout; t > 0 {
+			var cancel context.CancelFunc
+			rctx, cancel = context.WithTimeout(ctx, t)
+			defer cancel()
+		}
+		series, annos, err := s.top.EvalParallel(rctx, s.q, r, s.engine.rollups.MaxSamples, max(s.engine.shards, 1), storeParts{})
+		switch {
+		case err == nil:
+			if m, ok := rollup.Matrix(series); ok {
+				s.engine.rolledUp.Add(1)
+				return &promql.Result{Value: m, Warnings: annos}
+			}
+		case errors.Is(err, rollup.ErrFallback), errors.Is(err, rollup.ErrTooManySamples):
+		default:
+			return &promql.Result{Err: err, Warnings: annos}
+		}
+	}
+	qry, err := s.newInner(ctx, s.q, s.qs)
+	if err != nil {
+		return &promql.Result{Err: err}
+	}
+	s.mu.Lock()
+	s.outerQry = qry
+	s.closers = append(s.closers, qry)
+	s.mu.Unlock()
+	return qry.Exec(ctx)
+}
+
 // rollupSetup reports whether the shards may be evaluated by pkg/rollup,
 // and at which times.
 func (s *shardedQuery) rollupSetup(ctx context.Context) (rollup.Range, bool) {
 	o := s.engine.rollups
-	if o == nil || !slices.ContainsFunc(s.plans, func(p *rollup.Plan) bool { return p != nil }) {
+	if o == nil || (s.top == nil && !slices.ContainsFunc(s.plans, func(p *rollup.Plan) bool { return p != nil })) {
 		return rollup.Range{}, false
 	}
 	lookback := o.LookbackDelta

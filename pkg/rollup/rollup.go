@@ -29,7 +29,11 @@
 // rate, increase, delta, irate, idelta, sum_over_time, count_over_time,
 // min_over_time, max_over_time, last_over_time and present_over_time of a
 // matrix selector; parentheses allowed; no offset, @, anchored or smoothed
-// modifier.
+// modifier. CompileSeries accepts one of those functions without an
+// aggregation — rate(http_requests_total{service="checkout"}[5m]) — whose
+// plan returns one series per input series with a value, and Matrix makes
+// them the engine's result of a range query: names dropped, sorted by
+// labels.
 package rollup
 
 import (
@@ -38,6 +42,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -81,6 +86,9 @@ type Plan struct {
 	hintFunc string
 	hintBy   bool
 	hintGrp  []string
+	// perSeries: no aggregation, one output series per input series
+	// (CompileSeries).
+	perSeries bool
 }
 
 // functions are the range functions a Plan evaluates.
@@ -119,29 +127,53 @@ func Compile(a *parser.AggregateExpr) *Plan {
 			p.hintBy, p.hintGrp = !a.Without, a.Grouping
 		}
 	case *parser.Call:
-		if !functions[e.Func.Name] || len(e.Args) != 1 {
-			return nil
-		}
-		ms, ok := e.Args[0].(*parser.MatrixSelector)
-		if !ok {
-			return nil
-		}
-		vs, ok := ms.VectorSelector.(*parser.VectorSelector)
-		if !ok || vs.Anchored || vs.Smoothed {
-			return nil
-		}
-		p.fn, p.sel, p.rng, p.rngDur, p.argPos = e.Func.Name, vs, ms.Range.Milliseconds(), ms.Range, ms.PositionRange()
-		p.hintFunc = e.Func.Name
-		if p.rng <= 0 {
+		if !p.call(e) {
 			return nil
 		}
 	default:
 		return nil
 	}
-	if p.sel.OriginalOffset != 0 || p.sel.Offset != 0 || p.sel.Timestamp != nil || p.sel.StartOrEnd != 0 {
+	if !plainSelector(p.sel) {
 		return nil
 	}
 	return p
+}
+
+// CompileSeries returns the plan of c evaluated without aggregation — a
+// range function of a matrix selector, one output series per input
+// series — or nil when c is not a form Eval covers. Eval returns the
+// series in the select's order with DropName set as the engine sets it;
+// Matrix turns them into the engine's result of a query that is c alone.
+func CompileSeries(c *parser.Call) *Plan {
+	p := &Plan{perSeries: true}
+	if !p.call(c) || !plainSelector(p.sel) {
+		return nil
+	}
+	return p
+}
+
+// call sets the function of p to c's, reporting whether it is one Eval
+// covers, over a matrix selector.
+func (p *Plan) call(e *parser.Call) bool {
+	if !functions[e.Func.Name] || len(e.Args) != 1 {
+		return false
+	}
+	ms, ok := e.Args[0].(*parser.MatrixSelector)
+	if !ok {
+		return false
+	}
+	vs, ok := ms.VectorSelector.(*parser.VectorSelector)
+	if !ok || vs.Anchored || vs.Smoothed {
+		return false
+	}
+	p.fn, p.sel, p.rng, p.rngDur, p.argPos = e.Func.Name, vs, ms.Range.Milliseconds(), ms.Range, ms.PositionRange()
+	p.hintFunc = e.Func.Name
+	return p.rng > 0
+}
+
+// plainSelector reports whether vs has no offset and no @ modifier.
+func plainSelector(vs *parser.VectorSelector) bool {
+	return vs.OriginalOffset == 0 && vs.Offset == 0 && vs.Timestamp == nil && vs.StartOrEnd == 0
 }
 
 func unparen(e parser.Expr) parser.Expr {
@@ -175,6 +207,29 @@ func (r Range) steps() int {
 // matters). maxSamples bounds the groups' points (0: no bound).
 func (p *Plan) Eval(ctx context.Context, q storage.Queryable, r Range, maxSamples int) ([]promql.Series, annotations.Annotations, error) {
 	return p.EvalParallel(ctx, q, r, maxSamples, 1, nil)
+}
+
+// Matrix is the engine's result of a range query that is a plan without
+// aggregation alone (CompileSeries), made from Eval's series: the metric
+// name, type and unit dropped where the function drops them (at the end
+// of the query, as the engine's delayed name removal does; without it the
+// engine drops the same labels at once), sorted by labels. It reports
+// false when two series then have the same labels (the engine merges them,
+// or refuses the query): run the query on the engine.
+func Matrix(series []promql.Series) (promql.Matrix, bool) {
+	m := promql.Matrix(series)
+	for i := range m {
+		if m[i].DropName {
+			m[i].Metric = m[i].Metric.DropReserved(schema.IsMetadataLabel)
+		}
+	}
+	sort.Sort(m)
+	for i := 1; i < len(m); i++ {
+		if labels.Equal(m[i-1].Metric, m[i].Metric) {
+			return nil, false
+		}
+	}
+	return m, true
 }
 
 // Parts selects runs of consecutive series of a select, which can be read
@@ -244,6 +299,12 @@ func (p *Plan) EvalParallel(ctx context.Context, q storage.Queryable, r Range, m
 			return nil, agg.annos, err
 		}
 		if !found {
+			continue
+		}
+		if p.perSeries {
+			if err := agg.addSeries(sr.result(), sr.buf.len()); err != nil {
+				return nil, agg.annos, err
+			}
 			continue
 		}
 		g, err := agg.group(sr.key, sr.groupLabels)
@@ -324,6 +385,9 @@ func (sr *seriesReader) series(s storage.Series, annos *annotations.Annotations)
 			annos.Add(annotations.NewPossibleNonCounterInfo(name, p.argPos))
 		}
 	}
+	if p.perSeries {
+		return true, nil
+	}
 	// The key of the group: the values of the grouping labels (a label
 	// missing and a label with an empty value are the same in Prometheus),
 	// or, without, the labels of the group.
@@ -338,6 +402,25 @@ func (sr *seriesReader) series(s storage.Series, annos *annotations.Annotations)
 		sr.key = append(sr.key, 0xff)
 	}
 	return true, nil
+}
+
+// result is the last series' output series, without aggregation: its
+// labels, marked for the removal of the metric name as the engine marks
+// them (last_over_time keeps it), and its points.
+func (sr *seriesReader) result() promql.Series {
+	n := 0
+	for _, h := range sr.has {
+		if h {
+			n++
+		}
+	}
+	s := promql.Series{Metric: sr.metric, DropName: sr.p.fn != "last_over_time", Floats: make([]promql.FPoint, 0, n)}
+	for k, h := range sr.has {
+		if h {
+			s.Floats = append(s.Floats, promql.FPoint{T: sr.r.Start + int64(k)*sr.r.Interval, F: sr.out[k]})
+		}
+	}
+	return s
 }
 
 // groupLabels are the labels of the last series' group
@@ -362,6 +445,25 @@ type aggregation struct {
 	groups     []*group
 	byKey      map[string]*group
 	annos      annotations.Annotations
+	// Without aggregation: the output series, their points, and the
+	// most samples read for one series.
+	series []promql.Series
+	points int
+	maxBuf int
+}
+
+// addSeries adds an output series of a plan without aggregation, which
+// read nbuf samples. The engine holds the points of the series before it
+// and the samples of its window: when these could exceed maxSamples it
+// is ErrTooManySamples, for the engine to refuse or not.
+func (a *aggregation) addSeries(s promql.Series, nbuf int) error {
+	a.points += len(s.Floats)
+	a.maxBuf = max(a.maxBuf, nbuf)
+	if a.maxSamples > 0 && a.points+a.maxBuf > a.maxSamples {
+		return ErrTooManySamples
+	}
+	a.series = append(a.series, s)
+	return nil
 }
 
 func newAggregation(p *Plan, r Range, nsteps, maxSamples int) *aggregation {
@@ -399,6 +501,9 @@ func (a *aggregation) add(g *group, out []float64, has []bool) {
 
 func (a *aggregation) result() []promql.Series {
 	p, r := a.p, a.r
+	if p.perSeries {
+		return a.series
+	}
 	res := make([]promql.Series, 0, len(a.groups))
 	for _, g := range a.groups {
 		s := promql.Series{Metric: g.metric, DropName: g.dropName}
@@ -440,8 +545,10 @@ type partValues struct {
 	byKey  map[string]int32
 	series []int32
 	has    []uint64
-	vals   [][]float64 // in blocks of valBlock
-	counts [][]float64 // count and group: per group, its series with a value at each step
+	vals   [][]float64     // in blocks of valBlock
+	counts [][]float64     // count and group: per group, its series with a value at each step
+	out    []promql.Series // without aggregation: the output series
+	maxBuf int             // without aggregation: the most samples read for a series
 	annos  annotations.Annotations
 	served bool
 	last   bool
@@ -549,7 +656,7 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 		case b := <-spare:
 			pv.series, pv.has = b.series[:0], b.has[:0]
 		default:
-			if counting {
+			if counting || rd.p.perSeries {
 				break
 			}
 			// Sized for the part at once: grown by append, the buffers
@@ -579,6 +686,11 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 				return
 			}
 			if !found {
+				continue
+			}
+			if rd.p.perSeries {
+				pv.out = append(pv.out, sr.result())
+				pv.maxBuf = max(pv.maxBuf, sr.buf.len())
 				continue
 			}
 			gi, ok := pv.byKey[string(sr.key)]
@@ -668,6 +780,19 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 			return true, pv.err
 		}
 		agg.annos.Merge(pv.annos)
+		if rd.p.perSeries {
+			for _, s := range pv.out {
+				if err := agg.addSeries(s, pv.maxBuf); err != nil {
+					return true, err
+				}
+			}
+			pv.out = nil
+			tokens <- struct{}{}
+			if pv.last {
+				return true, contextErr(ctx)
+			}
+			continue
+		}
 		if counting {
 			for gi, c := range pv.counts {
 				g, err := agg.group([]byte(pv.keys[gi]), func() labels.Labels { return pv.labels[gi] })

@@ -257,7 +257,103 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			checked++
 		}
 	}
+	// Without aggregation: one series per input series, the engine's
+	// labels (names dropped but by last_over_time), order and values.
+	for i, f := range funcs {
+		w := windows[i%len(windows)]
+		for _, qs := range []string{
+			fmt.Sprintf("%s(req_total[%s])", f, w),
+			fmt.Sprintf("(%s({__name__=~\"mem_bytes|lat_seconds\",zone!=\"b\"}[%s]))", f, windows[(i+1)%len(windows)]),
+		} {
+			expr, err := p.ParseExpr(qs)
+			require.NoError(t, err, qs)
+			call, ok := unparen(expr).(*parser.Call)
+			require.True(t, ok, qs)
+			plan := rollup.CompileSeries(call)
+			require.NotNil(t, plan, qs)
+			for _, w := range windowsQ {
+				var qry promql.Query
+				if w.step == 0 {
+					qry, err = engine.NewInstantQuery(ctx, db, nil, qs, time.UnixMilli(w.start))
+				} else {
+					qry, err = engine.NewRangeQuery(ctx, db, nil, qs, time.UnixMilli(w.start), time.UnixMilli(w.end), time.Duration(w.step)*time.Millisecond)
+				}
+				require.NoError(t, err)
+				res := qry.Exec(ctx)
+				require.NoError(t, res.Err, qs)
+				want := asMatrix(res.Value)
+				qry.Close()
+				rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+				got, annos, err := plan.Eval(ctx, db, rng, 0)
+				require.NoError(t, err, qs)
+				sp := &storeParts{size: 3}
+				par, parAnnos, err := plan.EvalParallel(ctx, db, rng, 0, 3, sp)
+				require.NoError(t, err, qs)
+				require.GreaterOrEqual(t, sp.served.Load(), int64(3), "%s: parts served", qs)
+				sameOrder(t, qs, got, par)
+				require.ElementsMatch(t, keys(annos), keys(parAnnos), qs)
+				require.ElementsMatch(t, keys(res.Warnings), keys(annos), qs)
+				what := fmt.Sprintf("%s over %+v", qs, w)
+				if w.step == 0 {
+					equal(t, what, want, got)
+					checked++
+					continue
+				}
+				// A range query's result: Matrix's, in the engine's order.
+				m, ok := rollup.Matrix(got)
+				require.True(t, ok, what)
+				for i := range m {
+					m[i].DropName = false // asMatrix's copy of the engine's has none
+				}
+				sameOrder(t, what, want, m)
+				checked++
+			}
+		}
+	}
 	t.Logf("%d queries equal to the engine's", checked)
+}
+
+func unparen(e parser.Expr) parser.Expr {
+	for {
+		p, ok := e.(*parser.ParenExpr)
+		if !ok {
+			return e
+		}
+		e = p.Expr
+	}
+}
+
+// TestMatrixSameLabels: series that have the same labels once their names
+// are dropped are left to the engine (which merges or refuses them).
+func TestMatrixSameLabels(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := context.Background()
+	app := db.AppenderV2(ctx)
+	for _, name := range []string{"a_total", "b_total"} {
+		lset := labels.FromStrings("__name__", name, "x", "1")
+		var ref promstorage.SeriesRef
+		var err error
+		for i := range int64(40) {
+			ref, err = app.Append(ref, lset, 0, t0+i*15_000, float64(i), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
+	require.NoError(t, app.Commit())
+	rng := rollup.Range{Start: t0 + 300_000, End: t0 + 540_000, Interval: 60_000, Lookback: 300_000}
+	for qs, same := range map[string]bool{
+		`rate({__name__=~"a_total|b_total"}[5m])`:           true,
+		`last_over_time({__name__=~"a_total|b_total"}[5m])`: false, // keeps the names
+		`rate(a_total[5m])`:                                 false,
+	} {
+		expr, err := levpromql.NewParser().ParseExpr(qs)
+		require.NoError(t, err)
+		plan := rollup.CompileSeries(expr.(*parser.Call))
+		series, _, err := plan.Eval(ctx, db, rng, 0)
+		require.NoError(t, err, qs)
+		require.NotEmpty(t, series, qs)
+		_, ok := rollup.Matrix(series)
+		require.Equal(t, !same, ok, qs)
+	}
 }
 
 // TestEvalFallsBack: a native histogram or a start timestamp is left to
@@ -339,6 +435,19 @@ func TestCompileRefuses(t *testing.T) {
 		expr, err := levpromql.NewParser().ParseExpr(qs)
 		require.NoError(t, err, qs)
 		require.Nil(t, rollup.Compile(expr.(*parser.AggregateExpr)), qs)
+	}
+	for _, qs := range []string{
+		`rate(x[5m] offset 1m)`,
+		`rate(x[5m] @ 100)`,
+		`rate(x[5m:1m])`,
+		`quantile_over_time(0.5, x[5m])`,
+		`abs(x)`,
+		`deriv(x[5m])`,
+		`rate(x[5m] anchored)`,
+	} {
+		expr, err := levpromql.NewParser().ParseExpr(qs)
+		require.NoError(t, err, qs)
+		require.Nil(t, rollup.CompileSeries(expr.(*parser.Call)), qs)
 	}
 }
 
