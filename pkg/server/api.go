@@ -100,8 +100,11 @@ func (s *Server) prometheusAPI() http.Handler {
 		false, // query cost
 		o.Query.Timeout,
 	)
-	// The console's binary matrices, for a client that asks for them in
-	// Accept (pkg/matrixcodec); JSON stays the default.
+	// Prometheus' JSON, its large matrices encoded on all cores (the same
+	// bytes), then the console's binary matrices, for a client that asks
+	// for them in Accept (pkg/matrixcodec); JSON stays the default.
+	api.ClearCodecs()
+	api.InstallCodec(matrixcodec.JSONCodec{})
 	api.InstallCodec(matrixcodec.Codec{})
 	api.InstallCodec(matrixcodec.GzipCodec{})
 	router := route.New()
