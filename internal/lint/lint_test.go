@@ -126,6 +126,8 @@ func TestImportDirection(t *testing.T) {
 		// The Kubernetes watcher talks to levitated over its API, as any
 		// sender of events does: it knows the event model only.
 		"pkg/kubeevents": {"pkg/storage", "pkg/ingest", "pkg/server", "pkg/promql", "pkg/analysis", "pkg/kayenta", "pkg/canaryapi"},
+		// Parallel gzip: klauspost's deflate only.
+		"pkg/pgzip": {"pkg/"},
 		// The XOR chunk encoder: Prometheus' chunkenc only.
 		"pkg/xorchunk": {"pkg/"},
 		// The Thanos StoreAPI reads through Prometheus' ChunkQueryable only.

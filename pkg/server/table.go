@@ -154,10 +154,13 @@ func (s *Server) routes() ([]Route, error) {
 		switch p.path {
 		// The query routes' gzip with pooled writers (compression.go), in
 		// the methods Prometheus' API registers them with.
-		case "/api/v1/query", "/api/v1/query_range", "/api/v1/query_exemplars", "/api/v1/series", "/api/v1/labels":
-			handler = withPooledGzip(handler, s.ready.Load, http.MethodGet, http.MethodPost)
+		// query and query_range at gzip's best speed, on all cores.
+		case "/api/v1/query", "/api/v1/query_range":
+			handler = withPooledGzip(handler, s.ready.Load, true, http.MethodGet, http.MethodPost)
+		case "/api/v1/query_exemplars", "/api/v1/series", "/api/v1/labels":
+			handler = withPooledGzip(handler, s.ready.Load, false, http.MethodGet, http.MethodPost)
 		case "/api/v1/label/{name}/values":
-			handler = withPooledGzip(handler, s.ready.Load, http.MethodGet)
+			handler = withPooledGzip(handler, s.ready.Load, false, http.MethodGet)
 		}
 		if p.path == "/api/v1/query" || p.path == "/api/v1/query_range" {
 			handler = withNoCache(withTemplates(handler, s.opts.Query.Limits())) // resultscache.go

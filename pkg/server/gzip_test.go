@@ -1,0 +1,89 @@
+package server_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/prometheus/prometheus/prompb"
+	"github.com/stretchr/testify/require"
+
+	"github.com/levitated/levitated/pkg/pgzip"
+	"github.com/levitated/levitated/pkg/server/servertest"
+)
+
+// TestQueryGzip: the answers of /api/v1/query_range and /api/v1/query in
+// gzip (compressed by levitated, in blocks on all cores once large)
+// decompress to the bytes of the uncompressed answer; deflate, chosen as
+// Prometheus chooses it, is still Prometheus'; errors are compressed too.
+func TestQueryGzip(t *testing.T) {
+	defer func(n int) { pgzip.ParallelBytes = n }(pgzip.ParallelBytes)
+	pgzip.ParallelBytes = 1024 // the answers below are 3 and 60 kB
+	srv := servertest.Start(t)
+	now := time.Now().Truncate(time.Minute)
+	var ts []prompb.TimeSeries
+	for i := range 40 {
+		s := prompb.TimeSeries{Labels: labelsV1("__name__", "req_total", "pod", fmt.Sprint(i))}
+		for k := range 120 {
+			s.Samples = append(s.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(k-120) * 15 * time.Second).UnixMilli(), Value: float64(k * (i + 1))})
+		}
+		ts = append(ts, s)
+	}
+	require.Equal(t, http.StatusNoContent, writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: ts}).code)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	fetch := func(path string, params url.Values, accept string) (*http.Response, []byte) {
+		req, err := http.NewRequest(http.MethodGet, srv.URL+path+"?"+params.Encode(), nil)
+		require.NoError(t, err)
+		if accept != "" {
+			req.Header.Set("Accept-Encoding", accept)
+		}
+		resp, err := client.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp, b
+	}
+	for _, c := range []struct {
+		path   string
+		params url.Values
+		code   int
+	}{
+		{"/api/v1/query_range", url.Values{"query": {"rate(req_total[1m])"}, "start": {unixString(now.Add(-30 * time.Minute))}, "end": {unixString(now)}, "step": {"15"}}, 200},
+		{"/api/v1/query", url.Values{"query": {"req_total"}, "time": {unixString(now)}}, 200},
+		{"/api/v1/query_range", url.Values{"query": {"rate(req_total[1m]"}, "start": {"1"}, "end": {"2"}, "step": {"15"}}, 400},
+	} {
+		plain, want := fetch(c.path, c.params, "")
+		require.Equal(t, c.code, plain.StatusCode, string(want))
+		require.Empty(t, plain.Header.Get("Content-Encoding"))
+		for _, accept := range []string{"gzip", "br, gzip", "gzip, deflate"} {
+			resp, body := fetch(c.path, c.params, accept)
+			require.Equal(t, c.code, resp.StatusCode)
+			require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), accept)
+			require.Equal(t, plain.Header.Values("Vary"), resp.Header.Values("Vary"))
+			require.Equal(t, plain.Header.Get("Content-Type"), resp.Header.Get("Content-Type"))
+			zr, err := gzip.NewReader(bytes.NewReader(body))
+			require.NoError(t, err)
+			zr.Multistream(false)
+			got, err := io.ReadAll(zr)
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(got), "%s %s", c.path, accept)
+		}
+		resp, body := fetch(c.path, c.params, "deflate, gzip")
+		require.Equal(t, "deflate", resp.Header.Get("Content-Encoding"))
+		zr, err := zlib.NewReader(bytes.NewReader(body))
+		require.NoError(t, err)
+		got, err := io.ReadAll(zr)
+		require.NoError(t, err)
+		require.Equal(t, string(want), string(got))
+		if c.code == 200 {
+			require.Greater(t, len(want), pgzip.ParallelBytes, "the answer is compressed in blocks")
+		}
+	}
+}
