@@ -176,6 +176,7 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 		sq.kinds = append(sq.kinds, f.kind)
 		sq.plans = append(sq.plans, f.plan)
 	}
+	sq.k = selectionOf(expr, found, instant)
 	sq.outer = rewrite(expr, sq.nodes).String()
 	return sq, nil
 }
@@ -432,6 +433,9 @@ type shardedQuery struct {
 	// aggregation (rollup.CompileSeries): the rollup's series are the
 	// result, or the query runs on the engine.
 	top *rollup.Plan
+	// k is the topk or bottomk of a range query that is one over its only
+	// node (topk.go).
+	k *selection
 
 	mu       sync.Mutex
 	cancel   context.CancelFunc
@@ -603,6 +607,11 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	wg.Wait()
 	if firstErr != nil {
 		return &promql.Result{Err: firstErr, Warnings: warnings}
+	}
+	if s.k != nil && !unsharded.Load() && exactMerge(s.nodes, partial) {
+		if m, ok := s.k.apply(partial[0], s.steps(), s.engine.rollups); ok {
+			return &promql.Result{Value: m, Warnings: warnings}
+		}
 	}
 	if unsharded.Load() || !exactMerge(s.nodes, partial) {
 		// Adding the partial results could differ from Prometheus' single

@@ -181,6 +181,20 @@ func TestRollupKeepsTopkTies(t *testing.T) {
 			require.NoError(t, err)
 		}
 	}
+	// NaN rates in some groups at some steps: the heaps order NaN lowest.
+	for i := range 6 {
+		lset := labels.FromStrings("__name__", "nan_total", "group", string(rune('a'+i%3)), "inst", strconv.Itoa(i))
+		var ref promstorage.SeriesRef
+		var err error
+		for k := int64(0); k < 80; k++ {
+			v := float64(k * int64(i+1))
+			if (k/10+int64(i))%4 == 0 {
+				v = math.NaN()
+			}
+			ref, err = app.Append(ref, lset, 0, t0+k*15_000, v, nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+		}
+	}
 	require.NoError(t, app.Commit())
 	opts := levpromql.DefaultOptions()
 	inner, err := levpromql.New(opts)
@@ -188,6 +202,43 @@ func TestRollupKeepsTopkTies(t *testing.T) {
 	defer inner.Close()
 	sharded := queryshard.New(inner, 3, levpromql.NewParser(), levpromql.EventFunctions()...).
 		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+	// Range queries: topk and bottomk over a rollup select at each step
+	// (queryshard's own heap), with ties and NaN, as the engine does.
+	for _, q := range []string{
+		`topk(2, sum by (group) (rate(ties_total[5m])))`,
+		`topk(1, sum by (group) (rate(ties_total[5m])))`,
+		`bottomk(3, count by (group) (ties_total))`,
+		`bottomk(2, max by (group) (ties_total))`,
+		`topk(2, sum by (group) (rate(nan_total[2m])))`,
+		`bottomk(2, (sum by (group) (rate(nan_total[2m]))))`,
+		`topk(7, sum by (group, inst) (rate(nan_total[2m])))`,
+		`topk(2.9, min by (inst) (nan_total))`,
+	} {
+		exec := func(e promql.QueryEngine) promql.Matrix {
+			qry, err := e.NewRangeQuery(ctx, db, nil, q, time.UnixMilli(t0+4*60_000), time.UnixMilli(t0+19*60_000), 30*time.Second)
+			require.NoError(t, err)
+			defer qry.Close()
+			res := qry.Exec(ctx)
+			require.NoError(t, res.Err, q)
+			out := promql.Matrix{}
+			for _, s := range res.Value.(promql.Matrix) {
+				out = append(out, promql.Series{Metric: s.Metric, Floats: append([]promql.FPoint(nil), s.Floats...)})
+			}
+			return out
+		}
+		rolled := sharded.RolledUp()
+		want, got := exec(inner), exec(sharded)
+		require.Greater(t, sharded.RolledUp(), rolled, q)
+		require.Equal(t, len(want), len(got), q)
+		for i := range want {
+			require.Equal(t, want[i].Metric.String(), got[i].Metric.String(), "%s: #%d", q, i)
+			require.Equal(t, len(want[i].Floats), len(got[i].Floats), "%s %s", q, want[i].Metric)
+			for k := range want[i].Floats {
+				require.Equal(t, want[i].Floats[k].T, got[i].Floats[k].T, q)
+				require.Equal(t, math.Float64bits(want[i].Floats[k].F), math.Float64bits(got[i].Floats[k].F), "%s %s", q, want[i].Metric)
+			}
+		}
+	}
 	at := time.UnixMilli(t0 + 15*60_000)
 	for _, q := range []string{
 		`topk(2, sum by (group) (rate(ties_total[5m])))`,
