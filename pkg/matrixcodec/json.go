@@ -92,10 +92,17 @@ func (JSONCodec) Encode(resp *v1.Response) ([]byte, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runs[w], errs[w] = jsoniter.ConfigCompatibleWithStandardLibrary.Marshal(part)
+			runs[w], errs[w] = encodeRun(part, points/workers)
 		}()
 	}
 	wg.Wait()
+	defer func() {
+		for _, r := range runs {
+			if r != nil {
+				runBufs.Put(&r)
+			}
+		}
+	}()
 	size := len(head)
 	for w, r := range runs {
 		if errs[w] != nil {
@@ -117,4 +124,34 @@ func (JSONCodec) Encode(resp *v1.Response) ([]byte, error) {
 		out = append(out, r[1:len(r)-1]...) // without the run's [ and ]
 	}
 	return append(out, head[at:]...), nil
+}
+
+// runBufs are the buffers runs are encoded into, reused from answer to
+// answer: a 4 MB answer grown by appends allocated three times its size,
+// and the garbage collector's cost is by the byte (GOGC is 30).
+var runBufs sync.Pool
+
+// encodeRun encodes part, a matrix of about points points, with
+// Prometheus' encoder of a matrix into a buffer from runBufs.
+func encodeRun(part promql.Matrix, points int) ([]byte, error) {
+	var buf []byte
+	if b, ok := runBufs.Get().(*[]byte); ok {
+		buf = (*b)[:0]
+	}
+	if want := points*40 + len(part)*256; cap(buf) < want {
+		buf = make([]byte, 0, want)
+	}
+	api := jsoniter.ConfigCompatibleWithStandardLibrary
+	stream := api.BorrowStream(nil)
+	// The pool's stream keeps its own buffer, not ours, once returned.
+	own := stream.Buffer()
+	stream.SetBuffer(buf)
+	stream.WriteVal(part)
+	buf, err := stream.Buffer(), stream.Error
+	stream.SetBuffer(own[:0])
+	api.ReturnStream(stream)
+	if err != nil {
+		return nil, err
+	}
+	return buf, nil
 }

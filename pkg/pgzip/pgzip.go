@@ -124,7 +124,7 @@ func (z *Writer) Write(p []byte) (int, error) {
 // parallel writes p's blocks, deflated on z.workers goroutines.
 func (z *Writer) parallel(p []byte) error {
 	n := (len(p) + blockBytes - 1) / blockBytes
-	out := make([]bytes.Buffer, n)
+	out := make([]*bytes.Buffer, n)
 	errs := make([]error, n)
 	done := make([]chan struct{}, n)
 	for i := range done {
@@ -140,8 +140,13 @@ func (z *Writer) parallel(p []byte) error {
 			for i := range next {
 				lo, hi := i*blockBytes, min((i+1)*blockBytes, len(p))
 				dict := p[max(lo-dictBytes, 0):lo]
+				out[i], _ = blocks.Get().(*bytes.Buffer)
+				if out[i] == nil {
+					out[i] = new(bytes.Buffer)
+				}
+				out[i].Reset()
 				out[i].Grow((hi - lo) / 2)
-				fw := z.flateWriter(&out[i], dict)
+				fw := z.flateWriter(out[i], dict)
 				_, errs[i] = fw.Write(p[lo:hi])
 				if errs[i] == nil {
 					errs[i] = fw.Flush()
@@ -160,10 +165,14 @@ func (z *Writer) parallel(p []byte) error {
 		if err == nil {
 			_, err = z.w.Write(out[i].Bytes())
 		}
-		out[i] = bytes.Buffer{}
+		blocks.Put(out[i])
+		out[i] = nil
 	}
 	return err
 }
+
+// blocks are the buffers of compressed blocks, reused.
+var blocks sync.Pool // of *bytes.Buffer
 
 // Close ends the deflate stream with a final block and writes gzip's
 // trailer; it does not close the underlying writer.
