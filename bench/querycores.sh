@@ -11,7 +11,9 @@
 # usage: bench/querycores.sh DATADIR END NAME=BIN [NAME=BIN...]
 #   END: the data's last timestamp (unix seconds)
 #   env: PORT [29611], N [8], ROUNDS [2], QUERIES: NAME|range|QUERY lines
-#        [rate_by_service, count_by_name, error_ratio of peer-bench]
+#        [rate_by_service, count_by_name, error_ratio of peer-bench],
+#        GZ=1: ask for gzip (Accept-Encoding: gzip), as peer-bench's Go
+#        client does; the answer is not decompressed
 set -u
 DATA=$1 END=$2; shift 2
 PORT=${PORT:-29611}
@@ -25,7 +27,7 @@ D=$(mktemp -d /tmp/querycores-data.XXXXXX)
 trap 'rm -rf "$D" "$D".*.log' EXIT
 cp -a "$DATA/." "$D/"
 run() {
-  curl -s -o /dev/null "$U/api/v1/query_range" --data-urlencode "query=$1" -d start=$START -d end=$END -d step=60 -d nocache=1
+  curl -s -o /dev/null ${GZ:+-H "Accept-Encoding: gzip"} "$U/api/v1/query_range" --data-urlencode "query=$1" -d start=$START -d end=$END -d step=60 -d nocache=1
 }
 for r in $(seq "${ROUNDS:-2}"); do
   for nb in "$@"; do
