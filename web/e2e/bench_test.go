@@ -60,6 +60,7 @@ func BenchmarkConsoleGraph(b *testing.B) {
 
 	var seriesMs, regionsMs float64
 	var total, api, server, draw, heap, task, proc, script, layout, sentAt, askedAt, receivedAt, recv, parse, shape, build float64
+	var paintAt, bodyAt, toWorkerAt float64
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		// The renderer's metrics count from Performance.enable: before
@@ -82,6 +83,10 @@ func BenchmarkConsoleGraph(b *testing.B) {
 			// The parts, from the console's performance marks
 			// (query/data.ts, chart/Chart.tsx).
 			AskedAt, Recv, Parse, Shape, Build, SeriesDraw, RegionsDraw float64
+			// The page's first paint; when the boot had the query's
+			// headers and when it posted its body to the worker
+			// (boot.ts; 0 when absent).
+			PaintAt, BodyAt, ToWorkerAt float64
 		}
 		var m result
 		if err == nil {
@@ -95,7 +100,8 @@ func BenchmarkConsoleGraph(b *testing.B) {
 				return {drawnAt: Math.max(+c.dataset.drawnAt, +(document.querySelector('.ev-layer').dataset.placedAt ?? 0)), drawMs: +c.dataset.drawMs, series: +g.dataset.series,
 					regions: document.querySelectorAll('.ev-region').length,
 					sentAt: r.startTime, receivedAt: r.responseEnd, api: r.responseEnd - r.startTime, server: r.responseStart - r.startTime,
-					askedAt: at('query'), recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built'), seriesDraw: d('built', 'regions'), regionsDraw: d('regions', 'drawn')}; })()`))
+					askedAt: at('query'), recv: d('query', 'received'), parse: d('received', 'parsed'), shape: d('parsed', 'shaped'), build: d('chart', 'built'), seriesDraw: d('built', 'regions'), regionsDraw: d('regions', 'drawn'),
+					paintAt: performance.getEntriesByName('first-paint')[0]?.startTime ?? 0, bodyAt: at('boot-headers') || 0, toWorkerAt: at('to-worker') || 0}; })()`))
 		}
 		if err == nil && (m.Series != 500 || m.Regions != 200) {
 			err = fmt.Errorf("graph of %d series with %d windows, want 500 and 200", m.Series, m.Regions)
@@ -136,6 +142,9 @@ func BenchmarkConsoleGraph(b *testing.B) {
 		parse += m.Parse
 		shape += m.Shape
 		build += m.Build
+		paintAt += m.PaintAt
+		bodyAt += m.BodyAt
+		toWorkerAt += m.ToWorkerAt
 		seriesMs += m.SeriesDraw
 		regionsMs += m.RegionsDraw
 	}
@@ -158,6 +167,9 @@ func BenchmarkConsoleGraph(b *testing.B) {
 	b.ReportMetric(build/n, "build-ms")
 	b.ReportMetric(seriesMs/n, "series-ms")
 	b.ReportMetric(regionsMs/n, "regions-ms")
+	b.ReportMetric(paintAt/n, "paint-at-ms")
+	b.ReportMetric(bodyAt/n, "boot-headers-at-ms")
+	b.ReportMetric(toWorkerAt/n, "to-worker-at-ms")
 }
 
 // benchServer starts levitated on loopback with 500 counters
