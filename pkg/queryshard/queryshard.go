@@ -617,28 +617,26 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 		// Adding the partial results could differ from Prometheus' single
 		// pass, or a rollup could not keep the order of an order-sensitive
 		// operator's input: run the query unsharded.
-		qry, err := s.newInner(ctx, s.q, s.qs)
-		if err != nil {
-			return &promql.Result{Err: err}
-		}
-		s.mu.Lock()
-		s.outerQry = qry
-		s.closers = append(s.closers, qry)
-		s.mu.Unlock()
-		return qry.Exec(ctx)
+		return s.execOuter(ctx, s.q, s.qs)
 	}
 	eq := embeddedQueryable{inner: s.q, results: partial, steps: s.steps()}
-	qry, err := s.newInner(ctx, eq, s.outer)
+	res := s.execOuter(ctx, eq, s.outer)
+	res.Warnings.Merge(warnings)
+	return res
+}
+
+// execOuter evaluates qs over q on the engine as the query's outer query
+// (closed with it).
+func (s *shardedQuery) execOuter(ctx context.Context, q storage.Queryable, qs string) *promql.Result {
+	qry, err := s.newInner(ctx, q, qs)
 	if err != nil {
-		return &promql.Result{Err: err, Warnings: warnings}
+		return &promql.Result{Err: err}
 	}
 	s.mu.Lock()
 	s.outerQry = qry
 	s.closers = append(s.closers, qry)
 	s.mu.Unlock()
-	res := qry.Exec(ctx)
-	res.Warnings.Merge(warnings)
-	return res
+	return qry.Exec(ctx)
 }
 
 // execTop evaluates a query that is a range function without aggregation
@@ -664,15 +662,7 @@ func (s *shardedQuery) execTop(ctx context.Context) *promql.Result {
 			return &promql.Result{Err: err, Warnings: annos}
 		}
 	}
-	qry, err := s.newInner(ctx, s.q, s.qs)
-	if err != nil {
-		return &promql.Result{Err: err}
-	}
-	s.mu.Lock()
-	s.outerQry = qry
-	s.closers = append(s.closers, qry)
-	s.mu.Unlock()
-	return qry.Exec(ctx)
+	return s.execOuter(ctx, s.q, s.qs)
 }
 
 // rollupSetup reports whether the shards may be evaluated by pkg/rollup,
