@@ -93,10 +93,19 @@ func start(t *testing.T, bin, dir string, extra ...string) *process {
 	cmd.Stderr = pw
 	began := time.Now()
 	require.NoError(t, cmd.Start())
-	go func() { p.exited <- cmd.Wait(); pw.Close() }()
+	scanned := make(chan struct{})
+	go func() {
+		// Exited once stderr is read to its end, so that the last lines
+		// the process wrote are in p.stderr.
+		err := cmd.Wait()
+		pw.Close()
+		<-scanned
+		p.exited <- err
+	}()
 	addr := make(chan string, 1)
 	var mu sync.Mutex
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			mu.Lock()
@@ -109,6 +118,7 @@ func start(t *testing.T, bin, dir string, extra ...string) *process {
 				}
 			}
 		}
+		_, _ = io.Copy(io.Discard, pr) // a line too long for the scanner must not block the process
 	}()
 	select {
 	case a := <-addr:
