@@ -24,15 +24,7 @@ import (
 //
 //	go test -run '^$' -bench ConsoleGraphTimeline -benchtime 1x -v ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraphTimeline(b *testing.B) {
-	if env.chromium == "" {
-		b.Skip("no Chromium")
-	}
-	base, _, end := benchServer(b)
-	q := url.Values{
-		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
-		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
-	}
-	page := base + "/query?" + q.Encode()
+	base, page := benchGraphPage(b)
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		events, err := traceNavigation(ctx, base+"/-/healthy", page)
@@ -193,15 +185,7 @@ func traceTimeline(events []traceEvent) []string {
 //
 //	go test -run '^$' -bench ConsoleGraphMarks -benchtime 3x -v ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraphMarks(b *testing.B) {
-	if env.chromium == "" {
-		b.Skip("no Chromium")
-	}
-	base, _, end := benchServer(b)
-	q := url.Values{
-		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
-		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
-	}
-	page := base + "/query?" + q.Encode()
+	base, page := benchGraphPage(b)
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		err := chromedp.Do(ctx, chromedp.Navigate(base+"/-/healthy"))
@@ -245,15 +229,7 @@ func BenchmarkConsoleGraphMarks(b *testing.B) {
 //
 //	go test -run '^$' -bench ConsoleGraphProfile -benchtime 1x -v ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraphProfile(b *testing.B) {
-	if env.chromium == "" {
-		b.Skip("no Chromium")
-	}
-	base, _, end := benchServer(b)
-	q := url.Values{
-		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
-		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
-	}
-	page := base + "/query?" + q.Encode()
+	base, page := benchGraphPage(b)
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		err := chromedp.Do(ctx, chromedp.Navigate(base+"/-/healthy"))
@@ -317,15 +293,7 @@ func BenchmarkConsoleGraphProfile(b *testing.B) {
 //
 //	go test -run '^$' -bench ConsoleGraphWarm -benchtime 3x ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraphWarm(b *testing.B) {
-	if env.chromium == "" {
-		b.Skip("no Chromium")
-	}
-	base, _, end := benchServer(b)
-	q := url.Values{
-		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
-		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
-	}
-	page := base + "/query?" + q.Encode()
+	base, page := benchGraphPage(b)
 	drawn := []chromedp.Action[chromedp.Void]{chromedp.WaitVisible(chromedp.CSS(`.chart[data-drawn-at]`)), chromedp.WaitReady(chromedp.CSS(`.ev-layer > :nth-child(200)`))}
 	var total, asked, cached, revalidated float64
 	for b.Loop() {

@@ -48,15 +48,7 @@ import (
 //
 //	go test -run '^$' -bench ConsoleGraph -benchtime 5x ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraph(b *testing.B) {
-	if env.chromium == "" {
-		b.Skip("no Chromium")
-	}
-	base, _, end := benchServer(b)
-	q := url.Values{
-		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
-		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
-	}
-	page := base + "/query?" + q.Encode()
+	base, page := benchGraphPage(b)
 
 	var seriesMs, regionsMs float64
 	var total, api, server, draw, heap, task, proc, script, layout, sentAt, askedAt, receivedAt, recv, parse, shape, build float64
@@ -175,6 +167,21 @@ func BenchmarkConsoleGraph(b *testing.B) {
 // benchServer starts levitated on loopback with 500 counters
 // bench_requests_total × 2 h at a 15 s step and 200 deploy windows over
 // the same 2 h, ending at end.
+// benchGraphPage skips b without Chromium, else starts benchServer and
+// returns its base URL and the Query page that BenchmarkConsoleGraph and
+// its variants open: the 500 series over the 2 h, graphed at a 15 s step.
+func benchGraphPage(b *testing.B) (base, page string) {
+	if env.chromium == "" {
+		b.Skip("no Chromium")
+	}
+	base, _, end := benchServer(b)
+	q := url.Values{
+		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
+		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
+	}
+	return base, base + "/query?" + q.Encode()
+}
+
 func benchServer(b *testing.B) (base string, start, end time.Time) {
 	o := server.DefaultOptions()
 	o.ListenAddress = "127.0.0.1:0"

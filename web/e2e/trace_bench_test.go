@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -24,15 +23,7 @@ import (
 //
 //	go test -run '^$' -bench ConsoleGraphTrace -benchtime 1x -v ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraphTrace(b *testing.B) {
-	if env.chromium == "" {
-		b.Skip("no Chromium")
-	}
-	base, _, end := benchServer(b)
-	q := url.Values{
-		"g0.expr": {`bench_requests_total`}, "g0.tab": {"graph"}, "g0.range_input": {"2h"},
-		"g0.end_input": {end.UTC().Format("2006-01-02 15:04:05")}, "g0.step_input": {"15s"},
-	}
-	page := base + "/query?" + q.Encode()
+	base, page := benchGraphPage(b)
 	for b.Loop() {
 		ctx, cancel := benchBrowser(b)
 		events, err := traceNavigation(ctx, base+"/-/healthy", page)
