@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/prometheus/promql"
 	"github.com/prometheus/prometheus/promql/parser"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/stretchr/testify/require"
 
 	levpromql "github.com/levitated/levitated/pkg/promql"
@@ -218,6 +219,23 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		{t0 + 3600_000, t0 + 3600_000, 0},           // instant
 		{t0 + 3*3600_000 + 60_000, t0 + 3*3600_000 + 60_000, 0},
 	}
+	// engineAnswer is the engine's answer to qs over w, and its warnings
+	// and infos.
+	engineAnswer := func(qs string, w window) (promql.Matrix, annotations.Annotations) {
+		t.Helper()
+		var qry promql.Query
+		var err error
+		if w.step == 0 {
+			qry, err = engine.NewInstantQuery(ctx, db, nil, qs, time.UnixMilli(w.start))
+		} else {
+			qry, err = engine.NewRangeQuery(ctx, db, nil, qs, time.UnixMilli(w.start), time.UnixMilli(w.end), time.Duration(w.step)*time.Millisecond)
+		}
+		require.NoError(t, err)
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		require.NoError(t, res.Err, qs)
+		return asMatrix(res.Value), res.Warnings
+	}
 	defer rollup.SetValBlock(5)()
 	checked := 0
 	for _, qs := range exprs {
@@ -228,17 +246,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		plan := rollup.Compile(agg)
 		require.NotNil(t, plan, qs)
 		for _, w := range windowsQ {
-			var qry promql.Query
-			if w.step == 0 {
-				qry, err = engine.NewInstantQuery(ctx, db, nil, qs, time.UnixMilli(w.start))
-			} else {
-				qry, err = engine.NewRangeQuery(ctx, db, nil, qs, time.UnixMilli(w.start), time.UnixMilli(w.end), time.Duration(w.step)*time.Millisecond)
-			}
-			require.NoError(t, err)
-			res := qry.Exec(ctx)
-			require.NoError(t, res.Err, qs)
-			want := asMatrix(res.Value)
-			qry.Close()
+			want, wantAnnos := engineAnswer(qs, w)
 			rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
 			got, annos, err := plan.Eval(ctx, db, rng, 0)
 			require.NoError(t, err, qs)
@@ -253,7 +261,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			require.ElementsMatch(t, keys(annos), keys(parAnnos), qs)
 			equal(t, fmt.Sprintf("%s over %+v", qs, w), want, got)
 			// The same warnings and infos as the engine's.
-			require.ElementsMatch(t, keys(res.Warnings), keys(annos), qs)
+			require.ElementsMatch(t, keys(wantAnnos), keys(annos), qs)
 			checked++
 		}
 	}
@@ -272,17 +280,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			plan := rollup.CompileSeries(call)
 			require.NotNil(t, plan, qs)
 			for _, w := range windowsQ {
-				var qry promql.Query
-				if w.step == 0 {
-					qry, err = engine.NewInstantQuery(ctx, db, nil, qs, time.UnixMilli(w.start))
-				} else {
-					qry, err = engine.NewRangeQuery(ctx, db, nil, qs, time.UnixMilli(w.start), time.UnixMilli(w.end), time.Duration(w.step)*time.Millisecond)
-				}
-				require.NoError(t, err)
-				res := qry.Exec(ctx)
-				require.NoError(t, res.Err, qs)
-				want := asMatrix(res.Value)
-				qry.Close()
+				want, wantAnnos := engineAnswer(qs, w)
 				rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
 				got, annos, err := plan.Eval(ctx, db, rng, 0)
 				require.NoError(t, err, qs)
@@ -292,7 +290,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 				require.GreaterOrEqual(t, sp.served.Load(), int64(3), "%s: parts served", qs)
 				sameOrder(t, qs, got, par)
 				require.ElementsMatch(t, keys(annos), keys(parAnnos), qs)
-				require.ElementsMatch(t, keys(res.Warnings), keys(annos), qs)
+				require.ElementsMatch(t, keys(wantAnnos), keys(annos), qs)
 				what := fmt.Sprintf("%s over %+v", qs, w)
 				if w.step == 0 {
 					equal(t, what, want, got)
