@@ -7,3 +7,6 @@ func SetValBlock(n int) func() {
 	valBlock = n
 	return func() { valBlock = old }
 }
+
+// Unparen is unparen: e without its enclosing parentheses.
+var Unparen = unparen

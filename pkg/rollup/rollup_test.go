@@ -275,7 +275,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		} {
 			expr, err := p.ParseExpr(qs)
 			require.NoError(t, err, qs)
-			call, ok := unparen(expr).(*parser.Call)
+			call, ok := rollup.Unparen(expr).(*parser.Call)
 			require.True(t, ok, qs)
 			plan := rollup.CompileSeries(call)
 			require.NotNil(t, plan, qs)
@@ -309,16 +309,6 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		}
 	}
 	t.Logf("%d queries equal to the engine's", checked)
-}
-
-func unparen(e parser.Expr) parser.Expr {
-	for {
-		p, ok := e.(*parser.ParenExpr)
-		if !ok {
-			return e
-		}
-		e = p.Expr
-	}
 }
 
 // TestMatrixSameLabels: series that have the same labels once their names
