@@ -48,13 +48,18 @@ func writeRuleFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// writeErrorsAndRatio remote-writes checkout's error counter every 15 s for the 10
-// minutes up to now (+1 per sample), and canary_error_ratio = ratio now.
+// writeErrorsAndRatio remote-writes checkout's error counter every 15 s for the
+// 9¾ minutes up to now (+1 per sample), and canary_error_ratio = ratio now.
+// The oldest sample stays 15 s inside the 10-minute out-of-order window: a
+// rule evaluation appending between now and this request's arrival moves the
+// tenant's newest timestamp past now, and a sample exactly 10 minutes old
+// would then be refused as too old (TestRulesForStateSurvivesRestart failed
+// so once under load).
 func writeErrorsAndRatio(t *testing.T, base string, header http.Header, ratio float64) {
 	t.Helper()
 	now := time.Now()
 	errs := prompb.TimeSeries{Labels: labelsV1("__name__", "http_requests_total", "code", "500", "service", "checkout")}
-	for i := 40; i >= 0; i-- {
+	for i := 39; i >= 0; i-- {
 		errs.Samples = append(errs.Samples, prompb.Sample{Timestamp: now.Add(-time.Duration(i) * 15 * time.Second).UnixMilli(), Value: float64(40 - i)})
 	}
 	gauge := prompb.TimeSeries{Labels: labelsV1("__name__", "canary_error_ratio", "service", "checkout"),
