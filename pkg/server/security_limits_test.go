@@ -396,31 +396,46 @@ func TestInflightWritesOverload(t *testing.T) {
 	srv := startWithTokens(t, ts, nil, func(o *serverOptions) { o.Limits.MaxInflightWrites = 1 })
 
 	// The first request is held in flight by a body that has not ended.
-	pr, pw := io.Pipe()
-	req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", pr)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", contentTypeV1)
-	req.Header.Set("Content-Encoding", "snappy")
-	first := make(chan *http.Response, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			first <- resp
-		}
-		close(first)
-	}()
-	defer pw.Close()
 	body := samplesBody(t, "g_total", 0, 5, time.Now())
-	_, err = pw.Write([]byte(body[:1]))
-	require.NoError(t, err)
+	hold := func() (*io.PipeWriter, chan *http.Response) {
+		pr, pw := io.Pipe()
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", pr)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", contentTypeV1)
+		req.Header.Set("Content-Encoding", "snappy")
+		first := make(chan *http.Response, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				first <- resp
+			}
+			close(first)
+		}()
+		_, err = pw.Write([]byte(body[:1]))
+		require.NoError(t, err)
+		return pw, first
+	}
+	pw, first := hold()
+	defer func() { pw.Close() }()
 
 	// Once the first request is being served, the next one is refused.
 	// (How soon the first request reaches the handler depends on the
-	// machine's load; the deadline only detects a hang.)
+	// machine's load; the deadline only detects a hang.) On a loaded
+	// machine the held request can arrive while a probe holds the only
+	// slot and be refused itself — unseen by the client, as the server
+	// reads the rest of a refused body before it answers — after which
+	// every probe passes: a request held for 5 s without a refusal is
+	// ended and held anew.
 	var r response
-	deadline := time.Now().Add(2 * time.Minute)
+	heldAt := time.Now()
+	deadline := heldAt.Add(2 * time.Minute)
 	for i := 0; time.Now().Before(deadline); i++ {
+		if time.Since(heldAt) > 5*time.Second {
+			pw.Close()
+			pw, first = hold()
+			heldAt = time.Now()
+		}
 		r = send(t, srv.URL, tok, remoteWriteReq("/api/v1/write", samplesBody(t, "g_other", i, 1, time.Now())))
 		if r.code != http.StatusNoContent {
 			break
@@ -431,7 +446,7 @@ func TestInflightWritesOverload(t *testing.T) {
 	require.Equal(t, "1", r.header.Get("Retry-After"))
 	require.Contains(t, r.body, "--limits.max-inflight-writes")
 
-	_, err = io.Copy(pw, bytes.NewReader([]byte(body[1:])))
+	_, err := io.Copy(pw, bytes.NewReader([]byte(body[1:])))
 	require.NoError(t, err)
 	require.NoError(t, pw.Close())
 	resp := <-first
