@@ -64,11 +64,20 @@ func startProcess(t *testing.T, args ...string) (string, *exec.Cmd) {
 	cmd.Stderr = pw
 	require.NoError(t, cmd.Start())
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); pw.Close() }()
+	scanned := make(chan struct{})
+	go func() {
+		// Exited once stderr is read to its end, so that the last lines
+		// the process wrote are in logs (as cmd/levitated's tests do).
+		err := cmd.Wait()
+		pw.Close()
+		<-scanned
+		exited <- err
+	}()
 	var mu sync.Mutex
 	var logs bytes.Buffer
 	addr := make(chan string, 1)
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			mu.Lock()
@@ -81,6 +90,7 @@ func startProcess(t *testing.T, args ...string) (string, *exec.Cmd) {
 				}
 			}
 		}
+		_, _ = io.Copy(io.Discard, pr) // a line too long for the scanner must not block the process
 	}()
 	var u string
 	select {
