@@ -7,9 +7,10 @@
 // once for all series, each segment rasterised (Bresenham) into an RGBA
 // buffer the size of the plot, which is put as it is on a canvas of its
 // own over the plot. The lines are hairlines of whole device pixels without
-// anti-aliasing. The series it draws are given paths that draw nothing to
-// uPlot (noPaths), which keeps everything else of them: scales, cursor,
-// hover values.
+// anti-aliasing. The series it draws are not uPlot's: Chart.tsx gives
+// uPlot one series instead, standing in for their range (its least and
+// greatest values; a path that draws nothing: noPaths), so that uPlot sets
+// up, ranges and walks one series rather than hundreds.
 import type uPlot from 'uplot';
 
 /** noPaths is the path builder of a series linesPlugin draws. */
@@ -101,8 +102,11 @@ function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number,
   }
 }
 
-/** linesPlugin draws the chart's shown series as lines width CSS px wide. */
-export function linesPlugin(width = 1): uPlot.Plugin {
+/**
+ * linesPlugin draws the chart's shown series as lines width CSS px wide,
+ * or, given lines, those (on the chart's y scale).
+ */
+export function linesPlugin(width = 1, lines?: () => { values: ArrayLike<number | null>; color: string }[]): uPlot.Plugin {
   // The lines' own canvas, over uPlot's (its axes and grid) and under
   // everything else over the plot (the windows, the cursor, the
   // selection): the pixels are put on it as they are, with no second
@@ -135,15 +139,21 @@ export function linesPlugin(width = 1): uPlot.Plugin {
         for (let i = 0; i < xs.length; i++) px[i] = Math.round((xs[i] - sx.min) * kx);
         const img = new ImageData(w, h);
         const buf = new Uint32Array(img.data.buffer);
-        for (let si = 1; si < u.series.length; si++) {
-          const s = u.series[si];
-          if (!s.show) continue;
-          const sy = u.scales[s.scale ?? 'y'];
+        // The series: the ones given (not uPlot's, which then has a
+        // stand-in for their range: Chart.tsx), on the y scale, or
+        // uPlot's own.
+        const given = lines?.();
+        const count = given ? given.length : u.series.length - 1;
+        for (let k = 0; k < count; k++) {
+          const si = k + 1;
+          const s = given ? undefined : u.series[si];
+          if (s && !s.show) continue;
+          const sy = u.scales[s?.scale ?? 'y'];
           if (sy.min == null || sy.max == null) continue;
           const ky = h / (sy.max - sy.min || 1);
           const y0 = h + sy.min * ky;
-          const c = rgba(typeof s.stroke === 'function' ? String(s.stroke(u, si)) : String(s.stroke ?? '#888'));
-          const ys = u.data[si] as ArrayLike<number | null | undefined>;
+          const c = rgba(given ? given[k].color : typeof s!.stroke === 'function' ? String(s!.stroke(u, si)) : String(s!.stroke ?? '#888'));
+          const ys = (given ? given[k].values : u.data[si]) as ArrayLike<number | null | undefined>;
           let pen = false;
           let lx = 0;
           let ly = 0;

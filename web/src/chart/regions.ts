@@ -22,7 +22,11 @@ export function regionsPlugin(getSpans: () => Span[], onOpen?: (s: Span) => void
     first = false;
     const spans = getSpans();
     // BenchmarkConsoleGraph: when windows were first on the chart.
-    if (spans.length && !layer.dataset.placedAt) layer.dataset.placedAt = performance.now().toFixed(1);
+    if (spans.length && !layer.dataset.placedAt) {
+      layer.dataset.placedAt = performance.now().toFixed(1);
+      // On the screen with the next frame.
+      requestAnimationFrame(() => (layer.dataset.paintedAt = performance.now().toFixed(1)));
+    }
     const [xmin, xmax] = [u.scales.x.min ?? 0, u.scales.x.max ?? 0];
     // The plot's width as uPlot set it (CSS px): reading clientWidth here
     // would lay the page out once more in the middle of the first draw.
