@@ -73,6 +73,7 @@ type Engine struct {
 
 	rollups  *RollupOptions
 	rolledUp atomic.Int64
+	shared   atomic.Int64
 }
 
 // Sharded returns how many queries ran sharded (or, as a whole, through a
@@ -82,6 +83,10 @@ func (e *Engine) Sharded() int64 { return e.sharded.Load() }
 // RolledUp returns how many aggregations (or shards of one) pkg/rollup
 // evaluated.
 func (e *Engine) RolledUp() int64 { return e.rolledUp.Load() }
+
+// SharedReads returns how many times the rollups of two or more
+// aggregations of a query read one select (rollup.EvalShared).
+func (e *Engine) SharedReads() int64 { return e.shared.Load() }
 
 // RollupOptions are the inner engine's settings a shard evaluated by
 // pkg/rollup must apply itself, because it does not run on that engine.
@@ -579,9 +584,62 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 			}()
 		}
 	}
+	// node evaluates node i with its rollup, or else as its kind says.
+	node := func(i int) {
+		if viaRollup(i, s.q) {
+			return
+		}
+		switch s.kinds[i] {
+		case wholeOrdered:
+			unsharded.Store(true)
+		case whole:
+			viaEngine(i, s.q)
+		case sharded:
+			viaShards(i)
+		}
+	}
+	// viaShared evaluates the nodes of grp with their rollups in one read
+	// of the first one's select; one by one where that cannot be done.
+	viaShared := func(grp []int) {
+		plans := make([]*rollup.Plan, len(grp))
+		for k, i := range grp {
+			plans[k] = s.plans[i]
+		}
+		res, annos, err := rollup.EvalShared(rollupCtx, s.q, rollupRange, s.engine.rollups.MaxSamples, max(n, 1), storeParts{}, plans)
+		switch {
+		case err == nil:
+			s.engine.rolledUp.Add(int64(len(grp)))
+			s.engine.shared.Add(1)
+			warnMu.Lock()
+			warnings.Merge(annos)
+			warnMu.Unlock()
+			mu.Lock()
+			for k, i := range grp {
+				partial[i] = append(partial[i], res[k]...)
+			}
+			mu.Unlock()
+		case errors.Is(err, rollup.ErrFallback), errors.Is(err, rollup.ErrTooManySamples):
+			for _, i := range grp {
+				node(i)
+			}
+		default:
+			fail(err)
+		}
+	}
+	shared, inShared := sharedReads(s.plans, useRollups)
 	for i := range s.nodes {
 		if s.kinds[i] == sharded && (!useRollups || s.plans[i] == nil) {
 			viaShards(i)
+			continue
+		}
+		if inShared[i] {
+			if grp := shared[i]; grp != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					viaShared(grp)
+				}()
+			}
 			continue
 		}
 		// A rollup reads all series, in parts on n goroutines, and adds
@@ -591,17 +649,7 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if viaRollup(i, s.q) {
-				return
-			}
-			switch s.kinds[i] {
-			case wholeOrdered:
-				unsharded.Store(true)
-			case whole:
-				viaEngine(i, s.q)
-			case sharded:
-				viaShards(i)
-			}
+			node(i)
 		}()
 	}
 	wg.Wait()
@@ -623,6 +671,49 @@ func (s *shardedQuery) Exec(ctx context.Context) *promql.Result {
 	res := s.execOuter(ctx, eq, s.outer)
 	res.Warnings.Merge(warnings)
 	return res
+}
+
+// sharedReads finds the nodes whose rollups can read one select
+// (rollup.Covers): sum by (service) (rate(x{status=~"5.."}[5m])) / sum by
+// (service) (rate(x[5m])) reads the series of the numerator once, with the
+// denominator's. It returns, by the index of the node whose select is
+// read, the nodes evaluated with it (that node first), and which nodes are
+// in such a group.
+func sharedReads(plans []*rollup.Plan, useRollups bool) (map[int][]int, []bool) {
+	in := make([]bool, len(plans))
+	if !useRollups {
+		return nil, in
+	}
+	var order []int
+	for i, p := range plans {
+		if p != nil {
+			order = append(order, i)
+		}
+	}
+	if len(order) < 2 {
+		return nil, in
+	}
+	// The selects with fewer matchers first: they cover the others.
+	sort.SliceStable(order, func(a, b int) bool { return plans[order[a]].Matchers() < plans[order[b]].Matchers() })
+	groups := map[int][]int{}
+	for _, i := range order {
+		if in[i] {
+			continue
+		}
+		grp := []int{i}
+		for _, j := range order {
+			if j != i && !in[j] && plans[i].Covers(plans[j]) {
+				grp = append(grp, j)
+			}
+		}
+		if len(grp) > 1 {
+			for _, j := range grp {
+				in[j] = true
+			}
+			groups[i] = grp
+		}
+	}
+	return groups, in
 }
 
 // execOuter evaluates qs over q on the engine as the query's outer query

@@ -253,6 +253,70 @@ type Parts interface {
 // others, over the cores). Where the store does not serve parts, it is
 // Eval.
 func (p *Plan) EvalParallel(ctx context.Context, q storage.Queryable, r Range, maxSamples, workers int, parts Parts) ([]promql.Series, annotations.Annotations, error) {
+	res, annos, err := evalPlans(ctx, q, r, maxSamples, workers, parts, []*Plan{p}, [][]*labels.Matcher{nil})
+	if err != nil {
+		return nil, annos, err
+	}
+	return res[0], annos, nil
+}
+
+// Covers reports whether o can be evaluated over p's select (EvalShared):
+// both are aggregations of the same function over the same range, and
+// every matcher of p's selector is one of o's, so that o's series are
+// those of p's that o's other matchers match, in the same order (a
+// select returns its series in the order of their references, whatever
+// the matchers). The other matchers may not match an empty value: the
+// index selects a series whose label is stored with an empty value
+// differently from one without the label (Prometheus' own), which the
+// series' labels cannot tell apart.
+func (p *Plan) Covers(o *Plan) bool {
+	if p.perSeries || o.perSeries || p.fn != o.fn || p.rng != o.rng || p.rngDur != o.rngDur || p.hintFunc != o.hintFunc {
+		return false
+	}
+	extra, ok := extraMatchers(p.sel.LabelMatchers, o.sel.LabelMatchers)
+	return ok && !slices.ContainsFunc(extra, func(m *labels.Matcher) bool { return m.Matches("") })
+}
+
+// extraMatchers returns the matchers of of that are not in base, and
+// whether every matcher of base is in of.
+func extraMatchers(base, of []*labels.Matcher) ([]*labels.Matcher, bool) {
+	same := func(a, b *labels.Matcher) bool { return a.Type == b.Type && a.Name == b.Name && a.Value == b.Value }
+	for _, m := range base {
+		if !slices.ContainsFunc(of, func(o *labels.Matcher) bool { return same(m, o) }) {
+			return nil, false
+		}
+	}
+	var extra []*labels.Matcher
+	for _, o := range of {
+		if !slices.ContainsFunc(base, func(m *labels.Matcher) bool { return same(m, o) }) {
+			extra = append(extra, o)
+		}
+	}
+	return extra, true
+}
+
+// EvalShared evaluates plans[0] and the plans it covers (Covers) in one
+// read of plans[0]'s select: each series is read and its values computed
+// once, and added into the groups of every plan whose selector matches
+// it, in the select's order. Each plan's result is EvalParallel's, bit
+// for bit — sum by (service) (rate(x{status=~"5.."}[5m])) / sum by
+// (service) (rate(x[5m])) reads the series of the numerator once, not
+// twice. The annotations are those of all the plans.
+func EvalShared(ctx context.Context, q storage.Queryable, r Range, maxSamples, workers int, parts Parts, plans []*Plan) ([][]promql.Series, annotations.Annotations, error) {
+	filters := make([][]*labels.Matcher, len(plans))
+	for i, o := range plans[1:] {
+		if !plans[0].Covers(o) {
+			return nil, nil, fmt.Errorf("rollup: %s does not cover %s", plans[0].sel, o.sel)
+		}
+		filters[i+1], _ = extraMatchers(plans[0].sel.LabelMatchers, o.sel.LabelMatchers)
+	}
+	return evalPlans(ctx, q, r, maxSamples, workers, parts, plans, filters)
+}
+
+// evalPlans evaluates plans over plans[0]'s select, plan i over the series
+// that filters[i] match.
+func evalPlans(ctx context.Context, q storage.Queryable, r Range, maxSamples, workers int, parts Parts, plans []*Plan, filters [][]*labels.Matcher) ([][]promql.Series, annotations.Annotations, error) {
+	p := plans[0]
 	if r.Interval <= 0 {
 		r.Interval = 1
 		r.End = r.Start
@@ -273,59 +337,96 @@ func (p *Plan) EvalParallel(ctx context.Context, q storage.Queryable, r Range, m
 	if p.fn != "" {
 		hints.Range = p.rng
 	}
-	rd := reading{p: p, r: r, nsteps: nsteps, mint: mint, maxt: maxt, hints: hints, querier: querier}
+	rd := reading{p: p, plans: plans, filters: filters, r: r, nsteps: nsteps, mint: mint, maxt: maxt, hints: hints, querier: querier}
+	newAggs := func() []*aggregation {
+		aggs := make([]*aggregation, len(plans))
+		for i, pl := range plans {
+			aggs[i] = newAggregation(pl, r, nsteps, maxSamples)
+		}
+		return aggs
+	}
+	results := func(aggs []*aggregation) [][]promql.Series {
+		res := make([][]promql.Series, len(aggs))
+		for i, a := range aggs {
+			res[i] = a.result()
+		}
+		return res
+	}
+	var annos annotations.Annotations
 	if workers > 1 && parts != nil {
-		agg := newAggregation(p, r, nsteps, maxSamples)
-		served, err := rd.inParts(ctx, agg, workers, parts)
+		aggs := newAggs()
+		served, err := rd.inParts(ctx, aggs, &annos, workers, parts)
 		if served {
 			if err != nil {
-				return nil, agg.annos, err
+				return nil, annos, err
 			}
-			return agg.result(), agg.annos, nil
+			return results(aggs), annos, nil
 		}
 	}
-	agg := newAggregation(p, r, nsteps, maxSamples)
+	aggs := newAggs()
 	set := querier.Select(ctx, false, hints, p.sel.LabelMatchers...)
 	sr := rd.newSeriesReader()
 	nSeries := 0
 	for set.Next() {
 		if nSeries++; nSeries%128 == 0 {
 			if err := contextErr(ctx); err != nil {
-				return nil, agg.annos, err
+				return nil, annos, err
 			}
 		}
-		found, err := sr.series(set.At(), &agg.annos)
+		found, err := sr.series(set.At())
 		if err != nil {
-			return nil, agg.annos, err
+			return nil, annos, err
 		}
 		if !found {
 			continue
 		}
-		if p.perSeries {
-			if err := agg.addSeries(sr.result(), sr.buf.len()); err != nil {
-				return nil, agg.annos, err
+		for i, pl := range plans {
+			if !matchAll(filters[i], sr.metric) {
+				continue
 			}
-			continue
+			sr.annotate(pl, &annos)
+			agg := aggs[i]
+			if pl.perSeries {
+				if err := agg.addSeries(sr.result(), sr.buf.len()); err != nil {
+					return nil, annos, err
+				}
+				continue
+			}
+			sr.keyOf(pl)
+			g, err := agg.group(sr.key, func() labels.Labels { return sr.groupLabels(pl) })
+			if err != nil {
+				return nil, annos, err
+			}
+			agg.add(g, sr.out, sr.has)
 		}
-		g, err := agg.group(sr.key, sr.groupLabels)
-		if err != nil {
-			return nil, agg.annos, err
-		}
-		agg.add(g, sr.out, sr.has)
 	}
 	if err := set.Err(); err != nil {
-		return nil, agg.annos, err
+		return nil, annos, err
 	}
-	agg.annos.Merge(set.Warnings())
+	annos.Merge(set.Warnings())
 	if err := contextErr(ctx); err != nil {
-		return nil, agg.annos, err
+		return nil, annos, err
 	}
-	return agg.result(), agg.annos, nil
+	return results(aggs), annos, nil
 }
 
-// reading is what one evaluation reads.
+// matchAll reports whether every matcher of ms matches lset, as a select
+// with them would where none matches an empty value (Covers).
+func matchAll(ms []*labels.Matcher, lset labels.Labels) bool {
+	for _, m := range ms {
+		if !m.Matches(lset.Get(m.Name)) {
+			return false
+		}
+	}
+	return true
+}
+
+// reading is what one evaluation reads: the select of p (plans[0]), for
+// each of plans, plan i over the series that filters[i] match.
 type reading struct {
 	p          *Plan
+	plans      []*Plan
+	filters    [][]*labels.Matcher
 	r          Range
 	nsteps     int
 	mint, maxt int64
@@ -351,8 +452,8 @@ func (rd *reading) newSeriesReader() *seriesReader {
 }
 
 // series reads s and computes its values (out, has) and, if it has any,
-// its group's key; it reports whether it has any.
-func (sr *seriesReader) series(s storage.Series, annos *annotations.Annotations) (bool, error) {
+// its labels (metric); it reports whether it has any.
+func (sr *seriesReader) series(s storage.Series) (bool, error) {
 	p := sr.p
 	var err error
 	buf := sr.buf
@@ -377,31 +478,35 @@ func (sr *seriesReader) series(s storage.Series, annos *annotations.Annotations)
 	if !p.compute(buf, sr.r, sr.out, sr.has) {
 		return false, nil
 	}
-	metric := s.Labels()
-	sr.metric = metric
+	sr.metric = s.Labels()
+	return true, nil
+}
+
+// annotate adds the annotations plan p's function gives the last series.
+func (sr *seriesReader) annotate(p *Plan, annos *annotations.Annotations) {
 	if p.fn == "rate" || p.fn == "increase" {
-		if name := metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
+		if name := sr.metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
 			!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
 			annos.Add(annotations.NewPossibleNonCounterInfo(name, p.argPos))
 		}
 	}
-	if p.perSeries {
-		return true, nil
-	}
-	// The key of the group: the values of the grouping labels (a label
-	// missing and a label with an empty value are the same in Prometheus),
-	// or, without, the labels of the group.
+}
+
+// keyOf sets key to the key of the last series' group in plan p: the
+// values of the grouping labels (a label missing and a label with an
+// empty value are the same in Prometheus), or, without, the labels of the
+// group.
+func (sr *seriesReader) keyOf(p *Plan) {
 	sr.key = sr.key[:0]
 	if p.without {
 		// The bytes of the labels the group keeps, without building them.
-		sr.key = metric.BytesWithoutLabels(sr.key, p.dropped...)
-		return true, nil
+		sr.key = sr.metric.BytesWithoutLabels(sr.key, p.dropped...)
+		return
 	}
 	for _, name := range p.grouping {
-		sr.key = append(sr.key, metric.Get(name)...)
+		sr.key = append(sr.key, sr.metric.Get(name)...)
 		sr.key = append(sr.key, 0xff)
 	}
-	return true, nil
 }
 
 // result is the last series' output series, without aggregation: its
@@ -423,15 +528,15 @@ func (sr *seriesReader) result() promql.Series {
 	return s
 }
 
-// groupLabels are the labels of the last series' group
+// groupLabels are the labels of the last series' group in plan p
 // (generateGroupingLabels).
-func (sr *seriesReader) groupLabels() labels.Labels {
+func (sr *seriesReader) groupLabels(p *Plan) labels.Labels {
 	sr.lb.Reset(sr.metric)
-	if sr.p.without {
-		sr.lb.Del(sr.p.grouping...)
+	if p.without {
+		sr.lb.Del(p.grouping...)
 		schema.Metadata{}.SetToLabels(sr.lb)
 	} else {
-		sr.lb.Keep(sr.p.grouping...)
+		sr.lb.Keep(p.grouping...)
 	}
 	return sr.lb.Labels()
 }
@@ -444,7 +549,6 @@ type aggregation struct {
 	maxSamples int
 	groups     []*group
 	byKey      map[string]*group
-	annos      annotations.Annotations
 	// Without aggregation: the output series, their points, and the
 	// most samples read for one series.
 	series []promql.Series
@@ -591,12 +695,24 @@ func (a *aggregation) result() []promql.Series {
 	return res
 }
 
-// partValues are the values of the series of one part that have any, in
-// the order of the select: each series' group (an index into keys and
-// labels, the part's groups in the order the part met them), the steps it
-// has a value at (a bitmap of words words per series) and those values.
+// partValues are what one part of the select gives each plan
+// (planValues), with the part's annotations.
 type partValues struct {
 	index  int
+	plans  []planValues
+	annos  annotations.Annotations
+	served bool
+	last   bool
+	err    error
+	done   chan struct{}
+}
+
+// planValues are the values of the series of one part that have any for
+// one plan, in the order of the select: each series' group (an index into
+// keys and labels, the part's groups in the order the part met them), the
+// steps it has a value at (a bitmap of words words per series) and those
+// values.
+type planValues struct {
 	keys   []string
 	labels []labels.Labels
 	byKey  map[string]int32
@@ -606,11 +722,6 @@ type partValues struct {
 	counts [][]float64     // count and group: per group, its series with a value at each step
 	out    []promql.Series // without aggregation: the output series
 	maxBuf int             // without aggregation: the most samples read for a series
-	annos  annotations.Annotations
-	served bool
-	last   bool
-	err    error
-	done   chan struct{}
 }
 
 // valBlock is the size of the blocks of a part's values (a variable for
@@ -640,13 +751,16 @@ func putBlock(b []float64) {
 // read ahead of the one being added); a part costs a reader and a select.
 const partBytes = 512 << 10
 
+// counting reports whether p keeps, per group and step, a count of series
+// (count and group), which adds up exactly in any order.
+func (p *Plan) counting() bool { return p.op == parser.COUNT || p.op == parser.GROUP }
+
 // inParts reads the select in parts on workers goroutines and adds the
-// parts into agg in order. It reports false when the store did not serve
-// the parts (nothing was added then).
-func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, parts Parts) (bool, error) {
-	counting := rd.p.op == parser.COUNT || rd.p.op == parser.GROUP
-	size := min(max(partBytes/(rd.nsteps*8+8), 64), 4096)
-	if counting {
+// parts into aggs (one per plan) in order. It reports false when the
+// store did not serve the parts (nothing was added then).
+func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *annotations.Annotations, workers int, parts Parts) (bool, error) {
+	size := min(max(partBytes/(len(rd.plans)*(rd.nsteps*8+8)), 64), 4096)
+	if slices.ContainsFunc(rd.plans, (*Plan).counting) {
 		size = 4096 // a part keeps a count per group and step
 	}
 	words := (rd.nsteps + 63) / 64
@@ -683,6 +797,52 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 			}
 		}
 	}
+	// record adds the last series read by sr to pl, plan p's values of
+	// the part.
+	record := func(sr *seriesReader, p *Plan, pl *planValues) {
+		if p.perSeries {
+			pl.out = append(pl.out, sr.result())
+			pl.maxBuf = max(pl.maxBuf, sr.buf.len())
+			return
+		}
+		sr.keyOf(p)
+		gi, ok := pl.byKey[string(sr.key)]
+		if !ok {
+			gi = int32(len(pl.keys))
+			pl.byKey[string(sr.key)] = gi
+			pl.keys = append(pl.keys, string(sr.key))
+			pl.labels = append(pl.labels, sr.groupLabels(p))
+		}
+		if p.counting() {
+			// count and group: how many series of the group have a
+			// value at each step, which adds up exactly in any order.
+			if int(gi) == len(pl.counts) {
+				pl.counts = append(pl.counts, make([]float64, rd.nsteps))
+			}
+			c := pl.counts[gi]
+			for k, h := range sr.has {
+				if h {
+					c[k]++
+				}
+			}
+			return
+		}
+		pl.series = append(pl.series, gi)
+		base := len(pl.has)
+		for range words {
+			pl.has = append(pl.has, 0)
+		}
+		for k, h := range sr.has {
+			if h {
+				pl.has[base+k/64] |= 1 << (k % 64)
+				if len(pl.vals) == 0 || len(pl.vals[len(pl.vals)-1]) == valBlock {
+					pl.vals = append(pl.vals, getBlock())
+				}
+				last := &pl.vals[len(pl.vals)-1]
+				*last = append(*last, sr.out[k])
+			}
+		}
+	}
 	read := func(sr *seriesReader, pv *partValues) {
 		defer close(pv.done)
 		if pv.index > 0 {
@@ -709,20 +869,29 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 		if !pv.served {
 			return
 		}
+		var reused []planValues
 		select {
 		case b := <-spare:
-			pv.series, pv.has = b.series[:0], b.has[:0]
+			reused = b.plans
 		default:
-			if counting || rd.p.perSeries {
-				break
-			}
-			// Sized for the part at once: grown by append, the buffers
-			// were copied over and over (a tenth of count_by_name's CPU);
-			// the values in blocks, as many as the part needs.
-			pv.series = make([]int32, 0, size)
-			pv.has = make([]uint64, 0, size*words)
 		}
-		pv.byKey = map[string]int32{}
+		pv.plans = make([]planValues, len(rd.plans))
+		for i, p := range rd.plans {
+			pl := &pv.plans[i]
+			switch {
+			case i < len(reused) && reused[i].series != nil:
+				pl.series, pl.has = reused[i].series[:0], reused[i].has[:0]
+			case p.counting() || p.perSeries:
+			default:
+				// Sized for the part at once: grown by append, the
+				// buffers were copied over and over (a tenth of
+				// count_by_name's CPU); the values in blocks, as many as
+				// the part needs.
+				pl.series = make([]int32, 0, size)
+				pl.has = make([]uint64, 0, size*words)
+			}
+			pl.byKey = map[string]int32{}
+		}
 		n := 0
 		for set.Next() {
 			if n++; n%128 == 0 {
@@ -736,7 +905,7 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 				default:
 				}
 			}
-			found, err := sr.series(set.At(), &pv.annos)
+			found, err := sr.series(set.At())
 			if err != nil {
 				pv.err = err
 				stop(pv.index)
@@ -745,45 +914,10 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 			if !found {
 				continue
 			}
-			if rd.p.perSeries {
-				pv.out = append(pv.out, sr.result())
-				pv.maxBuf = max(pv.maxBuf, sr.buf.len())
-				continue
-			}
-			gi, ok := pv.byKey[string(sr.key)]
-			if !ok {
-				gi = int32(len(pv.keys))
-				pv.byKey[string(sr.key)] = gi
-				pv.keys = append(pv.keys, string(sr.key))
-				pv.labels = append(pv.labels, sr.groupLabels())
-			}
-			if counting {
-				// count and group: how many series of the group have a
-				// value at each step, which adds up exactly in any order.
-				if int(gi) == len(pv.counts) {
-					pv.counts = append(pv.counts, make([]float64, rd.nsteps))
-				}
-				c := pv.counts[gi]
-				for k, h := range sr.has {
-					if h {
-						c[k]++
-					}
-				}
-				continue
-			}
-			pv.series = append(pv.series, gi)
-			base := len(pv.has)
-			for range words {
-				pv.has = append(pv.has, 0)
-			}
-			for k, h := range sr.has {
-				if h {
-					pv.has[base+k/64] |= 1 << (k % 64)
-					if len(pv.vals) == 0 || len(pv.vals[len(pv.vals)-1]) == valBlock {
-						pv.vals = append(pv.vals, getBlock())
-					}
-					last := &pv.vals[len(pv.vals)-1]
-					*last = append(*last, sr.out[k])
+			for i, p := range rd.plans {
+				if matchAll(rd.filters[i], sr.metric) {
+					sr.annotate(p, &pv.annos)
+					record(sr, p, &pv.plans[i])
 				}
 			}
 		}
@@ -792,7 +926,9 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 			return
 		}
 		pv.annos.Merge(set.Warnings())
-		pv.byKey = nil
+		for i := range pv.plans {
+			pv.plans[i].byKey = nil
+		}
 	}
 	for range workers {
 		wg.Add(1)
@@ -817,6 +953,66 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 		close(quit)
 		wg.Wait()
 	}()
+	// add adds plan p's values of a part into agg.
+	add := func(p *Plan, agg *aggregation, pl *planValues) error {
+		if p.perSeries {
+			for _, s := range pl.out {
+				if err := agg.addSeries(s, pl.maxBuf); err != nil {
+					return err
+				}
+			}
+			pl.out = nil
+			return nil
+		}
+		if p.counting() {
+			for gi, c := range pl.counts {
+				g, err := agg.group([]byte(pl.keys[gi]), func() labels.Labels { return pl.labels[gi] })
+				if err != nil {
+					return err
+				}
+				for k, n := range c {
+					if n == 0 {
+						continue
+					}
+					a := &g.acc[k]
+					if !a.seen {
+						a.seen, a.v, a.n = true, 1, 0
+					}
+					a.n += n
+				}
+			}
+			return nil
+		}
+		groups := make([]*group, len(pl.keys))
+		var vals []float64
+		vb := 0
+		for si, gi := range pl.series {
+			g := groups[gi]
+			if g == nil {
+				var err error
+				if g, err = agg.group([]byte(pl.keys[gi]), func() labels.Labels { return pl.labels[gi] }); err != nil {
+					return err
+				}
+				groups[gi] = g
+			}
+			bits := pl.has[si*words : (si+1)*words]
+			for k := range rd.nsteps {
+				if bits[k/64]&(1<<(k%64)) != 0 {
+					if len(vals) == 0 {
+						vals = pl.vals[vb]
+						vb++
+					}
+					g.acc[k].add(p.op, vals[0])
+					vals = vals[1:]
+				}
+			}
+		}
+		for _, blk := range pl.vals {
+			putBlock(blk)
+		}
+		pl.vals = nil
+		return nil
+	}
 	for i := 0; ; i++ {
 		pv := partOf(i)
 		select {
@@ -836,71 +1032,12 @@ func (rd *reading) inParts(ctx context.Context, agg *aggregation, workers int, p
 		if pv.err != nil {
 			return true, pv.err
 		}
-		agg.annos.Merge(pv.annos)
-		if rd.p.perSeries {
-			for _, s := range pv.out {
-				if err := agg.addSeries(s, pv.maxBuf); err != nil {
-					return true, err
-				}
-			}
-			pv.out = nil
-			tokens <- struct{}{}
-			if pv.last {
-				return true, contextErr(ctx)
-			}
-			continue
-		}
-		if counting {
-			for gi, c := range pv.counts {
-				g, err := agg.group([]byte(pv.keys[gi]), func() labels.Labels { return pv.labels[gi] })
-				if err != nil {
-					return true, err
-				}
-				for k, n := range c {
-					if n == 0 {
-						continue
-					}
-					a := &g.acc[k]
-					if !a.seen {
-						a.seen, a.v, a.n = true, 1, 0
-					}
-					a.n += n
-				}
-			}
-			tokens <- struct{}{}
-			if pv.last {
-				return true, contextErr(ctx)
-			}
-			continue
-		}
-		groups := make([]*group, len(pv.keys))
-		var vals []float64
-		vb := 0
-		for si, gi := range pv.series {
-			g := groups[gi]
-			if g == nil {
-				var err error
-				if g, err = agg.group([]byte(pv.keys[gi]), func() labels.Labels { return pv.labels[gi] }); err != nil {
-					return true, err
-				}
-				groups[gi] = g
-			}
-			bits := pv.has[si*words : (si+1)*words]
-			for k := range rd.nsteps {
-				if bits[k/64]&(1<<(k%64)) != 0 {
-					if len(vals) == 0 {
-						vals = pv.vals[vb]
-						vb++
-					}
-					g.acc[k].add(rd.p.op, vals[0])
-					vals = vals[1:]
-				}
+		annos.Merge(pv.annos)
+		for j, p := range rd.plans {
+			if err := add(p, aggs[j], &pv.plans[j]); err != nil {
+				return true, err
 			}
 		}
-		for _, blk := range pv.vals {
-			putBlock(blk)
-		}
-		pv.vals = nil
 		select {
 		case spare <- pv:
 		default:
@@ -1245,3 +1382,6 @@ func contextErr(ctx context.Context) error {
 	}
 	return err
 }
+
+// Matchers is the number of matchers of the plan's selector.
+func (p *Plan) Matchers() int { return len(p.sel.LabelMatchers) }

@@ -265,6 +265,47 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			checked++
 		}
 	}
+	// Plans read in one select (EvalShared): each plan's result is its
+	// own Eval's and the engine's, in the same order, read whole and in
+	// parts; the annotations are those of all the plans.
+	for _, grp := range [][]string{
+		{`sum by (svc) (rate(req_total[5m]))`, `sum by (svc) (rate(req_total{zone="a"}[5m]))`, `count without (inst) (rate(req_total{svc=~"s1|s2",zone=~"a|b"}[5m]))`},
+		{`avg by (zone) (increase({__name__=~"mem_bytes|lat_seconds"}[90s]))`, `max by (svc) (increase({__name__=~"mem_bytes|lat_seconds",zone="a"}[90s]))`, `avg by (zone) (increase({__name__=~"mem_bytes|lat_seconds"}[90s]))`},
+		{`min without (inst) (max_over_time(mem_bytes[17m]))`, `group by (svc) (max_over_time(mem_bytes{inst=~"dec.*"}[17m]))`},
+		{`sum by (svc) (mem_bytes)`, `sum without (inst) (mem_bytes{zone="b"})`},
+	} {
+		plans := make([]*rollup.Plan, len(grp))
+		for i, qs := range grp {
+			expr, err := p.ParseExpr(qs)
+			require.NoError(t, err, qs)
+			plans[i] = rollup.Compile(expr.(*parser.AggregateExpr))
+			require.NotNil(t, plans[i], qs)
+			require.True(t, plans[0].Covers(plans[i]), "%s covers %s", grp[0], qs)
+		}
+		for _, w := range windowsQ {
+			rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+			sp := &storeParts{size: 3}
+			par, parAnnos, err := rollup.EvalShared(ctx, db, rng, 0, 3, sp, plans)
+			require.NoError(t, err, grp[0])
+			require.GreaterOrEqual(t, sp.served.Load(), int64(3), "%s: parts served", grp[0])
+			whole, annos, err := rollup.EvalShared(ctx, db, rng, 0, 1, nil, plans)
+			require.NoError(t, err, grp[0])
+			var wantAnnos annotations.Annotations
+			for i, qs := range grp {
+				own, ownAnnos, err := plans[i].Eval(ctx, db, rng, 0)
+				require.NoError(t, err, qs)
+				wantAnnos.Merge(ownAnnos)
+				what := fmt.Sprintf("%s read with %s over %+v", qs, grp[0], w)
+				sameOrder(t, what, own, par[i])
+				sameOrder(t, what, own, whole[i])
+				want, _ := engineAnswer(qs, w)
+				equal(t, what, want, whole[i])
+				checked++
+			}
+			require.ElementsMatch(t, keys(wantAnnos), keys(annos), grp[0])
+			require.ElementsMatch(t, keys(wantAnnos), keys(parAnnos), grp[0])
+		}
+	}
 	// Without aggregation: one series per input series, the engine's
 	// labels (names dropped but by last_over_time), order and values.
 	for i, f := range funcs {
@@ -407,6 +448,40 @@ type quietPebble struct{}
 func (quietPebble) Infof(string, ...any)         {}
 func (quietPebble) Errorf(string, ...any)        {}
 func (quietPebble) Fatalf(f string, args ...any) { panic(fmt.Sprintf(f, args...)) }
+
+// TestCovers: a plan covers another only over the same function, range
+// and a subset of its matchers.
+func TestCovers(t *testing.T) {
+	compile := func(qs string) *rollup.Plan {
+		expr, err := levpromql.NewParser().ParseExpr(qs)
+		require.NoError(t, err, qs)
+		p := rollup.Compile(expr.(*parser.AggregateExpr))
+		require.NotNil(t, p, qs)
+		return p
+	}
+	base := compile(`sum by (a) (rate(x{b="1"}[5m]))`)
+	for qs, covered := range map[string]bool{
+		`sum by (a) (rate(x{b="1"}[5m]))`:          true,
+		`max (rate(x{c=~"2|3",b="1"}[5m]))`:        true,
+		`sum by (a) (rate(x{b="1"}[4m]))`:          false, // range
+		`sum by (a) (increase(x{b="1"}[5m]))`:      false, // function
+		`sum by (a) (rate(x[5m]))`:                 false, // fewer series
+		`sum by (a) (rate(x{b="2"}[5m]))`:          false,
+		`sum by (a) (rate(x{b=~"1"}[5m]))`:         false, // another matcher, if the same series
+		`sum by (a) (rate({__name__="x"}[5m]))`:    false,
+		`sum by (a) (rate(y{b="1"}[5m]))`:          false,
+		`sum by (a) (rate(x{b="1",c=~"2|3"}[5m]))`: true,
+		`sum by (a) (rate(x{b="1",c=""}[5m]))`:     false, // matches an empty value
+		`sum by (a) (rate(x{b="1",c!="2"}[5m]))`:   false,
+		`sum by (a) (rate(x{b="1",c=~"2|"}[5m]))`:  false,
+		`sum by (a) (rate(x{b="1"}[5m] offset 0))`: true,
+	} {
+		require.Equal(t, covered, base.Covers(compile(qs)), qs)
+	}
+	_, _, err := rollup.EvalShared(context.Background(), storagetest.New(t), rollup.Range{Start: t0, End: t0}, 0, 1, nil,
+		[]*rollup.Plan{base, compile(`sum(rate(x[5m]))`)})
+	require.ErrorContains(t, err, "does not cover")
+}
 
 func TestCompileRefuses(t *testing.T) {
 	for _, qs := range []string{
