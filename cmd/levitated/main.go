@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/levitated/levitated/pkg/memlimit"
 	"github.com/levitated/levitated/pkg/server"
@@ -93,6 +95,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// The collector's target: 30 % unless GOGC is set (memlimit.DefaultGCPercent says why).
 	gcPercent, why := memlimit.ApplyGCPercent(os.Getenv, nil)
 	logger.Info("Go GC percent", "percent", gcPercent, "reason", why)
+
+	// No spans are exported: the engine's and the API's spans are no-ops,
+	// as Prometheus makes them when tracing is not configured (its
+	// tracing.Manager). OpenTelemetry's default global provider looks the
+	// tracer up under a lock and allocates a span per call, waiting for a
+	// provider that is never set.
+	otel.SetTracerProvider(noop.NewTracerProvider())
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/prometheus/promql"
@@ -110,7 +111,7 @@ func (JSONCodec) Encode(resp *v1.Response) ([]byte, error) {
 		}
 		size += len(r)
 	}
-	out := make([]byte, 0, size)
+	out := lend(size)
 	out = append(out, head[:at]...)
 	first := true
 	for _, r := range runs {
@@ -124,6 +125,57 @@ func (JSONCodec) Encode(resp *v1.Response) ([]byte, error) {
 		out = append(out, r[1:len(r)-1]...) // without the run's [ and ]
 	}
 	return append(out, head[at:]...), nil
+}
+
+// answers are buffers of answers Encode made, given back by Recycle; lent
+// are those handed out and not given back, the latest lentMax: an answer
+// written by a writer that does not recycle is dropped from it in time,
+// and is garbage as any other.
+var (
+	answers sync.Pool // of *[]byte
+	lentMu  sync.Mutex
+	lent    []*[]byte
+)
+
+const lentMax = 8
+
+// lend returns an empty buffer of at least size bytes for an answer,
+// noted as lent.
+func lend(size int) []byte {
+	var out []byte
+	if b, ok := answers.Get().(*[]byte); ok && cap(*b) >= size {
+		out = (*b)[:0]
+	} else {
+		out = make([]byte, 0, size)
+	}
+	lentMu.Lock()
+	if len(lent) == lentMax {
+		lent = append(lent[:0], lent[1:]...)
+	}
+	lent = append(lent, &out)
+	lentMu.Unlock()
+	return out
+}
+
+// Recycle gives back the buffer of p if p is an answer Encode returned
+// and has not been given back: the writer of the response calls it once
+// p is written and nothing refers to it (Prometheus' API writes an
+// answer with one Write and drops it). The 4 MB answer of a range query
+// of 1,000 series was a third of what it allocated, and the collector's
+// cost is by the byte (GOGC is 30). Any other p is left alone.
+func Recycle(p []byte) {
+	if cap(p) == 0 {
+		return
+	}
+	lentMu.Lock()
+	defer lentMu.Unlock()
+	for i, b := range lent {
+		if unsafe.SliceData(*b) == unsafe.SliceData(p) {
+			lent = append(lent[:i], lent[i+1:]...)
+			answers.Put(b)
+			return
+		}
+	}
 }
 
 // runBufs are the buffers runs are encoded into, reused from answer to

@@ -62,3 +62,51 @@ func TestJSONCodecEqualsPrometheus(t *testing.T) {
 		}
 	}
 }
+
+// TestRecycle: an answer given back is reused, once, and the answers
+// encoded into reused buffers are still v1.JSONCodec's; a slice Encode did
+// not return is left alone.
+func TestRecycle(t *testing.T) {
+	defer func(n int) { parallelPoints = n }(parallelPoints)
+	parallelPoints = 1
+	old := runtime.GOMAXPROCS(2)
+	defer runtime.GOMAXPROCS(old)
+	m := gridMatrix()
+	if len(m) < 2 {
+		t.Fatal("gridMatrix has fewer than two series")
+	}
+	resp := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: m})
+	want, err := v1.JSONCodec{}.Encode(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	Recycle(nil)
+	Recycle(make([]byte, 10)) // not an answer
+	Recycle(want)
+	for range 20 {
+		a, err := JSONCodec{}.Encode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Given back twice: it must not go into the pool twice, or two
+		// answers would share it.
+		Recycle(a)
+		Recycle(a)
+		b, err := JSONCodec{}.Encode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := JSONCodec{}.Encode(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if &b[:1][0] == &c[:1][0] {
+			t.Fatal("two answers in one buffer")
+		}
+		if !bytes.Equal(b, want) || !bytes.Equal(c, want) {
+			t.Fatalf("an answer in a reused buffer differs:\n%s\nwant\n%s", b, want)
+		}
+		Recycle(b)
+		Recycle(c)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/levitated/levitated/pkg/matrixcodec"
 	"github.com/levitated/levitated/pkg/pgzip"
 )
 
@@ -32,12 +33,20 @@ import (
 // of a range query of 1,000 series, against 17–30 ms at best speed on one
 // core (bench/RESULTS.md, "Rollups without aggregation"). Those bytes are
 // not Prometheus'; they decompress to the same answer. VictoriaMetrics
-// compresses its answers at best speed too (lib/httpserver).
+// compresses its answers at best speed too (lib/httpserver). Those two
+// routes give the JSON codec's answer buffers back once written
+// (matrixcodec.Recycle), compressed or not.
 func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae, ok := r.Header["Accept-Encoding"]
-		if !ok || !picksGzip(r.Header.Get("Accept-Encoding")) || !ready() ||
-			(r.Method != http.MethodOptions && !slices.Contains(methods, r.Method)) {
+		if !ready() || (r.Method != http.MethodOptions && !slices.Contains(methods, r.Method)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if !ok || !picksGzip(r.Header.Get("Accept-Encoding")) {
+			if fast {
+				w = recyclingWriter{w}
+			}
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -90,9 +99,23 @@ type gzipResponseWriter struct {
 func (g *gzipResponseWriter) Write(p []byte) (int, error) {
 	g.Header().Del("Content-Length")
 	if g.fast != nil {
-		return g.fast.Write(p)
+		// Compressed before Write returns: the answer's buffer goes back
+		// to the JSON codec.
+		n, err := g.fast.Write(p)
+		matrixcodec.Recycle(p)
+		return n, err
 	}
 	return g.gz.Write(p)
+}
+
+// recyclingWriter gives the answers written through it back to the JSON
+// codec (matrixcodec.Recycle) once written.
+type recyclingWriter struct{ http.ResponseWriter }
+
+func (w recyclingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	matrixcodec.Recycle(p)
+	return n, err
 }
 
 func (g *gzipResponseWriter) WriteHeader(statusCode int) {

@@ -87,3 +87,72 @@ func TestQueryGzip(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryAnswersReused: large answers, whose buffers the JSON codec gets
+// back once written (matrixcodec.Recycle), stay whole when queries of
+// different answers run concurrently, compressed or not.
+func TestQueryAnswersReused(t *testing.T) {
+	srv := servertest.Start(t)
+	now := time.Now().Truncate(time.Minute)
+	var ts []prompb.TimeSeries
+	for i := range 200 {
+		s := prompb.TimeSeries{Labels: labelsV1("__name__", "req_total", "pod", fmt.Sprint(i))}
+		for k := range 130 {
+			s.Samples = append(s.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(k-130) * 15 * time.Second).UnixMilli(), Value: float64(k * (i + 1))})
+		}
+		ts = append(ts, s)
+	}
+	require.Equal(t, http.StatusNoContent, writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: ts}).code)
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	fetch := func(query, accept string) []byte {
+		params := url.Values{"query": {query}, "start": {unixString(now.Add(-30 * time.Minute))}, "end": {unixString(now)}, "step": {"15"}, "nocache": {"1"}}
+		req, err := http.NewRequest(http.MethodGet, srv.URL+"/api/v1/query_range?"+params.Encode(), nil)
+		if err != nil {
+			return []byte(err.Error())
+		}
+		if accept != "" {
+			req.Header.Set("Accept-Encoding", accept)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return []byte(err.Error())
+		}
+		defer resp.Body.Close()
+		var r io.Reader = resp.Body
+		if resp.Header.Get("Content-Encoding") == "gzip" {
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				return []byte(err.Error())
+			}
+			r = zr
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return []byte(err.Error())
+		}
+		return b
+	}
+	queries := []string{"req_total", "rate(req_total[1m])", "req_total * 2"}
+	want := map[string][]byte{}
+	for _, q := range queries {
+		want[q] = fetch(q, "")
+		require.Greater(t, bytes.Count(want[q], []byte("],[")), 20000, "%s: the answer is large enough to be encoded in runs", q)
+	}
+	errs := make(chan error, 6)
+	for g := range 6 {
+		go func() {
+			for i := range 8 {
+				q := queries[(g+i)%len(queries)]
+				accept := []string{"", "gzip"}[(g+i)%2]
+				if got := fetch(q, accept); !bytes.Equal(got, want[q]) {
+					errs <- fmt.Errorf("%s (Accept-Encoding %q): the answer differs from the first (%d bytes vs %d)", q, accept, len(got), len(want[q]))
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 6 {
+		require.NoError(t, <-errs)
+	}
+}
