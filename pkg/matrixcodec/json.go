@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	jsoniter "github.com/json-iterator/go"
@@ -30,6 +31,9 @@ func (JSONCodec) CanEncode(*v1.Response) bool { return true }
 // parallelPoints is the fewest points of a matrix encoded on more than one
 // goroutine (a variable for tests); smaller ones are v1.JSONCodec's.
 var parallelPoints = 20000
+
+// runsPerWorker is how many runs a matrix is cut into per worker.
+const runsPerWorker = 4
 
 // resultMark is where the matrix goes in the response encoded with an
 // empty one: a JSON string cannot hold it unescaped, and "data" comes
@@ -68,32 +72,45 @@ func (JSONCodec) Encode(resp *v1.Response) ([]byte, error) {
 		return v1.JSONCodec{}.Encode(resp)
 	}
 	at += len(resultMark) - 1 // between [ and ]
-	// Runs of about equal points, in order.
-	workers = min(workers, len(m))
-	runs := make([][]byte, workers)
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
+	// Runs of about equal points, in order, more runs than workers: a
+	// worker that is slow (another goroutine on its core, a collection)
+	// leaves its next runs to the others.
+	nruns := min(runsPerWorker*workers, len(m))
+	runs := make([][]byte, nruns)
+	errs := make([]error, nruns)
+	parts := make([]promql.Matrix, nruns)
 	lo, done := 0, 0
-	for w := range workers {
+	for w := range nruns {
 		hi := lo
-		if w == workers-1 {
+		if w == nruns-1 {
 			hi = len(m)
 		} else {
-			target := points * (w + 1) / workers
+			target := points * (w + 1) / nruns
 			for hi < len(m) && (hi == lo || done < target) {
 				done += len(m[hi].Floats) + 8*len(m[hi].Histograms)
 				hi++
 			}
 		}
-		part := m[lo:hi]
+		parts[w] = m[lo:hi]
 		lo = hi
-		if len(part) == 0 {
-			continue
-		}
+	}
+	var (
+		wg   sync.WaitGroup
+		next atomic.Int64
+	)
+	for range min(workers, nruns) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runs[w], errs[w] = encodeRun(part, points/workers)
+			for {
+				w := int(next.Add(1) - 1)
+				if w >= nruns {
+					return
+				}
+				if len(parts[w]) > 0 {
+					runs[w], errs[w] = encodeRun(parts[w], points/nruns)
+				}
+			}
 		}()
 	}
 	wg.Wait()

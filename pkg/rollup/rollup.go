@@ -1055,8 +1055,10 @@ type samples struct {
 	f []float64
 	// resets[i], for rate and increase, counts the counter resets
 	// (f[j] < f[j-1]) among samples 1..i: a window without one needs no
-	// scan for them.
-	resets []int32
+	// scan for them. Only if anyReset: a series without a reset (most
+	// counters over a query's range) has no counts.
+	resets   []int32
+	anyReset bool
 }
 
 func (s samples) len() int { return len(s.t) }
@@ -1064,20 +1066,29 @@ func (s samples) len() int { return len(s.t) }
 // slice is the samples [lo, hi) (without resets).
 func (s samples) slice(lo, hi int) samples { return samples{t: s.t[lo:hi], f: s.f[lo:hi]} }
 
-// countResets sets s.resets.
+// countResets sets s.anyReset and, if there is a reset, s.resets.
 func (s *samples) countResets() {
 	fs := s.f
+	// The first reset, found without writing the counts before it.
+	first := 0
+	for i := 1; i < len(fs); i++ {
+		if fs[i] < fs[i-1] {
+			first = i
+			break
+		}
+	}
+	s.anyReset = first > 0
+	if !s.anyReset {
+		return
+	}
 	if cap(s.resets) < len(fs) {
 		s.resets = make([]int32, len(fs), 2*len(fs))
 	}
 	rs := s.resets[:len(fs)]
 	s.resets = rs
-	if len(fs) == 0 {
-		return
-	}
+	clear(rs[:first])
 	var n int32
-	rs[0] = 0
-	for i := 1; i < len(fs) && i < len(rs); i++ {
+	for i := first; i < len(fs) && i < len(rs); i++ {
 		if fs[i] < fs[i-1] {
 			n++
 		}
@@ -1193,7 +1204,7 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 			// result.
 			continue
 		}
-		resets := isCounter && buf.resets[hi-1] != buf.resets[lo]
+		resets := isCounter && buf.anyReset && buf.resets[hi-1] != buf.resets[lo]
 		out[k] = extrapolatedRate(bf[lo:hi], bt[lo], bt[hi-1], ts, p.rng, rngSeconds, isCounter, isRate, resets)
 		has[k], found = true, true
 	}
