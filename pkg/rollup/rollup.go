@@ -66,6 +66,12 @@ import (
 // timestamp); the caller should run the expression on the engine.
 var ErrFallback = errors.New("rollup: data the one-pass evaluation does not cover")
 
+// ErrNotShared reports that EvalShared could not read one select for its
+// plans: the store did not serve it in parts (a select merged with other
+// stores' series, whose order is not the store's reference order). It is
+// an ErrFallback: evaluate the plans apart.
+var ErrNotShared = fmt.Errorf("%w: a select not served in parts is not read once for several plans", ErrFallback)
+
 // ErrTooManySamples reports that the groups' points would exceed the
 // limit given to Eval; the engine, which holds more, would refuse too.
 var ErrTooManySamples = errors.New("rollup: too many samples")
@@ -301,7 +307,11 @@ func extraMatchers(base, of []*labels.Matcher) ([]*labels.Matcher, bool) {
 // it, in the select's order. Each plan's result is EvalParallel's, bit
 // for bit — sum by (service) (rate(x{status=~"5.."}[5m])) / sum by
 // (service) (rate(x[5m])) reads the series of the numerator once, not
-// twice. The annotations are those of all the plans.
+// twice. The annotations are those of all the plans. The select is read
+// in parts (on workers goroutines, one at least): a store that does not
+// serve them merges other stores' series into the select by their labels,
+// and a narrower select's order could then differ from the wider one's
+// filtered; that is ErrNotShared.
 func EvalShared(ctx context.Context, q storage.Queryable, r Range, maxSamples, workers int, parts Parts, plans []*Plan) ([][]promql.Series, annotations.Annotations, error) {
 	filters := make([][]*labels.Matcher, len(plans))
 	for i, o := range plans[1:] {
@@ -353,15 +363,19 @@ func evalPlans(ctx context.Context, q storage.Queryable, r Range, maxSamples, wo
 		return res
 	}
 	var annos annotations.Annotations
-	if workers > 1 && parts != nil {
+	shared := len(plans) > 1
+	if (workers > 1 || shared) && parts != nil {
 		aggs := newAggs()
-		served, err := rd.inParts(ctx, aggs, &annos, workers, parts)
+		served, err := rd.inParts(ctx, aggs, &annos, max(workers, 1), parts)
 		if served {
 			if err != nil {
 				return nil, annos, err
 			}
 			return results(aggs), annos, nil
 		}
+	}
+	if shared {
+		return nil, nil, ErrNotShared
 	}
 	aggs := newAggs()
 	set := querier.Select(ctx, false, hints, p.sel.LabelMatchers...)

@@ -288,7 +288,8 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			par, parAnnos, err := rollup.EvalShared(ctx, db, rng, 0, 3, sp, plans)
 			require.NoError(t, err, grp[0])
 			require.GreaterOrEqual(t, sp.served.Load(), int64(3), "%s: parts served", grp[0])
-			whole, annos, err := rollup.EvalShared(ctx, db, rng, 0, 1, nil, plans)
+			// On one goroutine, in one part.
+			whole, annos, err := rollup.EvalShared(ctx, db, rng, 0, 1, &storeParts{size: 1 << 20}, plans)
 			require.NoError(t, err, grp[0])
 			var wantAnnos annotations.Annotations
 			for i, qs := range grp {
@@ -478,9 +479,25 @@ func TestCovers(t *testing.T) {
 	} {
 		require.Equal(t, covered, base.Covers(compile(qs)), qs)
 	}
-	_, _, err := rollup.EvalShared(context.Background(), storagetest.New(t), rollup.Range{Start: t0, End: t0}, 0, 1, nil,
+	db := storagetest.New(t)
+	_, _, err := rollup.EvalShared(context.Background(), db, rollup.Range{Start: t0, End: t0}, 0, 1, &storeParts{size: 3},
 		[]*rollup.Plan{base, compile(`sum(rate(x[5m]))`)})
 	require.ErrorContains(t, err, "does not cover")
+	// A select not served in parts (merged with other stores' series)
+	// is not read once for several plans: the caller evaluates them apart.
+	fill(t, db, 3)
+	rng := rollup.Range{Start: t0 + 600_000, End: t0 + 3*3600_000, Interval: 60_000, Lookback: 300_000}
+	plans := []*rollup.Plan{compile(`sum by (svc) (rate(req_total[5m]))`), compile(`sum by (svc) (rate(req_total{zone="a"}[5m]))`)}
+	for _, declineAt := range []int{0, 2} {
+		_, _, err = rollup.EvalShared(context.Background(), decliner{db, declineAt, &atomic.Int64{}}, rng, 0, 2, &storeParts{size: 3}, plans)
+		require.ErrorIs(t, err, rollup.ErrNotShared)
+		require.ErrorIs(t, err, rollup.ErrFallback)
+	}
+	_, _, err = rollup.EvalShared(context.Background(), db, rng, 0, 2, nil, plans)
+	require.ErrorIs(t, err, rollup.ErrNotShared)
+	res, _, err := rollup.EvalShared(context.Background(), db, rng, 0, 2, &storeParts{size: 3}, plans)
+	require.NoError(t, err)
+	require.NotEmpty(t, res[1])
 }
 
 func TestCompileRefuses(t *testing.T) {
