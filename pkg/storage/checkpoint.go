@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"sync"
 	"time"
 
@@ -67,7 +68,11 @@ func (r *readerEpochs) minActive() uint64 {
 // write-ahead log buffers and keeps one larger than half a memtable whole
 // in memory until it is flushed; 32 MiB batches held about 100 MiB of heap
 // during each checkpoint at 100k series (bench/RESULTS.md).
-const checkpointBatchBytes = 4 << 20
+const checkpointBatchBytes = checkpointBatchCap - 64<<10
+
+// checkpointBatchCap is the capacity of the checkpoint's batch: Pebble keeps
+// a batch's buffer for reuse up to 1 MiB.
+const checkpointBatchCap = 1 << 20
 
 // checkpoint writes every chunk sample not yet in Pebble, then, in one
 // synced batch, records the covered write-ahead sequence and deletes the
@@ -96,7 +101,7 @@ func (db *DB) spillClosed(ctx context.Context) error {
 }
 
 // writeChunks is a checkpoint, or with closedOnly a spill of closed chunks.
-func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
+func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 	if err := db.health.err(); err != nil {
 		return err
 	}
@@ -110,17 +115,34 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 	sinceSpill := db.spillBytes.Load()
 	db.applyMu.Unlock()
 
-	type written struct {
-		s *memSeries
-		c *memChunk
-		n int
-	}
-	var done []written
-	// Batches made at their size: grown from empty, each 4 MiB batch
-	// allocated about twice that on the way (at a million series, a sixth
-	// of the garbage of ingest).
-	const batchSize = checkpointBatchBytes + 64<<10
-	b := db.pdb.NewBatchWithSize(batchSize)
+	// The series whose chunks this call wrote, or found written and closed:
+	// a bit per index into the tenant's snapshot, the samples in the chunks
+	// themselves (memChunk.writing). A list of the chunks took 24 bytes per
+	// series at every checkpoint, grown by doubling: at a million series,
+	// tens of MB live at the time the heap is largest.
+	var writes []tenantWrites
+	defer func() {
+		if err == nil {
+			return
+		}
+		// Nothing a failed call wrote counts as persisted: the next call
+		// writes it again.
+		for _, tw := range writes {
+			tw.each(func(s *memSeries) {
+				s.mu.Lock()
+				for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
+					for _, c := range list {
+						c.writing = 0
+					}
+				}
+				s.mu.Unlock()
+			})
+		}
+	}()
+	// One batch, reused after each commit (Pebble keeps a batch's buffer
+	// on Reset up to 1 MiB): made anew for each, the batches were a seventh
+	// of the garbage of ingest at a million series.
+	b := db.pdb.NewBatchWithSize(checkpointBatchCap)
 	defer func() { _ = b.Close() }()
 	// writable waits until the records of every commit whose samples b
 	// may hold are in Pebble (unwrittenCommits).
@@ -134,7 +156,7 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 		return nil
 	}
 	flush := func() error {
-		if b.Len() == 0 {
+		if b.Empty() {
 			return nil
 		}
 		if err := writable(); err != nil {
@@ -143,8 +165,7 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 		if err := b.Commit(pebble.NoSync); err != nil {
 			return fmt.Errorf("write chunks: %w", err)
 		}
-		_ = b.Close()
-		b = db.pdb.NewBatchWithSize(batchSize)
+		b.Reset()
 		return nil
 	}
 	var val, encBuf, keyBuf []byte
@@ -154,7 +175,10 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		for _, s := range th.seriesSnapshot() {
+		snap := th.seriesSnapshot()
+		tw := newTenantWrites(snap)
+		writes = append(writes, tw)
+		for i, s := range snap {
 			s.mu.Lock()
 			if r := s.rare; r != nil && len(r.ooo) > 0 && !closedOnly {
 				for _, c := range buildChunks(r.ooo, covered) {
@@ -165,7 +189,7 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 			}
 			for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
 				for _, c := range list {
-					n := c.chunk.NumSamples()
+					n := int32(c.chunk.NumSamples())
 					if n == 0 || (closedOnly && !c.closed) {
 						continue
 					}
@@ -174,7 +198,8 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 						// since (the next sample cut a new chunk): it
 						// becomes droppable with this checkpoint's epoch.
 						if c.closed && c.droppableAt == 0 {
-							done = append(done, written{s, c, n})
+							c.writing = n
+							tw.mark(i)
 						}
 						continue
 					}
@@ -188,7 +213,8 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 						s.mu.Unlock()
 						return fmt.Errorf("write chunk: %w", err)
 					}
-					done = append(done, written{s, c, n})
+					c.writing = n
+					tw.mark(i)
 					nChunks++
 				}
 			}
@@ -246,16 +272,12 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 	}
 	epoch := db.readers.advance()
 	var droppable []*memSeries
-	for _, w := range done {
-		w.s.mu.Lock()
-		w.c.persisted = max(w.c.persisted, w.n)
-		if w.c.closed && w.c.persisted == w.c.chunk.NumSamples() {
-			w.c.droppableAt = epoch
-			if n := len(droppable); n == 0 || droppable[n-1] != w.s {
-				droppable = append(droppable, w.s)
+	for _, tw := range writes {
+		tw.each(func(s *memSeries) {
+			if s.committedWrites(epoch) {
+				droppable = append(droppable, s)
 			}
-		}
-		w.s.mu.Unlock()
+		})
 	}
 	if len(droppable) > 0 {
 		db.dropMu.Lock()
@@ -275,6 +297,55 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) error {
 	}
 	db.logger.Debug("checkpoint", "covered", covered, "chunks", nChunks, "duration", time.Since(start))
 	return nil
+}
+
+// tenantWrites are the series of one tenant whose chunks a writeChunks call
+// wrote, or found written and closed: a bit per index into the tenant's
+// snapshot; the samples written are in the chunks (memChunk.writing).
+type tenantWrites struct {
+	series []*memSeries
+	wrote  []uint64
+}
+
+func newTenantWrites(series []*memSeries) tenantWrites {
+	return tenantWrites{series: series, wrote: make([]uint64, (len(series)+63)/64)}
+}
+
+func (tw tenantWrites) mark(i int) { tw.wrote[i/64] |= 1 << (i % 64) }
+
+// each calls f with every marked series, in snapshot order.
+func (tw tenantWrites) each(f func(*memSeries)) {
+	for w, word := range tw.wrote {
+		for word != 0 {
+			j := bits.TrailingZeros64(word)
+			word &^= 1 << j
+			f(tw.series[w*64+j])
+		}
+	}
+}
+
+// committedWrites marks the samples writeChunks wrote into s's chunks as
+// persisted, once that write is committed, and the closed chunks now whole
+// in Pebble droppable from epoch on; it reports whether any became
+// droppable.
+func (s *memSeries) committedWrites(epoch uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	droppable := false
+	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
+		for _, c := range list {
+			if c.writing == 0 {
+				continue
+			}
+			c.persisted = max(c.persisted, c.writing)
+			c.writing = 0
+			if c.closed && int(c.persisted) == c.chunk.NumSamples() {
+				c.droppableAt = epoch
+				droppable = true
+			}
+		}
+	}
+	return droppable
 }
 
 // buildChunks encodes out-of-order samples (sorted by time) into closed

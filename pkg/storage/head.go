@@ -21,13 +21,18 @@ type memChunk struct {
 	chunk      chunkenc.Chunk
 	minT, maxT int64
 	part       uint64 // 0 for in-order chunks; see chunkKey
-	closed     bool   // no more appends
 
-	// persisted is the number of samples of this chunk in Pebble.
-	persisted int
 	// droppableAt is the reader epoch from which on every reader sees the
 	// fully persisted chunk in Pebble; 0 while it is not fully persisted.
 	droppableAt uint64
+	// persisted is the number of samples of this chunk in Pebble.
+	persisted int32
+	// writing is the number of samples the running checkpoint or spill
+	// wrote (or found written, for a closed chunk to make droppable); it
+	// becomes persisted once that write is committed. 0 otherwise. Guarded
+	// by the series' mu; only writeChunks (under checkpointMu) sets it.
+	writing int32
+	closed  bool // no more appends
 }
 
 // memSeries is the in-memory state of one series. Fields below mu are
