@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
@@ -211,5 +212,78 @@ func TestSpillDropsClosedChunksKeepsRecords(t *testing.T) {
 	}
 	if got := countSamples(t, db, base, base+n*15_000); got != n {
 		t.Fatalf("read %d samples after reopening, want %d", got, n)
+	}
+}
+
+// A checkpoint that fails after writing chunks marks none of them
+// persisted (nor droppable): the next one writes them again, whole.
+func TestFailedCheckpointPersistsNothing(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(t.TempDir(), Options{Logger: slog.New(slog.DiscardHandler), CallerRunsBackground: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	base := int64(100 * chunkRange)
+	var all []labels.Labels
+	app := db.AppenderV2(ctx)
+	for i := range 200 {
+		ls := labels.FromStrings("__name__", "up", "i", strconv.Itoa(i), "job", "a")
+		all = append(all, ls)
+		// A closed chunk in the first range, the open one in the next.
+		for _, ts := range []int64{base, base + 15_000, base + chunkRange, base + chunkRange + 15_000} {
+			if _, err := app.Append(0, ls, 0, ts, float64(ts), nil, nil, promstorage.AOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := app.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	state := func() (persisted, writing, droppable int) {
+		th := db.tenantFor(ctx)
+		for _, ls := range all {
+			s := th.get(ls, ls.Hash())
+			s.mu.Lock()
+			for _, c := range s.chunks {
+				persisted += int(c.persisted)
+				writing += int(c.writing)
+				if c.droppableAt != 0 {
+					droppable++
+				}
+			}
+			s.mu.Unlock()
+		}
+		return persisted, writing, droppable
+	}
+
+	// A commit whose records are not in Pebble yet holds the checkpoint's
+	// final batch until its context ends.
+	db.applyMu.Lock()
+	db.seq++
+	held := db.seq
+	db.applyMu.Unlock()
+	db.unwritten.begin(held)
+	cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	err = db.checkpoint(cctx)
+	cancel()
+	p, w, d := state()
+	db.unwritten.end(held)
+	if err == nil {
+		t.Fatal("checkpoint succeeded while a commit's records were unwritten")
+	}
+	if p != 0 || w != 0 || d != 0 {
+		t.Fatalf("after a failed checkpoint: %d samples persisted, %d being written, %d chunks droppable; want none", p, w, d)
+	}
+
+	if err := db.checkpoint(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p, w, d := state(); p != 4*len(all) || w != 0 || d != len(all) {
+		t.Fatalf("after a checkpoint: %d samples persisted, %d being written, %d chunks droppable; want %d, 0, %d", p, w, d, 4*len(all), len(all))
+	}
+	db.reclaim() // the closed chunks are read from Pebble now
+	if got := countSamples(t, db, base, base+2*chunkRange); got != 4*len(all) {
+		t.Fatalf("read %d samples, want %d", got, 4*len(all))
 	}
 }
