@@ -175,10 +175,15 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		snap := th.seriesSnapshot()
-		tw := newTenantWrites(snap)
+		// The series as of now, by id, without a copy of the list (a
+		// million pointers at every checkpoint and spill).
+		tw := newTenantWrites(th.series.refs.snapshot())
 		writes = append(writes, tw)
-		for i, s := range snap {
+		for i := range tw.size() {
+			s := tw.series(i)
+			if s == nil {
+				continue
+			}
 			s.mu.Lock()
 			if r := s.rare; r != nil && len(r.ooo) > 0 && !closedOnly {
 				for _, c := range buildChunks(r.ooo, covered) {
@@ -300,26 +305,36 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 }
 
 // tenantWrites are the series of one tenant whose chunks a writeChunks call
-// wrote, or found written and closed: a bit per index into the tenant's
-// snapshot; the samples written are in the chunks (memChunk.writing).
+// wrote, or found written and closed: a bit per id in the tenant's series
+// table (as of the call's start); the samples written are in the chunks
+// (memChunk.writing).
 type tenantWrites struct {
-	series []*memSeries
-	wrote  []uint64
+	pages []*seriesPage
+	wrote []uint64
 }
 
-func newTenantWrites(series []*memSeries) tenantWrites {
-	return tenantWrites{series: series, wrote: make([]uint64, (len(series)+63)/64)}
+func newTenantWrites(pages []*seriesPage) tenantWrites {
+	return tenantWrites{pages: pages, wrote: make([]uint64, len(pages)*pageSize/64)}
+}
+
+// size is the number of ids; series(i) is nil for an id without a series.
+func (tw tenantWrites) size() int { return len(tw.pages) * pageSize }
+
+func (tw tenantWrites) series(i int) *memSeries {
+	return tw.pages[i>>pageBits][i&(pageSize-1)].Load()
 }
 
 func (tw tenantWrites) mark(i int) { tw.wrote[i/64] |= 1 << (i % 64) }
 
-// each calls f with every marked series, in snapshot order.
+// each calls f with every marked series still in the table, in id order.
 func (tw tenantWrites) each(f func(*memSeries)) {
 	for w, word := range tw.wrote {
 		for word != 0 {
 			j := bits.TrailingZeros64(word)
 			word &^= 1 << j
-			f(tw.series[w*64+j])
+			if s := tw.series(w*64 + j); s != nil {
+				f(s)
+			}
 		}
 	}
 }

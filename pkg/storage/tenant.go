@@ -187,6 +187,10 @@ func (t *refTable) clear(id uint64, s *memSeries) {
 	}
 }
 
+// snapshot returns the table's pages as of now: the series of ids set
+// later in these pages show in them, those of ids beyond them do not.
+func (t *refTable) snapshot() []*seriesPage { return *t.pages.Load() }
+
 // each calls fn for every series in the table, in id order.
 func (t *refTable) each(fn func(*memSeries)) {
 	for _, p := range *t.pages.Load() {
