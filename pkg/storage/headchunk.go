@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math"
 	"math/bits"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/value"
@@ -30,7 +31,12 @@ import (
 // It is both the chunk and its appender. Like the chunkenc types it is not
 // safe for concurrent use: the series' mu guards it.
 type xor2Head struct {
-	b     []byte
+	// The byte stream: its first byte, length and capacity (a slice
+	// header in 12 bytes instead of 24, which keeps the struct in the
+	// allocator's 48-byte class; a stream stays far below 64 KiB, see
+	// xor2MaxStreamBytes). p is nil once the chunk is handed over.
+	p     *byte
+	n, c  uint16
 	count uint8 // bits still free in the last byte, as in chunkenc's bstream
 
 	leading, trailing uint8
@@ -40,7 +46,7 @@ type xor2Head struct {
 	tDelta uint64
 
 	// slow is chunkenc's chunk and appender once the chunk is handed over;
-	// b is nil then.
+	// p is nil then.
 	slow *xor2Slow
 }
 
@@ -55,13 +61,40 @@ const (
 	xor2MinCap         = 32
 	xor2MaxInitialCap  = 1024
 	xor2MinGrowthBytes = 16
+	// xor2MaxStreamBytes hands a stream this long over to chunkenc (its
+	// length must fit n); 127 samples take at most ~2.4 KB.
+	xor2MaxStreamBytes = 1 << 15
 )
+
+// b returns the stream as a slice (nil once handed over).
+func (h *xor2Head) b() []byte {
+	if h.p == nil {
+		return nil
+	}
+	return unsafe.Slice(h.p, int(h.c))[:h.n]
+}
+
+// setB makes b the stream; len and cap must fit n and c.
+func (h *xor2Head) setB(b []byte) {
+	if b == nil {
+		h.p, h.n, h.c = nil, 0, 0
+		return
+	}
+	h.p, h.n, h.c = unsafe.SliceData(b), uint16(len(b)), uint16(min(cap(b), math.MaxUint16))
+}
+
+// last is the stream's last byte.
+func (h *xor2Head) last() *byte {
+	return (*byte)(unsafe.Add(unsafe.Pointer(h.p), int(h.n)-1))
+}
 
 // newXOR2Head returns an empty chunk whose stream has room for capHint
 // bytes (within [xor2MinCap, xor2MaxInitialCap]).
 func newXOR2Head(capHint int) *xor2Head {
 	b := append([]byte(nil), make([]byte, min(max(capHint, xor2MinCap), xor2MaxInitialCap))...)
-	return &xor2Head{b: b[:xor2HeaderSize], t: math.MinInt64, leading: 0xff}
+	h := &xor2Head{t: math.MinInt64, leading: 0xff}
+	h.setB(b[:xor2HeaderSize])
+	return h
 }
 
 // Bytes returns the chunk's bytes.
@@ -69,7 +102,7 @@ func (h *xor2Head) Bytes() []byte {
 	if h.slow != nil {
 		return h.slow.c.Bytes()
 	}
-	return h.b
+	return h.b()
 }
 
 // Encoding is chunkenc.EncXOR2.
@@ -89,7 +122,7 @@ func (h *xor2Head) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
 		return h.slow.c.Iterator(it)
 	}
 	var c chunkenc.XOR2Chunk
-	c.Reset(h.b)
+	c.Reset(h.b())
 	return c.Iterator(it)
 }
 
@@ -99,8 +132,8 @@ func (h *xor2Head) Compact() {
 		h.slow.c.Compact()
 		return
 	}
-	if cap(h.b)-len(h.b) > xor2MinGrowthBytes {
-		h.b = append([]byte(nil), h.b...)
+	if int(h.c)-int(h.n) > xor2MinGrowthBytes {
+		h.setB(append([]byte(nil), h.b()...))
 	}
 }
 
@@ -108,7 +141,8 @@ func (h *xor2Head) Compact() {
 // from it on the next Append.
 func (h *xor2Head) Reset(stream []byte) {
 	c, _ := chunkenc.FromData(chunkenc.EncXOR2, stream)
-	h.b, h.slow = nil, &xor2Slow{c: c}
+	h.setB(nil)
+	h.slow = &xor2Slow{c: c}
 }
 
 // handOver moves the chunk to chunkenc's XOR2 chunk and appender by
@@ -127,15 +161,16 @@ func (h *xor2Head) handOver() {
 		t, v := it.At()
 		app.Append(0, t, v)
 	}
-	h.b, h.slow = nil, &xor2Slow{c: c, app: app}
+	h.setB(nil)
+	h.slow = &xor2Slow{c: c, app: app}
 }
 
 // Append adds a float sample, as chunkenc's XOR2 appender does.
 func (h *xor2Head) Append(st, t int64, v float64) {
 	n := uint16(0)
 	if h.slow == nil {
-		n = binary.BigEndian.Uint16(h.b)
-		if st != 0 || n == xor2MaxFirstSTOn || n == math.MaxUint16 {
+		n = binary.BigEndian.Uint16(h.b())
+		if st != 0 || n == xor2MaxFirstSTOn || n == math.MaxUint16 || h.n >= xor2MaxStreamBytes {
 			h.handOver()
 		}
 	}
@@ -185,7 +220,7 @@ func (h *xor2Head) Append(st, t int64, v float64) {
 		h.v = vbits
 	}
 	h.tDelta = tDelta
-	binary.BigEndian.PutUint16(h.b, n+1)
+	binary.BigEndian.PutUint16(h.b(), n+1)
 }
 
 // AppendHistogram panics, as chunkenc's float appenders do.
@@ -297,13 +332,14 @@ func (h *xor2Head) writeVDeltaKnownNonZero(delta uint64) {
 // push appends one byte, growing the stream by half (at least
 // xor2MinGrowthBytes, rounded up to the allocator's size class) when full.
 func (h *xor2Head) push(c byte) {
-	if len(h.b) == cap(h.b) {
-		n := len(h.b)
+	if h.n == h.c {
+		n := int(h.n)
 		grown := append([]byte(nil), make([]byte, n+max(n/2, xor2MinGrowthBytes))...)
-		copy(grown, h.b)
-		h.b = grown[:n]
+		copy(grown, h.b())
+		h.setB(grown[:n])
 	}
-	h.b = append(h.b, c)
+	h.n++
+	*h.last() = c
 }
 
 // writeBit, writeByte and writeBits write what chunkenc's bstream
@@ -314,7 +350,7 @@ func (h *xor2Head) writeBit(bit bool) {
 		h.count = 8
 	}
 	if bit {
-		h.b[len(h.b)-1] |= 1 << (h.count - 1)
+		*h.last() |= 1 << (h.count - 1)
 	}
 	h.count--
 }
@@ -324,7 +360,7 @@ func (h *xor2Head) writeByte(c byte) {
 		h.push(c)
 		return
 	}
-	h.b[len(h.b)-1] |= c >> (8 - h.count)
+	*h.last() |= c >> (8 - h.count)
 	h.push(c << h.count)
 }
 
@@ -332,7 +368,7 @@ func (h *xor2Head) writeBits(u uint64, nbits int) {
 	u <<= 64 - uint(nbits)
 	if h.count > 0 {
 		free := int(h.count)
-		h.b[len(h.b)-1] |= byte(u >> uint(64-free))
+		*h.last() |= byte(u >> uint(64-free))
 		if nbits < free {
 			h.count = uint8(free - nbits)
 			return

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/prometheus/prometheus/model/value"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
@@ -123,4 +124,11 @@ func TestXOR2HeadStreamGrowsInSmallSteps(t *testing.T) {
 		t.Fatal("bytes differ from chunkenc's")
 	}
 	t.Logf("%d bytes, capacity %d here, %d in chunkenc's chunk", len(b), cap(b), cap(chk.Bytes()))
+}
+
+// A million open chunks: xor2Head stays in the allocator's 48-byte class.
+func TestXOR2HeadSize(t *testing.T) {
+	if n := unsafe.Sizeof(xor2Head{}); n > 48 {
+		t.Fatalf("xor2Head is %d bytes, want at most 48", n)
+	}
 }
