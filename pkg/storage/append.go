@@ -392,14 +392,14 @@ func (a *appender) Commit() (err error) {
 		p := &a.samples[i]
 		s := p.s
 		s.mu.Lock()
-		if s.deleted {
+		if s.flags.has(flagDeleted) {
 			s.mu.Unlock()
 			s = th.getOrCreate(s.lset)
 			p.s = s
 			s.mu.Lock()
 		}
-		if !s.durable && !s.inBatch {
-			s.inBatch = true
+		if !s.flags.has(flagDurable) && !s.flags.has(flagInBatch) {
+			s.flags.set(flagInBatch, true)
 			a.newSeries = append(a.newSeries, s)
 		}
 		res, aerr := db.applyLocked(th, s, p.smp, o, false)
@@ -422,7 +422,7 @@ func (a *appender) Commit() (err error) {
 	}
 	for _, s := range a.newSeries {
 		s.mu.Lock()
-		s.inBatch = false
+		s.flags.set(flagInBatch, false)
 		s.mu.Unlock()
 	}
 	db.applyMu.Unlock()
@@ -439,7 +439,7 @@ func (a *appender) Commit() (err error) {
 	for _, s := range a.newSeries {
 		s.mu.Lock()
 		a.rec = encodeSeriesRecord(a.rec[:0], s.firstDay, s.lastDay, s.lset)
-		s.daysDirty = false
+		s.flags.set(flagDaysDirty, false)
 		s.mu.Unlock()
 		if err := b.Set(seriesKey(th.id, s.ref), a.rec, nil); err != nil {
 			return fmt.Errorf("write series: %w", err)
@@ -466,7 +466,7 @@ func (a *appender) Commit() (err error) {
 		db.metrics.samplesAppended.Add(float64(appended))
 		for _, s := range newSeries {
 			s.mu.Lock()
-			s.durable = true
+			s.flags.set(flagDurable, true)
 			s.mu.Unlock()
 		}
 		th.index(newSeries)
@@ -513,11 +513,11 @@ func (db *DB) applyLocked(th *tenantHead, s *memSeries, smp sample, o chunkOpts,
 	day := dayOf(smp.t)
 	if day > s.lastDay {
 		s.lastDay = day
-		s.daysDirty = true
+		s.flags.set(flagDaysDirty, true)
 	}
 	if day < s.firstDay {
 		s.firstDay = day
-		s.daysDirty = true
+		s.flags.set(flagDaysDirty, true)
 	}
 	if s.lastT == math.MinInt64 || smp.t > s.lastT {
 		s.appendInOrder(smp, o)

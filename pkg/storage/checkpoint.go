@@ -224,9 +224,9 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 				}
 			}
 			var rec []byte
-			if s.durable && s.daysDirty {
+			if s.flags.has(flagDurable) && s.flags.has(flagDaysDirty) {
 				rec = encodeSeriesRecord(nil, s.firstDay, s.lastDay, s.lset)
-				s.daysDirty = false
+				s.flags.set(flagDaysDirty, false)
 			}
 			s.mu.Unlock()
 			if rec != nil {
@@ -464,7 +464,7 @@ func dropPersisted(cs []*memChunk, safe uint64, droppedMaxT *int64) []*memChunk 
 // ensureLoaded reads the newest stored sample of a series that has not been
 // written to since the DB was opened. The caller holds s.mu.
 func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
-	if s.loaded {
+	if s.flags.has(flagLoaded) {
 		return nil
 	}
 	for day := s.lastDay; day >= s.firstDay && day != math.MinInt32; day-- {
@@ -488,7 +488,7 @@ func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
 	if s.droppedMaxT == math.MaxInt64 {
 		s.droppedMaxT = math.MinInt64
 	}
-	s.loaded = true
+	s.flags.set(flagLoaded, true)
 	return nil
 }
 

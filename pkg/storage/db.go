@@ -329,8 +329,8 @@ func (db *DB) loadSeries(th *tenantHead) error {
 			return fmt.Errorf("series %d of tenant %q: %w", ref, th.name, err)
 		}
 		s := newMemSeries(ref, ls, ls.Hash())
-		s.durable = true
-		s.loaded = false
+		s.flags.set(flagDurable, true)
+		s.flags.set(flagLoaded, false)
 		s.oooStoredMaxT = math.MaxInt64
 		s.droppedMaxT = math.MaxInt64
 		s.firstDay, s.lastDay = first, last

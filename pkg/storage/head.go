@@ -41,31 +41,20 @@ type memSeries struct {
 	ref  uint64
 	lset labels.Labels
 	hash uint64
-	// idx is the series' id in the tenant's postings, 0 until it is
-	// indexed (tenantHead.index); set under the tenant's idxMu.
-	idx uint64
 
 	mu sync.Mutex
-	// durable is set once the series record is committed; until then every
-	// appender that uses the series writes it again.
-	durable bool
-	// inBatch marks a new series already queued by the committing
-	// appender; only read and written under db.applyMu.
-	inBatch bool
-	// deleted is set when retention removed the series; appenders holding
-	// it look the labels up again.
-	deleted bool
-	// daysDirty is set when firstDay or lastDay changed since the series
-	// record was last written.
-	daysDirty bool
-	// loaded is false after a restart until the newest stored sample has
-	// been read back from Pebble into last*.
-	loaded bool
-	// histogramEndComputed mirrors Prometheus' flag for histogram chunk cuts.
-	histogramEndComputed bool
+	// idx is the series' id in the tenant's postings, 0 until it is
+	// indexed (tenantHead.index); set under the tenant's idxMu. Ids are
+	// 32-bit (maxIndexIDs).
+	idx uint32
 	// firstDay and lastDay are the partitions of the first and the newest
 	// sample, as recorded in the series record.
 	firstDay, lastDay int32
+	// flags: durable, inBatch, deleted, daysDirty, loaded,
+	// histogramEndComputed (seriesFlags). One byte, not six: with idx in
+	// 32 bits, memSeries is 128 bytes, the allocator's 128-byte class
+	// (TestMemSeriesSize).
+	flags seriesFlags
 
 	chunks []*memChunk // in-order chunks by time; the last may be open
 	nextAt int64
@@ -85,6 +74,41 @@ type memSeries struct {
 	// (math.MaxInt64 when not known: after a restart, until the newest
 	// stored sample is loaded), so that a read after it can skip Pebble.
 	droppedMaxT int64
+}
+
+// seriesFlags are a series' boolean state, a bit each. Guarded by the
+// series' mu.
+type seriesFlags uint8
+
+const (
+	// flagDurable is set once the series record is committed; until then
+	// every appender that uses the series writes it again.
+	flagDurable seriesFlags = 1 << iota
+	// flagInBatch marks a new series already queued by the committing
+	// appender; only set and cleared under db.applyMu.
+	flagInBatch
+	// flagDeleted is set when retention removed the series; appenders
+	// holding it look the labels up again.
+	flagDeleted
+	// flagDaysDirty is set when firstDay or lastDay changed since the
+	// series record was last written.
+	flagDaysDirty
+	// flagLoaded is clear after a restart until the newest stored sample
+	// has been read back from Pebble into last*.
+	flagLoaded
+	// flagHistogramEndComputed mirrors Prometheus' flag for histogram
+	// chunk cuts.
+	flagHistogramEndComputed
+)
+
+func (f seriesFlags) has(x seriesFlags) bool { return f&x != 0 }
+
+func (f *seriesFlags) set(x seriesFlags, on bool) {
+	if on {
+		*f |= x
+	} else {
+		*f &^= x
+	}
 }
 
 // seriesRare is the state of a series that only out-of-order samples and
@@ -165,7 +189,7 @@ func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
 		ref:      ref,
 		lset:     lset,
 		hash:     hash,
-		loaded:   true,
+		flags:    flagLoaded,
 		lastT:    math.MinInt64,
 		firstDay: math.MaxInt32,
 		lastDay:  math.MinInt32,
@@ -319,22 +343,22 @@ func (s *memSeries) histogramsAppendPreprocessor(t int64, e chunkenc.Encoding) (
 		s.nextAt = rangeForTimestamp(c.minT, chunkRange)
 	}
 	var nextChunkRangeStart int64
-	if s.histogramEndComputed {
+	if s.flags.has(flagHistogramEndComputed) {
 		nextChunkRangeStart = rangeForTimestamp(c.minT, chunkRange)
 	} else {
 		nextChunkRangeStart = s.nextAt
 	}
-	if !s.histogramEndComputed && numBytes >= targetBytes/4 {
+	if !s.flags.has(flagHistogramEndComputed) && numBytes >= targetBytes/4 {
 		ratioToFull := float64(targetBytes) / float64(numBytes)
 		s.nextAt = computeChunkEndTime(c.minT, c.maxT, s.nextAt, ratioToFull)
-		s.histogramEndComputed = true
+		s.flags.set(flagHistogramEndComputed, true)
 	}
 	if !created && (t >= s.nextAt || numBytes >= targetBytes*2) && (numSamples >= chunkenc.MinSamplesPerHistogramChunk || t >= nextChunkRangeStart) {
 		c = s.cutNewHeadChunk(t, e)
 		created = true
 	}
 	if created {
-		s.histogramEndComputed = false
+		s.flags.set(flagHistogramEndComputed, false)
 	}
 	return c, created
 }

@@ -132,3 +132,34 @@ func TestXOR2HeadSize(t *testing.T) {
 		t.Fatalf("xor2Head is %d bytes, want at most 48", n)
 	}
 }
+
+// A million series: memSeries stays in the allocator's 128-byte class.
+func TestMemSeriesSize(t *testing.T) {
+	if n := unsafe.Sizeof(memSeries{}); n > 128 {
+		t.Fatalf("memSeries is %d bytes, want at most 128", n)
+	}
+}
+
+// Each flag sets and clears its own bit only.
+func TestSeriesFlags(t *testing.T) {
+	all := []seriesFlags{flagDurable, flagInBatch, flagDeleted, flagDaysDirty, flagLoaded, flagHistogramEndComputed}
+	for i, x := range all {
+		var f seriesFlags
+		for _, y := range all {
+			f.set(y, true)
+		}
+		f.set(x, false)
+		for j, y := range all {
+			if f.has(y) != (i != j) {
+				t.Fatalf("flag %d cleared: flag %d is %v", i, j, f.has(y))
+			}
+		}
+		f = 0
+		f.set(x, true)
+		for j, y := range all {
+			if f.has(y) != (i == j) {
+				t.Fatalf("flag %d set: flag %d is %v", i, j, f.has(y))
+			}
+		}
+	}
+}

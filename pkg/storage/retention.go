@@ -47,9 +47,9 @@ func (db *DB) applyRetention(ctx context.Context) error {
 				}
 				s.tidyRare()
 			}
-			expired := s.durable && s.lastDay < dayCut && len(s.chunks) == 0 && len(s.oooSamples()) == 0 && len(s.oooChunkList()) == 0
+			expired := s.flags.has(flagDurable) && s.lastDay < dayCut && len(s.chunks) == 0 && len(s.oooSamples()) == 0 && len(s.oooChunkList()) == 0
 			if expired {
-				s.deleted = true
+				s.flags.set(flagDeleted, true)
 			}
 			s.mu.Unlock()
 			if expired {

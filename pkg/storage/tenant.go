@@ -298,10 +298,10 @@ func (th *tenantHead) index(ss []*memSeries) {
 			s.mu.Unlock()
 			continue
 		}
-		s.idx = th.nextIdx.Add(1) - 1
+		s.idx = uint32(th.nextIdx.Add(1) - 1) // below 2³² (maxIndexIDs)
 		s.mu.Unlock()
-		th.byIdx.set(s.idx, s)
-		th.postings.Add(uint32(s.idx), s.lset)
+		th.byIdx.set(uint64(s.idx), s)
+		th.postings.Add(s.idx, s.lset)
 	}
 }
 
@@ -321,7 +321,7 @@ func (th *tenantHead) remove(ss []*memSeries) {
 		if idx != 0 {
 			deleted[storage.SeriesRef(idx)] = struct{}{}
 			s.lset.Range(func(l labels.Label) { affected[l] = struct{}{} })
-			th.byIdx.clear(idx, s)
+			th.byIdx.clear(uint64(idx), s)
 		}
 		th.series.remove(s)
 	}
