@@ -26,16 +26,7 @@ func TestQueryGzip(t *testing.T) {
 	defer func(n int) { pgzip.ParallelBytes = n }(pgzip.ParallelBytes)
 	pgzip.ParallelBytes = 1024 // the answers below are 3 and 60 kB
 	srv := servertest.Start(t)
-	now := time.Now().Truncate(time.Minute)
-	var ts []prompb.TimeSeries
-	for i := range 40 {
-		s := prompb.TimeSeries{Labels: labelsV1("__name__", "req_total", "pod", fmt.Sprint(i))}
-		for k := range 120 {
-			s.Samples = append(s.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(k-120) * 15 * time.Second).UnixMilli(), Value: float64(k * (i + 1))})
-		}
-		ts = append(ts, s)
-	}
-	require.Equal(t, http.StatusNoContent, writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: ts}).code)
+	now := writeCounters(t, srv.URL, 40, 120)
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	fetch := func(path string, params url.Values, accept string) (*http.Response, []byte) {
 		req, err := http.NewRequest(http.MethodGet, srv.URL+path+"?"+params.Encode(), nil)
@@ -93,16 +84,7 @@ func TestQueryGzip(t *testing.T) {
 // different answers run concurrently, compressed or not.
 func TestQueryAnswersReused(t *testing.T) {
 	srv := servertest.Start(t)
-	now := time.Now().Truncate(time.Minute)
-	var ts []prompb.TimeSeries
-	for i := range 200 {
-		s := prompb.TimeSeries{Labels: labelsV1("__name__", "req_total", "pod", fmt.Sprint(i))}
-		for k := range 130 {
-			s.Samples = append(s.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(k-130) * 15 * time.Second).UnixMilli(), Value: float64(k * (i + 1))})
-		}
-		ts = append(ts, s)
-	}
-	require.Equal(t, http.StatusNoContent, writeV1(t, srv.URL, &prompb.WriteRequest{Timeseries: ts}).code)
+	now := writeCounters(t, srv.URL, 200, 130)
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
 	fetch := func(query, accept string) []byte {
 		params := url.Values{"query": {query}, "start": {unixString(now.Add(-30 * time.Minute))}, "end": {unixString(now)}, "step": {"15"}, "nocache": {"1"}}
@@ -155,4 +137,22 @@ func TestQueryAnswersReused(t *testing.T) {
 	for range 6 {
 		require.NoError(t, <-errs)
 	}
+}
+
+// writeCounters remote-writes n series req_total{pod="0".."n-1"}, each with
+// k samples 15 s apart up to the current minute (series i grows by i+1 a
+// step), and returns that minute.
+func writeCounters(t *testing.T, url string, n, k int) time.Time {
+	t.Helper()
+	now := time.Now().Truncate(time.Minute)
+	var ts []prompb.TimeSeries
+	for i := range n {
+		s := prompb.TimeSeries{Labels: labelsV1("__name__", "req_total", "pod", fmt.Sprint(i))}
+		for j := range k {
+			s.Samples = append(s.Samples, prompb.Sample{Timestamp: now.Add(time.Duration(j-k) * 15 * time.Second).UnixMilli(), Value: float64(j * (i + 1))})
+		}
+		ts = append(ts, s)
+	}
+	require.Equal(t, http.StatusNoContent, writeV1(t, url, &prompb.WriteRequest{Timeseries: ts}).code)
+	return now
 }
