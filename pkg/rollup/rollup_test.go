@@ -236,6 +236,11 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		require.NoError(t, res.Err, qs)
 		return asMatrix(res.Value), res.Warnings
 	}
+	// rangeOf is the rollup's range of a query window, with the engine's
+	// lookback.
+	rangeOf := func(w window) rollup.Range {
+		return rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+	}
 	defer rollup.SetValBlock(5)()
 	checked := 0
 	for _, qs := range exprs {
@@ -247,7 +252,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		require.NotNil(t, plan, qs)
 		for _, w := range windowsQ {
 			want, wantAnnos := engineAnswer(qs, w)
-			rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+			rng := rangeOf(w)
 			got, annos, err := plan.Eval(ctx, db, rng, 0)
 			require.NoError(t, err, qs)
 			// In parts of 3 series on 3 goroutines, their values in
@@ -283,7 +288,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			require.True(t, plans[0].Covers(plans[i]), "%s covers %s", grp[0], qs)
 		}
 		for _, w := range windowsQ {
-			rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+			rng := rangeOf(w)
 			sp := &storeParts{size: 3}
 			par, parAnnos, err := rollup.EvalShared(ctx, db, rng, 0, 3, sp, plans)
 			require.NoError(t, err, grp[0])
@@ -323,7 +328,7 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 			require.NotNil(t, plan, qs)
 			for _, w := range windowsQ {
 				want, wantAnnos := engineAnswer(qs, w)
-				rng := rollup.Range{Start: w.start, End: w.end, Interval: w.step, Lookback: opts.LookbackDelta.Milliseconds()}
+				rng := rangeOf(w)
 				got, annos, err := plan.Eval(ctx, db, rng, 0)
 				require.NoError(t, err, qs)
 				sp := &storeParts{size: 3}
