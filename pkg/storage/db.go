@@ -137,12 +137,14 @@ func Open(dir string, opts Options) (*DB, error) {
 func open(dir string, opts Options, h *health) (*DB, error) {
 	// Pebble charges its memtables to the block cache; size the cache so
 	// that CacheSize is left for blocks with the memtables full.
-	// 32 MiB memtables: Pebble allocates them outside the Go heap and
-	// holds two during a burst of ingest (one being flushed), so 64 MiB
-	// ones kept 128 MiB resident. The write-ahead records of a peer-bench
-	// burst at 100k series fill 32 MiB in about 2 s; smaller memtables
-	// mean more, smaller flushes (bench/RESULTS.md has the ingest CPU).
-	const memTableSize = 32 << 20
+	// 16 MiB memtables: Pebble allocates them outside the Go heap and
+	// holds two during a burst of ingest (one being flushed): 64 MiB ones
+	// kept 128 MiB resident, 32 MiB ones 64 MiB at the peak of a 1M-series
+	// burst. The write-ahead records of such a burst fill 16 MiB in about
+	// 2 s; smaller memtables mean more, smaller flushes (twice as many
+	// for half the size, within the noise of ingest CPU and disk:
+	// bench/RESULTS.md, "memory at 1M, helper mem3").
+	const memTableSize = 16 << 20
 	const memTables = 2 // pebble's default MemTableStopWritesThreshold
 	cache := pebble.NewCache(opts.CacheSize + memTables*memTableSize)
 	popts := &pebble.Options{
