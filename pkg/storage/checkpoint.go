@@ -188,21 +188,21 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 			if r := s.rare; r != nil && len(r.ooo) > 0 && !closedOnly {
 				for _, c := range buildChunks(r.ooo, covered) {
 					r.oooChunks = append(r.oooChunks, c)
-					s.oooStoredMaxT = max(s.oooStoredMaxT, c.maxT)
+					s.storedMaxT = max(s.storedMaxT, c.maxT)
 				}
 				r.ooo = nil
 			}
 			for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
 				for _, c := range list {
-					n := int32(c.chunk.NumSamples())
-					if n == 0 || (closedOnly && !c.closed) {
+					n := uint16(c.chunk.NumSamples())
+					if n == 0 || (closedOnly && !c.isClosed()) {
 						continue
 					}
 					if n == c.persisted {
 						// Written whole by an earlier checkpoint, closed
 						// since (the next sample cut a new chunk): it
 						// becomes droppable with this checkpoint's epoch.
-						if c.closed && c.droppableAt == 0 {
+						if c.isClosed() && !c.droppable() {
 							c.writing = n
 							tw.mark(i)
 						}
@@ -354,8 +354,8 @@ func (s *memSeries) committedWrites(epoch uint64) bool {
 			}
 			c.persisted = max(c.persisted, c.writing)
 			c.writing = 0
-			if c.closed && int(c.persisted) == c.chunk.NumSamples() {
-				c.droppableAt = epoch
+			if c.isClosed() && int(c.persisted) == c.chunk.NumSamples() {
+				c.markDroppable(epoch)
 				droppable = true
 			}
 		}
@@ -397,7 +397,7 @@ func buildChunks(samples []sample, part uint64) []*memChunk {
 		case recoded:
 			cur.chunk = c
 		default:
-			cur = &memChunk{chunk: c, minT: smp.t, part: part, closed: true}
+			cur = &memChunk{chunk: c, minT: smp.t, part: part, state: chunkClosedBit}
 			out = append(out, cur)
 		}
 		cur.maxT = smp.t
@@ -414,7 +414,7 @@ func newClosedChunk(enc chunkenc.Encoding, minT int64, part uint64) *memChunk {
 	if err != nil {
 		panic(err) // enc comes from encodingFor; unreachable.
 	}
-	return &memChunk{chunk: c, minT: minT, maxT: math.MinInt64, part: part, closed: true}
+	return &memChunk{chunk: c, minT: minT, maxT: math.MinInt64, part: part, state: chunkClosedBit}
 }
 
 // dropBatch lists the series that got chunks droppable from an epoch on.
@@ -436,9 +436,9 @@ func (db *DB) reclaim() {
 	for _, b := range ready {
 		for _, s := range b.series {
 			s.mu.Lock()
-			s.chunks = dropPersisted(s.chunks, safe, &s.droppedMaxT)
+			s.chunks = dropPersisted(s.chunks, safe, &s.storedMaxT)
 			if s.rare != nil {
-				s.rare.oooChunks = dropPersisted(s.rare.oooChunks, safe, &s.droppedMaxT)
+				s.rare.oooChunks = dropPersisted(s.rare.oooChunks, safe, &s.storedMaxT)
 				s.tidyRare()
 			}
 			s.mu.Unlock()
@@ -446,13 +446,13 @@ func (db *DB) reclaim() {
 	}
 }
 
-// dropPersisted drops the chunks droppable at safe, raising *droppedMaxT
+// dropPersisted drops the chunks droppable at safe, raising *storedMaxT
 // to the newest sample dropped.
-func dropPersisted(cs []*memChunk, safe uint64, droppedMaxT *int64) []*memChunk {
+func dropPersisted(cs []*memChunk, safe uint64, storedMaxT *int64) []*memChunk {
 	keep := cs[:0]
 	for _, c := range cs {
-		if c.droppableAt != 0 && c.droppableAt <= safe {
-			*droppedMaxT = max(*droppedMaxT, c.maxT)
+		if c.droppableBy(safe) {
+			*storedMaxT = max(*storedMaxT, c.maxT)
 			continue
 		}
 		keep = append(keep, c)
@@ -477,16 +477,12 @@ func (db *DB) ensureLoaded(th *tenantHead, s *memSeries) error {
 			s.setLast(best.v, best.h, best.fh)
 			// Every stored chunk, out-of-order ones too, ends at or
 			// before it.
-			s.oooStoredMaxT = best.t
-			s.droppedMaxT = best.t
+			s.storedMaxT = best.t
 			break
 		}
 	}
-	if s.oooStoredMaxT == math.MaxInt64 {
-		s.oooStoredMaxT = math.MinInt64 // nothing stored
-	}
-	if s.droppedMaxT == math.MaxInt64 {
-		s.droppedMaxT = math.MinInt64
+	if s.storedMaxT == math.MaxInt64 {
+		s.storedMaxT = math.MinInt64 // nothing stored
 	}
 	s.flags.set(flagLoaded, true)
 	return nil

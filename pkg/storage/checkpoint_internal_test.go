@@ -248,7 +248,7 @@ func TestFailedCheckpointPersistsNothing(t *testing.T) {
 			for _, c := range s.chunks {
 				persisted += int(c.persisted)
 				writing += int(c.writing)
-				if c.droppableAt != 0 {
+				if c.droppable() {
 					droppable++
 				}
 			}

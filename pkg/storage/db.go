@@ -330,11 +330,10 @@ func (db *DB) loadSeries(th *tenantHead) error {
 		if err != nil {
 			return fmt.Errorf("series %d of tenant %q: %w", ref, th.name, err)
 		}
-		s := newMemSeries(ref, ls, ls.Hash())
+		s := newMemSeries(ref, ls)
 		s.flags.set(flagDurable, true)
 		s.flags.set(flagLoaded, false)
-		s.oooStoredMaxT = math.MaxInt64
-		s.droppedMaxT = math.MaxInt64
+		s.storedMaxT = math.MaxInt64
 		s.firstDay, s.lastDay = first, last
 		th.addLoaded(s)
 	}

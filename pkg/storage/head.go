@@ -22,25 +22,60 @@ type memChunk struct {
 	minT, maxT int64
 	part       uint64 // 0 for in-order chunks; see chunkKey
 
-	// droppableAt is the reader epoch from which on every reader sees the
-	// fully persisted chunk in Pebble; 0 while it is not fully persisted.
-	droppableAt uint64
-	// persisted is the number of samples of this chunk in Pebble.
-	persisted int32
-	// writing is the number of samples the running checkpoint or spill
-	// wrote (or found written, for a closed chunk to make droppable); it
-	// becomes persisted once that write is committed. 0 otherwise. Guarded
-	// by the series' mu; only writeChunks (under checkpointMu) sets it.
-	writing int32
-	closed  bool // no more appends
+	// persisted is the number of samples of this chunk in Pebble; writing
+	// the number the running checkpoint or spill wrote (or found written,
+	// for a closed chunk to make droppable), which becomes persisted once
+	// that write is committed, 0 otherwise. Guarded by the series' mu;
+	// only writeChunks (under checkpointMu) sets writing. A chunk holds at
+	// most 65535 samples (chunkenc counts them in 16 bits; in-order chunks
+	// are cut far earlier, buildChunks at 65534).
+	persisted, writing uint16
+	// state packs closed (the top bit: no more appends) and the reader
+	// epoch, modulo 2^31, from which on every reader sees the fully
+	// persisted chunk in Pebble (0 while it is not fully persisted): with
+	// 16-bit counts, memChunk is 48 bytes, the allocator's 48-byte class,
+	// not 64 — one per series (TestMemChunkSize).
+	state uint32
+}
+
+const (
+	chunkClosedBit = 1 << 31
+	chunkEpochMask = chunkClosedBit - 1
+)
+
+// isClosed reports whether the chunk takes no more appends.
+func (c *memChunk) isClosed() bool { return c.state&chunkClosedBit != 0 }
+
+// droppable reports whether the chunk is whole in Pebble and marked to
+// leave memory (droppableBy tells from when).
+func (c *memChunk) droppable() bool { return c.state&chunkEpochMask != 0 }
+
+// markDroppable records that every reader from epoch on sees the chunk
+// whole in Pebble. An epoch that is 0 modulo 2^31 is recorded as the next
+// one (later is safe; 0 means not droppable).
+func (c *memChunk) markDroppable(epoch uint64) {
+	e := uint32(epoch) & chunkEpochMask
+	if e == 0 {
+		e = 1
+	}
+	c.state = c.state&chunkClosedBit | e
+}
+
+// droppableBy reports whether the chunk may leave memory once the oldest
+// reader holds epoch safe: it is marked from an epoch at or before safe.
+// The epochs compare modulo 2^31 (serial number arithmetic), which is
+// right while no reader stays open across 2^30 epochs (one per checkpoint
+// or spill; the background runs at most one a second).
+func (c *memChunk) droppableBy(safe uint64) bool {
+	e := c.state & chunkEpochMask
+	return e != 0 && (uint32(safe)-e)&chunkEpochMask < 1<<30
 }
 
 // memSeries is the in-memory state of one series. Fields below mu are
 // guarded by it.
 type memSeries struct {
 	ref  uint64
-	lset labels.Labels
-	hash uint64
+	lset labels.Labels // its Hash() finds it in the registry
 
 	mu sync.Mutex
 	// idx is the series' id in the tenant's postings, 0 until it is
@@ -52,8 +87,8 @@ type memSeries struct {
 	firstDay, lastDay int32
 	// flags: durable, inBatch, deleted, daysDirty, loaded,
 	// histogramEndComputed (seriesFlags). One byte, not six: with idx in
-	// 32 bits, memSeries is 128 bytes, the allocator's 128-byte class
-	// (TestMemSeriesSize).
+	// 32 bits, no label hash and one storedMaxT, memSeries is 112 bytes,
+	// the allocator's 112-byte class (TestMemSeriesSize).
 	flags seriesFlags
 
 	chunks []*memChunk // in-order chunks by time; the last may be open
@@ -66,14 +101,14 @@ type memSeries struct {
 	// nil for the others: a million series do not carry its fields.
 	rare *seriesRare
 
-	// oooStoredMaxT bounds the newest sample of any out-of-order chunk in
-	// Pebble (math.MaxInt64 when not known, after a restart), so that a
-	// read covered by the in-memory chunks can skip Pebble.
-	oooStoredMaxT int64
-	// droppedMaxT bounds the newest sample of any chunk that left memory
-	// (math.MaxInt64 when not known: after a restart, until the newest
-	// stored sample is loaded), so that a read after it can skip Pebble.
-	droppedMaxT int64
+	// storedMaxT bounds the newest sample of any chunk in Pebble that
+	// memory may not hold: a chunk dropped from memory, an out-of-order
+	// chunk a checkpoint wrote (math.MaxInt64 when not known: after a
+	// restart, until the newest stored sample is loaded), so that a read
+	// after it is covered by the in-memory chunks and skips Pebble. (One
+	// field for both: reads only ever asked whether either was before
+	// their start; with the label hash not kept, memSeries is 112 bytes.)
+	storedMaxT int64
 }
 
 // seriesFlags are a series' boolean state, a bit each. Guarded by the
@@ -184,18 +219,16 @@ func (s *memSeries) tidyRare() {
 	}
 }
 
-func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
+func newMemSeries(ref uint64, lset labels.Labels) *memSeries {
 	return &memSeries{
 		ref:      ref,
 		lset:     lset,
-		hash:     hash,
 		flags:    flagLoaded,
 		lastT:    math.MinInt64,
 		firstDay: math.MaxInt32,
 		lastDay:  math.MinInt32,
 
-		oooStoredMaxT: math.MinInt64,
-		droppedMaxT:   math.MinInt64,
+		storedMaxT: math.MinInt64,
 	}
 }
 
@@ -205,11 +238,11 @@ func newMemSeries(ref uint64, lset labels.Labels, hash uint64) *memSeries {
 // the chunks in memory are the newest ones without a gap. The caller holds
 // s.mu.
 func (s *memSeries) memoryCovers(mint int64) bool {
-	return s.droppedMaxT < mint && s.oooStoredMaxT < mint
+	return s.storedMaxT < mint
 }
 
 func (s *memSeries) headChunk() *memChunk {
-	if n := len(s.chunks); n > 0 && !s.chunks[n-1].closed {
+	if n := len(s.chunks); n > 0 && !s.chunks[n-1].isClosed() {
 		return s.chunks[n-1]
 	}
 	return nil
@@ -368,7 +401,7 @@ func (s *memSeries) histogramsAppendPreprocessor(t int64, e chunkenc.Encoding) (
 // chunk stays in memory until a checkpoint writes it, which during a burst
 // of ingest is many chunks per series.
 func (c *memChunk) close() {
-	c.closed = true
+	c.state |= chunkClosedBit
 	b := c.chunk.Bytes()
 	_, head := c.chunk.(*xor2Head)
 	if cap(b)-len(b) >= 32 {

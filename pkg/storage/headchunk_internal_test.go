@@ -135,8 +135,54 @@ func TestXOR2HeadSize(t *testing.T) {
 
 // A million series: memSeries stays in the allocator's 128-byte class.
 func TestMemSeriesSize(t *testing.T) {
-	if n := unsafe.Sizeof(memSeries{}); n > 128 {
-		t.Fatalf("memSeries is %d bytes, want at most 128", n)
+	if n := unsafe.Sizeof(memSeries{}); n > 112 {
+		t.Fatalf("memSeries is %d bytes, want at most 112", n)
+	}
+}
+
+func TestMemChunkSize(t *testing.T) {
+	if n := unsafe.Sizeof(memChunk{}); n > 48 {
+		t.Fatalf("memChunk is %d bytes, want at most 48", n)
+	}
+}
+
+// A chunk marked droppable at an epoch leaves memory once the oldest
+// reader holds that epoch or a later one, across the 31-bit wrap of the
+// packed epoch, and closing it or marking it keeps the other half.
+func TestMemChunkDroppableEpochs(t *testing.T) {
+	for _, epoch := range []uint64{1, 2, 1000, 1<<31 - 1, 1 << 31, 1<<31 + 1, 1<<32 - 1, 1 << 32, 5<<31 + 17} {
+		for _, closed := range []bool{false, true} {
+			var c memChunk
+			if closed {
+				c.state |= chunkClosedBit
+			}
+			if c.droppable() || c.droppableBy(epoch) {
+				t.Fatalf("epoch %d: an unmarked chunk is droppable", epoch)
+			}
+			c.markDroppable(epoch)
+			if c.isClosed() != closed || !c.droppable() {
+				t.Fatalf("epoch %d: closed %v droppable %v after marking", epoch, c.isClosed(), c.droppable())
+			}
+			// An epoch that is 0 modulo 2^31 counts from the next one.
+			from := epoch
+			if epoch%(1<<31) == 0 {
+				from++
+			}
+			for _, safe := range []uint64{from - 1, from - 1000, from - 1<<29} {
+				if safe < from && c.droppableBy(safe) {
+					t.Fatalf("epoch %d: droppable with the oldest reader at %d", epoch, safe)
+				}
+			}
+			for _, safe := range []uint64{from, from + 1, from + 1000, from + 1<<29} {
+				if !c.droppableBy(safe) {
+					t.Fatalf("epoch %d: not droppable with the oldest reader at %d", epoch, safe)
+				}
+			}
+			c.state |= chunkClosedBit
+			if !c.droppableBy(from) {
+				t.Fatalf("epoch %d: closing cleared the mark", epoch)
+			}
+		}
 	}
 }
 

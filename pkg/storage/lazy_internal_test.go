@@ -152,7 +152,7 @@ func TestIteratedHeadChunkFromPebble(t *testing.T) {
 	th := f.db.tenantFor(context.Background())
 	ms := th.get(f.ls, f.ls.Hash())
 	ms.mu.Lock()
-	if n := len(ms.chunks); n != 1 || ms.chunks[0].closed || int(ms.chunks[0].persisted) != ms.chunks[0].chunk.NumSamples() {
+	if n := len(ms.chunks); n != 1 || ms.chunks[0].isClosed() || int(ms.chunks[0].persisted) != ms.chunks[0].chunk.NumSamples() {
 		ms.mu.Unlock()
 		t.Fatalf("fixture: want one open chunk in memory, fully persisted; %d chunks", n)
 	}

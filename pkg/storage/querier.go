@@ -483,11 +483,11 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 			case h.standardChunks && chk.Encoding() == chunkenc.EncXOR2:
 				// Re-encoded under s.mu: a copy of the open chunk.
 				chk, err = ex.chunk(chk)
-			case !c.closed && !h.standardChunks && c.part == 0 && chunks.ChunkRef(s.ref) < lazyHeadRef:
+			case !c.isClosed() && !h.standardChunks && c.part == 0 && chunks.ChunkRef(s.ref) < lazyHeadRef:
 				// Copied when the series is iterated (ChunkOrIterable).
 				*chks = append(*chks, chunks.Meta{Ref: lazyChunkRef | lazyHeadRef | chunks.ChunkRef(s.ref), MinTime: c.minT, MaxTime: c.maxT})
 				continue
-			case !c.closed:
+			case !c.isClosed():
 				chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
 			}
 			if err != nil {
@@ -732,7 +732,7 @@ func (h *rangeHead) readLazy(meta chunks.Meta, locked bool) (chunkenc.Chunk, chu
 		)
 		found := h.withHeadChunk(meta, func(c *memChunk) {
 			chk, maxT = c.chunk, c.maxT
-			if !c.closed {
+			if !c.isClosed() {
 				chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
 			}
 		})

@@ -39,9 +39,9 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		defer db.changed(th, math.MinInt64, cutT-1)
 		for _, s := range th.seriesSnapshot() {
 			s.mu.Lock()
-			s.chunks = dropBefore(s.chunks, cutT, &s.droppedMaxT)
+			s.chunks = dropBefore(s.chunks, cutT, &s.storedMaxT)
 			if r := s.rare; r != nil {
-				r.oooChunks = dropBefore(r.oooChunks, cutT, &s.droppedMaxT)
+				r.oooChunks = dropBefore(r.oooChunks, cutT, &s.storedMaxT)
 				for len(r.ooo) > 0 && r.ooo[0].t < cutT {
 					r.ooo = r.ooo[1:]
 				}
@@ -80,14 +80,14 @@ func (db *DB) applyRetention(ctx context.Context) error {
 	return nil
 }
 
-// dropBefore drops chunks that end before t, raising *droppedMaxT to the
+// dropBefore drops chunks that end before t, raising *storedMaxT to the
 // newest sample dropped. An open chunk dropped this way is replaced by a new
 // one on the series' next append.
-func dropBefore(cs []*memChunk, t int64, droppedMaxT *int64) []*memChunk {
+func dropBefore(cs []*memChunk, t int64, storedMaxT *int64) []*memChunk {
 	keep := cs[:0]
 	for _, c := range cs {
 		if c.maxT < t && c.chunk.NumSamples() > 0 {
-			*droppedMaxT = max(*droppedMaxT, c.maxT)
+			*storedMaxT = max(*storedMaxT, c.maxT)
 			continue
 		}
 		keep = append(keep, c)

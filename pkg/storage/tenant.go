@@ -104,27 +104,29 @@ func (st *hashStripe) find(lset labels.Labels, hash uint64) *memSeries {
 	return nil
 }
 
-// put adds s. The caller holds the stripe's write lock.
-func (st *hashStripe) put(s *memSeries) {
-	if st.byHash[s.hash] == nil {
-		st.byHash[s.hash] = s
+// put adds s, whose labels hash to hash. The caller holds the stripe's
+// write lock.
+func (st *hashStripe) put(s *memSeries, hash uint64) {
+	if st.byHash[hash] == nil {
+		st.byHash[hash] = s
 		return
 	}
 	if st.more == nil {
 		st.more = map[uint64][]*memSeries{}
 	}
-	st.more[s.hash] = append(st.more[s.hash], s)
+	st.more[hash] = append(st.more[hash], s)
 }
 
-// delete removes s, if it is there. The caller holds the write lock.
-func (st *hashStripe) delete(s *memSeries) {
-	list := st.more[s.hash]
-	if st.byHash[s.hash] == s {
+// delete removes s, whose labels hash to hash, if it is there. The
+// caller holds the write lock.
+func (st *hashStripe) delete(s *memSeries, hash uint64) {
+	list := st.more[hash]
+	if st.byHash[hash] == s {
 		if len(list) == 0 {
-			delete(st.byHash, s.hash)
+			delete(st.byHash, hash)
 			return
 		}
-		st.byHash[s.hash], list = list[0], list[1:]
+		st.byHash[hash], list = list[0], list[1:]
 	} else {
 		for i, o := range list {
 			if o == s {
@@ -134,9 +136,9 @@ func (st *hashStripe) delete(s *memSeries) {
 		}
 	}
 	if len(list) == 0 {
-		delete(st.more, s.hash)
+		delete(st.more, hash)
 	} else {
-		st.more[s.hash] = list
+		st.more[hash] = list
 	}
 }
 
@@ -222,20 +224,21 @@ func (r *seriesRegistry) getOrCreate(lset labels.Labels, hash uint64) *memSeries
 		return s
 	}
 	r.mu.Lock()
-	s := newMemSeries(r.nextRef, lset.Copy(), hash)
+	s := newMemSeries(r.nextRef, lset.Copy())
 	r.nextRef++
 	r.setRef(s)
 	r.mu.Unlock()
-	st.put(s)
+	st.put(s, hash)
 	r.count.Add(1)
 	return s
 }
 
 // add inserts a series read back from Pebble at open.
 func (r *seriesRegistry) add(s *memSeries) {
-	st := &r.stripes[s.hash%seriesStripes]
+	hash := s.lset.Hash()
+	st := &r.stripes[hash%seriesStripes]
 	st.Lock()
-	st.put(s)
+	st.put(s, hash)
 	st.Unlock()
 	r.mu.Lock()
 	r.setRef(s)
@@ -245,9 +248,10 @@ func (r *seriesRegistry) add(s *memSeries) {
 }
 
 func (r *seriesRegistry) remove(s *memSeries) {
-	st := &r.stripes[s.hash%seriesStripes]
+	hash := s.lset.Hash()
+	st := &r.stripes[hash%seriesStripes]
 	st.Lock()
-	st.delete(s)
+	st.delete(s, hash)
 	st.Unlock()
 	r.mu.Lock()
 	r.refs.clear(s.ref, s)

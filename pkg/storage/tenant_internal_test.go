@@ -16,13 +16,16 @@ func TestHashStripeSharedHash(t *testing.T) {
 	st := &hashStripe{byHash: map[uint64]*memSeries{}}
 	const h = 42
 	var ss []*memSeries
+	hash := map[*memSeries]uint64{}
 	for i, v := range []string{"a", "b", "c", "d"} {
-		s := newMemSeries(uint64(i+1), labels.FromStrings("x", v), h)
-		st.put(s)
+		s := newMemSeries(uint64(i+1), labels.FromStrings("x", v))
+		st.put(s, h)
+		hash[s] = h
 		ss = append(ss, s)
 	}
-	other := newMemSeries(9, labels.FromStrings("x", "z"), 7)
-	st.put(other)
+	other := newMemSeries(9, labels.FromStrings("x", "z"))
+	st.put(other, 7)
+	hash[other] = 7
 	check := func(present ...*memSeries) {
 		t.Helper()
 		in := map[*memSeries]bool{}
@@ -30,20 +33,20 @@ func TestHashStripeSharedHash(t *testing.T) {
 			in[s] = true
 		}
 		for _, s := range append(ss, other) {
-			if got := st.find(s.lset, s.hash); (got == s) != in[s] || (got != nil && got != s) {
+			if got := st.find(s.lset, hash[s]); (got == s) != in[s] || (got != nil && got != s) {
 				t.Fatalf("find(%s) = %v, present %v", s.lset, got, in[s])
 			}
 		}
 	}
 	check(ss[0], ss[1], ss[2], ss[3], other)
-	st.delete(ss[0]) // the one in byHash
+	st.delete(ss[0], h) // the one in byHash
 	check(ss[1], ss[2], ss[3], other)
-	st.delete(ss[2]) // one in more
+	st.delete(ss[2], h) // one in more
 	check(ss[1], ss[3], other)
-	st.delete(ss[2]) // not there any more
+	st.delete(ss[2], h) // not there any more
 	check(ss[1], ss[3], other)
-	st.delete(ss[1])
-	st.delete(ss[3])
+	st.delete(ss[1], h)
+	st.delete(ss[3], h)
 	check(other)
 	if len(st.byHash) != 1 || len(st.more) != 0 {
 		t.Fatalf("left %d in byHash, %d in more", len(st.byHash), len(st.more))
