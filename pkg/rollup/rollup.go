@@ -1198,12 +1198,17 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 }
 
 // computeRate is compute for rate, increase and delta: the same windows,
-// extrapolatedRate called without the window's slices being built.
+// extrapolatedRate's arithmetic without the window's slices being built.
+// What extrapolatedRate derives from the window's times alone (rateTimes)
+// is computed again only when they change: on a regular grid of samples and
+// steps every window has the same shape, and the same operations on the same
+// operands give the same bits.
 func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCounter, isRate bool) bool {
 	found := false
 	lo, hi := 0, 0
 	bt, bf := buf.t, buf.f[:len(buf.t)]
 	rngSeconds := p.rngDur.Seconds()
+	var shape rateTimes
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
 		has[k] = false
@@ -1218,11 +1223,78 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 			// result.
 			continue
 		}
-		resets := isCounter && buf.anyReset && buf.resets[hi-1] != buf.resets[lo]
-		out[k] = extrapolatedRate(bf[lo:hi], bt[lo], bt[hi-1], ts, p.rng, rngSeconds, isCounter, isRate, resets)
+		firstT, lastT := bt[lo], bt[hi-1]
+		if !shape.is(firstT-(ts-p.rng), ts-lastT, lastT-firstT, hi-lo) {
+			shape.set(firstT-(ts-p.rng), ts-lastT, lastT-firstT, hi-lo, rngSeconds, isRate)
+		}
+		firstF := bf[lo]
+		resultFloat := bf[hi-1] - firstF
+		if isCounter && buf.anyReset && buf.resets[hi-1] != buf.resets[lo] {
+			for i := lo + 1; i < hi; i++ {
+				if bf[i] < bf[i-1] {
+					resultFloat += bf[i-1]
+				}
+			}
+		}
+		factor := shape.factor
+		if isCounter && resultFloat > 0 && firstF >= 0 {
+			if durationToZero := shape.sampledInterval * (firstF / resultFloat); durationToZero < shape.durationToStart {
+				factor = shape.factorWith(durationToZero, rngSeconds, isRate)
+			}
+		}
+		out[k] = resultFloat * factor
 		has[k], found = true, true
 	}
 	return found
+}
+
+// rateTimes is what Prometheus' extrapolatedRate (promql/functions.go)
+// computes from a window's times alone: the window's first sample
+// toStart after its start, its last toEnd before its end, n samples over
+// sampled milliseconds. durationToStart and durationToEnd are after the
+// extrapolation threshold's clamp, factor the rate's factor unless the
+// counter's extrapolation to zero shortens durationToStart.
+type rateTimes struct {
+	toStart, toEnd, sampled int64
+	n                       int
+	sampledInterval         float64
+	durationToStart         float64
+	durationToEnd           float64
+	factor                  float64
+}
+
+func (rt *rateTimes) is(toStart, toEnd, sampled int64, n int) bool {
+	return rt.n == n && rt.toStart == toStart && rt.toEnd == toEnd && rt.sampled == sampled
+}
+
+func (rt *rateTimes) set(toStart, toEnd, sampled int64, n int, rngSeconds float64, isRate bool) {
+	rt.toStart, rt.toEnd, rt.sampled, rt.n = toStart, toEnd, sampled, n
+	durationToStart := float64(toStart) / 1000
+	durationToEnd := float64(toEnd) / 1000
+	sampledInterval := float64(sampled) / 1000
+	averageDurationBetweenSamples := sampledInterval / float64(n-1)
+	extrapolationThreshold := averageDurationBetweenSamples * 1.1
+	if durationToStart >= extrapolationThreshold {
+		durationToStart = averageDurationBetweenSamples / 2
+	}
+	if durationToEnd >= extrapolationThreshold {
+		durationToEnd = averageDurationBetweenSamples / 2
+	}
+	rt.sampledInterval, rt.durationToStart, rt.durationToEnd = sampledInterval, durationToStart, durationToEnd
+	rt.factor = rt.factorWith(durationToStart, rngSeconds, isRate)
+}
+
+// factorWith is the factor with the window's first sample durationToStart
+// seconds after its start.
+func (rt *rateTimes) factorWith(durationToStart, rngSeconds float64, isRate bool) float64 {
+	factor := 1.0
+	if rt.sampledInterval != 0 {
+		factor = (rt.sampledInterval + durationToStart + rt.durationToEnd) / rt.sampledInterval
+	}
+	if isRate {
+		factor /= rngSeconds
+	}
+	return factor
 }
 
 // apply is the range function over the (non-empty) window w, but for
@@ -1266,53 +1338,6 @@ func (p *Plan) apply(w samples) (float64, bool) {
 		return 1, true
 	}
 	panic(fmt.Sprintf("rollup: function %q compiled but not evaluated", p.fn))
-}
-
-// extrapolatedRate is Prometheus' (promql/functions.go) for float samples
-// without start timestamps, the window being the values fs (two or more)
-// from firstT to lastT, ending at ts; rngSeconds is the range's
-// Duration.Seconds(). A counter's resets are added only if resets says
-// there are some: the loop adds nothing otherwise.
-func extrapolatedRate(fs []float64, firstT, lastT, ts, rng int64, rngSeconds float64, isCounter, isRate, resets bool) float64 {
-	rangeStart, rangeEnd := ts-rng, ts
-	numSamplesMinusOne := len(fs) - 1
-	firstF := fs[0]
-	resultFloat := fs[numSamplesMinusOne] - firstF
-	if isCounter && resets {
-		for i := 1; i < len(fs); i++ {
-			if fs[i] < fs[i-1] {
-				resultFloat += fs[i-1]
-			}
-		}
-	}
-	durationToStart := float64(firstT-rangeStart) / 1000
-	durationToEnd := float64(rangeEnd-lastT) / 1000
-	sampledInterval := float64(lastT-firstT) / 1000
-	averageDurationBetweenSamples := sampledInterval / float64(numSamplesMinusOne)
-	extrapolationThreshold := averageDurationBetweenSamples * 1.1
-	if durationToStart >= extrapolationThreshold {
-		durationToStart = averageDurationBetweenSamples / 2
-	}
-	if isCounter {
-		durationToZero := durationToStart
-		if resultFloat > 0 && firstF >= 0 {
-			durationToZero = sampledInterval * (firstF / resultFloat)
-		}
-		if durationToZero < durationToStart {
-			durationToStart = durationToZero
-		}
-	}
-	if durationToEnd >= extrapolationThreshold {
-		durationToEnd = averageDurationBetweenSamples / 2
-	}
-	factor := 1.0
-	if sampledInterval != 0 {
-		factor = (sampledInterval + durationToStart + durationToEnd) / sampledInterval
-	}
-	if isRate {
-		factor /= rngSeconds
-	}
-	return resultFloat * factor
 }
 
 // instantValue is Prometheus' irate/idelta for float samples without start

@@ -1,0 +1,155 @@
+package rollup
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+)
+
+// extrapolatedRate is Prometheus' (promql/functions.go) for float samples
+// without start timestamps, the window being the values fs (two or more)
+// from firstT to lastT, ending at ts; rngSeconds is the range's
+// Duration.Seconds(). A counter's resets are added only if resets says
+// there are some: the loop adds nothing otherwise.
+func extrapolatedRate(fs []float64, firstT, lastT, ts, rng int64, rngSeconds float64, isCounter, isRate, resets bool) float64 {
+	rangeStart, rangeEnd := ts-rng, ts
+	numSamplesMinusOne := len(fs) - 1
+	firstF := fs[0]
+	resultFloat := fs[numSamplesMinusOne] - firstF
+	if isCounter && resets {
+		for i := 1; i < len(fs); i++ {
+			if fs[i] < fs[i-1] {
+				resultFloat += fs[i-1]
+			}
+		}
+	}
+	durationToStart := float64(firstT-rangeStart) / 1000
+	durationToEnd := float64(rangeEnd-lastT) / 1000
+	sampledInterval := float64(lastT-firstT) / 1000
+	averageDurationBetweenSamples := sampledInterval / float64(numSamplesMinusOne)
+	extrapolationThreshold := averageDurationBetweenSamples * 1.1
+	if durationToStart >= extrapolationThreshold {
+		durationToStart = averageDurationBetweenSamples / 2
+	}
+	if isCounter {
+		durationToZero := durationToStart
+		if resultFloat > 0 && firstF >= 0 {
+			durationToZero = sampledInterval * (firstF / resultFloat)
+		}
+		if durationToZero < durationToStart {
+			durationToStart = durationToZero
+		}
+	}
+	if durationToEnd >= extrapolationThreshold {
+		durationToEnd = averageDurationBetweenSamples / 2
+	}
+	factor := 1.0
+	if sampledInterval != 0 {
+		factor = (sampledInterval + durationToStart + durationToEnd) / sampledInterval
+	}
+	if isRate {
+		factor /= rngSeconds
+	}
+	return resultFloat * factor
+}
+
+// TestComputeRateAsExtrapolatedRate compares computeRate, which keeps what
+// it derives from a window's times while they repeat, with a direct copy of
+// Prometheus' extrapolatedRate called for every window, bit for bit: over
+// regular grids (every window the same shape), jittered times, counter
+// resets, negative and zero first values, NaN and values near the float
+// limits, and windows where the extrapolation to zero applies.
+func TestComputeRateAsExtrapolatedRate(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(20, 5))
+	values := []func(i int, prev float64) float64{
+		func(i int, prev float64) float64 { return prev + rnd.Float64()*10 },                  // counter
+		func(i int, prev float64) float64 { return float64(i * 3) },                           // from zero
+		func(i int, prev float64) float64 { return rnd.Float64()*100 - 50 },                   // gauge
+		func(i int, prev float64) float64 { return math.MaxFloat64 / float64(1+rnd.IntN(4)) }, // near the limit
+		func(i int, prev float64) float64 { // counter with resets and a NaN now and then
+			switch rnd.IntN(20) {
+			case 0:
+				return rnd.Float64()
+			case 1:
+				return math.NaN()
+			}
+			return prev + rnd.Float64()
+		},
+		func(i int, prev float64) float64 { return 1e6 + float64(i) }, // far from zero: no extrapolation to zero
+	}
+	checked, zeroClamped := 0, 0
+	for round := range 400 {
+		interval := []int64{15_000, 10_000, 60_000, 7_000}[round%4]
+		jitter := round%3 == 1
+		n := 20 + rnd.IntN(400)
+		var buf samples
+		ts := int64(1_700_000_000_000) + rnd.Int64N(2)*interval
+		if round%5 == 0 {
+			ts += rnd.Int64N(interval)
+		}
+		prev := 0.0
+		gen := values[round%len(values)]
+		for i := range n {
+			v := gen(i, prev)
+			buf.t, buf.f = append(buf.t, ts), append(buf.f, v)
+			if !math.IsNaN(v) {
+				prev = v
+			}
+			d := interval
+			if jitter {
+				d += rnd.Int64N(2_001) - 1000
+			}
+			switch {
+			case round%7 == 3 && rnd.IntN(30) == 0:
+				d *= 12 // a gap longer than a window
+			case round%7 == 5 && rnd.IntN(10) == 0:
+				d *= 2 // a missed scrape: windows of the same span with fewer samples
+			}
+			ts += d
+		}
+		buf.countResets()
+		rng := []time.Duration{5 * time.Minute, time.Minute, 90 * time.Second, 10 * time.Minute}[rnd.IntN(4)]
+		step := []int64{60_000, 15_000, 30_000, 7 * 60_000}[rnd.IntN(4)]
+		r := Range{Start: buf.t[0] + rnd.Int64N(rng.Milliseconds()), End: ts, Interval: step}
+		p := &Plan{rng: rng.Milliseconds(), rngDur: rng}
+		for _, f := range []struct{ counter, rate bool }{{true, true}, {true, false}, {false, false}} {
+			nsteps := r.steps()
+			out, has := make([]float64, nsteps), make([]bool, nsteps)
+			p.computeRate(buf, r, out, has, f.counter, f.rate)
+			for k := range nsteps {
+				end := r.Start + int64(k)*r.Interval
+				lo, hi := 0, 0
+				for hi < len(buf.t) && buf.t[hi] <= end {
+					hi++
+				}
+				for lo < hi && buf.t[lo] <= end-p.rng {
+					lo++
+				}
+				if hi-lo < 2 {
+					if has[k] {
+						t.Fatalf("round %d step %d: a value from %d samples", round, k, hi-lo)
+					}
+					continue
+				}
+				resets := f.counter && buf.anyReset && buf.resets[hi-1] != buf.resets[lo]
+				want := extrapolatedRate(buf.f[lo:hi], buf.t[lo], buf.t[hi-1], end, p.rng, rng.Seconds(), f.counter, f.rate, resets)
+				if !has[k] || math.Float64bits(out[k]) != math.Float64bits(want) {
+					t.Fatalf("round %d step %d (counter %v, rate %v): %v (has %v), want %v", round, k, f.counter, f.rate, out[k], has[k], want)
+				}
+				checked++
+				first, result := buf.f[lo], buf.f[hi-1]-buf.f[lo]
+				if f.counter && result > 0 && first >= 0 {
+					si := float64(buf.t[hi-1]-buf.t[lo]) / 1000
+					if si*(first/result) < float64(buf.t[lo]-(end-p.rng))/1000 {
+						zeroClamped++
+					}
+				}
+			}
+		}
+	}
+	if checked < 50_000 || zeroClamped < 100 {
+		t.Fatalf("checked %d windows, %d extrapolated to zero: too few to mean anything", checked, zeroClamped)
+	}
+	t.Logf("%d windows, %d extrapolated to zero", checked, zeroClamped)
+}
