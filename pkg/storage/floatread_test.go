@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -151,6 +152,87 @@ func checkAppendFloats(t *testing.T, db *storage.DB, from, to int64) (bulk, not 
 	return bulk, not
 }
 
+// iterSamples is what it returns from mint on, up to maxt, as "t:bits".
+func iterSamples(t *testing.T, it chunkenc.Iterator, mint, maxt int64) []string {
+	t.Helper()
+	var out []string
+	for vt := it.Next(); vt != chunkenc.ValNone; vt = it.Next() {
+		require.Equal(t, chunkenc.ValFloat, vt)
+		ts, f := it.At()
+		if ts < mint || ts > maxt {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%d:%x", ts, math.Float64bits(f)))
+	}
+	require.NoError(t, it.Err())
+	return out
+}
+
+// checkParts compares the select of "fr" read in parts of 3 series (as
+// pkg/rollup reads, storage.WithPart) with the whole select, over ranges
+// that cut chunks: the same series in the same order, and each series'
+// samples the same read in bulk right after Next, iterated right after
+// Next, and iterated once the part has been listed to its end.
+func checkParts(t *testing.T, db *storage.DB, from, to int64) (bulk, iterated int) {
+	t.Helper()
+	ctx := context.Background()
+	ranges := [][2]int64{{from, to}, {from + 7_000, to - 3600_000 - 1}, {math.MinInt64, math.MaxInt64}, {to - 20*60_000 + 1, to}}
+	for _, r := range ranges {
+		mint, maxt := r[0], r[1]
+		q, err := db.Querier(mint, maxt)
+		require.NoError(t, err)
+		hints := &promstorage.SelectHints{Start: mint, End: maxt}
+		var want, wantLabels []string
+		ss := q.Select(ctx, false, hints, metric("fr"))
+		for ss.Next() {
+			s := ss.At()
+			wantLabels = append(wantLabels, s.Labels().String())
+			want = append(want, strings.Join(iterSamples(t, s.Iterator(nil), mint, maxt), " "))
+		}
+		require.NoError(t, ss.Err())
+		require.NotEmpty(t, want)
+		var gotLabels []string
+		for i := 0; ; i++ {
+			part := &storage.Part{Index: i, Size: 3}
+			ps := q.Select(storage.WithPart(ctx, part), false, hints, metric("fr"))
+			require.True(t, part.Served())
+			var held []promstorage.Series
+			for ps.Next() {
+				s := ps.At()
+				n := len(gotLabels)
+				require.Less(t, n, len(want), "more series in parts than in the select")
+				what := fmt.Sprintf("part %d %s [%d, %d]", i, s.Labels(), mint, maxt)
+				gotLabels = append(gotLabels, s.Labels().String())
+				ts, fs, ok, err := s.(floatsAppender).AppendFloats(nil, nil, mint, maxt, false)
+				require.NoError(t, err, what)
+				if ok {
+					bulk++
+					var got []string
+					for j := range ts {
+						got = append(got, fmt.Sprintf("%d:%x", ts[j], math.Float64bits(fs[j])))
+					}
+					require.Equal(t, want[n], strings.Join(got, " "), "%s in bulk", what)
+				} else {
+					iterated++
+				}
+				require.Equal(t, want[n], strings.Join(iterSamples(t, s.Iterator(nil), mint, maxt), " "), "%s iterated", what)
+				held = append(held, s)
+			}
+			require.NoError(t, ps.Err())
+			for j, s := range held {
+				n := len(gotLabels) - len(held) + j
+				require.Equal(t, want[n], strings.Join(iterSamples(t, s.Iterator(nil), mint, maxt), " "), "part %d %s iterated after the part", i, s.Labels())
+			}
+			if part.Last() {
+				break
+			}
+		}
+		require.Equal(t, wantLabels, gotLabels)
+		require.NoError(t, q.Close())
+	}
+	return bulk, iterated
+}
+
 // TestAppendFloatsEqualsIterator: a series read in bulk gives the samples
 // its iterator gives, from memory, from Pebble (decimal chunks), from both
 // with an open head chunk, after a reopen, and refuses (the caller
@@ -166,17 +248,26 @@ func TestAppendFloatsEqualsIterator(t *testing.T) {
 	bulk, not := checkAppendFloats(t, db, from, to)
 	require.Positive(t, bulk)
 	require.Zero(t, not, "in memory")
+	bulk, not = checkParts(t, db, from, to)
+	require.Positive(t, bulk)
+	require.Zero(t, not, "in memory, in parts")
 
 	require.NoError(t, storage.CheckpointForTest(db))
 	bulk, not = checkAppendFloats(t, db, from, to)
 	require.Positive(t, bulk)
 	require.Zero(t, not, "in Pebble")
+	bulk, not = checkParts(t, db, from, to)
+	require.Positive(t, bulk)
+	require.Zero(t, not, "in Pebble, in parts")
 
 	// An open head chunk after the stored ones.
 	fillFloatRead(t, db, to, to+20*60_000, 2)
 	bulk, not = checkAppendFloats(t, db, from, to+20*60_000)
 	require.Positive(t, bulk)
 	require.Zero(t, not, "head and Pebble")
+	bulk, not = checkParts(t, db, from, to+20*60_000)
+	require.Positive(t, bulk)
+	require.Zero(t, not, "head and Pebble, in parts")
 
 	db = reopen(t, db, dir, opts)
 	bulk, not = checkAppendFloats(t, db, from, to+20*60_000)
@@ -194,9 +285,13 @@ func TestAppendFloatsEqualsIterator(t *testing.T) {
 	require.NoError(t, app.Commit())
 	_, not = checkAppendFloats(t, db, from, to+20*60_000)
 	require.Positive(t, not, "overlapping chunks are iterated")
+	_, not = checkParts(t, db, from, to+20*60_000)
+	require.Positive(t, not, "overlapping chunks are iterated, in parts")
 	require.NoError(t, storage.CheckpointForTest(db))
 	_, not = checkAppendFloats(t, db, from, to+20*60_000)
 	require.Positive(t, not, "overlapping chunks in Pebble are iterated")
+	_, not = checkParts(t, db, from, to+20*60_000)
+	require.Positive(t, not, "overlapping chunks in Pebble are iterated, in parts")
 }
 
 // TestAppendFloatsOnlyRightAfterNext: a series read after the select has

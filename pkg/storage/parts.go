@@ -2,6 +2,8 @@ package storage
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,7 +12,10 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunkenc"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 	"github.com/prometheus/prometheus/tsdb/index"
+	"github.com/prometheus/prometheus/util/annotations"
 )
 
 // Part asks a select for a run of Size consecutive series of its result:
@@ -122,13 +127,8 @@ func (q *querier) selectPart(ctx context.Context, tq *tenantQuerier, part *Part,
 	}
 	rh := q.db.newRangeHead(tq.rh.th, q.mint, q.maxt)
 	rh.part = pl.refs[lo:hi:hi]
-	bq, err := tsdb.NewBlockQuerier(rh, q.mint, q.maxt)
-	if err != nil {
-		rh.close()
-		return storage.ErrSeriesSet(err)
-	}
 	q.mu.Lock()
-	q.partReaders = append(q.partReaders, &tenantQuerier{rh: rh, q: bq})
+	q.partReaders = append(q.partReaders, &tenantQuerier{rh: rh})
 	q.mu.Unlock()
 	var h *storage.SelectHints
 	if hints != nil {
@@ -136,7 +136,112 @@ func (q *querier) selectPart(ctx context.Context, tq *tenantQuerier, part *Part,
 		c.ShardIndex, c.ShardCount = 0, 0 // applied to the list
 		h = &c
 	}
-	return q.floatSet(bq.Select(ctx, false, h, labels.MustNewMatcher(labels.MatchEqual, partLabel, "part")), rh, h)
+	set := &partSeriesSet{q: q, rh: rh, refs: rh.part, hints: h, mint: q.mint, maxt: q.maxt}
+	if h != nil {
+		set.mint, set.maxt = h.Start, h.End
+	}
+	return q.floatSet(set, rh, h)
+}
+
+// partSeriesSet is the series of a part, listed as Prometheus' block
+// querier lists them (blockBaseSeriesSet: series gone or without a chunk
+// in [mint, maxt] left out; the store has no tombstones) without the
+// copies it makes for each series — its chunk metas, their trimming
+// intervals and the series' entry: a part is read by pkg/rollup, which
+// reads each series' samples right after Next (floatSeries.AppendFloats,
+// from the metas rangeIndex.Series notes). A series iterated instead
+// (out-of-order chunks, native histograms, samples with a start timestamp)
+// is selected again, alone, through Prometheus' block querier over a
+// reader of its own (fallback), as before.
+type partSeriesSet struct {
+	q          *querier
+	rh         *rangeHead
+	refs       []storage.SeriesRef
+	hints      *storage.SelectHints
+	mint, maxt int64
+
+	i       int
+	builder labels.ScratchBuilder
+	chks    []chunks.Meta
+	slab    []partSeries
+	cur     *partSeries
+	err     error
+
+	fallback *tenantQuerier // the reader of iterated series, once one is
+}
+
+// partSeries is a series of a partSeriesSet.
+type partSeries struct {
+	set  *partSeriesSet
+	ref  storage.SeriesRef
+	lset labels.Labels
+}
+
+func (s *partSeriesSet) Next() bool {
+	ix := (*rangeIndex)(s.rh)
+	for s.i < len(s.refs) {
+		ref := s.refs[s.i]
+		s.i++
+		if err := ix.Series(ref, &s.builder, &s.chks); err != nil {
+			if errors.Is(err, storage.ErrNotFound) {
+				continue
+			}
+			s.err = fmt.Errorf("get series %d: %w", ref, err)
+			return false
+		}
+		in := false
+		for _, c := range s.chks {
+			if c.MaxTime >= s.mint && c.MinTime <= s.maxt {
+				in = true
+				break
+			}
+		}
+		if !in {
+			continue
+		}
+		if len(s.slab) == 0 {
+			s.slab = make([]partSeries, 64)
+		}
+		s.cur = &s.slab[0]
+		s.slab = s.slab[1:]
+		*s.cur = partSeries{set: s, ref: ref, lset: s.builder.Labels()}
+		s.builder.Reset()
+		return true
+	}
+	return false
+}
+
+func (s *partSeriesSet) At() storage.Series                { return s.cur }
+func (s *partSeriesSet) Err() error                        { return s.err }
+func (s *partSeriesSet) Warnings() annotations.Annotations { return nil }
+
+func (ps *partSeries) Labels() labels.Labels { return ps.lset }
+
+// Iterator iterates the series as Prometheus' block querier's series does:
+// it is selected again, alone.
+func (ps *partSeries) Iterator(it chunkenc.Iterator) chunkenc.Iterator {
+	s := ps.set
+	if s.fallback == nil {
+		rh := s.q.db.newRangeHead(s.rh.th, s.q.mint, s.q.maxt)
+		bq, err := tsdb.NewBlockQuerier(rh, s.q.mint, s.q.maxt)
+		if err != nil {
+			rh.close()
+			return errIterator{chunkenc.NewNopIterator(), err}
+		}
+		s.fallback = &tenantQuerier{rh: rh, q: bq}
+		s.q.mu.Lock()
+		s.q.partReaders = append(s.q.partReaders, s.fallback)
+		s.q.mu.Unlock()
+	}
+	s.fallback.rh.part = []storage.SeriesRef{ps.ref}
+	set := s.fallback.q.Select(context.Background(), false, s.hints, labels.MustNewMatcher(labels.MatchEqual, partLabel, "part"))
+	if !set.Next() {
+		if err := set.Err(); err != nil {
+			return errIterator{chunkenc.NewNopIterator(), err}
+		}
+		return chunkenc.NewNopIterator()
+	}
+	return set.At().Iterator(it)
 }
 
 func shardKeyString(s ShardSpec) string {
@@ -153,3 +258,11 @@ func shardKeyString(s ShardSpec) string {
 	b.WriteString(strconv.FormatUint(s.Count, 10))
 	return b.String()
 }
+
+// errIterator is an iterator without samples that ends with err.
+type errIterator struct {
+	chunkenc.Iterator
+	err error
+}
+
+func (it errIterator) Err() error { return it.err }

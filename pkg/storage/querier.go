@@ -174,8 +174,10 @@ func (q *querier) Close() error {
 		delete(q.open, th)
 	}
 	for _, tq := range q.partReaders {
-		if err := tq.q.Close(); err != nil && firstErr == nil {
-			firstErr = err
+		if tq.q != nil {
+			if err := tq.q.Close(); err != nil && firstErr == nil {
+				firstErr = err
+			}
 		}
 		tq.rh.close()
 	}
