@@ -47,20 +47,46 @@ function stack(series: ChartSeries[]): (number | null)[][] {
  * they have none.
  */
 function standIn(values: Values[], n: number): (number | null)[] | null {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const vs of values)
-    for (let i = 0; i < vs.length; i++) {
-      const v = vs[i];
-      if (v === null || !isFinite(v)) continue;
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-  if (lo > hi) return null;
+  const r = [Infinity, -Infinity];
+  // A function per series, called for each: V8 optimises it after a few
+  // series, where one loop over all of them ran unoptimised for most of
+  // its 240k values (500 series: 10-20 ms cold).
+  for (const vs of values) {
+    if (vs instanceof Float64Array) rangeOf(vs, r);
+    else rangeOfNullable(vs, r);
+  }
+  if (r[0] > r[1]) return null;
   const a: (number | null)[] = new Array(n).fill(null);
-  a[0] = lo;
-  a[n - 1] = hi;
+  a[0] = r[0];
+  a[n - 1] = r[1];
   return a;
+}
+
+/** rangeOf widens r ([least, greatest]) to the finite values of vs (NaN fails both tests). */
+function rangeOf(vs: Float64Array, r: number[]): void {
+  let lo = r[0];
+  let hi = r[1];
+  for (let i = 0; i < vs.length; i++) {
+    const v = vs[i];
+    if (v < lo && v !== -Infinity) lo = v;
+    if (v > hi && v !== Infinity) hi = v;
+  }
+  r[0] = lo;
+  r[1] = hi;
+}
+
+/** rangeOfNullable is rangeOf for values with gaps (null). */
+function rangeOfNullable(vs: (number | null)[], r: number[]): void {
+  let lo = r[0];
+  let hi = r[1];
+  for (let i = 0; i < vs.length; i++) {
+    const v = vs[i];
+    if (v === null || !isFinite(v)) continue;
+    if (v < lo) lo = v;
+    if (v > hi) hi = v;
+  }
+  r[0] = lo;
+  r[1] = hi;
 }
 
 /** cssVar reads a colour of the theme (canvas cannot use var()). */

@@ -103,6 +103,40 @@ function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number,
 }
 
 /**
+ * drawSeries draws one series' values ys at the steps' x positions px into
+ * buf, a w×h image: y = y0 - v*ky, lw pixels wide. A function per series
+ * rather than a loop inside the plugin's draw: called once per series, V8
+ * optimises it after a few of them (the first chart's lines are drawn
+ * before anything else has warmed it up).
+ */
+function drawSeries(buf: Uint32Array, w: number, h: number, px: Int32Array, ys: ArrayLike<number | null | undefined>, y0: number, ky: number, c: number, lw: number): void {
+  let pen = false;
+  let lx = 0;
+  let ly = 0;
+  for (let i = 0; i < ys.length; i++) {
+    const v = ys[i];
+    // A gap breaks the line; NaN and ±Inf are skipped over, as uPlot's own
+    // lines do.
+    if (v == null) {
+      pen = false;
+      continue;
+    }
+    if (!isFinite(v)) continue;
+    const y = Math.round(y0 - v * ky);
+    // Far outside the plot (a zoomed y): clamped, so that the loop stays
+    // short; the clip drops what is outside.
+    const cy = y < -h ? -h : y > 2 * h ? 2 * h : y;
+    if (pen) {
+      if (lw === 1) hairline(buf, w, h, lx, ly, px[i], cy, c);
+      else segment(buf, w, h, lx, ly, px[i], cy, c, lw);
+    }
+    lx = px[i];
+    ly = cy;
+    pen = true;
+  }
+}
+
+/**
  * linesPlugin draws the chart's shown series as lines width CSS px wide,
  * or, given lines, those (on the chart's y scale).
  */
@@ -154,30 +188,7 @@ export function linesPlugin(width = 1, lines?: () => { values: ArrayLike<number 
           const y0 = h + sy.min * ky;
           const c = rgba(given ? given[k].color : typeof s!.stroke === 'function' ? String(s!.stroke(u, si)) : String(s!.stroke ?? '#888'));
           const ys = (given ? given[k].values : u.data[si]) as ArrayLike<number | null | undefined>;
-          let pen = false;
-          let lx = 0;
-          let ly = 0;
-          for (let i = 0; i < ys.length; i++) {
-            const v = ys[i];
-            // A gap breaks the line; NaN and ±Inf are skipped over, as
-            // uPlot's own lines do.
-            if (v == null) {
-              pen = false;
-              continue;
-            }
-            if (!isFinite(v)) continue;
-            const y = Math.round(y0 - v * ky);
-            // Far outside the plot (a zoomed y): clamped, so that the
-            // loop stays short; the clip drops what is outside.
-            const cy = y < -h ? -h : y > 2 * h ? 2 * h : y;
-            if (pen) {
-              if (lw === 1) hairline(buf, w, h, lx, ly, px[i], cy, c);
-              else segment(buf, w, h, lx, ly, px[i], cy, c, lw);
-            }
-            lx = px[i];
-            ly = cy;
-            pen = true;
-          }
+          drawSeries(buf, w, h, px, ys, y0, ky, c, lw);
         }
         // Odd widths are centred on the pixel the value falls on.
         const off = -Math.floor(lw / 2);

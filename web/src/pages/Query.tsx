@@ -1,7 +1,7 @@
 // Query.tsx: the query page. A PromQL editor, a graph with the change windows
 // drawn over it, a table and the explain tree. Its whole state is in the
 // URL (url.ts): running a query pushes a history entry.
-import { useEffect, useLayoutEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { JSX } from 'preact';
 import type { EditorProps } from '../query/Editor';
 import { Chart } from '../chart/Chart';
@@ -68,7 +68,10 @@ export function QueryPage({ search }: { search: string }) {
   const [evErr, setEvErr] = useState<unknown>(null);
   const [loading, setLoading] = useState(false);
   const [filter, setFilter] = useState('');
-  const [drawMs, setDrawMs] = useState<number | null>(null);
+  // The graph's element: data-total-ms (the query asked to the frame after
+  // its answer) is written on it directly, not by rendering the page again
+  // in that frame.
+  const graphEl = useRef<HTMLDivElement>(null);
   useEffect(() => setDraft(st.expr), [st.expr]);
   const endInput = useDebounced(st.end);
   const stepInput = useDebounced(st.step);
@@ -104,7 +107,7 @@ export function QueryPage({ search }: { search: string }) {
     q.catch((e) => !ac.signal.aborted && setErr(e))
       .finally(() => {
         setLoading(false);
-        requestAnimationFrame(() => setDrawMs(performance.now() - t0));
+        requestAnimationFrame(() => graphEl.current?.setAttribute('data-total-ms', (performance.now() - t0).toFixed(1)));
         // The editor (CodeMirror, its own chunk) after the graph is drawn.
         setTimeout(loadEditor, 0);
       });
@@ -125,15 +128,29 @@ export function QueryPage({ search }: { search: string }) {
   }, [st.range, endInput, evName, evMatch, st.tab, st.expr]);
 
   // The legend (a button per series, up to 200) is rendered after the
-  // chart of a new answer has been drawn and painted: an effect runs after
-  // the next frame. Rendering and laying out hundreds of entries in the
-  // same task as the chart delayed the graph by as much again.
+  // chart of a new answer has been drawn and painted: in a task after the
+  // next frame. Rendering and laying out hundreds of entries in the same
+  // task as the chart delayed the graph by as much again. (Not useEffect:
+  // preact runs effects on a 35 ms timer when that comes before the frame,
+  // as it does after the long task that draws a large chart, and the
+  // legend was then laid out in the frame that first shows the chart.)
   const [legendOf, setLegendOf] = useState<RangeResult | null>(null);
-  useEffect(() => setLegendOf(range), [range]);
+  useLayoutEffect(() => {
+    let timer = 0;
+    const show = () => (timer = window.setTimeout(() => setLegendOf(range)));
+    // A hidden page has no frames.
+    const frame = document.hidden ? (show(), 0) : requestAnimationFrame(show);
+    return () => {
+      cancelAnimationFrame(frame);
+      clearTimeout(timer);
+    };
+  }, [range]);
 
   const hidden = useMemo(() => new Set(st.hidden), [st.hidden]);
   const visible = useMemo(
-    () => (range ? range.series.filter((s) => !hidden.has(s.label) && (!filter || s.label.includes(filter))) : []),
+    // Nothing hidden or filtered (a page's first graph): the series as
+    // they are, without writing their labels (RangeSeries).
+    () => (!range ? [] : hidden.size === 0 && !filter ? range.series : range.series.filter((s) => !hidden.has(s.label) && (!filter || s.label.includes(filter)))),
     [range, hidden, filter],
   );
 
@@ -214,7 +231,7 @@ export function QueryPage({ search }: { search: string }) {
           {range.series.length === 0 ? (
             <p class="muted">Empty query result.</p>
           ) : (
-            <div data-testid="graph" data-series={range.series.length} data-api-ms={range.ms.toFixed(1)} data-format={range.format} data-inflated={range.inflated ?? ''} data-total-ms={drawMs?.toFixed(1) ?? ''}>
+            <div data-testid="graph" data-series={range.series.length} data-api-ms={range.ms.toFixed(1)} data-format={range.format} data-inflated={range.inflated ?? ''} ref={graphEl}>
               <Chart
                 xs={range.xs}
                 series={visible}
