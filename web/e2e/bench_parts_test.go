@@ -23,6 +23,9 @@ import (
 // 2 ms or more with their costliest parts.
 //
 //	go test -run '^$' -bench ConsoleGraphTimeline -benchtime 1x -v ./web/e2e (from web/e2e: ./...)
+//
+// With CONSOLE_TRACE_OUT=file the trace's events are also written to file
+// (JSON), for the other threads (the worker's, the raster's).
 func BenchmarkConsoleGraphTimeline(b *testing.B) {
 	base, page := benchGraphPage(b)
 	for b.Loop() {
@@ -31,6 +34,11 @@ func BenchmarkConsoleGraphTimeline(b *testing.B) {
 		cancel()
 		if err != nil {
 			b.Fatal(err)
+		}
+		if f := os.Getenv("CONSOLE_TRACE_OUT"); f != "" {
+			if j, err := json.Marshal(events); err == nil {
+				_ = os.WriteFile(f, j, 0o644)
+			}
 		}
 		for _, l := range traceTimeline(events) {
 			b.Log(l)
