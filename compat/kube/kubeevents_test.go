@@ -207,12 +207,18 @@ func TestKubeEvents(t *testing.T) {
 	mustDo(t, http.MethodPost, "/api/v1/namespaces/"+ns+"/configmaps", "application/json",
 		`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"web-config"},"data":{"LOG_LEVEL":"info"}}`)
 	mustDo(t, http.MethodPatch, "/api/v1/namespaces/"+ns+"/configmaps/web-config", "application/merge-patch+json", `{"data":{"LOG_LEVEL":"debug"}}`)
+	// ConfigMaps and Secrets come on two watches, which the watcher reads
+	// side by side: the Secret is made once the ConfigMap's events are in,
+	// so that the order of the four is the order they were made in.
+	want = append(want,
+		"config-change stop change=created name=web-config",
+		"config-change stop change=updated name=web-config",
+	)
+	waitEvents(t, w, ns, want)
 	mustDo(t, http.MethodPost, "/api/v1/namespaces/"+ns+"/secrets", "application/json",
 		`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"web-db"},"stringData":{"password":"hunter2-secret-value"}}`)
 	mustDo(t, http.MethodPatch, "/api/v1/namespaces/"+ns+"/secrets/web-db", "application/merge-patch+json", `{"stringData":{"password":"hunter3-secret-value"}}`)
 	want = append(want,
-		"config-change stop change=created name=web-config",
-		"config-change stop change=updated name=web-config",
 		"config-change stop change=created name=web-db",
 		"config-change stop change=updated name=web-db",
 	)
