@@ -8,6 +8,7 @@ import (
 
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zlib"
 
 	"github.com/levitated/levitated/pkg/matrixcodec"
 	"github.com/levitated/levitated/pkg/pgzip"
@@ -22,10 +23,11 @@ import (
 // heap of series) run every few dozen requests. A request whose
 // Accept-Encoding picks gzip is handed on without the header, so that
 // Prometheus' handler passes the body through (it still adds its Vary);
-// one that picks deflate, or neither, is handed on unchanged, and so is
-// every request Prometheus' router answers outside CompressionHandler:
-// while the server is not ready (ready false; its 503) and in a method
-// other than OPTIONS and those the route registers (methods; its 405).
+// one that picks deflate (but with fast, below), or neither, is handed on
+// unchanged, and so is every request Prometheus' router answers outside
+// CompressionHandler: while the server is not ready (ready false; its
+// 503) and in a method other than OPTIONS and those the route registers
+// (methods; its 405).
 //
 // With fast (/api/v1/query and query_range), the answer is compressed at
 // gzip's best speed instead, one of 1 MB or more in blocks on all cores
@@ -35,7 +37,10 @@ import (
 // not Prometheus'; they decompress to the same answer. VictoriaMetrics
 // compresses its answers at best speed too (lib/httpserver). Those two
 // routes give the JSON codec's answer buffers back once written
-// (matrixcodec.Recycle), compressed or not.
+// (matrixcodec.Recycle), compressed or not: one whose Accept-Encoding
+// picks deflate is compressed here too, as Prometheus' handler does it
+// (zlib at its default level, the same bytes), since behind that handler
+// the writer sees only the compressed bytes, not the answer.
 func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae, ok := r.Header["Accept-Encoding"]
@@ -43,18 +48,26 @@ func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...
 			next.ServeHTTP(w, r)
 			return
 		}
-		if !ok || !picksGzip(r.Header.Get("Accept-Encoding")) {
+		var encoding string
+		if ok {
+			encoding = pickedEncoding(r.Header.Get("Accept-Encoding"))
+		}
+		if encoding == "" || (encoding == "deflate" && !fast) {
 			if fast {
 				w = recyclingWriter{w}
 			}
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Set("Content-Encoding", encoding)
 		gw := &gzipResponseWriter{ResponseWriter: w}
-		if fast {
+		switch {
+		case encoding == "deflate":
+			gw.zl = zlibWriters.Get().(*zlib.Writer)
+			gw.zl.Reset(w)
+		case fast:
 			gw.fast, _ = pgzip.NewWriter(w, flate.BestSpeed) // a valid level
-		} else {
+		default:
 			gw.gz = gzipWriters.Get().(*gzip.Writer)
 			gw.gz.Reset(w)
 		}
@@ -67,45 +80,56 @@ func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...
 	})
 }
 
-var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+var (
+	gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+	zlibWriters = sync.Pool{New: func() any { return zlib.NewWriter(nil) }}
+)
 
-// picksGzip reports whether Prometheus' CompressionHandler would answer
-// an Accept-Encoding of raw with gzip: the first of gzip and deflate in
-// the list is gzip (no quality values are weighed, as there).
-func picksGzip(raw string) bool {
+// pickedEncoding is the encoding Prometheus' CompressionHandler would
+// answer an Accept-Encoding of raw with: the first of gzip and deflate in
+// the list (no quality values are weighed, as there), or "" for neither.
+func pickedEncoding(raw string) string {
 	for {
 		encoding, rest, more := strings.Cut(raw, ",")
-		switch strings.TrimSpace(encoding) {
-		case "gzip":
-			return true
-		case "deflate":
-			return false
+		switch encoding = strings.TrimSpace(encoding); encoding {
+		case "gzip", "deflate":
+			return encoding
 		}
 		if !more {
-			return false
+			return ""
 		}
 		raw = rest
 	}
 }
 
 // gzipResponseWriter is httputil's compressedResponseWriter with a gzip
-// writer: Prometheus' (gz) or the fast one.
+// writer, Prometheus' (gz) or the fast one, or Prometheus' zlib writer
+// (zl, for deflate).
 type gzipResponseWriter struct {
 	http.ResponseWriter
 	gz   *gzip.Writer
 	fast *pgzip.Writer
+	zl   *zlib.Writer
 }
 
 func (g *gzipResponseWriter) Write(p []byte) (int, error) {
 	g.Header().Del("Content-Length")
-	if g.fast != nil {
-		// Compressed before Write returns: the answer's buffer goes back
-		// to the JSON codec.
-		n, err := g.fast.Write(p)
-		matrixcodec.Recycle(p)
-		return n, err
+	var (
+		n   int
+		err error
+	)
+	switch {
+	case g.fast != nil:
+		n, err = g.fast.Write(p)
+	case g.zl != nil:
+		n, err = g.zl.Write(p)
+	default:
+		return g.gz.Write(p)
 	}
-	return g.gz.Write(p)
+	// Compressed before Write returns: the answer's buffer goes back to
+	// the JSON codec.
+	matrixcodec.Recycle(p)
+	return n, err
 }
 
 // recyclingWriter gives the answers written through it back to the JSON
@@ -123,13 +147,21 @@ func (g *gzipResponseWriter) WriteHeader(statusCode int) {
 	g.ResponseWriter.WriteHeader(statusCode)
 }
 
-// close flushes and closes the gzip stream as httputil's Close does, and
-// returns the writer to the pool.
+// close flushes and closes the stream as httputil's Close does, and
+// returns the writer to its pool.
 func (g *gzipResponseWriter) close() {
 	g.Header().Del("Content-Length")
 	if g.fast != nil {
 		_ = g.fast.Close()
 		g.fast = nil
+		return
+	}
+	if g.zl != nil {
+		_ = g.zl.Flush()
+		_ = g.zl.Close()
+		g.zl.Reset(nil)
+		zlibWriters.Put(g.zl)
+		g.zl = nil
 		return
 	}
 	_ = g.gz.Flush()

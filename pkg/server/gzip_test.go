@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	kzlib "github.com/klauspost/compress/zlib"
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
@@ -21,7 +22,9 @@ import (
 // TestQueryGzip: the answers of /api/v1/query_range and /api/v1/query in
 // gzip (compressed by levitated, in blocks on all cores once large)
 // decompress to the bytes of the uncompressed answer; deflate, chosen as
-// Prometheus chooses it, is still Prometheus'; errors are compressed too.
+// Prometheus chooses it, is still Prometheus' (its bytes are those of
+// klauspost's zlib at the default level, flushed and closed, as
+// httputil's); errors are compressed too.
 func TestQueryGzip(t *testing.T) {
 	defer func(n int) { pgzip.ParallelBytes = n }(pgzip.ParallelBytes)
 	pgzip.ParallelBytes = 1024 // the answers below are 3 and 60 kB
@@ -73,6 +76,13 @@ func TestQueryGzip(t *testing.T) {
 		got, err := io.ReadAll(zr)
 		require.NoError(t, err)
 		require.Equal(t, string(want), string(got))
+		var prom bytes.Buffer
+		zw := kzlib.NewWriter(&prom)
+		_, err = zw.Write(want)
+		require.NoError(t, err)
+		require.NoError(t, zw.Flush())
+		require.NoError(t, zw.Close())
+		require.Equal(t, prom.Bytes(), body, "%s: deflate's bytes are Prometheus' handler's", c.path)
 		if c.code == 200 {
 			require.Greater(t, len(want), pgzip.ParallelBytes, "the answer is compressed in blocks")
 		}
@@ -81,7 +91,7 @@ func TestQueryGzip(t *testing.T) {
 
 // TestQueryAnswersReused: large answers, whose buffers the JSON codec gets
 // back once written (matrixcodec.Recycle), stay whole when queries of
-// different answers run concurrently, compressed or not.
+// different answers run concurrently, compressed (gzip, deflate) or not.
 func TestQueryAnswersReused(t *testing.T) {
 	srv := servertest.Start(t)
 	now := writeCounters(t, srv.URL, 200, 130)
@@ -101,8 +111,15 @@ func TestQueryAnswersReused(t *testing.T) {
 		}
 		defer resp.Body.Close()
 		var r io.Reader = resp.Body
-		if resp.Header.Get("Content-Encoding") == "gzip" {
+		switch resp.Header.Get("Content-Encoding") {
+		case "gzip":
 			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				return []byte(err.Error())
+			}
+			r = zr
+		case "deflate":
+			zr, err := zlib.NewReader(resp.Body)
 			if err != nil {
 				return []byte(err.Error())
 			}
@@ -125,7 +142,7 @@ func TestQueryAnswersReused(t *testing.T) {
 		go func() {
 			for i := range 8 {
 				q := queries[(g+i)%len(queries)]
-				accept := []string{"", "gzip"}[(g+i)%2]
+				accept := []string{"", "gzip", "deflate"}[(g+i)%3]
 				if got := fetch(q, accept); !bytes.Equal(got, want[q]) {
 					errs <- fmt.Errorf("%s (Accept-Encoding %q): the answer differs from the first (%d bytes vs %d)", q, accept, len(got), len(want[q]))
 					return
