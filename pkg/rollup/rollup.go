@@ -1232,8 +1232,9 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 			continue
 		}
 		firstT, lastT := bt[lo], bt[hi-1]
-		if !shape.is(firstT-(ts-p.rng), ts-lastT, lastT-firstT, hi-lo) {
-			shape.set(firstT-(ts-p.rng), ts-lastT, lastT-firstT, hi-lo, rngSeconds, isRate)
+		toStart, toEnd, sampled, n := firstT-(ts-p.rng), ts-lastT, lastT-firstT, hi-lo
+		if !shape.is(toStart, toEnd, sampled, n) {
+			shape.set(toStart, toEnd, sampled, n, rngSeconds, isRate)
 		}
 		firstF := bf[lo]
 		resultFloat := bf[hi-1] - firstF
