@@ -130,10 +130,8 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 		for _, tw := range writes {
 			tw.each(func(s *memSeries) {
 				s.mu.Lock()
-				for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
-					for _, c := range list {
-						c.writing = 0
-					}
+				for c := range s.allChunks() {
+					c.writing = 0
 				}
 				s.mu.Unlock()
 			})
@@ -192,36 +190,34 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 				}
 				r.ooo = nil
 			}
-			for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
-				for _, c := range list {
-					n := uint16(c.chunk.NumSamples())
-					if n == 0 || (closedOnly && !c.isClosed()) {
-						continue
-					}
-					if n == c.persisted {
-						// Written whole by an earlier checkpoint, closed
-						// since (the next sample cut a new chunk): it
-						// becomes droppable with this checkpoint's epoch.
-						if c.isClosed() && !c.droppable() {
-							c.writing = n
-							tw.mark(i)
-						}
-						continue
-					}
-					enc, data := storedChunk(encBuf[:0], c.chunk, &scratch)
-					if enc == encDecimal {
-						encBuf = data[:0] // reuse; never a chunk's own bytes
-					}
-					val = encodeChunkValue(val[:0], enc, c.minT, c.maxT, data)
-					keyBuf = appendChunkKey(keyBuf[:0], th.id, s.ref, c.minT, c.part)
-					if err := b.Set(keyBuf, val, nil); err != nil {
-						s.mu.Unlock()
-						return fmt.Errorf("write chunk: %w", err)
-					}
-					c.writing = n
-					tw.mark(i)
-					nChunks++
+			for c := range s.allChunks() {
+				n := uint16(c.chunk.NumSamples())
+				if n == 0 || (closedOnly && !c.isClosed()) {
+					continue
 				}
+				if n == c.persisted {
+					// Written whole by an earlier checkpoint, closed
+					// since (the next sample cut a new chunk): it
+					// becomes droppable with this checkpoint's epoch.
+					if c.isClosed() && !c.droppable() {
+						c.writing = n
+						tw.mark(i)
+					}
+					continue
+				}
+				enc, data := storedChunk(encBuf[:0], c.chunk, &scratch)
+				if enc == encDecimal {
+					encBuf = data[:0] // reuse; never a chunk's own bytes
+				}
+				val = encodeChunkValue(val[:0], enc, c.minT, c.maxT, data)
+				keyBuf = appendChunkKey(keyBuf[:0], th.id, s.ref, c.minT, c.part)
+				if err := b.Set(keyBuf, val, nil); err != nil {
+					s.mu.Unlock()
+					return fmt.Errorf("write chunk: %w", err)
+				}
+				c.writing = n
+				tw.mark(i)
+				nChunks++
 			}
 			var rec []byte
 			if s.flags.has(flagDurable) && s.flags.has(flagDaysDirty) {
@@ -347,17 +343,15 @@ func (s *memSeries) committedWrites(epoch uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	droppable := false
-	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
-		for _, c := range list {
-			if c.writing == 0 {
-				continue
-			}
-			c.persisted = max(c.persisted, c.writing)
-			c.writing = 0
-			if c.isClosed() && int(c.persisted) == c.chunk.NumSamples() {
-				c.markDroppable(epoch)
-				droppable = true
-			}
+	for c := range s.allChunks() {
+		if c.writing == 0 {
+			continue
+		}
+		c.persisted = max(c.persisted, c.writing)
+		c.writing = 0
+		if c.isClosed() && int(c.persisted) == c.chunk.NumSamples() {
+			c.markDroppable(epoch)
+			droppable = true
 		}
 	}
 	return droppable

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"iter"
 	"math"
 	"slices"
 	"sort"
@@ -180,6 +181,23 @@ func (s *memSeries) oooChunkList() []*memChunk {
 		return nil
 	}
 	return s.rare.oooChunks
+}
+
+// allChunks yields the series' chunks in memory: the in-order ones by
+// time, then the out-of-order ones. The caller holds s.mu.
+func (s *memSeries) allChunks() iter.Seq[*memChunk] {
+	return func(yield func(*memChunk) bool) {
+		for _, c := range s.chunks {
+			if !yield(c) {
+				return
+			}
+		}
+		for _, c := range s.oooChunkList() {
+			if !yield(c) {
+				return
+			}
+		}
+	}
 }
 
 // lastHist is the newest sample's histogram, if it is one.
@@ -512,14 +530,12 @@ func (s *memSeries) inMemoryAt(t int64) (sample, bool) {
 	if i, ok := s.oooFind(t); ok {
 		return s.rare.ooo[i], true
 	}
-	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
-		for _, c := range list {
-			if c.chunk.NumSamples() == 0 || t < c.minT || t > c.maxT {
-				continue
-			}
-			if smp, ok := chunkSampleAt(c.chunk, t); ok {
-				return smp, true
-			}
+	for c := range s.allChunks() {
+		if c.chunk.NumSamples() == 0 || t < c.minT || t > c.maxT {
+			continue
+		}
+		if smp, ok := chunkSampleAt(c.chunk, t); ok {
+			return smp, true
 		}
 	}
 	return sample{}, false

@@ -470,34 +470,32 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	if s.memoryCovers(h.mint) {
 		lastDay = math.MinInt32 // nothing to read from Pebble
 	}
-	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
-		for _, c := range list {
-			if c.chunk.NumSamples() == 0 {
-				continue
-			}
-			inMem = append(inMem, ident{c.minT, c.part})
-			if c.maxT < h.mint || c.minT > h.maxt {
-				continue
-			}
-			chk := c.chunk
-			var err error
-			switch {
-			case h.standardChunks && chk.Encoding() == chunkenc.EncXOR2:
-				// Re-encoded under s.mu: a copy of the open chunk.
-				chk, err = ex.chunk(chk)
-			case !c.isClosed() && !h.standardChunks && c.part == 0 && chunks.ChunkRef(s.ref) < lazyHeadRef:
-				// Copied when the series is iterated (ChunkOrIterable).
-				*chks = append(*chks, chunks.Meta{Ref: lazyChunkRef | lazyHeadRef | chunks.ChunkRef(s.ref), MinTime: c.minT, MaxTime: c.maxT})
-				continue
-			case !c.isClosed():
-				chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
-			}
-			if err != nil {
-				s.mu.Unlock()
-				return fmt.Errorf("copy head chunk: %w", err)
-			}
-			*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: c.minT, MaxTime: c.maxT})
+	for c := range s.allChunks() {
+		if c.chunk.NumSamples() == 0 {
+			continue
 		}
+		inMem = append(inMem, ident{c.minT, c.part})
+		if c.maxT < h.mint || c.minT > h.maxt {
+			continue
+		}
+		chk := c.chunk
+		var err error
+		switch {
+		case h.standardChunks && chk.Encoding() == chunkenc.EncXOR2:
+			// Re-encoded under s.mu: a copy of the open chunk.
+			chk, err = ex.chunk(chk)
+		case !c.isClosed() && !h.standardChunks && c.part == 0 && chunks.ChunkRef(s.ref) < lazyHeadRef:
+			// Copied when the series is iterated (ChunkOrIterable).
+			*chks = append(*chks, chunks.Meta{Ref: lazyChunkRef | lazyHeadRef | chunks.ChunkRef(s.ref), MinTime: c.minT, MaxTime: c.maxT})
+			continue
+		case !c.isClosed():
+			chk, err = chunkenc.FromData(chk.Encoding(), slices.Clone(chk.Bytes()))
+		}
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("copy head chunk: %w", err)
+		}
+		*chks = append(*chks, chunks.Meta{Chunk: chk, MinTime: c.minT, MaxTime: c.maxT})
 	}
 	if ooo := s.oooSamples(); len(ooo) > 0 {
 		var buf []sample

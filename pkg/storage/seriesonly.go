@@ -98,12 +98,10 @@ func (h *rangeHead) hasChunk(s *memSeries, mint, maxt int64) (bool, error) {
 		return maxT >= h.mint && minT <= h.maxt && maxT >= mint && minT <= maxt
 	}
 	s.mu.Lock()
-	for _, list := range [][]*memChunk{s.chunks, s.oooChunkList()} {
-		for _, c := range list {
-			if in(c.minT, c.maxT) && c.chunk.NumSamples() > 0 {
-				s.mu.Unlock()
-				return true, nil
-			}
+	for c := range s.allChunks() {
+		if in(c.minT, c.maxT) && c.chunk.NumSamples() > 0 {
+			s.mu.Unlock()
+			return true, nil
 		}
 	}
 	if ooo := s.oooSamples(); len(ooo) > 0 {
