@@ -17,6 +17,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/flate"
 )
@@ -122,53 +123,68 @@ func (z *Writer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// parallel writes p's blocks, deflated on z.workers goroutines.
+// parallel writes p's blocks, deflated on z.workers goroutines. The
+// worker that finishes the next block to write writes it, and any after it
+// already done: a block goes out as soon as those before it have, so that
+// the reader can inflate it while the rest are compressed. (The caller
+// waiting for each block in turn was woken only when a worker stopped: a
+// goroutine readied by a running one waits for its P, and both were busy
+// until the last block; an answer of 4 MB went out in one burst at the
+// end.)
 func (z *Writer) parallel(p []byte) error {
 	n := (len(p) + blockBytes - 1) / blockBytes
-	out := make([]*bytes.Buffer, n)
-	errs := make([]error, n)
-	done := make([]chan struct{}, n)
-	for i := range done {
-		done[i] = make(chan struct{})
-	}
-	next := make(chan int, n)
-	for i := range n {
-		next <- i
-	}
-	close(next)
+	var (
+		mu      sync.Mutex
+		out     = make([]*bytes.Buffer, n) // done and not yet written
+		written int                        // blocks written
+		err     error                      // the first error, of a block or a write
+		wg      sync.WaitGroup
+		next    atomic.Int64
+	)
 	for range min(z.workers, n) {
+		wg.Add(1)
 		go func() {
-			for i := range next {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				mu.Lock()
+				failed := err != nil
+				mu.Unlock()
+				if i >= n || failed {
+					return
+				}
 				lo, hi := i*blockBytes, min((i+1)*blockBytes, len(p))
 				dict := p[max(lo-dictBytes, 0):lo]
-				out[i], _ = blocks.Get().(*bytes.Buffer)
-				if out[i] == nil {
-					out[i] = new(bytes.Buffer)
+				buf, _ := blocks.Get().(*bytes.Buffer)
+				if buf == nil {
+					buf = new(bytes.Buffer)
 				}
-				out[i].Reset()
-				out[i].Grow((hi - lo) / 2)
-				fw := z.flateWriter(out[i], dict)
-				_, errs[i] = fw.Write(p[lo:hi])
-				if errs[i] == nil {
-					errs[i] = fw.Flush()
+				buf.Reset()
+				buf.Grow((hi - lo) / 2)
+				fw := z.flateWriter(buf, dict)
+				_, berr := fw.Write(p[lo:hi])
+				if berr == nil {
+					berr = fw.Flush()
 				}
 				writers[z.level+2].Put(fw)
-				close(done[i])
+				mu.Lock()
+				out[i] = buf
+				if berr != nil && err == nil {
+					err = berr
+				}
+				for written < n && out[written] != nil {
+					if err == nil {
+						_, err = z.w.Write(out[written].Bytes())
+					}
+					blocks.Put(out[written])
+					out[written] = nil
+					written++
+				}
+				mu.Unlock()
 			}
 		}()
 	}
-	var err error
-	for i := range n {
-		<-done[i]
-		if err == nil {
-			err = errs[i]
-		}
-		if err == nil {
-			_, err = z.w.Write(out[i].Bytes())
-		}
-		blocks.Put(out[i])
-		out[i] = nil
-	}
+	wg.Wait()
 	return err
 }
 
