@@ -7,18 +7,18 @@ import (
 	"sync/atomic"
 	"unsafe"
 
-	jsoniter "github.com/json-iterator/go"
 	"github.com/prometheus/prometheus/promql"
 	v1 "github.com/prometheus/prometheus/web/api/v1"
 )
 
 // JSONCodec is Prometheus' JSON codec (v1.JSONCodec), byte for byte, that
 // encodes the series of a large matrix on all cores: each goroutine
-// encodes a run of consecutive series with Prometheus' own encoder of a
-// matrix (registered by web/api/v1 with jsoniter), and the runs are joined
-// with the commas that encoder writes between series. A range query of a
-// thousand series over 121 steps spends more time formatting its floats
-// than computing them. Install it in the place of v1.JSONCodec
+// encodes a run of consecutive series as Prometheus' own encoder of a
+// matrix (registered by web/api/v1 with jsoniter) does, with matrixWriter,
+// which formats each distinct timestamp and value of a run once, and the
+// runs are joined with the commas that encoder writes between series. A
+// range query of a thousand series over 121 steps spent more time
+// formatting its floats than computing them. Install it in the place of v1.JSONCodec
 // (API.ClearCodecs, then InstallCodec first): it is the default codec.
 type JSONCodec struct{}
 
@@ -200,8 +200,8 @@ func Recycle(p []byte) {
 // and the garbage collector's cost is by the byte (GOGC is 30).
 var runBufs sync.Pool
 
-// encodeRun encodes part, a matrix of about points points, with
-// Prometheus' encoder of a matrix into a buffer from runBufs.
+// encodeRun encodes part, a matrix of about points points, as Prometheus'
+// encoder of a matrix does (appendMatrix) into a buffer from runBufs.
 func encodeRun(part promql.Matrix, points int) ([]byte, error) {
 	var buf []byte
 	if b, ok := runBufs.Get().(*[]byte); ok {
@@ -210,17 +210,5 @@ func encodeRun(part promql.Matrix, points int) ([]byte, error) {
 	if want := points*40 + len(part)*256; cap(buf) < want {
 		buf = make([]byte, 0, want)
 	}
-	api := jsoniter.ConfigCompatibleWithStandardLibrary
-	stream := api.BorrowStream(nil)
-	// The pool's stream keeps its own buffer, not ours, once returned.
-	own := stream.Buffer()
-	stream.SetBuffer(buf)
-	stream.WriteVal(part)
-	buf, err := stream.Buffer(), stream.Error
-	stream.SetBuffer(own[:0])
-	api.ReturnStream(stream)
-	if err != nil {
-		return nil, err
-	}
-	return buf, nil
+	return appendMatrix(buf, part)
 }
