@@ -446,6 +446,8 @@ type shardedQuery struct {
 	cancel   context.CancelFunc
 	outerQry promql.Query
 	closers  []promql.Query
+	// released give back what the rollups' results hold, at Close.
+	released []func()
 }
 
 func (s *shardedQuery) Statement() parser.Statement {
@@ -481,6 +483,10 @@ func (s *shardedQuery) Close() {
 		q.Close()
 	}
 	s.closers = nil
+	for _, f := range s.released {
+		f()
+	}
+	s.released = nil
 }
 
 func (s *shardedQuery) newInner(ctx context.Context, q storage.Queryable, qs string) (promql.Query, error) {
@@ -746,8 +752,13 @@ func (s *shardedQuery) execTop(ctx context.Context) *promql.Result {
 		case err == nil:
 			if m, ok := rollup.Matrix(series); ok {
 				s.engine.rolledUp.Add(1)
+				// The points go back at Close, as the engine's do.
+				s.mu.Lock()
+				s.released = append(s.released, func() { s.top.Release(m) })
+				s.mu.Unlock()
 				return &promql.Result{Value: m, Warnings: annos}
 			}
+			s.top.Release(series)
 		case errors.Is(err, rollup.ErrFallback), errors.Is(err, rollup.ErrTooManySamples):
 		default:
 			return &promql.Result{Err: err, Warnings: annos}

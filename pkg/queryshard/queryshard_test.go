@@ -268,3 +268,78 @@ func TestRollupKeepsTopkTies(t *testing.T) {
 		}
 	}
 }
+
+// TestRollupPointsLiveUntilClose: the points of a range query evaluated by
+// a rollup without aggregation go back to the rollup's pool at the query's
+// Close, not before: a result still open keeps its values while other
+// queries run (and reuse what closed ones gave back), and a query run
+// after its Close is still the engine's.
+func TestRollupPointsLiveUntilClose(t *testing.T) {
+	db := storagetest.New(t)
+	ctx := context.Background()
+	series := redgen.Build(600)
+	refs := make([]promstorage.SeriesRef, len(series))
+	t0 := int64(1_700_000_000_000)
+	for step := int64(0); step < 120; step++ {
+		app := db.AppenderV2(ctx)
+		for i, s := range series {
+			ref, err := app.Append(refs[i], s.Labels, 0, t0+step*15_000, s.Next(step), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+			refs[i] = ref
+		}
+		require.NoError(t, app.Commit())
+	}
+	opts := levpromql.DefaultOptions()
+	inner, err := levpromql.New(opts)
+	require.NoError(t, err)
+	defer inner.Close()
+	sharded := queryshard.New(inner, 2, levpromql.NewParser(), levpromql.EventFunctions()...).
+		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+	start, end := time.UnixMilli(t0+10*60_000), time.UnixMilli(t0+29*60_000)
+	queries := []string{
+		`rate(http_requests_total{service=~"checkout|cart"}[5m])`,
+		`rate(http_requests_total{service!~"checkout|cart"}[5m])`,
+		`max_over_time(process_resident_memory_bytes[3m])`,
+	}
+	open := func(e promql.QueryEngine, q string) (promql.Query, promql.Matrix) {
+		qry, err := e.NewRangeQuery(ctx, db, nil, q, start, end, 30*time.Second)
+		require.NoError(t, err, q)
+		res := qry.Exec(ctx)
+		require.NoError(t, res.Err, q)
+		m, ok := res.Value.(promql.Matrix)
+		require.True(t, ok, q)
+		return qry, m
+	}
+	want := map[string]promql.Matrix{}
+	for _, q := range queries {
+		qry, m := open(inner, q)
+		want[q] = make(promql.Matrix, len(m))
+		for i, s := range m {
+			want[q][i] = promql.Series{Metric: s.Metric, Floats: append([]promql.FPoint(nil), s.Floats...)}
+		}
+		qry.Close()
+		require.NotEmpty(t, want[q], q)
+	}
+	equal := func(q string, got promql.Matrix) {
+		t.Helper()
+		require.Equal(t, len(want[q]), len(got), q)
+		for i := range got {
+			require.Equal(t, want[q][i].Metric, got[i].Metric, q)
+			require.Equal(t, want[q][i].Floats, got[i].Floats, "%s %s", q, got[i].Metric)
+		}
+	}
+	for round := range 3 {
+		rolledBefore := sharded.RolledUp()
+		held, heldM := open(sharded, queries[round%len(queries)])
+		for i := range 6 {
+			q := queries[(round+i)%len(queries)]
+			qry, m := open(sharded, q)
+			equal(q, m)
+			qry.Close()
+		}
+		// Still open: its points are its own.
+		equal(queries[round%len(queries)], heldM)
+		held.Close()
+		require.Greater(t, sharded.RolledUp(), rolledBefore+6, "the queries were not rolled up")
+	}
+}

@@ -59,6 +59,7 @@ import (
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 	"github.com/prometheus/prometheus/util/annotations"
 	"github.com/prometheus/prometheus/util/kahansum"
+	"github.com/prometheus/prometheus/util/zeropool"
 )
 
 // ErrFallback reports that a Plan met data it does not evaluate exactly as
@@ -533,13 +534,45 @@ func (sr *seriesReader) result() promql.Series {
 			n++
 		}
 	}
-	s := promql.Series{Metric: sr.metric, DropName: sr.p.fn != "last_over_time", Floats: make([]promql.FPoint, 0, n)}
+	s := promql.Series{Metric: sr.metric, DropName: sr.p.fn != "last_over_time", Floats: getPoints(n, len(sr.has))}
 	for k, h := range sr.has {
 		if h {
 			s.Floats = append(s.Floats, promql.FPoint{T: sr.r.Start + int64(k)*sr.r.Interval, F: sr.out[k]})
 		}
 	}
 	return s
+}
+
+// outPoints are the points of the output series of plans without
+// aggregation, given back by Release once the query is done with them, as
+// the engine's are at its query's Close: a range query of 1,000 series
+// over 120 steps made 1.9 MB of them, and the garbage collector's cost is
+// by the byte (GOGC is 30).
+var outPoints zeropool.Pool[[]promql.FPoint]
+
+// getPoints returns an empty slice of at least n points, room for nsteps
+// if it is new (any series of the query then fits in it when reused).
+func getPoints(n, nsteps int) []promql.FPoint {
+	if p := outPoints.Get(); cap(p) >= n && p != nil {
+		return p[:0]
+	}
+	return make([]promql.FPoint, 0, max(n, nsteps))
+}
+
+// Release gives the points of series back for reuse by later evaluations:
+// series is what p's Eval or EvalParallel returned (or Matrix made of it),
+// and nothing may use it after. It does nothing for a plan with an
+// aggregation, whose groups share one allocation.
+func (p *Plan) Release(series []promql.Series) {
+	if !p.perSeries {
+		return
+	}
+	for i := range series {
+		if cap(series[i].Floats) > 0 {
+			outPoints.Put(series[i].Floats[:0])
+		}
+		series[i].Floats = nil
+	}
 }
 
 // groupLabels are the labels of the last series' group in plan p
