@@ -5,12 +5,14 @@ import (
 	"compress/gzip"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
 	"math"
 	"strconv"
 	"testing"
 
+	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/prometheus/prometheus/model/histogram"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
@@ -96,6 +98,43 @@ func TestGridHalvesTheBody(t *testing.T) {
 	samples := len(b) - align8(len(Magic)+4+hlen)
 	if want := 8*len(m[1].Floats) + 8 + 8*len(m[0].Floats); samples != want {
 		t.Errorf("%d bytes of samples, want %d", samples, want)
+	}
+}
+
+// TestGridIsTheGCDOfEveryDistance: the grid's step is the greatest
+// common divisor of every timestamp's distance from the earliest, for
+// series that start at different steps, skip steps and are sampled at
+// different rates.
+func TestGridIsTheGCDOfEveryDistance(t *testing.T) {
+	const start = 1733400000000
+	for _, c := range []struct {
+		times [][]int64 // offsets from start, ms
+		step  int64
+	}{
+		{[][]int64{{0, 15000, 30000}, {15000, 45000}}, 15000},
+		{[][]int64{{30000, 60000, 90000}, {0, 60000}}, 30000},
+		{[][]int64{{0, 30000, 60000, 75000}}, 15000},
+		{[][]int64{{0, 60000}, {20000}}, 20000},
+		{[][]int64{{0, 60000, 120000}, {}, {90000, 150000}}, 30000},
+		{[][]int64{{45000, 90000}, {0}}, 45000},
+		{[][]int64{{0, 1000, 2001}}, 1},
+	} {
+		var m promql.Matrix
+		for i, ts := range c.times {
+			s := promql.Series{Metric: labels.FromStrings("i", fmt.Sprint(i))}
+			for _, d := range ts {
+				s.Floats = append(s.Floats, promql.FPoint{T: start + d, F: float64(d)})
+			}
+			m = append(m, s)
+		}
+		g := gridOf(m)
+		if g == nil || g.Start != start || g.Step != c.step {
+			t.Errorf("%v: grid %+v, want step %d from %d", c.times, g, c.step, int64(start))
+		}
+		roundTrip(t, m)
+	}
+	if g := gridOf(promql.Matrix{{Floats: []promql.FPoint{{T: 2}, {T: 1}}}}); g != nil {
+		t.Errorf("points out of order: grid %+v, want none", g)
 	}
 }
 
@@ -247,9 +286,10 @@ func TestGzipCodec(t *testing.T) {
 	if _, _, err := Decode(got); err != nil {
 		t.Fatal(err)
 	}
-	// The writers are pooled: each answer has the bytes of a new writer's.
+	// The writers and the bodies they compress are pooled: each answer
+	// has the bytes of a new writer's.
 	var fresh bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&fresh, gzip.BestSpeed)
+	zw, err := kgzip.NewWriterLevel(&fresh, GzipLevel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +300,18 @@ func TestGzipCodec(t *testing.T) {
 		t.Fatal(err)
 	}
 	other := response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: promql.Matrix{{Metric: labels.FromStrings("a", "1"), Floats: []promql.FPoint{{T: 1, F: 2}}}}})
+	// A larger body with a bitmap and padding of other bytes, so that a
+	// reused buffer holds what a later, smaller one must not keep.
+	dirty := gridMatrix()
+	for i := range dirty[0].Floats {
+		dirty[0].Floats[i].F = -1
+	}
+	dirty[2].Metric = labels.FromStrings("pod", "a name long enough to move the padding")
+	dirty = append(dirty, gridMatrix()...)
 	for range 3 {
+		if _, err := (GzipCodec{}).Encode(response(&v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: dirty})); err != nil {
+			t.Fatal(err)
+		}
 		if _, err := (GzipCodec{}).Encode(other); err != nil {
 			t.Fatal(err)
 		}

@@ -40,7 +40,12 @@ import (
 // (matrixcodec.Recycle), compressed or not: one whose Accept-Encoding
 // picks deflate is compressed here too, as Prometheus' handler does it
 // (zlib at its default level, the same bytes), since behind that handler
-// the writer sees only the compressed bytes, not the answer.
+// the writer sees only the compressed bytes, not the answer. An answer
+// that is compressed already (matrixcodec.MediaTypeGzip, the console's
+// range queries: gzip inside, decompressed by the page) is sent as it is,
+// without Content-Encoding: compressing its 0.1 MB again cost the server
+// and the browser's network process CPU, next to the page it competes
+// with, for no bytes saved.
 func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae, ok := r.Header["Accept-Encoding"]
@@ -59,18 +64,7 @@ func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...
 			next.ServeHTTP(w, r)
 			return
 		}
-		w.Header().Set("Content-Encoding", encoding)
-		gw := &gzipResponseWriter{ResponseWriter: w}
-		switch {
-		case encoding == "deflate":
-			gw.zl = zlibWriters.Get().(*zlib.Writer)
-			gw.zl.Reset(w)
-		case fast:
-			gw.fast, _ = pgzip.NewWriter(w, flate.BestSpeed) // a valid level
-		default:
-			gw.gz = gzipWriters.Get().(*gzip.Writer)
-			gw.gz.Reset(w)
-		}
+		gw := &gzipResponseWriter{ResponseWriter: w, encoding: encoding, fast: fast}
 		// The request is the server's own; the header is put back for
 		// the wrappers outside.
 		delete(r.Header, "Accept-Encoding")
@@ -103,24 +97,56 @@ func pickedEncoding(raw string) string {
 }
 
 // gzipResponseWriter is httputil's compressedResponseWriter with a gzip
-// writer, Prometheus' (gz) or the fast one, or Prometheus' zlib writer
-// (zl, for deflate).
+// writer, Prometheus' (gz) or the fast one (pg), or Prometheus' zlib writer
+// (zl, for deflate), chosen when the answer's header is written (start):
+// an answer compressed already is passed through (asIs).
 type gzipResponseWriter struct {
 	http.ResponseWriter
-	gz   *gzip.Writer
-	fast *pgzip.Writer
-	zl   *zlib.Writer
+	encoding string
+	fast     bool
+	started  bool
+	asIs     bool
+	gz       *gzip.Writer
+	pg       *pgzip.Writer
+	zl       *zlib.Writer
+}
+
+// start picks the writer once, by the answer's Content-Type.
+func (g *gzipResponseWriter) start() {
+	if g.started {
+		return
+	}
+	g.started = true
+	if g.Header().Get("Content-Type") == matrixcodec.MediaTypeGzip {
+		g.asIs = true
+		return
+	}
+	g.Header().Set("Content-Encoding", g.encoding)
+	switch {
+	case g.encoding == "deflate":
+		g.zl = zlibWriters.Get().(*zlib.Writer)
+		g.zl.Reset(g.ResponseWriter)
+	case g.fast:
+		g.pg, _ = pgzip.NewWriter(g.ResponseWriter, flate.BestSpeed) // a valid level
+	default:
+		g.gz = gzipWriters.Get().(*gzip.Writer)
+		g.gz.Reset(g.ResponseWriter)
+	}
 }
 
 func (g *gzipResponseWriter) Write(p []byte) (int, error) {
+	g.start()
+	if g.asIs {
+		return g.ResponseWriter.Write(p)
+	}
 	g.Header().Del("Content-Length")
 	var (
 		n   int
 		err error
 	)
 	switch {
-	case g.fast != nil:
-		n, err = g.fast.Write(p)
+	case g.pg != nil:
+		n, err = g.pg.Write(p)
 	case g.zl != nil:
 		n, err = g.zl.Write(p)
 	default:
@@ -143,17 +169,24 @@ func (w recyclingWriter) Write(p []byte) (int, error) {
 }
 
 func (g *gzipResponseWriter) WriteHeader(statusCode int) {
-	g.Header().Del("Content-Length")
+	g.start()
+	if !g.asIs {
+		g.Header().Del("Content-Length")
+	}
 	g.ResponseWriter.WriteHeader(statusCode)
 }
 
 // close flushes and closes the stream as httputil's Close does, and
 // returns the writer to its pool.
 func (g *gzipResponseWriter) close() {
+	g.start()
+	if g.asIs {
+		return
+	}
 	g.Header().Del("Content-Length")
-	if g.fast != nil {
-		_ = g.fast.Close()
-		g.fast = nil
+	if g.pg != nil {
+		_ = g.pg.Close()
+		g.pg = nil
 		return
 	}
 	if g.zl != nil {

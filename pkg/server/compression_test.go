@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/prometheus/prompb"
 	"github.com/stretchr/testify/require"
 
+	"github.com/levitated/levitated/pkg/matrixcodec"
 	"github.com/levitated/levitated/pkg/server/servertest"
 )
 
@@ -110,6 +111,34 @@ func TestQueryGzipAsPrometheus(t *testing.T) {
 		// deflate first: Prometheus' handler answers it.
 		resp, _ := send(r.method, r.path, r.form, "deflate, gzip")
 		require.Equal(t, "deflate", resp.Header.Get("Content-Encoding"), r.path)
+	}
+	// An answer compressed already (the console's matrix+gzip) is sent as
+	// it is, for gzip and deflate alike: no Content-Encoding, the codec's
+	// gzip of the matrix; another Accept on the same route is compressed.
+	for ae, enc := range map[string]string{"gzip, deflate, br": "gzip", "deflate": "deflate"} {
+		for _, accept := range []string{matrixcodec.MediaTypeGzip, "application/json"} {
+			form := url.Values{"query": {"http_requests_total"}, "start": {from}, "end": {at}, "step": {"15"}}
+			req, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/query_range", strings.NewReader(form.Encode()))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Accept", accept)
+			req.Header.Set("Accept-Encoding", ae)
+			resp, err := raw.Do(req)
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, http.StatusOK, resp.StatusCode)
+			require.Equal(t, accept, resp.Header.Get("Content-Type"))
+			if accept != matrixcodec.MediaTypeGzip {
+				require.Equal(t, enc, resp.Header.Get("Content-Encoding"), ae)
+				continue
+			}
+			require.Empty(t, resp.Header.Get("Content-Encoding"), ae)
+			_, got, err := matrixcodec.Decode(gunzip(body))
+			require.NoError(t, err, ae)
+			require.Len(t, got, 3, ae)
+		}
 	}
 	// A method the router refuses is answered outside its compression.
 	for _, r := range []struct{ method, path string }{{http.MethodPut, "/api/v1/labels"}, {http.MethodPost, "/api/v1/label/service/values"}} {
