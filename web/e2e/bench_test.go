@@ -47,7 +47,8 @@ import (
 // request and for the main thread); from the console's performance marks,
 // decoding it (parse-ms), putting it on the step grid (shape-ms), and
 // uPlot's constructor (build-ms), its first draw of the axes and series
-// (series-ms) and placing the change windows (regions-ms).
+// (series-ms) and placing the change windows (regions-ms). Each
+// navigation's own figures are logged too.
 //
 //	go test -run '^$' -bench ConsoleGraph -benchtime 5x ./web/e2e (from web/e2e: ./...)
 func BenchmarkConsoleGraph(b *testing.B) {
@@ -128,6 +129,10 @@ func BenchmarkConsoleGraph(b *testing.B) {
 				layout += x.Value * 1000
 			}
 		}
+		// Each navigation's parts: a round's means hide one slow
+		// navigation of a loaded machine; medians can be taken from these.
+		b.Logf("navigation: ms-to-graph %.1f sent-at %.1f received-at %.1f asked-at %.1f to-worker-at %.1f draw %.1f",
+			m.DrawnAt, m.SentAt, m.ReceivedAt, m.AskedAt, m.ToWorkerAt, m.DrawMs)
 		total += m.DrawnAt
 		api += m.API
 		server += m.Server
