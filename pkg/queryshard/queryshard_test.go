@@ -20,6 +20,7 @@ import (
 	"github.com/levitated/levitated/bench/redgen"
 	levpromql "github.com/levitated/levitated/pkg/promql"
 	"github.com/levitated/levitated/pkg/queryshard"
+	lvstorage "github.com/levitated/levitated/pkg/storage"
 	"github.com/levitated/levitated/pkg/storage/storagetest"
 )
 
@@ -58,20 +59,8 @@ func TestPromQLBuiltinSharded(t *testing.T) {
 // without sharding over the same store and requires the same series and
 // the same float bits at every step.
 func TestShardedResultsAreBitIdentical(t *testing.T) {
-	db := storagetest.New(t)
+	db, t0 := redStore(t, 3000, 240)
 	ctx := context.Background()
-	series := redgen.Build(3000)
-	refs := make([]promstorage.SeriesRef, len(series))
-	t0 := int64(1_700_000_000_000)
-	for step := int64(0); step < 240; step++ {
-		app := db.AppenderV2(ctx)
-		for i, s := range series {
-			ref, err := app.Append(refs[i], s.Labels, 0, t0+step*15_000, s.Next(step), nil, nil, promstorage.AOptions{})
-			require.NoError(t, err)
-			refs[i] = ref
-		}
-		require.NoError(t, app.Commit())
-	}
 	opts := levpromql.DefaultOptions()
 	inner, err := levpromql.New(opts)
 	require.NoError(t, err)
@@ -275,20 +264,8 @@ func TestRollupKeepsTopkTies(t *testing.T) {
 // queries run (and reuse what closed ones gave back), and a query run
 // after its Close is still the engine's.
 func TestRollupPointsLiveUntilClose(t *testing.T) {
-	db := storagetest.New(t)
+	db, t0 := redStore(t, 600, 120)
 	ctx := context.Background()
-	series := redgen.Build(600)
-	refs := make([]promstorage.SeriesRef, len(series))
-	t0 := int64(1_700_000_000_000)
-	for step := int64(0); step < 120; step++ {
-		app := db.AppenderV2(ctx)
-		for i, s := range series {
-			ref, err := app.Append(refs[i], s.Labels, 0, t0+step*15_000, s.Next(step), nil, nil, promstorage.AOptions{})
-			require.NoError(t, err)
-			refs[i] = ref
-		}
-		require.NoError(t, app.Commit())
-	}
 	opts := levpromql.DefaultOptions()
 	inner, err := levpromql.New(opts)
 	require.NoError(t, err)
@@ -342,4 +319,25 @@ func TestRollupPointsLiveUntilClose(t *testing.T) {
 		held.Close()
 		require.Greater(t, sharded.RolledUp(), rolledBefore+6, "the queries were not rolled up")
 	}
+}
+
+// redStore is a store holding redgen's n series, a sample each every 15 s
+// for steps steps from t0.
+func redStore(t *testing.T, n int, steps int64) (db *lvstorage.DB, t0 int64) {
+	t.Helper()
+	db = storagetest.New(t)
+	ctx := context.Background()
+	series := redgen.Build(n)
+	refs := make([]promstorage.SeriesRef, len(series))
+	t0 = int64(1_700_000_000_000)
+	for step := range steps {
+		app := db.AppenderV2(ctx)
+		for i, s := range series {
+			ref, err := app.Append(refs[i], s.Labels, 0, t0+step*15_000, s.Next(step), nil, nil, promstorage.AOptions{})
+			require.NoError(t, err)
+			refs[i] = ref
+		}
+		require.NoError(t, app.Commit())
+	}
+	return db, t0
 }
