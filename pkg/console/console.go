@@ -84,8 +84,10 @@ func New() (*Handler, error) {
 	// The app loads only its own script and style and talks only to this
 	// origin; the one inline script (web/src/boot.ts, which sends the
 	// page's first requests before the bundle is fetched) is allowed by
-	// its hash.
-	h.csp = "default-src 'self'; script-src 'self'" + scriptHashes(h.index) + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self'; frame-ancestors 'none'"
+	// its hash. 'wasm-unsafe-eval' lets it compile WebAssembly (the
+	// many-series lines' raster, web/src/chart/wasmlines.ts; it allows
+	// no eval of JavaScript).
+	h.csp = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'" + scriptHashes(h.index) + "; style-src 'self' 'unsafe-inline'; img-src 'self' data:; worker-src 'self'; frame-ancestors 'none'"
 	return h, nil
 }
 

@@ -12,6 +12,7 @@
 // greatest values; a path that draws nothing: noPaths), so that uPlot sets
 // up, ranges and walks one series rather than hundreds.
 import type uPlot from 'uplot';
+import { raster, gapHi, gapLo } from './wasmlines';
 
 /** noPaths is the path builder of a series linesPlugin draws. */
 export const noPaths: uPlot.Series.PathBuilder = () => null;
@@ -109,7 +110,7 @@ function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number,
  * optimises it after a few of them (the first chart's lines are drawn
  * before anything else has warmed it up).
  */
-function drawSeries(buf: Uint32Array, w: number, h: number, px: Int32Array, ys: ArrayLike<number | null | undefined>, y0: number, ky: number, c: number, lw: number): void {
+export function drawSeries(buf: Uint32Array, w: number, h: number, px: Int32Array, ys: ArrayLike<number | null | undefined>, y0: number, ky: number, c: number, lw: number): void {
   let pen = false;
   let lx = 0;
   let ly = 0;
@@ -167,12 +168,27 @@ export function linesPlugin(width = 1, lines?: () => { values: ArrayLike<number 
         const sx = u.scales.x;
         if (sx.min == null || sx.max == null || xs.length === 0 || w <= 0 || h <= 0) return;
         const lw = Math.max(1, Math.round(width * devicePixelRatio));
+        const n = xs.length;
+        // The WebAssembly raster (wasmlines.ts), where it compiles: its
+        // memory holds the x positions, one series' values at a time and
+        // the image.
+        const wasm = littleEndian ? raster() : null;
+        const ysAt = (n * 4 + 7) & ~7;
+        const bufAt = ysAt + n * 8;
+        if (wasm && wasm.mem.buffer.byteLength < bufAt + w * h * 4) wasm.mem.grow(Math.ceil((bufAt + w * h * 4 - wasm.mem.buffer.byteLength) / 65536));
         // The x of every step (in the plot's pixels), once.
         const kx = w / (sx.max - sx.min || 1);
-        const px = new Int32Array(xs.length);
-        for (let i = 0; i < xs.length; i++) px[i] = Math.round((xs[i] - sx.min) * kx);
-        const img = new ImageData(w, h);
-        const buf = new Uint32Array(img.data.buffer);
+        const px = wasm ? new Int32Array(wasm.mem.buffer, 0, n) : new Int32Array(n);
+        for (let i = 0; i < n; i++) px[i] = Math.round((xs[i] - sx.min) * kx);
+        let img: ImageData;
+        if (wasm) {
+          const bytes = new Uint8ClampedArray(wasm.mem.buffer, bufAt, w * h * 4);
+          bytes.fill(0);
+          img = new ImageData(bytes, w, h);
+        } else img = new ImageData(w, h);
+        const buf = new Uint32Array(img.data.buffer, img.data.byteOffset, w * h);
+        const vals = wasm ? new Float64Array(wasm.mem.buffer, ysAt, n) : null;
+        const words = wasm ? new Uint32Array(wasm.mem.buffer, ysAt, 2 * n) : null;
         // The series: the ones given (not uPlot's, which then has a
         // stand-in for their range: Chart.tsx), on the y scale, or
         // uPlot's own.
@@ -188,7 +204,21 @@ export function linesPlugin(width = 1, lines?: () => { values: ArrayLike<number 
           const y0 = h + sy.min * ky;
           const c = rgba(given ? given[k].color : typeof s!.stroke === 'function' ? String(s!.stroke(u, si)) : String(s!.stroke ?? '#888'));
           const ys = (given ? given[k].values : u.data[si]) as ArrayLike<number | null | undefined>;
-          drawSeries(buf, w, h, px, ys, y0, ky, c, lw);
+          if (!wasm) {
+            drawSeries(buf, w, h, px, ys, y0, ky, c, lw);
+            continue;
+          }
+          const m = Math.min(ys.length, n);
+          if (ys instanceof Float64Array) vals!.set(m === ys.length ? ys : ys.subarray(0, m));
+          else
+            for (let i = 0; i < m; i++) {
+              const v = ys[i];
+              if (v == null) {
+                words![2 * i] = gapLo;
+                words![2 * i + 1] = gapHi;
+              } else vals![i] = v;
+            }
+          wasm.draw(0, ysAt, m, bufAt, w, h, y0, ky, c, lw);
         }
         // Odd widths are centred on the pixel the value falls on.
         const off = -Math.floor(lw / 2);
