@@ -58,6 +58,14 @@ const uplotLazyIntl = {
   },
 };
 
+// gen/lines.wasm: the many-series lines' raster (src/chart/wasmasm.ts),
+// assembled here so that the app imports its bytes (wasmlines.ts) rather
+// than assembling it in the page.
+const asm = await esbuild.build({ entryPoints: [join(here, 'src/chart/wasmasm.ts')], bundle: true, format: 'esm', write: false, logLevel: 'warning' });
+const { linesModule } = await import('data:text/javascript;base64,' + Buffer.from(asm.outputFiles[0].text).toString('base64'));
+mkdirSync(join(here, 'gen'), { recursive: true });
+writeFileSync(join(here, 'gen/lines.wasm'), linesModule());
+
 // The output directory holds only what this build writes (its file names
 // are fixed: pkg/server's route table lists them).
 mkdirSync(outdir, { recursive: true });
@@ -85,6 +93,7 @@ const result = await esbuild.build({
   entryNames: '[name]',
   chunkNames: '[name]',
   plugins: [functionTable, uplotLazyIntl],
+  loader: { '.wasm': 'binary' },
 });
 // boot: a classic script inlined into index.html, which sends the page's
 // first requests as soon as the HTML is parsed (src/boot.ts); pkg/console

@@ -577,6 +577,64 @@ func TestQueryGraphDrawsManySeries(t *testing.T) {
 	shotOfElement(t, ctx, "query-many-series", `[data-testid=graph] .chart`)
 }
 
+// TestQueryGraphLinesRaster: the many-series lines are rasterised by the
+// WebAssembly module (chart/wasmlines.ts) and, in a page without
+// WebAssembly, by lines.ts's own loop, with the same pixels: the lines'
+// canvas of the same chart is identical both ways, over a range where
+// every series is at every step (drawn from the answer's Float64Array)
+// and one where the series start and stop within it (gaps: null).
+func TestQueryGraphLinesRaster(t *testing.T) {
+	expr := `{__name__=~"http_.+", service="checkout"}`
+	inStages := env.stages[len(env.stages)-1].End.Add(-time.Minute).Truncate(time.Second)
+	for _, c := range []struct {
+		name, rng string
+		end       time.Time
+	}{
+		{"every step", "8m", inStages},
+		{"with gaps", "1h", env.end},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			u := queryURL(expr, url.Values{"g0.range_input": {c.rng}, "g0.end_input": {c.end.UTC().Format("2006-01-02 15:04:05")}})
+			lines := func(ctx context.Context) linesCanvas {
+				do(t, ctx, chromedp.Navigate(u), visible(`.chart[data-drawn-at]`))
+				return eval[linesCanvas](t, ctx, `(() => {
+					const c = document.querySelector('.chart canvas.u-lines'), g = c.getContext('2d');
+					const px = new Uint32Array(g.getImageData(0, 0, c.width, c.height).data.buffer);
+					// FNV-1a over the pixels, and how many are painted.
+					let h = 0x811c9dc5, painted = 0, gaps = 0;
+					for (const p of px) { h = Math.imul(h ^ p, 0x01000193) >>> 0; if (p) painted++; }
+					for (const s of document.querySelector('.chart').lines ?? []) for (const v of s.values) if (v == null) gaps++;
+					return {raster: c.dataset.raster, w: c.width, h: c.height, hash: h, painted, gaps};
+				})()`)
+			}
+			wasm := lines(browser(t, 1280, 800))
+			noWasm := browser(t, 1280, 800)
+			if _, err := chromedp.Call(noWasm, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `delete window.WebAssembly`}); err != nil {
+				t.Fatalf("remove the page's WebAssembly: %v", err)
+			}
+			js := lines(noWasm)
+			if wasm.Raster != "wasm" || js.Raster != "js" {
+				t.Fatalf("rasterised by %q and, without WebAssembly, by %q; want wasm and js", wasm.Raster, js.Raster)
+			}
+			if wasm.Painted < 1000 {
+				t.Fatalf("%d pixels painted: no lines to compare", wasm.Painted)
+			}
+			if (c.name == "with gaps") != (wasm.Gaps > 0) {
+				t.Fatalf("%d gaps in the series drawn; the case %q wants them %v", wasm.Gaps, c.name, c.name == "with gaps")
+			}
+			if wasm.W != js.W || wasm.H != js.H || wasm.Hash != js.Hash || wasm.Painted != js.Painted {
+				t.Errorf("the lines differ: WebAssembly %+v, without %+v", wasm, js)
+			}
+		})
+	}
+}
+
+type linesCanvas struct {
+	Raster              string
+	W, H, Painted, Gaps int
+	Hash                uint32
+}
+
 // TestQueryLegendFiltersAndToggles: the legend (rendered after the chart
 // is drawn) lists every series; its filter narrows the list and the chart;
 // an entry is a button the keyboard reaches that hides its series (in the

@@ -10,7 +10,10 @@
 // anti-aliasing. The series it draws are not uPlot's: Chart.tsx gives
 // uPlot one series instead, standing in for their range (its least and
 // greatest values; a path that draws nothing: noPaths), so that uPlot sets
-// up, ranges and walks one series rather than hundreds.
+// up, ranges and walks one series rather than hundreds. The raster is a
+// small WebAssembly module where the page can compile one (wasmlines.ts:
+// the first chart's 240,000 segments are otherwise drawn by cold code),
+// else drawSeries below; the same pixels either way.
 import type uPlot from 'uplot';
 import { raster, gapHi, gapLo } from './wasmlines';
 
@@ -110,7 +113,7 @@ function segment(buf: Uint32Array, w: number, h: number, x0: number, y0: number,
  * optimises it after a few of them (the first chart's lines are drawn
  * before anything else has warmed it up).
  */
-export function drawSeries(buf: Uint32Array, w: number, h: number, px: Int32Array, ys: ArrayLike<number | null | undefined>, y0: number, ky: number, c: number, lw: number): void {
+function drawSeries(buf: Uint32Array, w: number, h: number, px: Int32Array, ys: ArrayLike<number | null | undefined>, y0: number, ky: number, c: number, lw: number): void {
   let pen = false;
   let lx = 0;
   let ly = 0;
@@ -189,6 +192,7 @@ export function linesPlugin(width = 1, lines?: () => { values: ArrayLike<number 
         const buf = new Uint32Array(img.data.buffer, img.data.byteOffset, w * h);
         const vals = wasm ? new Float64Array(wasm.mem.buffer, ysAt, n) : null;
         const words = wasm ? new Uint32Array(wasm.mem.buffer, ysAt, 2 * n) : null;
+        layer.dataset.raster = wasm ? 'wasm' : 'js';
         // The series: the ones given (not uPlot's, which then has a
         // stand-in for their range: Chart.tsx), on the y scale, or
         // uPlot's own.
