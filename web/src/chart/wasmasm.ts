@@ -1,6 +1,6 @@
 // wasmasm.ts assembles the many-series lines' raster (lines.ts's
 // drawSeries) as a small WebAssembly module from its instructions, with no
-// toolchain (the module is ~500 bytes). build.mjs runs it and writes
+// toolchain (the module is 576 bytes). build.mjs runs it and writes
 // gen/lines.wasm, which wasmlines.ts imports as bytes (esbuild's binary
 // loader): the app does not assemble it.
 //
