@@ -16,10 +16,17 @@ import (
 )
 
 // TestJSONCodecEqualsPrometheus: JSONCodec's bytes are v1.JSONCodec's for
-// every kind of answer, its matrices cut into runs on 1 to 5 goroutines.
+// every kind of answer, its matrices cut into runs on 1 to 5 goroutines,
+// or encoded whole into a lent buffer (encodeLent).
 func TestJSONCodecEqualsPrometheus(t *testing.T) {
 	defer func(n int) { parallelPoints = n }(parallelPoints)
-	parallelPoints = 1
+	for _, pp := range []int{1, math.MaxInt} {
+		parallelPoints = pp
+		testJSONCodecEqualsPrometheus(t)
+	}
+}
+
+func testJSONCodecEqualsPrometheus(t *testing.T) {
 	big := promql.Matrix{}
 	for i := range 37 {
 		s := promql.Series{Metric: labels.FromStrings("__name__", "x", "i", fmt.Sprint(i), "trap", `"result":[]`)}
@@ -35,6 +42,7 @@ func TestJSONCodecEqualsPrometheus(t *testing.T) {
 	for name, d := range map[string]any{
 		"matrix":     &v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: big},
 		"two series": &v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: big[7:9]},
+		"one series": &v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: big[3:4]},
 		"histograms": &v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: withHist},
 		"stats":      &v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: big, Stats: st},
 		"empty":      &v1.QueryData{ResultType: parser.ValueTypeMatrix, Result: promql.Matrix{}},

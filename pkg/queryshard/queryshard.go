@@ -154,19 +154,25 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 		return delegate() // the inner engine reports it as Prometheus does
 	}
 	var top *rollup.Plan
-	if c, ok := unparen(expr).(*parser.Call); ok && e.rollups != nil && !instant {
-		top = rollup.CompileSeries(c)
+	if e.rollups != nil && !instant {
+		switch n := unparen(expr).(type) {
+		case *parser.Call:
+			top = rollup.CompileSeries(n)
+		case *parser.VectorSelector:
+			top = rollup.CompileSelector(n)
+		}
 	}
 	var found []foundNode
+	statement := expr // a top plan only reads the tree
 	if top == nil {
 		e.find(expr, false, &found)
 		if len(found) == 0 {
 			return delegate()
 		}
-	}
-	statement, err := e.parser.ParseExpr(qs) // the original tree, for Statement
-	if err != nil {
-		return delegate()
+		// The original tree, for Statement: rewrite changes expr.
+		if statement, err = e.parser.ParseExpr(qs); err != nil {
+			return delegate()
+		}
 	}
 	sq := &shardedQuery{
 		engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
@@ -435,8 +441,9 @@ type shardedQuery struct {
 	outer      string
 	statement  parser.Expr
 	// top is the plan of a range query that is a range function without
-	// aggregation (rollup.CompileSeries): the rollup's series are the
-	// result, or the query runs on the engine.
+	// aggregation (rollup.CompileSeries) or a bare selector
+	// (rollup.CompileSelector): the rollup's series are the result, or the
+	// query runs on the engine.
 	top *rollup.Plan
 	// k is the topk or bottomk of a range query that is one over its only
 	// node (topk.go).

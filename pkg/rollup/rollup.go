@@ -159,6 +159,18 @@ func CompileSeries(c *parser.Call) *Plan {
 	return p
 }
 
+// CompileSelector returns the plan of a bare selector of a range query
+// evaluated without aggregation — at each step the last sample within the
+// lookback delta, as the engine's vectorSelectorSingle, one output series
+// per input series, the metric name kept — or nil when vs has an offset or
+// an @ modifier.
+func CompileSelector(vs *parser.VectorSelector) *Plan {
+	if !plainSelector(vs) || vs.Anchored || vs.Smoothed {
+		return nil
+	}
+	return &Plan{perSeries: true, sel: vs}
+}
+
 // call sets the function of p to c's, reporting whether it is one Eval
 // covers, over a matrix selector.
 func (p *Plan) call(e *parser.Call) bool {
@@ -178,9 +190,11 @@ func (p *Plan) call(e *parser.Call) bool {
 	return p.rng > 0
 }
 
-// plainSelector reports whether vs has no offset and no @ modifier.
+// plainSelector reports whether vs has no offset and no @ modifier. An
+// offset that is a duration expression (offset (1m + 2s), offset step())
+// is only set on the selector when the engine prepares the query.
 func plainSelector(vs *parser.VectorSelector) bool {
-	return vs.OriginalOffset == 0 && vs.Offset == 0 && vs.Timestamp == nil && vs.StartOrEnd == 0
+	return vs.OriginalOffset == 0 && vs.OriginalOffsetExpr == nil && vs.Offset == 0 && vs.Timestamp == nil && vs.StartOrEnd == 0
 }
 
 func unparen(e parser.Expr) parser.Expr {
@@ -381,6 +395,7 @@ func evalPlans(ctx context.Context, q storage.Queryable, r Range, maxSamples, wo
 	aggs := newAggs()
 	set := querier.Select(ctx, false, hints, p.sel.LabelMatchers...)
 	sr := rd.newSeriesReader()
+	defer putSeriesReader(sr)
 	nSeries := 0
 	for set.Next() {
 		if nSeries++; nSeries%128 == 0 {
@@ -462,8 +477,39 @@ type seriesReader struct {
 	lb     *labels.Builder
 }
 
+// readers are series readers with their buffers, reused from query to
+// query: a series' samples (two growing slices of 8-byte words) were a
+// third of what a one-series rate over 2 h allocated, and with GOGC 30 over
+// a large heap the collector's cost is by the byte allocated.
+var readers sync.Pool // of *seriesReader
+
+// newSeriesReader returns a series reader of rd, to be given back with
+// putSeriesReader once what it read has been recorded.
 func (rd *reading) newSeriesReader() *seriesReader {
-	return &seriesReader{reading: rd, out: make([]float64, rd.nsteps), has: make([]bool, rd.nsteps), lb: labels.NewBuilder(labels.EmptyLabels())}
+	sr, _ := readers.Get().(*seriesReader)
+	if sr == nil {
+		sr = &seriesReader{lb: labels.NewBuilder(labels.EmptyLabels())}
+	}
+	sr.reading = rd
+	if cap(sr.out) < rd.nsteps {
+		sr.out, sr.has = make([]float64, rd.nsteps), make([]bool, rd.nsteps)
+	}
+	sr.out, sr.has = sr.out[:rd.nsteps], sr.has[:rd.nsteps]
+	return sr
+}
+
+// maxPooledSamples bounds the samples a pooled reader keeps room for (a
+// series of a day at 15 s), so that one long read does not stay in memory.
+const maxPooledSamples = 8192
+
+func putSeriesReader(sr *seriesReader) {
+	if cap(sr.buf.t) > maxPooledSamples || cap(sr.out) > maxPooledSamples {
+		return
+	}
+	sr.reading, sr.it, sr.metric = nil, nil, labels.EmptyLabels()
+	sr.lb.Reset(labels.EmptyLabels())
+	sr.buf.anyReset = false
+	readers.Put(sr)
 }
 
 // series reads s and computes its values (out, has) and, if it has any,
@@ -534,7 +580,7 @@ func (sr *seriesReader) result() promql.Series {
 			n++
 		}
 	}
-	s := promql.Series{Metric: sr.metric, DropName: sr.p.fn != "last_over_time", Floats: getPoints(n, len(sr.has))}
+	s := promql.Series{Metric: sr.metric, DropName: sr.p.fn != "" && sr.p.fn != "last_over_time", Floats: getPoints(n, len(sr.has))}
 	for k, h := range sr.has {
 		if h {
 			s.Floats = append(s.Floats, promql.FPoint{T: sr.r.Start + int64(k)*sr.r.Interval, F: sr.out[k]})
@@ -825,7 +871,6 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		next    atomic.Int64
 		stopAt  atomic.Int64 // no part after it is read
 		quit    = make(chan struct{})
-		first   = make(chan struct{}) // closed once part 0 is selected
 		tokens  = make(chan struct{}, partsAhead*workers)
 		spare   = make(chan *partValues, partsAhead*workers) // added parts' buffers
 		wg      sync.WaitGroup
@@ -898,31 +943,40 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			}
 		}
 	}
-	read := func(sr *seriesReader, pv *partValues) {
-		defer close(pv.done)
-		if pv.index > 0 {
-			// Part 0 tells whether the store serves parts: a select it
-			// does not serve is a whole select (of remote stores too).
-			select {
-			case <-first:
-			case <-quit:
-				return
-			}
-			if int64(pv.index) > stopAt.Load() {
-				return
-			}
-		}
+	// selectPart selects part i, noting in pv whether the store served it
+	// and whether it is the last.
+	selectPart := func(pv *partValues) storage.SeriesSet {
 		pctx, check := parts.Part(ctx, pv.index, size)
 		set := rd.querier.Select(pctx, false, rd.hints, rd.p.sel.LabelMatchers...)
 		pv.served, pv.last = check()
 		if !pv.served || pv.last {
 			stop(pv.index)
 		}
+		return set
+	}
+	// Part 0 is selected here, before any worker starts: it tells whether
+	// the store serves parts (a select it does not serve is a whole
+	// select, of remote stores too), and if it is the only part (a query
+	// of fewer series than a part holds: a dashboard's one-series panel)
+	// it is read on this goroutine, without workers and their hand-offs.
+	pv0 := partOf(0)
+	set0 := selectPart(pv0)
+	if !pv0.served {
+		return false, nil
+	}
+	read := func(sr *seriesReader, pv *partValues) {
+		defer close(pv.done)
+		var set storage.SeriesSet
 		if pv.index == 0 {
-			close(first)
-		}
-		if !pv.served {
-			return
+			set = set0
+		} else {
+			if int64(pv.index) > stopAt.Load() {
+				return
+			}
+			set = selectPart(pv)
+			if !pv.served {
+				return
+			}
 		}
 		var reused []planValues
 		select {
@@ -985,11 +1039,18 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			pv.plans[i].byKey = nil
 		}
 	}
+	if pv0.last {
+		sr := rd.newSeriesReader()
+		read(sr, pv0)
+		putSeriesReader(sr)
+		workers = 0
+	}
 	for range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			sr := rd.newSeriesReader()
+			defer putSeriesReader(sr)
 			for {
 				select {
 				case <-quit:
@@ -1093,14 +1154,14 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 				return true, err
 			}
 		}
+		if pv.last {
+			return true, contextErr(ctx)
+		}
 		select {
 		case spare <- pv:
 		default:
 		}
 		tokens <- struct{}{}
-		if pv.last {
-			return true, contextErr(ctx)
-		}
 	}
 }
 

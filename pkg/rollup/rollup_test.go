@@ -313,46 +313,59 @@ func evalEqualsEngine(t *testing.T, db *storage.DB) {
 		}
 	}
 	// Without aggregation: one series per input series, the engine's
-	// labels (names dropped but by last_over_time), order and values.
+	// labels (names dropped but by last_over_time and bare selectors),
+	// order and values.
+	var perSeries []string
 	for i, f := range funcs {
 		w := windows[i%len(windows)]
-		for _, qs := range []string{
+		perSeries = append(perSeries,
 			fmt.Sprintf("%s(req_total[%s])", f, w),
-			fmt.Sprintf("(%s({__name__=~\"mem_bytes|lat_seconds\",zone!=\"b\"}[%s]))", f, windows[(i+1)%len(windows)]),
-		} {
-			expr, err := p.ParseExpr(qs)
+			fmt.Sprintf("(%s({__name__=~\"mem_bytes|lat_seconds\",zone!=\"b\"}[%s]))", f, windows[(i+1)%len(windows)]))
+	}
+	// Bare selectors: the last sample within the lookback delta, staleness
+	// markers and NaN included.
+	perSeries = append(perSeries, `req_total`, `mem_bytes{inst="i1"}`, `({__name__=~"mem_bytes|lat_seconds",zone!="b"})`, `{svc="s2"}`)
+	for _, qs := range perSeries {
+		expr, err := p.ParseExpr(qs)
+		require.NoError(t, err, qs)
+		var plan *rollup.Plan
+		switch n := rollup.Unparen(expr).(type) {
+		case *parser.Call:
+			plan = rollup.CompileSeries(n)
+		case *parser.VectorSelector:
+			plan = rollup.CompileSelector(n)
+		}
+		require.NotNil(t, plan, qs)
+		for _, w := range windowsQ {
+			want, wantAnnos := engineAnswer(qs, w)
+			rng := rangeOf(w)
+			got, annos, err := plan.Eval(ctx, db, rng, 0)
 			require.NoError(t, err, qs)
-			call, ok := rollup.Unparen(expr).(*parser.Call)
-			require.True(t, ok, qs)
-			plan := rollup.CompileSeries(call)
-			require.NotNil(t, plan, qs)
-			for _, w := range windowsQ {
-				want, wantAnnos := engineAnswer(qs, w)
-				rng := rangeOf(w)
-				got, annos, err := plan.Eval(ctx, db, rng, 0)
-				require.NoError(t, err, qs)
-				sp := &storeParts{size: 3}
-				par, parAnnos, err := plan.EvalParallel(ctx, db, rng, 0, 3, sp)
-				require.NoError(t, err, qs)
-				require.GreaterOrEqual(t, sp.served.Load(), int64(3), "%s: parts served", qs)
-				sameOrder(t, qs, got, par)
-				require.ElementsMatch(t, keys(annos), keys(parAnnos), qs)
-				require.ElementsMatch(t, keys(wantAnnos), keys(annos), qs)
-				what := fmt.Sprintf("%s over %+v", qs, w)
-				if w.step == 0 {
-					equal(t, what, want, got)
-					checked++
-					continue
-				}
-				// A range query's result: Matrix's, in the engine's order.
-				m, ok := rollup.Matrix(got)
-				require.True(t, ok, what)
-				for i := range m {
-					m[i].DropName = false // asMatrix's copy of the engine's has none
-				}
-				sameOrder(t, what, want, m)
-				checked++
+			sp := &storeParts{size: 3}
+			par, parAnnos, err := plan.EvalParallel(ctx, db, rng, 0, 3, sp)
+			require.NoError(t, err, qs)
+			minParts := int64(3)
+			if strings.Contains(qs, `inst="i1"`) {
+				minParts = 1 // one series: one part, read without workers
 			}
+			require.GreaterOrEqual(t, sp.served.Load(), minParts, "%s: parts served", qs)
+			sameOrder(t, qs, got, par)
+			require.ElementsMatch(t, keys(annos), keys(parAnnos), qs)
+			require.ElementsMatch(t, keys(wantAnnos), keys(annos), qs)
+			what := fmt.Sprintf("%s over %+v", qs, w)
+			if w.step == 0 {
+				equal(t, what, want, got)
+				checked++
+				continue
+			}
+			// A range query's result: Matrix's, in the engine's order.
+			m, ok := rollup.Matrix(got)
+			require.True(t, ok, what)
+			for i := range m {
+				m[i].DropName = false // asMatrix's copy of the engine's has none
+			}
+			sameOrder(t, what, want, m)
+			checked++
 		}
 	}
 	t.Logf("%d queries equal to the engine's", checked)
@@ -516,6 +529,8 @@ func TestCompileRefuses(t *testing.T) {
 		`sum by (a) (rate(x[5m:1m]))`,
 		`sum by (a) (quantile_over_time(0.5, x[5m]))`,
 		`sum by (a) (x * 2)`,
+		`sum by (a) (x offset (1m + 2s))`,
+		`sum by (a) (rate(x[5m] offset step()))`,
 	} {
 		expr, err := levpromql.NewParser().ParseExpr(qs)
 		require.NoError(t, err, qs)
@@ -529,10 +544,16 @@ func TestCompileRefuses(t *testing.T) {
 		`abs(x)`,
 		`deriv(x[5m])`,
 		`rate(x[5m] anchored)`,
+		`rate(x[5m] offset (1m + 2s))`,
 	} {
 		expr, err := levpromql.NewParser().ParseExpr(qs)
 		require.NoError(t, err, qs)
 		require.Nil(t, rollup.CompileSeries(expr.(*parser.Call)), qs)
+	}
+	for _, qs := range []string{`x offset 1m`, `x @ 100`, `x @ start()`, `x offset (1m + 2s)`, `x offset step()`} {
+		expr, err := levpromql.NewParser().ParseExpr(qs)
+		require.NoError(t, err, qs)
+		require.Nil(t, rollup.CompileSelector(expr.(*parser.VectorSelector)), qs)
 	}
 }
 

@@ -164,6 +164,7 @@ type partSeriesSet struct {
 	builder labels.ScratchBuilder
 	chks    []chunks.Meta
 	slab    []partSeries
+	slabs   int // slabs made (slabLen)
 	cur     *partSeries
 	err     error
 
@@ -200,7 +201,8 @@ func (s *partSeriesSet) Next() bool {
 			continue
 		}
 		if len(s.slab) == 0 {
-			s.slab = make([]partSeries, 64)
+			s.slab = make([]partSeries, min(slabLen(s.slabs), len(s.refs)-s.i+1))
+			s.slabs++
 		}
 		s.cur = &s.slab[0]
 		s.slab = s.slab[1:]

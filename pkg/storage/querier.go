@@ -265,7 +265,11 @@ type rangeHead struct {
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
-	return &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire(), iters: map[int32]*chunkIter{}}
+	h := &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire(), iters: map[int32]*chunkIter{}}
+	if l, ok := lastBufs.Get().(*lastSeries); ok {
+		h.last = *l
+	}
+	return h
 }
 
 func (h *rangeHead) close() {
@@ -283,6 +287,11 @@ func (h *rangeHead) close() {
 	h.iters = nil
 	h.merged = nil
 	h.lazyParts = nil
+	if cap(h.last.buf) > 0 && cap(h.last.buf) <= maxPooledLast {
+		h.last.reset()
+		l := h.last
+		lastBufs.Put(&l)
+	}
 	h.last = lastSeries{}
 	h.db.readers.release(h.epoch)
 }
@@ -815,6 +824,15 @@ func (h *rangeHead) storedChunk(meta chunks.Meta) (sref uint64, enc chunkenc.Enc
 	}
 	return sref, enc, maxT, data, nil
 }
+
+// lastBufs are the buffers of readers' lastSeries, reused from query to
+// query: grown anew by each, they were a tenth of what a range query of
+// one series allocated. Nothing refers to them once the reader is closed
+// (their bytes are read under iterMu, which close takes).
+var lastBufs sync.Pool // of *lastSeries
+
+// maxPooledLast bounds the bytes of a pooled lastSeries.
+const maxPooledLast = 256 << 10
 
 // lastSeries holds the chunk bytes of one series as Series read them.
 type lastSeries struct {
