@@ -111,7 +111,7 @@ func (q *querier) selectPart(ctx context.Context, tq *tenantQuerier, part *Part,
 			return
 		}
 		if sharded {
-			p = &shardedPostings{Postings: p, th: tq.rh.th, keep: func(s *memSeries) bool { return spec.Contains(s.lset) }}
+			p = &shardedPostings{Postings: p, th: tq.rh.th, keep: func(s *memSeries) bool { return spec.containsInterned(tq.rh.th.symbols, s.syms) }}
 		}
 		pl.refs, pl.err = index.ExpandPostings(p)
 	})

@@ -368,7 +368,8 @@ func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
 	if err := p.Err(); err != nil {
 		return index.ErrPostings(fmt.Errorf("expand postings: %w", err))
 	}
-	slices.SortFunc(ss, func(a, b *memSeries) int { return labels.Compare(a.lset, b.lset) })
+	syms := r.th.symbols
+	slices.SortFunc(ss, func(a, b *memSeries) int { return syms.compare(a.syms, b.syms) })
 	refs := make([]storage.SeriesRef, len(ss))
 	for i, s := range ss {
 		refs[i] = storage.SeriesRef(s.idx)
@@ -382,9 +383,10 @@ func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount ui
 	r.mu.Lock()
 	spec := r.shard
 	r.mu.Unlock()
-	keep := func(s *memSeries) bool { return labels.StableHash(s.lset)%shardCount == shardIndex }
+	syms := r.th.symbols
+	keep := func(s *memSeries) bool { return syms.stableHash(s.syms)%shardCount == shardIndex }
 	if spec != nil {
-		keep = func(s *memSeries) bool { return spec.Contains(s.lset) }
+		keep = func(s *memSeries) bool { return spec.containsInterned(syms, s.syms) }
 	}
 	return &shardedPostings{Postings: p, th: r.th, keep: keep}
 }
@@ -425,7 +427,12 @@ func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]str
 			return nil, ctx.Err()
 		}
 		if s := r.th.getByIdx(uint64(p.At())); s != nil {
-			s.lset.Range(func(l labels.Label) { names[l.Name] = struct{}{} })
+			pages := r.th.symbols.loadPages()
+			for i := 0; i < len(s.syms); {
+				var name string
+				name, _, i = pairAt(pages, s.syms, i)
+				names[name] = struct{}{}
+			}
 		}
 	}
 	if err := p.Err(); err != nil {
@@ -449,7 +456,9 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	if s == nil {
 		return storage.ErrNotFound
 	}
-	builder.Assign(s.lset)
+	// The labels are built here (one allocation, their size), for the
+	// caller's builder.Labels() to return them and noteSeries to keep.
+	lset := h.th.symbols.labels(s.syms, builder)
 	*chks = (*chks)[:0]
 	var ex *exporter
 	if h.standardChunks {
@@ -594,7 +603,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 		return err
 	}
 	if !h.standardChunks {
-		h.noteSeries(s.lset, *chks)
+		h.noteSeries(lset, *chks)
 	}
 	return nil
 }

@@ -1,0 +1,340 @@
+package storage
+
+import (
+	"encoding/binary"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/prometheus/model/labels"
+)
+
+// symbolTable interns the label names and values of a tenant's series. A
+// series keeps its labels as a short string of symbol ids (memSeries.syms:
+// uvarint name id, uvarint value id, per label in label order), ~15 bytes
+// for peer-bench's seven labels instead of a ~120-byte labels.Labels of
+// its own (Prometheus' default stringlabels build copies every name and
+// value into each series). Labels are built from the ids only where a
+// caller needs a labels.Labels (a query's series, an error message); the
+// hot comparisons (a series looked up by the labels of a write, sorting,
+// sharding) read the ids.
+//
+// Ids are counted: a series holds one reference per name and value it
+// has. When retention removes series (tenantHead.remove), the symbols no
+// series holds any more are queued; seal gives the queue the reader and
+// holder epochs of the removal, and collect frees the ids of a sealed
+// batch once every reader and holder that may still read a removed
+// series' ids has finished (a reader: rangeHead, the exemplar querier; a
+// holder: an appender, a checkpoint). A freed id is reused, so the table
+// holds at most the symbols of the live series plus those removed within
+// one grace period: it stays bounded under churn
+// (TestSymbolTableBoundedUnderChurn). A symbol taken again before its id
+// is freed keeps its id.
+type symbolTable struct {
+	mu sync.Mutex
+	// ids finds a symbol's id; guarded by mu.
+	ids map[string]uint32
+	// refs counts, by id, the series' references to the symbol; the top
+	// bit marks an id queued or sealed for freeing. Guarded by mu.
+	refs []uint32
+	// free are ids that can be given to a new symbol; guarded by mu.
+	free []uint32
+	// queued are ids whose count fell to 0 since the last seal; sealed
+	// the batches waiting for their grace. Guarded by mu.
+	queued []uint32
+	sealed []symbolBatch
+	// pages maps ids to symbols, read without locks. A slot is written
+	// under mu when its id is given out, which is before any series
+	// holding the id is published, and again only when the id is reused,
+	// after every reader that could read it has finished.
+	pages atomic.Pointer[[]*symbolPage]
+}
+
+// symbolQueued marks, in refs, an id waiting to be freed. A symbol is
+// held by at most 2^31-1 series (a tenant holds far fewer in memory).
+const symbolQueued = 1 << 31
+
+const (
+	symbolPageBits = 10
+	symbolPageSize = 1 << symbolPageBits
+)
+
+type symbolPage [symbolPageSize]string
+
+// symbolBatch is a seal's ids, freed once the oldest reader holds epoch
+// readers or a later one and the oldest holder holds holders or a later one.
+type symbolBatch struct {
+	readers, holders uint64
+	ids              []uint32
+}
+
+func newSymbolTable() *symbolTable {
+	t := &symbolTable{ids: map[string]uint32{}}
+	t.pages.Store(&[]*symbolPage{})
+	return t
+}
+
+// intern returns the encoding of ls, taking a reference to each of its
+// names and values (strings new to the table are copied: ls may alias a
+// request's buffer).
+func (t *symbolTable) intern(ls labels.Labels) string {
+	var buf [64]byte
+	b := buf[:0]
+	t.mu.Lock()
+	ls.Range(func(l labels.Label) {
+		b = binary.AppendUvarint(b, uint64(t.take(l.Name)))
+		b = binary.AppendUvarint(b, uint64(t.take(l.Value)))
+	})
+	t.mu.Unlock()
+	return string(b)
+}
+
+// take returns the id of s, given out if s is new, with one more
+// reference. The caller holds mu.
+func (t *symbolTable) take(s string) uint32 {
+	if id, ok := t.ids[s]; ok {
+		t.refs[id]++
+		return id
+	}
+	s = strings.Clone(s)
+	var id uint32
+	if n := len(t.free); n > 0 {
+		id = t.free[n-1]
+		t.free = t.free[:n-1]
+	} else {
+		id = uint32(len(t.refs))
+		t.refs = append(t.refs, 0)
+		pages := *t.pages.Load()
+		if int(id>>symbolPageBits) >= len(pages) {
+			grown := append(pages[:len(pages):len(pages)], new(symbolPage))
+			t.pages.Store(&grown)
+		}
+	}
+	(*t.pages.Load())[id>>symbolPageBits][id&(symbolPageSize-1)] = s
+	t.ids[s] = id
+	t.refs[id] = 1
+	return id
+}
+
+// release drops the references of removed series' encodings, queueing
+// the ids no series holds any more.
+func (t *symbolTable) release(encs []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, enc := range encs {
+		for i := 0; i < len(enc); {
+			var id uint32
+			id, i = uvarintAt(enc, i)
+			t.refs[id]--
+			if t.refs[id] == 0 {
+				t.refs[id] = symbolQueued
+				t.queued = append(t.queued, id)
+			}
+		}
+	}
+}
+
+// hasQueued reports whether release queued ids since the last seal.
+func (t *symbolTable) hasQueued() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.queued) > 0
+}
+
+// seal gives the queued ids the epochs after which no reader or holder
+// can read them: taken (readerEpochs.advance) after the series holding
+// them left the registry and the index.
+func (t *symbolTable) seal(readers, holders uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.queued) == 0 {
+		return
+	}
+	t.sealed = append(t.sealed, symbolBatch{readers: readers, holders: holders, ids: t.queued})
+	t.queued = nil
+}
+
+// collect frees the ids of the sealed batches whose readers and holders
+// have all finished (safeReaders and safeHolders are the oldest epochs
+// still held), unless a series took the symbol again meanwhile. It returns
+// the number of ids freed.
+func (t *symbolTable) collect(safeReaders, safeHolders uint64) int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := 0
+	for len(t.sealed) > 0 && t.sealed[0].readers <= safeReaders && t.sealed[0].holders <= safeHolders {
+		pages := *t.pages.Load()
+		for _, id := range t.sealed[0].ids {
+			if t.refs[id] != symbolQueued {
+				t.refs[id] &^= symbolQueued // taken again
+				continue
+			}
+			slot := &pages[id>>symbolPageBits][id&(symbolPageSize-1)]
+			delete(t.ids, *slot)
+			*slot = ""
+			t.refs[id] = 0
+			t.free = append(t.free, id)
+			n++
+		}
+		t.sealed[0] = symbolBatch{}
+		t.sealed = t.sealed[1:]
+	}
+	return n
+}
+
+// stats returns the number of symbols held and of id slots allocated.
+func (t *symbolTable) stats() (symbols, slots int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.ids), len(t.refs)
+}
+
+// uvarintAt decodes the uvarint at enc[i:], returning it and the index
+// after it. Encodings are made by intern: never malformed.
+func uvarintAt(enc string, i int) (uint32, int) {
+	c := enc[i]
+	if c < 0x80 {
+		return uint32(c), i + 1
+	}
+	x := uint32(c & 0x7f)
+	for s := uint(7); ; s += 7 {
+		i++
+		c = enc[i]
+		if c < 0x80 {
+			return x | uint32(c)<<s, i + 1
+		}
+		x |= uint32(c&0x7f) << s
+	}
+}
+
+func (t *symbolTable) loadPages() []*symbolPage { return *t.pages.Load() }
+
+func symbolAt(pages []*symbolPage, id uint32) string {
+	return pages[id>>symbolPageBits][id&(symbolPageSize-1)]
+}
+
+// pairAt returns the label at enc[i:] and the index after it.
+func pairAt(pages []*symbolPage, enc string, i int) (name, value string, next int) {
+	var n, v uint32
+	n, i = uvarintAt(enc, i)
+	v, i = uvarintAt(enc, i)
+	return symbolAt(pages, n), symbolAt(pages, v), i
+}
+
+// equal reports whether enc encodes ls, without building labels.
+func (t *symbolTable) equal(enc string, ls labels.Labels) bool {
+	pages := t.loadPages()
+	i, ok := 0, true
+	ls.Range(func(l labels.Label) {
+		if !ok {
+			return
+		}
+		if i >= len(enc) {
+			ok = false
+			return
+		}
+		var name, value string
+		name, value, i = pairAt(pages, enc, i)
+		ok = name == l.Name && value == l.Value
+	})
+	return ok && i == len(enc)
+}
+
+// compare orders two encodings as labels.Compare orders their labels
+// (the sign of its result). Equal ids are equal strings.
+func (t *symbolTable) compare(a, b string) int {
+	pages := t.loadPages()
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		var x, y uint32
+		x, i = uvarintAt(a, i)
+		y, j = uvarintAt(b, j)
+		if x != y {
+			return strings.Compare(symbolAt(pages, x), symbolAt(pages, y))
+		}
+	}
+	switch {
+	case i < len(a):
+		return 1
+	case j < len(b):
+		return -1
+	}
+	return 0
+}
+
+// labels builds the labels of enc with b (one allocation, of their size;
+// b may be nil).
+func (t *symbolTable) labels(enc string, b *labels.ScratchBuilder) labels.Labels {
+	if b == nil {
+		sb := labels.NewScratchBuilder(len(enc) / 2)
+		b = &sb
+	}
+	b.Reset()
+	pages := t.loadPages()
+	for i := 0; i < len(enc); {
+		var name, value string
+		name, value, i = pairAt(pages, enc, i)
+		b.Add(name, value)
+	}
+	return b.Labels()
+}
+
+// pairs appends the labels of enc to dst, their strings the table's.
+func (t *symbolTable) pairs(dst []labels.Label, enc string) []labels.Label {
+	pages := t.loadPages()
+	for i := 0; i < len(enc); {
+		var l labels.Label
+		l.Name, l.Value, i = pairAt(pages, enc, i)
+		dst = append(dst, l)
+	}
+	return dst
+}
+
+// get returns the value of the label name in enc, "" if it has none.
+func (t *symbolTable) get(enc, name string) string {
+	pages := t.loadPages()
+	for i := 0; i < len(enc); {
+		var n, v string
+		n, v, i = pairAt(pages, enc, i)
+		if n == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// stableHash is labels.StableHash of enc's labels: xxhash of every name
+// and value, each followed by 0xff.
+func (t *symbolTable) stableHash(enc string) uint64 {
+	var buf [1024]byte
+	b := buf[:0]
+	pages := t.loadPages()
+	for i := 0; i < len(enc); {
+		var n, v string
+		n, v, i = pairAt(pages, enc, i)
+		b = append(b, n...)
+		b = append(b, 0xff)
+		b = append(b, v...)
+		b = append(b, 0xff)
+	}
+	return xxhash.Sum64(b)
+}
+
+// appendRecordLabels appends enc's labels as encodeLabels writes them.
+func (t *symbolTable) appendRecordLabels(b []byte, enc string) []byte {
+	n := 0
+	for i := 0; i < len(enc); n++ {
+		_, i = uvarintAt(enc, i)
+		_, i = uvarintAt(enc, i)
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	pages := t.loadPages()
+	for i := 0; i < len(enc); {
+		var name, value string
+		name, value, i = pairAt(pages, enc, i)
+		b = appendString(b, name)
+		b = appendString(b, value)
+	}
+	return b
+}
