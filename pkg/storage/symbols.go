@@ -222,23 +222,53 @@ func pairAt(pages []*symbolPage, enc string, i int) (name, value string, next in
 	return symbolAt(pages, n), symbolAt(pages, v), i
 }
 
-// equal reports whether enc encodes ls, without building labels.
+// equal reports whether enc encodes ls, without building labels. It is
+// the check of every write's look-up of its series (hashStripe.find):
+// ids of one byte are decoded inline.
 func (t *symbolTable) equal(enc string, ls labels.Labels) bool {
 	pages := t.loadPages()
 	i, ok := 0, true
 	ls.Range(func(l labels.Label) {
-		if !ok {
-			return
-		}
-		if i >= len(enc) {
+		if !ok || i+1 >= len(enc) {
 			ok = false
 			return
 		}
-		var name, value string
-		name, value, i = pairAt(pages, enc, i)
-		ok = name == l.Name && value == l.Value
+		var id uint32
+		if c := enc[i]; c < 0x80 {
+			id, i = uint32(c), i+1
+		} else {
+			id, i = uvarintAt(enc, i)
+		}
+		if name := pages[id>>symbolPageBits][id&(symbolPageSize-1)]; len(name) != len(l.Name) || name != l.Name || i >= len(enc) {
+			ok = false
+			return
+		}
+		if c := enc[i]; c < 0x80 {
+			id, i = uint32(c), i+1
+		} else {
+			id, i = uvarintAt(enc, i)
+		}
+		value := pages[id>>symbolPageBits][id&(symbolPageSize-1)]
+		ok = len(value) == len(l.Value) && value == l.Value
 	})
 	return ok && i == len(enc)
+}
+
+// equalBuilding is equal by building enc's labels in sb's reused buffer
+// (ScratchBuilder.Overwrite: no allocation once sb has grown) and
+// comparing them whole with labels.Equal: fewer steps than comparing
+// label by label.
+func (t *symbolTable) equalBuilding(sb *labels.ScratchBuilder, enc string, ls labels.Labels) bool {
+	sb.Reset()
+	pages := t.loadPages()
+	for i := 0; i < len(enc); {
+		var name, value string
+		name, value, i = pairAt(pages, enc, i)
+		sb.Add(name, value)
+	}
+	var built labels.Labels
+	sb.Overwrite(&built)
+	return labels.Equal(built, ls)
 }
 
 // compare orders two encodings as labels.Compare orders their labels

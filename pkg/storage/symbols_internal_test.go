@@ -317,3 +317,42 @@ func TestSymbolTableBoundedUnderChurn(t *testing.T) {
 		t.Fatalf("gen values %v", values)
 	}
 }
+
+// The comparison a write's look-up makes, on label sets like
+// peer-bench's (100 series an instance): the interned form against
+// labels.Equal of a series' own labels.
+func BenchmarkSeriesLabelsEqual(b *testing.B) {
+	const n = 100_000
+	syms := newSymbolTable()
+	sets := make([]labels.Labels, n)
+	own := make([]labels.Labels, n)
+	encs := make([]string, n)
+	for i := range sets {
+		sets[i] = labels.FromStrings("__name__", "http_requests_total", "instance", fmt.Sprintf("10.%d.%d.%d:8080", 1+i/625000, (i/2500)%250, (i/100)%250+1),
+			"job", "api", "method", strconv.Itoa(i%2), "route", "/api/v1/orders/"+strconv.Itoa(i%5), "service", "checkout", "status", strconv.Itoa(i%10))
+		own[i] = sets[i].Copy()
+		encs[i] = syms.intern(sets[i])
+	}
+	b.Run("interned", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if !syms.equal(encs[i%n], sets[i%n]) {
+				b.Fatal("not equal")
+			}
+		}
+	})
+	b.Run("interned-building", func(b *testing.B) {
+		var sb labels.ScratchBuilder
+		for i := 0; b.Loop(); i++ {
+			if !syms.equalBuilding(&sb, encs[i%n], sets[i%n]) {
+				b.Fatal("not equal")
+			}
+		}
+	})
+	b.Run("labels", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if !labels.Equal(own[i%n], sets[i%n]) {
+				b.Fatal("not equal")
+			}
+		}
+	})
+}
