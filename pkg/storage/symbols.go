@@ -10,49 +10,51 @@ import (
 	"github.com/prometheus/prometheus/model/labels"
 )
 
-// symbolTable interns the label names and values of a tenant's series. A
-// series keeps its labels as a short string of symbol ids (memSeries.syms:
-// uvarint name id, uvarint value id, per label in label order), ~15 bytes
-// for peer-bench's seven labels instead of a ~120-byte labels.Labels of
-// its own (Prometheus' default stringlabels build copies every name and
-// value into each series). Labels are built from the ids only where a
-// caller needs a labels.Labels (a query's series, an error message); the
-// hot comparisons (a series looked up by the labels of a write, sorting,
-// sharding) read the ids.
+// symbolTable interns the labels of a tenant's series, a label (a name
+// and its value) at a time. A series keeps its labels as a short string of
+// label ids (memSeries.syms: a uvarint id per label, in label order), ~8
+// bytes for peer-bench's seven labels instead of a ~120-byte labels.Labels
+// of its own (Prometheus' default stringlabels build copies every name and
+// value into each series). A label is held as Prometheus' stringlabels
+// encode it (each string preceded by its length), so that the comparison
+// of every write's look-up (hashStripe.find) compares a series' labels
+// with the write's with one memequal per label and no decoding
+// (labelsFormatMatches; else label by label). Labels are built from the
+// ids only where a caller needs a labels.Labels (a query's series, an
+// error's message); sorting and sharding read the ids.
 //
-// Ids are counted: a series holds one reference per name and value it
-// has. When retention removes series (tenantHead.remove), the symbols no
-// series holds any more are queued; seal gives the queue the reader and
-// holder epochs of the removal, and collect frees the ids of a sealed
-// batch once every reader and holder that may still read a removed
-// series' ids has finished (a reader: rangeHead, the exemplar querier; a
-// holder: an appender, a checkpoint). A freed id is reused, so the table
-// holds at most the symbols of the live series plus those removed within
-// one grace period: it stays bounded under churn
-// (TestSymbolTableBoundedUnderChurn). A symbol taken again before its id
-// is freed keeps its id.
+// Ids are counted: a series holds one reference per label. When retention
+// removes series (tenantHead.remove), the labels no series holds any more
+// are queued; seal gives the queue the reader and holder epochs of the
+// removal, and collect frees the ids of a sealed batch once every reader
+// and holder that may still read a removed series' ids has finished (a
+// reader: rangeHead, the exemplar querier; a holder: an appender, a
+// checkpoint). A freed id is reused, so the table holds at most the labels
+// of the live series plus those removed within one grace period: it stays
+// bounded under churn (TestSymbolTableBoundedUnderChurn). A label taken
+// again before its id is freed keeps its id.
 type symbolTable struct {
 	mu sync.Mutex
-	// ids finds a symbol's id; guarded by mu.
+	// ids finds a label's id by its encoding; guarded by mu.
 	ids map[string]uint32
-	// refs counts, by id, the series' references to the symbol; the top
-	// bit marks an id queued or sealed for freeing. Guarded by mu.
+	// refs counts, by id, the series holding the label; the top bit marks
+	// an id queued or sealed for freeing. Guarded by mu.
 	refs []uint32
-	// free are ids that can be given to a new symbol; guarded by mu.
+	// free are ids that can be given to a new label; guarded by mu.
 	free []uint32
 	// queued are ids whose count fell to 0 since the last seal; sealed
 	// the batches waiting for their grace. Guarded by mu.
 	queued []uint32
 	sealed []symbolBatch
-	// pages maps ids to symbols, read without locks. A slot is written
-	// under mu when its id is given out, which is before any series
-	// holding the id is published, and again only when the id is reused,
-	// after every reader that could read it has finished.
+	// pages maps ids to encoded labels, read without locks. A slot is
+	// written under mu when its id is given out, which is before any
+	// series holding the id is published, and again only when the id is
+	// reused, after every reader that could read it has finished.
 	pages atomic.Pointer[[]*symbolPage]
 }
 
-// symbolQueued marks, in refs, an id waiting to be freed. A symbol is
-// held by at most 2^31-1 series (a tenant holds far fewer in memory).
+// symbolQueued marks, in refs, an id waiting to be freed. A label is held
+// by at most 2^31-1 series (a tenant holds far fewer in memory).
 const symbolQueued = 1 << 31
 
 const (
@@ -69,6 +71,50 @@ type symbolBatch struct {
 	ids              []uint32
 }
 
+// appendLabelString appends s as stringlabels encodes a name or a value:
+// its length in one byte below 255, else 255 and three bytes little-endian.
+func appendLabelString(b []byte, s string) []byte {
+	if n := len(s); n < 255 {
+		b = append(b, byte(n))
+	} else {
+		b = append(b, 255, byte(n), byte(n>>8), byte(n>>16))
+	}
+	return append(b, s...)
+}
+
+// labelString decodes the string appendLabelString wrote at p[i:].
+func labelString(p string, i int) (string, int) {
+	n := int(p[i])
+	i++
+	if n == 255 {
+		n = int(p[i]) | int(p[i+1])<<8 | int(p[i+2])<<16
+		i += 3
+	}
+	return p[i : i+n], i + n
+}
+
+// splitLabel returns the name and value of an encoded label.
+func splitLabel(p string) (name, value string) {
+	name, i := labelString(p, 0)
+	value, _ = labelString(p, i)
+	return name, value
+}
+
+// labelsFormatMatches tells whether labels.Labels.Bytes gives the labels
+// as appendLabelString writes them, one after the other (the stringlabels
+// build of this Prometheus version): equal then compares the encoded
+// labels with the bytes. Checked once; otherwise equal compares label by
+// label.
+var labelsFormatMatches = func() bool {
+	ls := labels.FromStrings("a", "", "b", strings.Repeat("v", 300), strings.Repeat("n", 70000), "x")
+	var want []byte
+	ls.Range(func(l labels.Label) {
+		want = appendLabelString(want, l.Name)
+		want = appendLabelString(want, l.Value)
+	})
+	return string(ls.Bytes(nil)) == string(want) && ls.ByteSize() == uint64(len(want))
+}()
+
 func newSymbolTable() *symbolTable {
 	t := &symbolTable{ids: map[string]uint32{}}
 	t.pages.Store(&[]*symbolPage{})
@@ -76,28 +122,29 @@ func newSymbolTable() *symbolTable {
 }
 
 // intern returns the encoding of ls, taking a reference to each of its
-// names and values (strings new to the table are copied: ls may alias a
-// request's buffer).
+// labels (labels new to the table are copied: ls may alias a request's
+// buffer).
 func (t *symbolTable) intern(ls labels.Labels) string {
-	var buf [64]byte
+	var buf [32]byte
+	var lb [256]byte
 	b := buf[:0]
 	t.mu.Lock()
 	ls.Range(func(l labels.Label) {
-		b = binary.AppendUvarint(b, uint64(t.take(l.Name)))
-		b = binary.AppendUvarint(b, uint64(t.take(l.Value)))
+		p := appendLabelString(appendLabelString(lb[:0], l.Name), l.Value)
+		b = binary.AppendUvarint(b, uint64(t.take(p)))
 	})
 	t.mu.Unlock()
 	return string(b)
 }
 
-// take returns the id of s, given out if s is new, with one more
-// reference. The caller holds mu.
-func (t *symbolTable) take(s string) uint32 {
-	if id, ok := t.ids[s]; ok {
+// take returns the id of the encoded label p, given out if it is new,
+// with one more reference. The caller holds mu.
+func (t *symbolTable) take(p []byte) uint32 {
+	if id, ok := t.ids[string(p)]; ok {
 		t.refs[id]++
 		return id
 	}
-	s = strings.Clone(s)
+	s := string(p)
 	var id uint32
 	if n := len(t.free); n > 0 {
 		id = t.free[n-1]
@@ -157,7 +204,7 @@ func (t *symbolTable) seal(readers, holders uint64) {
 
 // collect frees the ids of the sealed batches whose readers and holders
 // have all finished (safeReaders and safeHolders are the oldest epochs
-// still held), unless a series took the symbol again meanwhile. It returns
+// still held), unless a series took the label again meanwhile. It returns
 // the number of ids freed.
 func (t *symbolTable) collect(safeReaders, safeHolders uint64) int {
 	t.mu.Lock()
@@ -183,8 +230,8 @@ func (t *symbolTable) collect(safeReaders, safeHolders uint64) int {
 	return n
 }
 
-// stats returns the number of symbols held and of id slots allocated.
-func (t *symbolTable) stats() (symbols, slots int) {
+// stats returns the number of labels held and of id slots allocated.
+func (t *symbolTable) stats() (held, slots int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.ids), len(t.refs)
@@ -210,69 +257,59 @@ func uvarintAt(enc string, i int) (uint32, int) {
 
 func (t *symbolTable) loadPages() []*symbolPage { return *t.pages.Load() }
 
-func symbolAt(pages []*symbolPage, id uint32) string {
-	return pages[id>>symbolPageBits][id&(symbolPageSize-1)]
+// labelAt returns the encoded label of the id at enc[i:] and the index
+// after it.
+func labelAt(pages []*symbolPage, enc string, i int) (string, int) {
+	var id uint32
+	if c := enc[i]; c < 0x80 {
+		id, i = uint32(c), i+1
+	} else {
+		id, i = uvarintAt(enc, i)
+	}
+	return pages[id>>symbolPageBits][id&(symbolPageSize-1)], i
 }
 
 // pairAt returns the label at enc[i:] and the index after it.
 func pairAt(pages []*symbolPage, enc string, i int) (name, value string, next int) {
-	var n, v uint32
-	n, i = uvarintAt(enc, i)
-	v, i = uvarintAt(enc, i)
-	return symbolAt(pages, n), symbolAt(pages, v), i
+	p, next := labelAt(pages, enc, i)
+	name, value = splitLabel(p)
+	return name, value, next
 }
 
 // equal reports whether enc encodes ls, without building labels. It is
 // the check of every write's look-up of its series (hashStripe.find):
-// ids of one byte are decoded inline.
+// with labelsFormatMatches, a memequal per label against ls's bytes.
 func (t *symbolTable) equal(enc string, ls labels.Labels) bool {
 	pages := t.loadPages()
+	var buf [256]byte // most label sets; larger ones go label by label
+	if labelsFormatMatches && ls.ByteSize() <= uint64(len(buf)) {
+		data := ls.Bytes(buf[:0])
+		off := 0
+		for i := 0; i < len(enc); {
+			var p string
+			p, i = labelAt(pages, enc, i)
+			if len(data)-off < len(p) || string(data[off:off+len(p)]) != p {
+				return false
+			}
+			off += len(p)
+		}
+		return off == len(data)
+	}
 	i, ok := 0, true
 	ls.Range(func(l labels.Label) {
-		if !ok || i+1 >= len(enc) {
+		if !ok || i >= len(enc) {
 			ok = false
 			return
 		}
-		var id uint32
-		if c := enc[i]; c < 0x80 {
-			id, i = uint32(c), i+1
-		} else {
-			id, i = uvarintAt(enc, i)
-		}
-		if name := pages[id>>symbolPageBits][id&(symbolPageSize-1)]; len(name) != len(l.Name) || name != l.Name || i >= len(enc) {
-			ok = false
-			return
-		}
-		if c := enc[i]; c < 0x80 {
-			id, i = uint32(c), i+1
-		} else {
-			id, i = uvarintAt(enc, i)
-		}
-		value := pages[id>>symbolPageBits][id&(symbolPageSize-1)]
-		ok = len(value) == len(l.Value) && value == l.Value
+		var name, value string
+		name, value, i = pairAt(pages, enc, i)
+		ok = name == l.Name && value == l.Value
 	})
 	return ok && i == len(enc)
 }
 
-// equalBuilding is equal by building enc's labels in sb's reused buffer
-// (ScratchBuilder.Overwrite: no allocation once sb has grown) and
-// comparing them whole with labels.Equal: fewer steps than comparing
-// label by label.
-func (t *symbolTable) equalBuilding(sb *labels.ScratchBuilder, enc string, ls labels.Labels) bool {
-	sb.Reset()
-	pages := t.loadPages()
-	for i := 0; i < len(enc); {
-		var name, value string
-		name, value, i = pairAt(pages, enc, i)
-		sb.Add(name, value)
-	}
-	var built labels.Labels
-	sb.Overwrite(&built)
-	return labels.Equal(built, ls)
-}
-
 // compare orders two encodings as labels.Compare orders their labels
-// (the sign of its result). Equal ids are equal strings.
+// (the sign of its result). Equal ids are equal labels.
 func (t *symbolTable) compare(a, b string) int {
 	pages := t.loadPages()
 	i, j := 0, 0
@@ -281,7 +318,12 @@ func (t *symbolTable) compare(a, b string) int {
 		x, i = uvarintAt(a, i)
 		y, j = uvarintAt(b, j)
 		if x != y {
-			return strings.Compare(symbolAt(pages, x), symbolAt(pages, y))
+			an, av := splitLabel(pages[x>>symbolPageBits][x&(symbolPageSize-1)])
+			bn, bv := splitLabel(pages[y>>symbolPageBits][y&(symbolPageSize-1)])
+			if c := strings.Compare(an, bn); c != 0 {
+				return c
+			}
+			return strings.Compare(av, bv)
 		}
 	}
 	switch {
@@ -297,7 +339,7 @@ func (t *symbolTable) compare(a, b string) int {
 // b may be nil).
 func (t *symbolTable) labels(enc string, b *labels.ScratchBuilder) labels.Labels {
 	if b == nil {
-		sb := labels.NewScratchBuilder(len(enc) / 2)
+		sb := labels.NewScratchBuilder(len(enc))
 		b = &sb
 	}
 	b.Reset()
@@ -355,7 +397,6 @@ func (t *symbolTable) stableHash(enc string) uint64 {
 func (t *symbolTable) appendRecordLabels(b []byte, enc string) []byte {
 	n := 0
 	for i := 0; i < len(enc); n++ {
-		_, i = uvarintAt(enc, i)
 		_, i = uvarintAt(enc, i)
 	}
 	b = binary.AppendUvarint(b, uint64(n))

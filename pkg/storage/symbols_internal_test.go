@@ -57,6 +57,18 @@ func randomLabelSets(r *rand.Rand, n int) []labels.Labels {
 // (equality with any other set, order), hashed (Hash of the built labels,
 // StableHash, shards), looked up by name and written as a series record.
 func TestSymbolTableMatchesLabels(t *testing.T) {
+	if !labelsFormatMatches {
+		t.Fatal("labels.Labels.Bytes is not the stringlabels format: every write's look-up compares label by label")
+	}
+	t.Run("bytes", testSymbolTableMatchesLabels)
+	t.Run("label by label", func(t *testing.T) {
+		labelsFormatMatches = false
+		defer func() { labelsFormatMatches = true }()
+		testSymbolTableMatchesLabels(t)
+	})
+}
+
+func testSymbolTableMatchesLabels(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
 	sets := randomLabelSets(r, 20000)
 	syms := newSymbolTable()
@@ -65,7 +77,7 @@ func TestSymbolTableMatchesLabels(t *testing.T) {
 		encs[i] = syms.intern(ls)
 	}
 	if _, slots := syms.stats(); slots < 1<<14 {
-		t.Fatalf("%d symbols: ids of three bytes not covered", slots)
+		t.Fatalf("%d labels: ids of three bytes not covered", slots)
 	}
 	var sb labels.ScratchBuilder
 	specs := []ShardSpec{{Labels: []string{"job", "x"}, Index: 1, Count: 3}, {Labels: []string{"le"}, Without: true, Index: 0, Count: 2}}
@@ -133,15 +145,15 @@ func TestSymbolTableReleaseAndReuse(t *testing.T) {
 	syms := newSymbolTable()
 	a := syms.intern(labels.FromStrings("job", "a", "pod", "p1"))
 	b := syms.intern(labels.FromStrings("job", "a", "pod", "p2"))
-	if n, _ := syms.stats(); n != 5 {
-		t.Fatalf("%d symbols, want 5", n)
+	if n, _ := syms.stats(); n != 3 {
+		t.Fatalf("%d labels, want 3", n)
 	}
 	syms.release([]string{a})
 	syms.seal(5, 7)
 	if syms.collect(4, 100) != 0 || syms.collect(100, 6) != 0 {
 		t.Fatal("freed before the grace")
 	}
-	if n := syms.collect(5, 7); n != 1 { // p1 only: job and a are b's
+	if n := syms.collect(5, 7); n != 1 { // pod=p1 only: job=a is b's
 		t.Fatalf("freed %d, want 1", n)
 	}
 	// p2 released, then taken again before its batch is collected.
@@ -155,18 +167,18 @@ func TestSymbolTableReleaseAndReuse(t *testing.T) {
 		t.Fatalf("freed %d symbols still held", n)
 	}
 	d := syms.intern(labels.FromStrings("job", "a", "pod", "p3")) // reuses p1's id
-	if _, slots := syms.stats(); slots != 5 {
-		t.Fatalf("%d slots, want 5 (a freed id reused)", slots)
+	if _, slots := syms.stats(); slots != 3 {
+		t.Fatalf("%d slots, want 3 (a freed id reused)", slots)
 	}
 	for enc, want := range map[string]labels.Labels{c: labels.FromStrings("job", "a", "pod", "p2"), d: labels.FromStrings("job", "a", "pod", "p3")} {
 		if got := syms.labels(enc, nil); !labels.Equal(got, want) {
 			t.Fatalf("%s, want %s", got, want)
 		}
 	}
-	// job and a stay d's.
+	// job=a stays d's.
 	syms.release([]string{c})
 	syms.seal(9, 9)
-	if n := syms.collect(9, 9); n != 1 { // p2
+	if n := syms.collect(9, 9); n != 1 { // pod=p2
 		t.Fatalf("freed %d, want 1", n)
 	}
 }
@@ -186,8 +198,8 @@ func TestSymbolTableBoundedUnderChurn(t *testing.T) {
 	defer db.Close()
 	const day = int64(24 * time.Hour / time.Millisecond)
 	const perGen = 300
-	// __name__ m gen pod x (shared) and <gen> n<gen> and the pods.
-	const shared, ownPerGen = 5, perGen + 2
+	// __name__=m (shared), gen=<gen>, n<gen>=x and the pods.
+	const shared, ownPerGen = 1, perGen + 2
 	genLabels := func(gen, i int) labels.Labels {
 		return labels.FromStrings("__name__", "m", "gen", strconv.Itoa(gen), "pod", fmt.Sprintf("pod-%d-%d", gen, i), "n"+strconv.Itoa(gen), "x")
 	}
@@ -247,7 +259,7 @@ func TestSymbolTableBoundedUnderChurn(t *testing.T) {
 			if got := symbolsNow(); got != shared+2*ownPerGen+extra {
 				t.Fatalf("generation 5, reader open: %d symbols, want %d", got, shared+2*ownPerGen+extra)
 			}
-			_ = th.symbols.intern(genLabels(99, 1)) // 99, pod-99-1, n99
+			_ = th.symbols.intern(genLabels(99, 1)) // gen=99, pod=pod-99-1, n99=x
 			extra += 3
 			if got := th.seriesLabels(held); !labels.Equal(got, heldWant) {
 				t.Fatalf("held series reads %s, want %s", got, heldWant)
@@ -262,7 +274,7 @@ func TestSymbolTableBoundedUnderChurn(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.reclaim()
-			// 7, n7 and pod-7-3 are the recreated series'.
+			// gen=7, n7=x and pod=pod-7-3 are the recreated series'.
 			if got := symbolsNow(); got != shared+ownPerGen+extra+3 {
 				t.Fatalf("generation 8 after the commit: %d symbols, want %d", got, shared+ownPerGen+extra+3)
 			}
@@ -336,14 +348,6 @@ func BenchmarkSeriesLabelsEqual(b *testing.B) {
 	b.Run("interned", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			if !syms.equal(encs[i%n], sets[i%n]) {
-				b.Fatal("not equal")
-			}
-		}
-	})
-	b.Run("interned-building", func(b *testing.B) {
-		var sb labels.ScratchBuilder
-		for i := 0; b.Loop(); i++ {
-			if !syms.equalBuilding(&sb, encs[i%n], sets[i%n]) {
 				b.Fatal("not equal")
 			}
 		}
