@@ -459,6 +459,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 	// The labels are built here (one allocation, their size), for the
 	// caller's builder.Labels() to return them and noteSeries to keep.
 	lset := h.th.symbols.labels(s.syms, builder)
+	builder.Assign(lset)
 	*chks = (*chks)[:0]
 	var ex *exporter
 	if h.standardChunks {

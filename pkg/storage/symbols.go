@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/prometheus/model/labels"
@@ -113,6 +114,30 @@ var labelsFormatMatches = func() bool {
 		want = appendLabelString(want, l.Value)
 	})
 	return string(ls.Bytes(nil)) == string(want) && ls.ByteSize() == uint64(len(want))
+}()
+
+// labelsOfData is the labels whose stringlabels encoding is data: a
+// labels.Labels of this build is that string alone (labelsFromData checks
+// it), and Prometheus offers no constructor from the encoding. It saves a
+// query the building of every series' labels label by label.
+func labelsOfData(data string) labels.Labels {
+	return *(*labels.Labels)(unsafe.Pointer(&data))
+}
+
+// labelsFromData tells whether labelsOfData makes labels: a labels.Labels
+// has the size of a string, and labels made so from appendLabelString's
+// encoding are equal to, and read as, labels built by Prometheus' API.
+var labelsFromData = func() bool {
+	if !labelsFormatMatches || unsafe.Sizeof(labels.Labels{}) != unsafe.Sizeof("") {
+		return false
+	}
+	want := labels.FromStrings("__name__", "up", "a", "", "b", strings.Repeat("v", 300))
+	var data []byte
+	want.Range(func(l labels.Label) {
+		data = appendLabelString(appendLabelString(data, l.Name), l.Value)
+	})
+	got := labelsOfData(string(data))
+	return labels.Equal(got, want) && got.Hash() == want.Hash() && got.Len() == 3 && got.Get("b") == want.Get("b") && got.String() == want.String()
 }()
 
 func newSymbolTable() *symbolTable {
@@ -335,15 +360,32 @@ func (t *symbolTable) compare(a, b string) int {
 	return 0
 }
 
-// labels builds the labels of enc with b (one allocation, of their size;
-// b may be nil).
+// labels builds the labels of enc (one allocation, of their size). With
+// labelsFromData, the labels' encoded strings are copied one after the
+// other and the result is the labels; otherwise they are built with b
+// (which may be nil).
 func (t *symbolTable) labels(enc string, b *labels.ScratchBuilder) labels.Labels {
+	pages := t.loadPages()
+	if labelsFromData {
+		var ps [16]string
+		n, size := 0, 0
+		for i := 0; i < len(enc) && n < len(ps); n++ {
+			ps[n], i = labelAt(pages, enc, i)
+			size += len(ps[n])
+		}
+		if n < len(ps) {
+			data := make([]byte, 0, size)
+			for _, p := range ps[:n] {
+				data = append(data, p...)
+			}
+			return labelsOfData(unsafe.String(unsafe.SliceData(data), len(data)))
+		}
+	}
 	if b == nil {
 		sb := labels.NewScratchBuilder(len(enc))
 		b = &sb
 	}
 	b.Reset()
-	pages := t.loadPages()
 	for i := 0; i < len(enc); {
 		var name, value string
 		name, value, i = pairAt(pages, enc, i)

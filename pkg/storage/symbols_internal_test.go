@@ -60,10 +60,13 @@ func TestSymbolTableMatchesLabels(t *testing.T) {
 	if !labelsFormatMatches {
 		t.Fatal("labels.Labels.Bytes is not the stringlabels format: every write's look-up compares label by label")
 	}
+	if !labelsFromData {
+		t.Fatal("labels cannot be made from their encoding: every query's series are built label by label")
+	}
 	t.Run("bytes", testSymbolTableMatchesLabels)
 	t.Run("label by label", func(t *testing.T) {
-		labelsFormatMatches = false
-		defer func() { labelsFormatMatches = true }()
+		labelsFormatMatches, labelsFromData = false, false
+		defer func() { labelsFormatMatches, labelsFromData = true, true }()
 		testSymbolTableMatchesLabels(t)
 	})
 }
@@ -283,8 +286,12 @@ func TestSymbolTableBoundedUnderChurn(t *testing.T) {
 				t.Fatal(err)
 			}
 			set := q.Select(ctx, false, nil, labels.MustNewMatcher(labels.MatchEqual, "gen", "7"))
-			if !set.Next() || !labels.Equal(set.At().Labels(), genLabels(7, 3)) || set.Next() {
-				t.Fatalf("generation 7 after the held commit: %v", set.Err())
+			var got []string
+			for set.Next() {
+				got = append(got, set.At().Labels().String())
+			}
+			if want := []string{genLabels(7, 3).String()}; !slices.Equal(got, want) || set.Err() != nil {
+				t.Fatalf("generation 7 after the held commit: %v, want %v (%v)", got, want, set.Err())
 			}
 			_ = q.Close()
 			continue
