@@ -258,10 +258,11 @@ type rangeHead struct {
 
 	// The chunk metas Series listed last, for floatSeries.AppendFloats
 	// (noteSeries); curGen counts the Series that noted theirs.
-	curMu    sync.Mutex
-	curGen   uint64
-	curLset  labels.Labels
-	curMetas []chunks.Meta
+	curMu     sync.Mutex
+	curGen    uint64
+	curSeries *memSeries
+	curLset   labels.Labels
+	curMetas  []chunks.Meta
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
@@ -451,15 +452,22 @@ func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]str
 // does not hold. Overlapping chunks (out-of-order data) are grouped into one
 // meta whose ChunkRef names a merge.
 func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilder, chks *[]chunks.Meta) error {
-	h := (*rangeHead)(r)
-	s := h.th.getByIdx(uint64(ref))
+	s := r.th.getByIdx(uint64(ref))
 	if s == nil {
 		return storage.ErrNotFound
 	}
 	// The labels are built here (one allocation, their size), for the
 	// caller's builder.Labels() to return them and noteSeries to keep.
-	lset := h.th.symbols.labels(s.syms, builder)
+	lset := r.th.symbols.labels(s.syms, builder)
 	builder.Assign(lset)
+	return r.seriesChunks(s, lset, chks)
+}
+
+// seriesChunks fills the chunk metas of s as Series does; lset are its
+// labels if built (noted with the metas), empty for a part's series,
+// which builds them only when asked (partSeries.Labels).
+func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chunks.Meta) error {
+	h := (*rangeHead)(r)
 	*chks = (*chks)[:0]
 	var ex *exporter
 	if h.standardChunks {
@@ -604,7 +612,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 		return err
 	}
 	if !h.standardChunks {
-		h.noteSeries(lset, *chks)
+		h.noteSeries(s, lset, *chks)
 	}
 	return nil
 }
