@@ -45,11 +45,14 @@ import (
 const maxAheadTime = 10 * time.Minute
 
 // seriesFinder is a store that finds a series by its labels and hands out
-// its reference and the labels it keeps (per request: the function
+// its reference and labels equal to its own (per request: the function
 // resolves the tenant once). A series seen before is then appended by
-// reference with the store's labels, without building its labels again;
-// the labels looked up may alias memory the caller reuses. Without it the
-// receiver builds every series' labels and the store looks them up.
+// reference, without building its labels again; the labels looked up may
+// alias memory the caller reuses, and pkg/storage hands them back (it
+// interns label strings and keeps no labels.Labels per series), so the
+// labels returned are valid while the wire labels are: for this series'
+// appends and messages. Without it the receiver builds every series'
+// labels and the store looks them up.
 type seriesFinder interface {
 	SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.SeriesRef, labels.Labels, bool)
 }

@@ -165,10 +165,9 @@ func dump(t *testing.T, db *storage.DB) map[string][]string {
 
 func floatString(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-// A series seen before is appended with the store's labels, not a copy:
-// the receiver finds it by its wire labels (SeriesByLabels) and builds no
-// labels of its own. Checked through the store: its label string is the
-// one it handed out (stringlabels).
+// A series seen before is appended by reference: the receiver finds it by
+// its wire labels (SeriesByLabels) and builds no labels of its own.
+// Checked through the store: the labels it hands out equal the series'.
 func TestSeenSeriesUseStoreLabels(t *testing.T) {
 	db := storagetest.New(t)
 	h, err := NewRemoteWriteHandler(db, RemoteWriteOptions{})

@@ -411,7 +411,7 @@ func evalPlans(ctx context.Context, q storage.Queryable, r Range, maxSamples, wo
 			continue
 		}
 		for i, pl := range plans {
-			if !matchAll(filters[i], sr.metric) {
+			if !matchAll(filters[i], sr) {
 				continue
 			}
 			sr.annotate(pl, &annos)
@@ -440,11 +440,12 @@ func evalPlans(ctx context.Context, q storage.Queryable, r Range, maxSamples, wo
 	return results(aggs), annos, nil
 }
 
-// matchAll reports whether every matcher of ms matches lset, as a select
+// matchAll reports whether every matcher of ms matches the labels of the
+// last series sr read, as a select
 // with them would where none matches an empty value (Covers).
-func matchAll(ms []*labels.Matcher, lset labels.Labels) bool {
+func matchAll(ms []*labels.Matcher, sr *seriesReader) bool {
 	for _, m := range ms {
-		if !m.Matches(lset.Get(m.Name)) {
+		if !m.Matches(sr.get(m.Name)) {
 			return false
 		}
 	}
@@ -468,13 +469,43 @@ type reading struct {
 // key; one per goroutine.
 type seriesReader struct {
 	*reading
-	buf    samples
-	it     chunkenc.Iterator
-	out    []float64
-	has    []bool
-	key    []byte
+	buf samples
+	it  chunkenc.Iterator
+	out []float64
+	has []bool
+	key []byte
+	lb  *labels.Builder
+	// cur is the last series read; metric its labels once built (built):
+	// a series that reads a label's value without building its labels
+	// (labelValuer: pkg/storage's, whose labels are interned) has them
+	// built only for an output series or a new group.
+	cur    storage.Series
 	metric labels.Labels
-	lb     *labels.Builder
+	built  bool
+}
+
+// labelValuer is a series that reads one label's value without building
+// its labels.
+type labelValuer interface {
+	LabelValue(name string) string
+}
+
+// labels are the last series' labels.
+func (sr *seriesReader) labels() labels.Labels {
+	if !sr.built {
+		sr.metric, sr.built = sr.cur.Labels(), true
+	}
+	return sr.metric
+}
+
+// get is the value of the last series' label name ("" if it has none).
+func (sr *seriesReader) get(name string) string {
+	if !sr.built {
+		if lv, ok := sr.cur.(labelValuer); ok {
+			return lv.LabelValue(name)
+		}
+	}
+	return sr.labels().Get(name)
 }
 
 // readers are series readers with their buffers, reused from query to
@@ -507,6 +538,7 @@ func putSeriesReader(sr *seriesReader) {
 		return
 	}
 	sr.reading, sr.it, sr.metric = nil, nil, labels.EmptyLabels()
+	sr.cur, sr.built = nil, false
 	sr.lb.Reset(labels.EmptyLabels())
 	sr.buf.anyReset = false
 	readers.Put(sr)
@@ -539,14 +571,14 @@ func (sr *seriesReader) series(s storage.Series) (bool, error) {
 	if !p.compute(buf, sr.r, sr.out, sr.has) {
 		return false, nil
 	}
-	sr.metric = s.Labels()
+	sr.cur, sr.metric, sr.built = s, labels.EmptyLabels(), false
 	return true, nil
 }
 
 // annotate adds the annotations plan p's function gives the last series.
 func (sr *seriesReader) annotate(p *Plan, annos *annotations.Annotations) {
 	if p.fn == "rate" || p.fn == "increase" {
-		if name := sr.metric.Get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
+		if name := sr.get(labels.MetricName); name != "" && !strings.HasSuffix(name, "_total") &&
 			!strings.HasSuffix(name, "_sum") && !strings.HasSuffix(name, "_count") && !strings.HasSuffix(name, "_bucket") {
 			annos.Add(annotations.NewPossibleNonCounterInfo(name, p.argPos))
 		}
@@ -561,11 +593,11 @@ func (sr *seriesReader) keyOf(p *Plan) {
 	sr.key = sr.key[:0]
 	if p.without {
 		// The bytes of the labels the group keeps, without building them.
-		sr.key = sr.metric.BytesWithoutLabels(sr.key, p.dropped...)
+		sr.key = sr.labels().BytesWithoutLabels(sr.key, p.dropped...)
 		return
 	}
 	for _, name := range p.grouping {
-		sr.key = append(sr.key, sr.metric.Get(name)...)
+		sr.key = append(sr.key, sr.get(name)...)
 		sr.key = append(sr.key, 0xff)
 	}
 }
@@ -580,7 +612,7 @@ func (sr *seriesReader) result() promql.Series {
 			n++
 		}
 	}
-	s := promql.Series{Metric: sr.metric, DropName: sr.p.fn != "" && sr.p.fn != "last_over_time", Floats: getPoints(n, len(sr.has))}
+	s := promql.Series{Metric: sr.labels(), DropName: sr.p.fn != "" && sr.p.fn != "last_over_time", Floats: getPoints(n, len(sr.has))}
 	for k, h := range sr.has {
 		if h {
 			s.Floats = append(s.Floats, promql.FPoint{T: sr.r.Start + int64(k)*sr.r.Interval, F: sr.out[k]})
@@ -624,7 +656,7 @@ func (p *Plan) Release(series []promql.Series) {
 // groupLabels are the labels of the last series' group in plan p
 // (generateGroupingLabels).
 func (sr *seriesReader) groupLabels(p *Plan) labels.Labels {
-	sr.lb.Reset(sr.metric)
+	sr.lb.Reset(sr.labels())
 	if p.without {
 		sr.lb.Del(p.grouping...)
 		schema.Metadata{}.SetToLabels(sr.lb)
@@ -1024,7 +1056,7 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 				continue
 			}
 			for i, p := range rd.plans {
-				if matchAll(rd.filters[i], sr.metric) {
+				if matchAll(rd.filters[i], sr) {
 					sr.annotate(p, &pv.annos)
 					record(sr, p, &pv.plans[i])
 				}

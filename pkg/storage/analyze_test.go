@@ -39,7 +39,7 @@ func TestAnalyzeDir(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		name := th.getByRef(kp.sid).lset.Get(labels.MetricName)
+		name := th.symbols.get(th.getByRef(kp.sid).syms, labels.MetricName)
 		enc, _, data, err := decodeChunkValue(it.Value(), kp.minT)
 		if err != nil {
 			t.Fatal(err)

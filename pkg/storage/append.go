@@ -63,6 +63,10 @@ type appender struct {
 	ctx context.Context
 	th  *tenantHead
 	err error // sticky: the tenant could not be resolved
+	// holding is the holders epoch the appender holds from its first
+	// look-up of a series (0: none): retention may remove a series it
+	// holds, whose symbols must stay readable until it is done.
+	holding uint64
 
 	samples   []pendingSample
 	exemplars []pendingExemplar
@@ -79,6 +83,10 @@ func (a *appender) release() {
 	clear(a.newSeries)
 	clear(a.pending)
 	a.samples, a.exemplars, a.metadata, a.newSeries = a.samples[:0], a.exemplars[:0], a.metadata[:0], a.newSeries[:0]
+	if a.holding != 0 {
+		a.db.holders.release(a.holding)
+		a.holding = 0
+	}
 	a.db, a.ctx, a.th, a.err = nil, nil, nil, nil
 	if cap(a.samples) > 1<<16 {
 		a.samples = nil
@@ -92,6 +100,9 @@ func (a *appender) release() {
 func (a *appender) tenant() (*tenantHead, error) {
 	if a.th == nil && a.err == nil {
 		a.th, a.err = a.db.tenantForWrite(a.ctx)
+		if a.err == nil {
+			a.holding = a.db.holders.acquire()
+		}
 	}
 	return a.th, a.err
 }
@@ -143,11 +154,15 @@ func (a *appender) series(ref storage.SeriesRef, ls labels.Labels) (*memSeries, 
 }
 
 // SeriesByLabels returns a function that finds a series of the tenant in
-// ctx by its labels and returns its reference and the labels the store
-// keeps (which the caller may hold), so that a receiver appends a series
-// seen before by reference, without building its labels. The labels looked
-// up are only compared: they may alias memory the caller reuses. The tenant
-// is resolved once: a request looks up thousands of series.
+// ctx by its labels and returns its reference and its labels, so that a
+// receiver appends a series seen before by reference, without building its
+// labels. The store keeps no labels.Labels of a series to hand out (it
+// interns their strings: symbolTable), and building one per look-up would
+// cost an allocation per sample: the labels returned are the ones looked
+// up, equal to the series', valid as long as the caller's are (they may
+// alias memory the caller reuses; Append by the reference does not keep
+// them). The tenant is resolved once: a request looks up thousands of
+// series.
 func (db *DB) SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.SeriesRef, labels.Labels, bool) {
 	th := db.tenantFor(ctx)
 	return func(ls labels.Labels) (storage.SeriesRef, labels.Labels, bool) {
@@ -160,7 +175,7 @@ func (db *DB) SeriesByLabels(ctx context.Context) func(labels.Labels) (storage.S
 		if s == nil {
 			return 0, labels.EmptyLabels(), false
 		}
-		return storage.SeriesRef(s.ref), s.lset, true
+		return storage.SeriesRef(s.ref), ls, true
 	}
 }
 
@@ -178,16 +193,16 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, 
 	switch {
 	case h != nil:
 		if err := h.Validate(); err != nil {
-			return 0, fmt.Errorf("series %s at %d: %w", s.lset.String(), t, err)
+			return 0, fmt.Errorf("series %s at %d: %w", a.th.seriesLabels(s).String(), t, err)
 		}
 	case fh != nil:
 		if err := fh.Validate(); err != nil {
-			return 0, fmt.Errorf("series %s at %d: %w", s.lset.String(), t, err)
+			return 0, fmt.Errorf("series %s at %d: %w", a.th.seriesLabels(s).String(), t, err)
 		}
 	}
 	smp := sample{st: st, t: t, v: v, h: h, fh: fh}
 	if err := a.check(s, smp, opts.RejectOutOfOrder); err != nil {
-		return 0, fmt.Errorf("%w for series %s at timestamp %d", err, s.lset.String(), t)
+		return 0, fmt.Errorf("%w for series %s at timestamp %d", err, a.th.seriesLabels(s).String(), t)
 	}
 	// The caller may reuse histograms after Append returns.
 	if h != nil {
@@ -207,7 +222,7 @@ func (a *appender) Append(ref storage.SeriesRef, ls labels.Labels, st, t int64, 
 	if !opts.Metadata.IsEmpty() {
 		family := opts.MetricFamilyName
 		if family == "" {
-			family = metricFamily(s.lset.Get(labels.MetricName), opts.Metadata.Type, h == nil && fh == nil)
+			family = metricFamily(a.th.symbols.get(s.syms, labels.MetricName), opts.Metadata.Type, h == nil && fh == nil)
 		}
 		// A sender attaches the metadata to every sample of a series
 		// (remote write 2.0): keep one entry per run of equal ones.
@@ -394,7 +409,7 @@ func (a *appender) Commit() (err error) {
 		s.mu.Lock()
 		if s.flags.has(flagDeleted) {
 			s.mu.Unlock()
-			s = th.getOrCreate(s.lset)
+			s = th.getOrCreate(th.seriesLabels(s))
 			p.s = s
 			s.mu.Lock()
 		}
@@ -438,7 +453,7 @@ func (a *appender) Commit() (err error) {
 
 	for _, s := range a.newSeries {
 		s.mu.Lock()
-		a.rec = encodeSeriesRecord(a.rec[:0], s.firstDay, s.lastDay, s.lset)
+		a.rec = encodeInternedSeriesRecord(a.rec[:0], s.firstDay, s.lastDay, th.symbols, s.syms)
 		s.flags.set(flagDaysDirty, false)
 		s.mu.Unlock()
 		if err := b.Set(seriesKey(th.id, s.ref), a.rec, nil); err != nil {
@@ -456,7 +471,13 @@ func (a *appender) Commit() (err error) {
 	commit := b
 	b = nil // commitSync owns it
 	handedOff = true
+	// The callback indexes the new series, maybe after Commit returned.
+	holding := a.holding
+	a.holding = 0
 	err = db.CommitSync(commit, func(err error) {
+		if holding != 0 {
+			defer db.holders.release(holding)
+		}
 		db.unwritten.end(seq)
 		if err != nil {
 			return

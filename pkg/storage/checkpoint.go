@@ -107,6 +107,9 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 	}
 	db.checkpointMu.Lock()
 	defer db.checkpointMu.Unlock()
+	// The series it writes the records of may be removed meanwhile.
+	holding := db.holders.acquire()
+	defer db.holders.release(holding)
 	start := time.Now()
 
 	db.applyMu.Lock()
@@ -221,7 +224,7 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 			}
 			var rec []byte
 			if s.flags.has(flagDurable) && s.flags.has(flagDaysDirty) {
-				rec = encodeSeriesRecord(nil, s.firstDay, s.lastDay, s.lset)
+				rec = encodeInternedSeriesRecord(nil, s.firstDay, s.lastDay, th.symbols, s.syms)
 				s.flags.set(flagDaysDirty, false)
 			}
 			s.mu.Unlock()
@@ -427,6 +430,10 @@ func (db *DB) reclaim() {
 		db.dropQueue = db.dropQueue[1:]
 	}
 	db.dropMu.Unlock()
+	safeHolders := db.holders.minActive()
+	for _, th := range db.tenantHeads() {
+		th.symbols.collect(safe, safeHolders)
+	}
 	for _, b := range ready {
 		for _, s := range b.series {
 			s.mu.Lock()

@@ -56,6 +56,11 @@ type DB struct {
 	nextTenantID uint32
 
 	readers readerEpochs
+	// holders tracks what may hold a series outside a reader: appenders
+	// (from their first look-up to the end of their commit) and
+	// checkpoints. With readers, it tells when the symbols of removed
+	// series can be freed (symbolTable.collect).
+	holders readerEpochs
 
 	dropMu    sync.Mutex
 	dropQueue []dropBatch
@@ -195,6 +200,7 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 		bgDone:       make(chan struct{}),
 	}
 	db.readers.init()
+	db.holders.init()
 	db.lastCheckpoint.Store(time.Now().UnixNano())
 	start := time.Now()
 	if err := db.load(); err != nil {
@@ -330,12 +336,12 @@ func (db *DB) loadSeries(th *tenantHead) error {
 		if err != nil {
 			return fmt.Errorf("series %d of tenant %q: %w", ref, th.name, err)
 		}
-		s := newMemSeries(ref, ls)
+		s := newMemSeries(ref, th.symbols.intern(ls))
 		s.flags.set(flagDurable, true)
 		s.flags.set(flagLoaded, false)
 		s.storedMaxT = math.MaxInt64
 		s.firstDay, s.lastDay = first, last
-		th.addLoaded(s)
+		th.addLoaded(s, ls.Hash())
 	}
 	return it.Error()
 }

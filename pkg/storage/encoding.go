@@ -382,6 +382,14 @@ func encodeSeriesRecord(b []byte, firstDay, lastDay int32, ls labels.Labels) []b
 	return encodeLabels(b, ls)
 }
 
+// encodeInternedSeriesRecord is encodeSeriesRecord of a series whose
+// labels are enc in syms, without building them.
+func encodeInternedSeriesRecord(b []byte, firstDay, lastDay int32, syms *symbolTable, enc string) []byte {
+	b = putInt32(b, firstDay)
+	b = putInt32(b, lastDay)
+	return syms.appendRecordLabels(b, enc)
+}
+
 func decodeSeriesRecord(v []byte, sb *labels.ScratchBuilder) (firstDay, lastDay int32, ls labels.Labels, err error) {
 	if len(v) < 8 {
 		return 0, 0, labels.EmptyLabels(), fmt.Errorf("series record of %d bytes: %w", len(v), errCorruptValue)

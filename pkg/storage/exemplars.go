@@ -33,6 +33,9 @@ func (q *exemplarQuerier) Select(start, end int64, matcherSets ...[]*labels.Matc
 	if q.th == nil {
 		return []exemplar.QueryResult{}, nil
 	}
+	// A reader: retention may remove the series it lists.
+	epoch := q.db.readers.acquire()
+	defer q.db.readers.release(epoch)
 	seen := map[uint64]struct{}{}
 	var series []*memSeries
 	ix := (*rangeIndex)(&rangeHead{th: q.th})
@@ -55,7 +58,7 @@ func (q *exemplarQuerier) Select(start, end int64, matcherSets ...[]*labels.Matc
 			return nil, err
 		}
 	}
-	slices.SortFunc(series, func(a, b *memSeries) int { return labels.Compare(a.lset, b.lset) })
+	slices.SortFunc(series, func(a, b *memSeries) int { return q.th.symbols.compare(a.syms, b.syms) })
 
 	var out []exemplar.QueryResult
 	var sb labels.ScratchBuilder
@@ -97,7 +100,7 @@ func (q *exemplarQuerier) Select(start, end int64, matcherSets ...[]*labels.Matc
 			}
 		}
 		if len(es) > 0 {
-			out = append(out, exemplar.QueryResult{SeriesLabels: s.lset, Exemplars: es})
+			out = append(out, exemplar.QueryResult{SeriesLabels: q.th.seriesLabels(s), Exemplars: es})
 		}
 	}
 	if out == nil {

@@ -405,7 +405,7 @@ func (s *floatSeriesSet) At() storage.Series {
 	}
 	fs := &s.slab[0]
 	s.slab = s.slab[1:]
-	*fs = floatSeries{Series: inner, set: s, gen: s.h.noted(inner.Labels())}
+	*fs = floatSeries{Series: inner, set: s, gen: s.h.noted(inner)}
 	return fs
 }
 
@@ -422,24 +422,43 @@ type floatSeries struct {
 	gen uint64 // of the chunk metas noted for it; 0: none
 }
 
-// noteSeries keeps the chunk metas Series listed for a series.
-func (h *rangeHead) noteSeries(lset labels.Labels, metas []chunks.Meta) {
+// noteSeries keeps the chunk metas Series listed for a series, with its
+// labels if built.
+func (h *rangeHead) noteSeries(s *memSeries, lset labels.Labels, metas []chunks.Meta) {
 	h.curMu.Lock()
 	h.curGen++
-	h.curLset = lset
+	h.curSeries, h.curLset = s, lset
 	h.curMetas = append(h.curMetas[:0], metas...)
 	h.curMu.Unlock()
 }
 
-// noted returns the generation of the metas noted last if they are of the
-// series of lset, 0 otherwise.
-func (h *rangeHead) noted(lset labels.Labels) uint64 {
+// noted returns the generation of the metas noted last if they are of
+// series (a part's series: the same memSeries; another: the same labels,
+// those Series built), 0 otherwise.
+func (h *rangeHead) noted(series storage.Series) uint64 {
+	ps, part := series.(*partSeries)
+	var lset labels.Labels
+	if !part {
+		lset = series.Labels()
+	}
 	h.curMu.Lock()
 	defer h.curMu.Unlock()
-	if labels.Equal(h.curLset, lset) {
+	switch {
+	case part && ps.ms == h.curSeries && h.curSeries != nil:
+		return h.curGen
+	case !part && !h.curLset.IsEmpty() && labels.Equal(h.curLset, lset):
 		return h.curGen
 	}
 	return 0
+}
+
+// LabelValue is the value of the series' label name, read without
+// building its labels when its inner series can (a part's).
+func (s *floatSeries) LabelValue(name string) string {
+	if lv, ok := s.Series.(interface{ LabelValue(string) string }); ok {
+		return lv.LabelValue(name)
+	}
+	return s.Labels().Get(name)
 }
 
 // AppendFloats appends to ts and fs the series' float samples with

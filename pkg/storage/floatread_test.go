@@ -183,10 +183,12 @@ func checkParts(t *testing.T, db *storage.DB, from, to int64) (bulk, iterated in
 		require.NoError(t, err)
 		hints := &promstorage.SelectHints{Start: mint, End: maxt}
 		var want, wantLabels []string
+		var wantLsets []labels.Labels
 		ss := q.Select(ctx, false, hints, metric("fr"))
 		for ss.Next() {
 			s := ss.At()
 			wantLabels = append(wantLabels, s.Labels().String())
+			wantLsets = append(wantLsets, s.Labels())
 			want = append(want, strings.Join(iterSamples(t, s.Iterator(nil), mint, maxt), " "))
 		}
 		require.NoError(t, ss.Err())
@@ -201,6 +203,14 @@ func checkParts(t *testing.T, db *storage.DB, from, to int64) (bulk, iterated in
 				s := ps.At()
 				n := len(gotLabels)
 				require.Less(t, n, len(want), "more series in parts than in the select")
+				// A part's series reads a label's value before, and
+				// without, building its labels (pkg/rollup's group keys).
+				lv, ok := s.(interface{ LabelValue(string) string })
+				require.True(t, ok, "a part's series reads label values")
+				wantLsets[n].Range(func(l labels.Label) {
+					require.Equal(t, l.Value, lv.LabelValue(l.Name), "part %d, label %s", i, l.Name)
+				})
+				require.Empty(t, lv.LabelValue("no_such_label"))
 				what := fmt.Sprintf("part %d %s [%d, %d]", i, s.Labels(), mint, maxt)
 				gotLabels = append(gotLabels, s.Labels().String())
 				ts, fs, ok, err := s.(floatsAppender).AppendFloats(nil, nil, mint, maxt, false)

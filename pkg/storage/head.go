@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/prometheus/model/histogram"
-	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/tsdb/chunkenc"
 )
 
@@ -75,8 +74,11 @@ func (c *memChunk) droppableBy(safe uint64) bool {
 // memSeries is the in-memory state of one series. Fields below mu are
 // guarded by it.
 type memSeries struct {
-	ref  uint64
-	lset labels.Labels // its Hash() finds it in the registry
+	ref uint64
+	// syms are the series' labels as ids of its tenant's symbolTable
+	// (~15 bytes, not a ~120-byte labels.Labels of its own); their
+	// labels' Hash() finds the series in the registry.
+	syms string
 
 	mu sync.Mutex
 	// idx is the series' id in the tenant's postings, 0 until it is
@@ -237,10 +239,10 @@ func (s *memSeries) tidyRare() {
 	}
 }
 
-func newMemSeries(ref uint64, lset labels.Labels) *memSeries {
+func newMemSeries(ref uint64, syms string) *memSeries {
 	return &memSeries{
 		ref:      ref,
-		lset:     lset,
+		syms:     syms,
 		flags:    flagLoaded,
 		lastT:    math.MinInt64,
 		firstDay: math.MaxInt32,

@@ -2,7 +2,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -111,7 +110,7 @@ func (q *querier) selectPart(ctx context.Context, tq *tenantQuerier, part *Part,
 			return
 		}
 		if sharded {
-			p = &shardedPostings{Postings: p, th: tq.rh.th, keep: func(s *memSeries) bool { return spec.Contains(s.lset) }}
+			p = &shardedPostings{Postings: p, th: tq.rh.th, keep: func(s *memSeries) bool { return spec.containsInterned(tq.rh.th.symbols, s.syms) }}
 		}
 		pl.refs, pl.err = index.ExpandPostings(p)
 	})
@@ -171,11 +170,14 @@ type partSeriesSet struct {
 	fallback *tenantQuerier // the reader of iterated series, once one is
 }
 
-// partSeries is a series of a partSeriesSet.
+// partSeries is a series of a partSeriesSet. Its labels are built when
+// Labels is first called (the reader holds the set's reader epoch until
+// the querier closes); LabelValue reads one without building them.
 type partSeries struct {
 	set  *partSeriesSet
 	ref  storage.SeriesRef
-	lset labels.Labels
+	ms   *memSeries
+	lset labels.Labels // once built
 }
 
 func (s *partSeriesSet) Next() bool {
@@ -183,10 +185,11 @@ func (s *partSeriesSet) Next() bool {
 	for s.i < len(s.refs) {
 		ref := s.refs[s.i]
 		s.i++
-		if err := ix.Series(ref, &s.builder, &s.chks); err != nil {
-			if errors.Is(err, storage.ErrNotFound) {
-				continue
-			}
+		ms := s.rh.th.getByIdx(uint64(ref))
+		if ms == nil {
+			continue
+		}
+		if err := ix.seriesChunks(ms, labels.EmptyLabels(), &s.chks); err != nil {
 			s.err = fmt.Errorf("get series %d: %w", ref, err)
 			return false
 		}
@@ -206,8 +209,7 @@ func (s *partSeriesSet) Next() bool {
 		}
 		s.cur = &s.slab[0]
 		s.slab = s.slab[1:]
-		*s.cur = partSeries{set: s, ref: ref, lset: s.builder.Labels()}
-		s.builder.Reset()
+		*s.cur = partSeries{set: s, ref: ref, ms: ms}
 		return true
 	}
 	return false
@@ -217,7 +219,20 @@ func (s *partSeriesSet) At() storage.Series                { return s.cur }
 func (s *partSeriesSet) Err() error                        { return s.err }
 func (s *partSeriesSet) Warnings() annotations.Annotations { return nil }
 
-func (ps *partSeries) Labels() labels.Labels { return ps.lset }
+func (ps *partSeries) Labels() labels.Labels {
+	if ps.lset.IsEmpty() {
+		ps.lset = ps.set.rh.th.symbols.labels(ps.ms.syms, &ps.set.builder)
+	}
+	return ps.lset
+}
+
+// LabelValue is the value of the series' label name ("" if it has none).
+func (ps *partSeries) LabelValue(name string) string {
+	if !ps.lset.IsEmpty() {
+		return ps.lset.Get(name)
+	}
+	return ps.set.rh.th.symbols.get(ps.ms.syms, name)
+}
 
 // Iterator iterates the series as Prometheus' block querier's series does:
 // it is selected again, alone.

@@ -241,6 +241,17 @@ func (p *memPostings) Add(id uint32, lset labels.Labels) {
 	p.mtx.Unlock()
 }
 
+// addLabels adds id to the lists of ls's pairs and to the list of all.
+// The lists' keys for new pairs are ls's strings.
+func (p *memPostings) addLabels(id uint32, ls []labels.Label) {
+	p.mtx.Lock()
+	for _, l := range ls {
+		p.addFor(id, l)
+	}
+	p.addFor(id, allPostingsKey)
+	p.mtx.Unlock()
+}
+
 func appendGrowing[T any](a []T, v T) []T {
 	if cap(a) < len(a)+1 {
 		grown := make([]T, len(a), len(a)*2+1)

@@ -258,10 +258,11 @@ type rangeHead struct {
 
 	// The chunk metas Series listed last, for floatSeries.AppendFloats
 	// (noteSeries); curGen counts the Series that noted theirs.
-	curMu    sync.Mutex
-	curGen   uint64
-	curLset  labels.Labels
-	curMetas []chunks.Meta
+	curMu     sync.Mutex
+	curGen    uint64
+	curSeries *memSeries
+	curLset   labels.Labels
+	curMetas  []chunks.Meta
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
@@ -377,7 +378,8 @@ func (r *rangeIndex) SortedPostings(p index.Postings) index.Postings {
 	if err := p.Err(); err != nil {
 		return index.ErrPostings(fmt.Errorf("expand postings: %w", err))
 	}
-	slices.SortFunc(ss, func(a, b *memSeries) int { return labels.Compare(a.lset, b.lset) })
+	syms := r.th.symbols
+	slices.SortFunc(ss, func(a, b *memSeries) int { return syms.compare(a.syms, b.syms) })
 	refs := make([]storage.SeriesRef, len(ss))
 	for i, s := range ss {
 		refs[i] = storage.SeriesRef(s.idx)
@@ -391,9 +393,10 @@ func (r *rangeIndex) ShardedPostings(p index.Postings, shardIndex, shardCount ui
 	r.mu.Lock()
 	spec := r.shard
 	r.mu.Unlock()
-	keep := func(s *memSeries) bool { return labels.StableHash(s.lset)%shardCount == shardIndex }
+	syms := r.th.symbols
+	keep := func(s *memSeries) bool { return syms.stableHash(s.syms)%shardCount == shardIndex }
 	if spec != nil {
-		keep = func(s *memSeries) bool { return spec.Contains(s.lset) }
+		keep = func(s *memSeries) bool { return spec.containsInterned(syms, s.syms) }
 	}
 	return &shardedPostings{Postings: p, th: r.th, keep: keep}
 }
@@ -434,7 +437,12 @@ func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]str
 			return nil, ctx.Err()
 		}
 		if s := r.th.getByIdx(uint64(p.At())); s != nil {
-			s.lset.Range(func(l labels.Label) { names[l.Name] = struct{}{} })
+			pages := r.th.symbols.loadPages()
+			for i := 0; i < len(s.syms); {
+				var name string
+				name, _, i = pairAt(pages, s.syms, i)
+				names[name] = struct{}{}
+			}
 		}
 	}
 	if err := p.Err(); err != nil {
@@ -453,12 +461,22 @@ func (r *rangeIndex) LabelNamesFor(ctx context.Context, p index.Postings) ([]str
 // does not hold. Overlapping chunks (out-of-order data) are grouped into one
 // meta whose ChunkRef names a merge.
 func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilder, chks *[]chunks.Meta) error {
-	h := (*rangeHead)(r)
-	s := h.th.getByIdx(uint64(ref))
+	s := r.th.getByIdx(uint64(ref))
 	if s == nil {
 		return storage.ErrNotFound
 	}
-	builder.Assign(s.lset)
+	// The labels are built here (one allocation, their size), for the
+	// caller's builder.Labels() to return them and noteSeries to keep.
+	lset := r.th.symbols.labels(s.syms, builder)
+	builder.Assign(lset)
+	return r.seriesChunks(s, lset, chks)
+}
+
+// seriesChunks fills the chunk metas of s as Series does; lset are its
+// labels if built (noted with the metas), empty for a part's series,
+// which builds them only when asked (partSeries.Labels).
+func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chunks.Meta) error {
+	h := (*rangeHead)(r)
 	*chks = (*chks)[:0]
 	var ex *exporter
 	if h.standardChunks {
@@ -603,7 +621,7 @@ func (r *rangeIndex) Series(ref storage.SeriesRef, builder *labels.ScratchBuilde
 		return err
 	}
 	if !h.standardChunks {
-		h.noteSeries(s.lset, *chks)
+		h.noteSeries(s, lset, *chks)
 	}
 	return nil
 }

@@ -66,6 +66,12 @@ func (db *DB) applyRetention(ctx context.Context) error {
 		}
 		_ = b.Close()
 		th.remove(gone)
+		if th.symbols.hasQueued() {
+			// Readers and holders from these epochs on cannot find the
+			// removed series; reclaim frees their symbols once the
+			// earlier ones have finished.
+			th.symbols.seal(db.readers.advance(), db.holders.advance())
+		}
 		db.changed(th, math.MinInt64, cutT-1)
 		if th.minT.Load() < cutT {
 			th.minT.Store(cutT)

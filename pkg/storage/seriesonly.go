@@ -41,6 +41,7 @@ type seriesOnlySet struct {
 	p          index.Postings
 	mint, maxt int64
 	cur        labels.Labels
+	sb         labels.ScratchBuilder
 	n          int
 	err        error
 }
@@ -66,7 +67,7 @@ func (s *seriesOnlySet) Next() bool {
 			return false
 		}
 		if ok {
-			s.cur = ms.lset
+			s.cur = s.h.th.symbols.labels(ms.syms, &s.sb)
 			return true
 		}
 	}

@@ -57,3 +57,29 @@ func (s ShardSpec) Contains(lset labels.Labels) bool {
 	}
 	return xxhash.Sum64(b)%s.Count == s.Index
 }
+
+// containsInterned is Contains of the series whose labels are enc in syms.
+func (s ShardSpec) containsInterned(syms *symbolTable, enc string) bool {
+	var buf [256]byte
+	b := buf[:0]
+	if s.Without {
+		pages := syms.loadPages()
+		for i := 0; i < len(enc); {
+			var name, value string
+			name, value, i = pairAt(pages, enc, i)
+			if name == labels.MetricName || slices.Contains(s.Labels, name) {
+				continue
+			}
+			b = append(b, name...)
+			b = append(b, 0xff)
+			b = append(b, value...)
+			b = append(b, 0xff)
+		}
+	} else {
+		for _, name := range s.Labels {
+			b = append(b, syms.get(enc, name)...)
+			b = append(b, 0xff)
+		}
+	}
+	return xxhash.Sum64(b)%s.Count == s.Index
+}

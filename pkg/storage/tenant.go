@@ -25,6 +25,8 @@ type tenantHead struct {
 	name string
 
 	series seriesRegistry
+	// symbols interns the labels of the tenant's series.
+	symbols *symbolTable
 	// postings is the inverted index. Its ids are not series references
 	// but index ids, given out in the order series are indexed (under
 	// idxMu): Prometheus' MemPostings repairs an id added out of order by
@@ -46,10 +48,11 @@ func newTenantHead(id uint32, name string) *tenantHead {
 	th := &tenantHead{
 		id:       id,
 		name:     name,
+		symbols:  newSymbolTable(),
 		postings: newMemPostings(),
 		metadata: map[string][]metadata.Metadata{},
 	}
-	th.series.init()
+	th.series.init(th.symbols)
 	th.nextIdx.Store(1)
 	th.byIdx.init()
 	th.minT.Store(math.MaxInt64)
@@ -61,6 +64,7 @@ func newTenantHead(id uint32, name string) *tenantHead {
 // and by reference (in a paged array read without locks). References are
 // dense per tenant, starting at 1.
 type seriesRegistry struct {
+	syms    *symbolTable
 	stripes [seriesStripes]hashStripe
 	mu      sync.Mutex // guards growth of refs and nextRef
 	refs    refTable
@@ -91,13 +95,14 @@ type hashStripe struct {
 	more   map[uint64][]*memSeries
 }
 
-// find returns the series of lset. The caller holds the stripe's lock.
-func (st *hashStripe) find(lset labels.Labels, hash uint64) *memSeries {
-	if s := st.byHash[hash]; s != nil && labels.Equal(s.lset, lset) {
+// find returns the series of lset, comparing lset with the series'
+// symbols (syms: their table). The caller holds the stripe's lock.
+func (st *hashStripe) find(syms *symbolTable, lset labels.Labels, hash uint64) *memSeries {
+	if s := st.byHash[hash]; s != nil && syms.equal(s.syms, lset) {
 		return s
 	}
 	for _, s := range st.more[hash] {
-		if labels.Equal(s.lset, lset) {
+		if syms.equal(s.syms, lset) {
 			return s
 		}
 	}
@@ -142,7 +147,8 @@ func (st *hashStripe) delete(s *memSeries, hash uint64) {
 	}
 }
 
-func (r *seriesRegistry) init() {
+func (r *seriesRegistry) init(syms *symbolTable) {
+	r.syms = syms
 	for i := range r.stripes {
 		r.stripes[i].byHash = map[uint64]*memSeries{}
 	}
@@ -208,7 +214,7 @@ func (r *seriesRegistry) get(lset labels.Labels, hash uint64) *memSeries {
 	st := &r.stripes[hash%seriesStripes]
 	st.RLock()
 	defer st.RUnlock()
-	return st.find(lset, hash)
+	return st.find(r.syms, lset, hash)
 }
 
 // getOrCreate returns the series of lset, creating it (neither durable nor
@@ -220,11 +226,11 @@ func (r *seriesRegistry) getOrCreate(lset labels.Labels, hash uint64) *memSeries
 	st := &r.stripes[hash%seriesStripes]
 	st.Lock()
 	defer st.Unlock()
-	if s := st.find(lset, hash); s != nil {
+	if s := st.find(r.syms, lset, hash); s != nil {
 		return s
 	}
 	r.mu.Lock()
-	s := newMemSeries(r.nextRef, lset.Copy())
+	s := newMemSeries(r.nextRef, r.syms.intern(lset))
 	r.nextRef++
 	r.setRef(s)
 	r.mu.Unlock()
@@ -233,9 +239,9 @@ func (r *seriesRegistry) getOrCreate(lset labels.Labels, hash uint64) *memSeries
 	return s
 }
 
-// add inserts a series read back from Pebble at open.
-func (r *seriesRegistry) add(s *memSeries) {
-	hash := s.lset.Hash()
+// add inserts a series read back from Pebble at open, whose labels hash
+// to hash.
+func (r *seriesRegistry) add(s *memSeries, hash uint64) {
 	st := &r.stripes[hash%seriesStripes]
 	st.Lock()
 	st.put(s, hash)
@@ -248,7 +254,7 @@ func (r *seriesRegistry) add(s *memSeries) {
 }
 
 func (r *seriesRegistry) remove(s *memSeries) {
-	hash := s.lset.Hash()
+	hash := r.syms.labels(s.syms, nil).Hash()
 	st := &r.stripes[hash%seriesStripes]
 	st.Lock()
 	st.delete(s, hash)
@@ -264,6 +270,12 @@ func (r *seriesRegistry) each(fn func(*memSeries)) { r.refs.each(fn) }
 
 func (th *tenantHead) get(lset labels.Labels, hash uint64) *memSeries {
 	return th.series.get(lset, hash)
+}
+
+// seriesLabels builds the labels of a series of the tenant (an
+// allocation: for a query's series and an error's message).
+func (th *tenantHead) seriesLabels(s *memSeries) labels.Labels {
+	return th.symbols.labels(s.syms, nil)
 }
 
 func (th *tenantHead) getByRef(ref uint64) *memSeries { return th.series.byRef(ref) }
@@ -284,9 +296,10 @@ const maxIndexIDs = math.MaxUint32 - 1<<24
 // indexed maxIndexIDs series since the process started.
 var ErrIndexIDsExhausted = errors.New("the tenant's series index ids are exhausted (4.28 billion series indexed since the start); restart levitated to number them again")
 
-// addLoaded inserts a series read back from Pebble at open.
-func (th *tenantHead) addLoaded(s *memSeries) {
-	th.series.add(s)
+// addLoaded inserts a series read back from Pebble at open, whose labels
+// hash to hash.
+func (th *tenantHead) addLoaded(s *memSeries, hash uint64) {
+	th.series.add(s, hash)
 	th.index([]*memSeries{s})
 }
 
@@ -294,6 +307,7 @@ func (th *tenantHead) addLoaded(s *memSeries) {
 // out and added to the postings under one lock, so that every list only
 // ever grows at its end.
 func (th *tenantHead) index(ss []*memSeries) {
+	var buf [16]labels.Label
 	th.idxMu.Lock()
 	defer th.idxMu.Unlock()
 	for _, s := range ss {
@@ -305,31 +319,41 @@ func (th *tenantHead) index(ss []*memSeries) {
 		s.idx = uint32(th.nextIdx.Add(1) - 1) // below 2³² (maxIndexIDs)
 		s.mu.Unlock()
 		th.byIdx.set(uint64(s.idx), s)
-		th.postings.Add(s.idx, s.lset)
+		// The postings' keys are the table's strings, not a copy's.
+		th.postings.addLabels(s.idx, th.symbols.pairs(buf[:0], s.syms))
 	}
 }
 
-// remove drops series from the registry and the index.
+// remove drops series from the registry and the index, and their
+// references to the tenant's symbols: the symbols no series holds any
+// more are queued, and freed once sealed (symbolTable.seal) and every
+// reader that may hold a removed series has finished.
 func (th *tenantHead) remove(ss []*memSeries) {
 	if len(ss) == 0 {
 		return
 	}
 	deleted := make(map[storage.SeriesRef]struct{}, len(ss))
 	affected := map[labels.Label]struct{}{}
+	encs := make([]string, 0, len(ss))
+	var buf [16]labels.Label
 	th.idxMu.Lock()
-	defer th.idxMu.Unlock()
 	for _, s := range ss {
 		s.mu.Lock()
 		idx := s.idx
 		s.mu.Unlock()
 		if idx != 0 {
 			deleted[storage.SeriesRef(idx)] = struct{}{}
-			s.lset.Range(func(l labels.Label) { affected[l] = struct{}{} })
+			for _, l := range th.symbols.pairs(buf[:0], s.syms) {
+				affected[l] = struct{}{}
+			}
 			th.byIdx.clear(uint64(idx), s)
 		}
 		th.series.remove(s)
+		encs = append(encs, s.syms)
 	}
 	th.postings.Delete(deleted, affected)
+	th.idxMu.Unlock()
+	th.symbols.release(encs)
 }
 
 func (th *tenantHead) seriesSnapshot() []*memSeries {

@@ -14,16 +14,26 @@ import (
 // here) are all found, and removing any of them keeps the others.
 func TestHashStripeSharedHash(t *testing.T) {
 	st := &hashStripe{byHash: map[uint64]*memSeries{}}
+	syms := newSymbolTable()
 	const h = 42
 	var ss []*memSeries
 	hash := map[*memSeries]uint64{}
-	for i, v := range []string{"a", "b", "c", "d"} {
-		s := newMemSeries(uint64(i+1), labels.FromStrings("x", v))
+	lsets := map[*memSeries]labels.Labels{}
+	// Label sets that are prefixes of each other, and share ids.
+	for i, ls := range []labels.Labels{
+		labels.FromStrings("x", "a"),
+		labels.FromStrings("x", "a", "y", "b"),
+		labels.FromStrings("x", "b"),
+		labels.FromStrings("x", "b", "y", "a"),
+	} {
+		s := newMemSeries(uint64(i+1), syms.intern(ls))
+		lsets[s] = ls
 		st.put(s, h)
 		hash[s] = h
 		ss = append(ss, s)
 	}
-	other := newMemSeries(9, labels.FromStrings("x", "z"))
+	other := newMemSeries(9, syms.intern(labels.FromStrings("x", "z")))
+	lsets[other] = labels.FromStrings("x", "z")
 	st.put(other, 7)
 	hash[other] = 7
 	check := func(present ...*memSeries) {
@@ -33,8 +43,14 @@ func TestHashStripeSharedHash(t *testing.T) {
 			in[s] = true
 		}
 		for _, s := range append(ss, other) {
-			if got := st.find(s.lset, hash[s]); (got == s) != in[s] || (got != nil && got != s) {
-				t.Fatalf("find(%s) = %v, present %v", s.lset, got, in[s])
+			if got := st.find(syms, lsets[s], hash[s]); (got == s) != in[s] || (got != nil && got != s) {
+				t.Fatalf("find(%s) = %v, present %v", lsets[s], got, in[s])
+			}
+		}
+		// Labels no series has, under the shared hash.
+		for _, ls := range []labels.Labels{labels.EmptyLabels(), labels.FromStrings("x", "a", "y", "b", "z", "c"), labels.FromStrings("y", "b"), labels.FromStrings("x", "z")} {
+			if got := st.find(syms, ls, h); got != nil {
+				t.Fatalf("find(%s) = series %d", ls, got.ref)
 			}
 		}
 	}
