@@ -65,6 +65,11 @@ const (
 
 type symbolPage [symbolPageSize]string
 
+// slotOf is the slot of id in pages.
+func slotOf(pages []*symbolPage, id uint32) *string {
+	return &pages[id>>symbolPageBits][id&(symbolPageSize-1)]
+}
+
 // symbolBatch is a seal's ids, freed once the oldest reader holds epoch
 // readers or a later one and the oldest holder holds holders or a later one.
 type symbolBatch struct {
@@ -81,6 +86,12 @@ func appendLabelString(b []byte, s string) []byte {
 		b = append(b, 255, byte(n), byte(n>>8), byte(n>>16))
 	}
 	return append(b, s...)
+}
+
+// appendLabel appends l as stringlabels encodes a label: its name, then
+// its value.
+func appendLabel(b []byte, l labels.Label) []byte {
+	return appendLabelString(appendLabelString(b, l.Name), l.Value)
 }
 
 // labelString decodes the string appendLabelString wrote at p[i:].
@@ -110,8 +121,7 @@ var labelsFormatMatches = func() bool {
 	ls := labels.FromStrings("a", "", "b", strings.Repeat("v", 300), strings.Repeat("n", 70000), "x")
 	var want []byte
 	ls.Range(func(l labels.Label) {
-		want = appendLabelString(want, l.Name)
-		want = appendLabelString(want, l.Value)
+		want = appendLabel(want, l)
 	})
 	return string(ls.Bytes(nil)) == string(want) && ls.ByteSize() == uint64(len(want))
 }()
@@ -134,7 +144,7 @@ var labelsFromData = func() bool {
 	want := labels.FromStrings("__name__", "up", "a", "", "b", strings.Repeat("v", 300))
 	var data []byte
 	want.Range(func(l labels.Label) {
-		data = appendLabelString(appendLabelString(data, l.Name), l.Value)
+		data = appendLabel(data, l)
 	})
 	got := labelsOfData(string(data))
 	return labels.Equal(got, want) && got.Hash() == want.Hash() && got.Len() == 3 && got.Get("b") == want.Get("b") && got.String() == want.String()
@@ -155,7 +165,7 @@ func (t *symbolTable) intern(ls labels.Labels) string {
 	b := buf[:0]
 	t.mu.Lock()
 	ls.Range(func(l labels.Label) {
-		p := appendLabelString(appendLabelString(lb[:0], l.Name), l.Value)
+		p := appendLabel(lb[:0], l)
 		b = binary.AppendUvarint(b, uint64(t.take(p)))
 	})
 	t.mu.Unlock()
@@ -183,7 +193,7 @@ func (t *symbolTable) take(p []byte) uint32 {
 			t.pages.Store(&grown)
 		}
 	}
-	(*t.pages.Load())[id>>symbolPageBits][id&(symbolPageSize-1)] = s
+	*slotOf(*t.pages.Load(), id) = s
 	t.ids[s] = id
 	t.refs[id] = 1
 	return id
@@ -242,7 +252,7 @@ func (t *symbolTable) collect(safeReaders, safeHolders uint64) int {
 				t.refs[id] &^= symbolQueued // taken again
 				continue
 			}
-			slot := &pages[id>>symbolPageBits][id&(symbolPageSize-1)]
+			slot := slotOf(pages, id)
 			delete(t.ids, *slot)
 			*slot = ""
 			t.refs[id] = 0
@@ -291,7 +301,7 @@ func labelAt(pages []*symbolPage, enc string, i int) (string, int) {
 	} else {
 		id, i = uvarintAt(enc, i)
 	}
-	return pages[id>>symbolPageBits][id&(symbolPageSize-1)], i
+	return *slotOf(pages, id), i
 }
 
 // pairAt returns the label at enc[i:] and the index after it.
@@ -343,8 +353,8 @@ func (t *symbolTable) compare(a, b string) int {
 		x, i = uvarintAt(a, i)
 		y, j = uvarintAt(b, j)
 		if x != y {
-			an, av := splitLabel(pages[x>>symbolPageBits][x&(symbolPageSize-1)])
-			bn, bv := splitLabel(pages[y>>symbolPageBits][y&(symbolPageSize-1)])
+			an, av := splitLabel(*slotOf(pages, x))
+			bn, bv := splitLabel(*slotOf(pages, y))
 			if c := strings.Compare(an, bn); c != 0 {
 				return c
 			}
