@@ -4,7 +4,7 @@
 // much of its 240,000 segments (500 series × 481 steps), where a
 // WebAssembly function is compiled to machine code (Liftoff) before its
 // first call. The same pixels as lines.ts's drawSeries (web/e2e's
-// TestQueryGraphDrawsManySeries compares them); lines.ts uses its own loop
+// TestQueryGraphLinesRaster compares them); lines.ts uses its own loop
 // where WebAssembly cannot be compiled. The pages' Content-Security-Policy
 // allows it ('wasm-unsafe-eval', pkg/console).
 import bytes from '../../gen/lines.wasm';
