@@ -97,7 +97,10 @@ func (ps *partSeries) appendFloats(set *floatSeriesSet, ts []int64, fs []float64
 		if err != nil {
 			return r.ts, r.fs, false, err
 		}
-		start := max(alignDown(lo, chunkRange), int64(day)*dayMillis)
+		start := int64(day) * dayMillis
+		if lo != math.MinInt64 {
+			start = max(alignDown(lo, chunkRange), start)
+		}
 		prefix := chunkSeriesPrefix(h.th.id, day, s.ref)
 		h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, s.ref, start, 0)
 		for it.seekGE(h.keyBuf); it.Valid(); it.next() {
