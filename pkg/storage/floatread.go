@@ -471,6 +471,9 @@ func (s *floatSeries) LabelValue(name string) string {
 // iterate the series instead. ts and fs must have the same length.
 func (s *floatSeries) AppendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool) (outTs []int64, outFs []float64, ok bool, err error) {
 	set, h := s.set, s.set.h
+	if ps, ok := s.Series.(*partSeries); ok && ps.set.direct {
+		return ps.appendFloats(set, ts, fs, mint, maxt, dropStale)
+	}
 	h.curMu.Lock()
 	if s.gen == 0 || s.gen != h.curGen {
 		h.curMu.Unlock()

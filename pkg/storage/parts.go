@@ -135,7 +135,7 @@ func (q *querier) selectPart(ctx context.Context, tq *tenantQuerier, part *Part,
 		c.ShardIndex, c.ShardCount = 0, 0 // applied to the list
 		h = &c
 	}
-	set := &partSeriesSet{q: q, rh: rh, refs: rh.part, hints: h, mint: q.mint, maxt: q.maxt}
+	set := &partSeriesSet{q: q, rh: rh, refs: rh.part, hints: h, mint: q.mint, maxt: q.maxt, direct: true}
 	if h != nil {
 		set.mint, set.maxt = h.Start, h.End
 	}
@@ -168,6 +168,10 @@ type partSeriesSet struct {
 	err     error
 
 	fallback *tenantQuerier // the reader of iterated series, once one is
+
+	// direct: Next leaves the series' chunks to AppendFloats
+	// (partSeries.appendFloats), which reads them in one pass.
+	direct bool
 }
 
 // partSeries is a series of a partSeriesSet. Its labels are built when
@@ -189,6 +193,12 @@ func (s *partSeriesSet) Next() bool {
 		if ms == nil {
 			continue
 		}
+		if s.direct {
+			// Its chunks are read by AppendFloats (appendFloats); one
+			// without samples in the range has none to give.
+			s.next(ref, ms)
+			return true
+		}
 		if err := ix.seriesChunks(ms, labels.EmptyLabels(), &s.chks); err != nil {
 			s.err = fmt.Errorf("get series %d: %w", ref, err)
 			return false
@@ -203,16 +213,21 @@ func (s *partSeriesSet) Next() bool {
 		if !in {
 			continue
 		}
-		if len(s.slab) == 0 {
-			s.slab = make([]partSeries, min(slabLen(s.slabs), len(s.refs)-s.i+1))
-			s.slabs++
-		}
-		s.cur = &s.slab[0]
-		s.slab = s.slab[1:]
-		*s.cur = partSeries{set: s, ref: ref, ms: ms}
+		s.next(ref, ms)
 		return true
 	}
 	return false
+}
+
+// next makes the series ref, ms the current one.
+func (s *partSeriesSet) next(ref storage.SeriesRef, ms *memSeries) {
+	if len(s.slab) == 0 {
+		s.slab = make([]partSeries, min(slabLen(s.slabs), len(s.refs)-s.i+1))
+		s.slabs++
+	}
+	s.cur = &s.slab[0]
+	s.slab = s.slab[1:]
+	*s.cur = partSeries{set: s, ref: ref, ms: ms}
 }
 
 func (s *partSeriesSet) At() storage.Series                { return s.cur }

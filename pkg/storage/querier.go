@@ -492,19 +492,39 @@ func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chun
 	// copies of are not read.
 	var inMemBuf [8]ident
 	inMem := inMemBuf[:0]
+	// prefer lists in-order chunks in memory that Pebble holds whole,
+	// read from Pebble if the reader's view has them whole.
+	var preferBuf [4]storedCopy
+	prefer := preferBuf[:0]
 	s.mu.Lock()
 	firstDay, lastDay := s.firstDay, s.lastDay
-	if s.memoryCovers(h.mint) {
+	readsPebble := !s.memoryCovers(h.mint)
+	if !readsPebble {
 		lastDay = math.MinInt32 // nothing to read from Pebble
 	}
 	for c := range s.allChunks() {
-		if c.chunk.NumSamples() == 0 {
+		if c.maxT < h.mint || c.minT > h.maxt {
+			if c.chunk.NumSamples() != 0 {
+				inMem = append(inMem, ident{c.minT, c.part})
+			}
+			continue
+		}
+		n := c.chunk.NumSamples()
+		if n == 0 {
+			continue
+		}
+		if readsPebble && !h.standardChunks && c.part == 0 && int(c.persisted) == n && chunks.ChunkRef(s.ref) < lazyHeadRef {
+			// Pebble holds the chunk whole (the last checkpoint
+			// wrote it): its stored encoding (decimal) decodes
+			// several times faster than the head's XOR2 with
+			// Prometheus' iterator, and the reader steps past it in
+			// Pebble anyway. Right after a flush every series'
+			// open chunk is so. Kept in memory if the reader's
+			// view of Pebble predates that checkpoint.
+			prefer = append(prefer, storedCopy{minT: c.minT, maxT: c.maxT, closed: c.isClosed(), chunk: c.chunk})
 			continue
 		}
 		inMem = append(inMem, ident{c.minT, c.part})
-		if c.maxT < h.mint || c.minT > h.maxt {
-			continue
-		}
 		chk := c.chunk
 		var err error
 		switch {
@@ -582,6 +602,15 @@ func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chun
 			if err != nil {
 				return fmt.Errorf("series %d: %w", s.ref, err)
 			}
+			if kp.part == 0 && len(prefer) > 0 {
+				if i := slices.IndexFunc(prefer, func(c storedCopy) bool { return c.minT == kp.minT }); i >= 0 {
+					if maxT != prefer[i].maxT {
+						// An older copy: memory's is read.
+						continue
+					}
+					prefer = slices.Delete(prefer, i, i+1)
+				}
+			}
 			if maxT < h.mint {
 				continue
 			}
@@ -617,6 +646,11 @@ func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chun
 			return fmt.Errorf("read chunks: %w", err)
 		}
 	}
+	// The chunks whose copy the reader's view of Pebble does not hold
+	// whole are read from memory, as others are.
+	for _, c := range prefer {
+		*chks = append(*chks, c.meta(s.ref))
+	}
 	if err := h.groupOverlaps(chks, locked); err != nil {
 		return err
 	}
@@ -624,6 +658,25 @@ func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chun
 		h.noteSeries(s, lset, *chks)
 	}
 	return nil
+}
+
+// storedCopy is an in-order chunk in memory that Pebble holds whole
+// (seriesChunks).
+type storedCopy struct {
+	minT, maxT int64
+	closed     bool
+	chunk      chunkenc.Chunk
+}
+
+// meta is the chunk's meta when read from memory, as seriesChunks makes
+// it for other chunks: the open chunk of series sref is copied when the
+// series is iterated (lazyHeadRef), a closed one is read in place (it
+// takes no more appends).
+func (c storedCopy) meta(sref uint64) chunks.Meta {
+	if !c.closed {
+		return chunks.Meta{Ref: lazyChunkRef | lazyHeadRef | chunks.ChunkRef(sref), MinTime: c.minT, MaxTime: c.maxT}
+	}
+	return chunks.Meta{Chunk: c.chunk, MinTime: c.minT, MaxTime: c.maxT}
 }
 
 func cmpMinTime(a, b chunks.Meta) int { return cmp.Compare(a.MinTime, b.MinTime) }
