@@ -153,3 +153,49 @@ func TestComputeRateAsExtrapolatedRate(t *testing.T) {
 	}
 	t.Logf("%d windows, %d extrapolated to zero", checked, zeroClamped)
 }
+
+// TestFarFromZeroNeverSkipsTheClamp checks farFromZero's shortcut where it
+// is closest to wrong: counters whose durationToZero is near the bound it
+// tests (firstF / resultFloat within a few ulps of 4 * durationToStart /
+// sampledInterval) and near durationToStart itself, over random windows'
+// times and magnitudes. Whenever it says far, the division must give a
+// durationToZero that is not below durationToStart; and it must say far
+// for most counters far from zero, or it saves nothing.
+func TestFarFromZeroNeverSkipsTheClamp(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 11))
+	far, farWanted := 0, 0
+	for range 200_000 {
+		n := 2 + rnd.IntN(60)
+		sampled := 1 + rnd.Int64N(3_600_000)
+		toStart := rnd.Int64N(sampled/int64(n-1)*2 + 1)
+		var rt rateTimes
+		rt.set(toStart, 0, sampled, n, 300, true)
+		result := math.Ldexp(1+rnd.Float64(), rnd.IntN(200)-100)
+		var ratio float64
+		switch rnd.IntN(3) {
+		case 0: // at the shortcut's bound
+			ratio = rt.zeroRatio
+		case 1: // at durationToStart
+			ratio = rt.durationToStart / rt.sampledInterval
+		default: // far above
+			ratio = rt.zeroRatio * (1 + rnd.Float64()*1e6)
+			farWanted++
+		}
+		first := ratio * result
+		for range rnd.IntN(8) {
+			first = math.Nextafter(first, math.Inf(2*rnd.IntN(2)-1))
+		}
+		if first < 0 || math.IsInf(first, 0) {
+			continue
+		}
+		if rt.farFromZero(first, result) {
+			far++
+			if dz := rt.sampledInterval * (first / result); dz < rt.durationToStart {
+				t.Fatalf("far from zero, but durationToZero %v < durationToStart %v (first %v, result %v)", dz, rt.durationToStart, first, result)
+			}
+		}
+	}
+	if far < farWanted*9/10 {
+		t.Fatalf("far from zero %d times of %d far above the bound", far, farWanted)
+	}
+}

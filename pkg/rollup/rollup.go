@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -755,9 +756,19 @@ func (a *aggregation) group(key []byte, groupLabels func() labels.Labels) (*grou
 
 // add adds a series' values into its group.
 func (a *aggregation) add(g *group, out []float64, has []bool) {
-	for k := range a.nsteps {
+	accs := g.acc[:a.nsteps]
+	out, has = out[:len(accs)], has[:len(accs)]
+	if a.p.op == parser.SUM {
+		for k := range accs {
+			if has[k] {
+				accs[k].addSum(out[k])
+			}
+		}
+		return
+	}
+	for k := range accs {
 		if has[k] {
-			g.acc[k].add(a.p.op, out[k])
+			accs[k].add(a.p.op, out[k])
 		}
 	}
 }
@@ -964,6 +975,25 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		for range words {
 			pl.has = append(pl.has, 0)
 		}
+		if len(sr.has) <= valBlock {
+			// All the series' values in the last block (a new one if
+			// they may not fit): a tighter loop.
+			if len(pl.vals) == 0 || valBlock-len(pl.vals[len(pl.vals)-1]) < len(sr.has) {
+				pl.vals = append(pl.vals, getBlock())
+			}
+			last := &pl.vals[len(pl.vals)-1]
+			hw := pl.has[base : base+words]
+			vs := *last
+			out := sr.out[:len(sr.has)]
+			for k, h := range sr.has {
+				if h {
+					hw[k/64] |= 1 << (k % 64)
+					vs = append(vs, out[k])
+				}
+			}
+			*last = vs
+			return
+		}
 		for k, h := range sr.has {
 			if h {
 				pl.has[base+k/64] |= 1 << (k % 64)
@@ -1132,6 +1162,7 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			return nil
 		}
 		groups := make([]*group, len(pl.keys))
+		sum := p.op == parser.SUM
 		var vals []float64
 		vb := 0
 		for si, gi := range pl.series {
@@ -1143,14 +1174,30 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 				}
 				groups[gi] = g
 			}
-			bits := pl.has[si*words : (si+1)*words]
-			for k := range rd.nsteps {
-				if bits[k/64]&(1<<(k%64)) != 0 {
+			// The steps with a value, word by word: a set bit at a time.
+			accs := g.acc
+			for w, word := range pl.has[si*words : (si+1)*words] {
+				if sum {
+					if len(vals) == 0 && vb < len(pl.vals) {
+						vals = pl.vals[vb]
+						vb++
+					}
+					if bits.OnesCount64(word) <= len(vals) {
+						vals = sumWord(accs[w*64:], word, vals)
+						continue
+					}
+				}
+				for ; word != 0; word &= word - 1 {
 					if len(vals) == 0 {
 						vals = pl.vals[vb]
 						vb++
 					}
-					g.acc[k].add(p.op, vals[0])
+					k := w*64 + bits.TrailingZeros64(word)
+					if sum {
+						accs[k].addSum(vals[0])
+					} else {
+						accs[k].add(p.op, vals[0])
+					}
 					vals = vals[1:]
 				}
 			}
@@ -1372,7 +1419,11 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 			}
 		}
 		factor := shape.factor
-		if isCounter && resultFloat > 0 && firstF >= 0 {
+		// A counter's extrapolation to zero can shorten the window's
+		// start only if firstF / resultFloat is below durationToStart /
+		// sampledInterval; farFromZero tells without a division when it is
+		// far above (most counters: a large count, a small increase).
+		if isCounter && resultFloat > 0 && firstF >= 0 && !shape.farFromZero(firstF, resultFloat) {
 			if durationToZero := shape.sampledInterval * (firstF / resultFloat); durationToZero < shape.durationToStart {
 				factor = shape.factorWith(durationToZero, rngSeconds, isRate)
 			}
@@ -1396,6 +1447,21 @@ type rateTimes struct {
 	durationToStart         float64
 	durationToEnd           float64
 	factor                  float64
+	// zeroRatio is 4 * durationToStart / sampledInterval (farFromZero).
+	zeroRatio float64
+}
+
+// farFromZero reports whether sampledInterval * (firstF / resultFloat), a
+// counter's durationToZero, is certainly not below durationToStart, from
+// firstF > resultFloat * zeroRatio (both positive, the product normal):
+// then firstF / resultFloat exceeds 4 * durationToStart / sampledInterval
+// less a few roundings of at most 2^-53 each, and the rounded
+// durationToZero is above 3 * durationToStart, which is not negative. It
+// is false, and the caller divides, when it cannot tell (a NaN, an
+// infinity, a product near zero).
+func (rt *rateTimes) farFromZero(firstF, resultFloat float64) bool {
+	p := resultFloat * rt.zeroRatio
+	return p > 0x1p-1000 && firstF > p
 }
 
 func (rt *rateTimes) is(toStart, toEnd, sampled int64, n int) bool {
@@ -1416,6 +1482,10 @@ func (rt *rateTimes) set(toStart, toEnd, sampled int64, n int, rngSeconds float6
 		durationToEnd = averageDurationBetweenSamples / 2
 	}
 	rt.sampledInterval, rt.durationToStart, rt.durationToEnd = sampledInterval, durationToStart, durationToEnd
+	rt.zeroRatio = math.Inf(1) // no shortcut
+	if sampledInterval > 0 {
+		rt.zeroRatio = 4 * durationToStart / sampledInterval
+	}
 	rt.factor = rt.factorWith(durationToStart, rngSeconds, isRate)
 }
 
@@ -1512,6 +1582,63 @@ type acc struct {
 	mean    float64 // avg's incremental mean, once the sum would overflow
 	inc     bool
 	seen    bool
+}
+
+// addSum is add for sum (not inlined: kahansum.Inc's cost, see sumWord).
+func (a *acc) addSum(f float64) {
+	if !a.seen {
+		a.first(f)
+		return
+	}
+	a.v, a.c = kahanInc(f, a.v, a.c)
+}
+
+// first sets a to its first value f (not for group).
+func (a *acc) first(f float64) { a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f }
+
+// kahanInc is kahansum.Inc, the same operations in the same order with
+// its explicit float64 conversions (which forbid fusing them with others):
+// the same bits.
+func kahanInc(inc, sum, c float64) (float64, float64) {
+	inc, sum, c = float64(inc), float64(sum), float64(c)
+	t := float64(sum + inc)
+	switch {
+	case t > math.MaxFloat64 || t < -math.MaxFloat64:
+		c = 0
+	case math.Abs(sum) >= math.Abs(inc):
+		c += (sum - t) + inc
+	default:
+		c += (inc - t) + sum
+	}
+	return t, float64(c)
+}
+
+// sumWord adds, for sum, the values vals (in order) at the steps of the
+// set bits of word into accs (the accumulators of the word's 64 steps), and
+// returns the values left; vals holds one value for each set bit at least.
+// The loop is add's and kahanInc's written out, without a call per value.
+func sumWord(accs []acc, word uint64, vals []float64) []float64 {
+	for ; word != 0; word &= word - 1 {
+		a := &accs[bits.TrailingZeros64(word)]
+		f := vals[0]
+		vals = vals[1:]
+		if !a.seen {
+			a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f
+			continue
+		}
+		sum, c := float64(a.v), float64(a.c)
+		t := float64(sum + f)
+		switch {
+		case t > math.MaxFloat64 || t < -math.MaxFloat64:
+			c = 0
+		case math.Abs(sum) >= math.Abs(f):
+			c += (sum - t) + f
+		default:
+			c += (f - t) + sum
+		}
+		a.v, a.c = t, float64(c)
+	}
+	return vals
 }
 
 func (a *acc) add(op parser.ItemType, f float64) {
