@@ -111,7 +111,13 @@ func riceDecode(dst []int64, section []byte) bool {
 		}
 		return r.ok()
 	}
-	i, w, n, pos := riceRun(dst, b, k, 0, 0, 0)
+	return riceDecodeFrom(dst, b, k, 0, 0, 0)
+}
+
+// riceDecodeFrom is riceDecode of parameter k <= 62 going on from the
+// reader state w, n, pos over the section's bits b (as riceRun's).
+func riceDecodeFrom(dst []int64, b []byte, k uint, w uint64, n uint, pos int) bool {
+	i, w, n, pos := riceRun(dst, b, k, w, n, pos)
 	if i < len(dst) && pos+8 > len(b) {
 		var tail [32]byte
 		copy(tail[:], b[pos:])
@@ -162,6 +168,85 @@ func riceRun(dst []int64, b []byte, k uint, w uint64, n uint, pos int) (int, uin
 		dst[i] = int64(z>>1) ^ -int64(z&1)
 	}
 	return len(dst), w, n, pos
+}
+
+// decimalRun is riceRun for a decimal value section: each value's delta r
+// is added to m as (step + r) * factor — written stepFactor + r*factor,
+// the same in two's complement — and float64(m) is written to out in the
+// same loop: the decoding's dependency chain (the window's bits) leaves
+// the core room for the rest. It returns how many it wrote, the reader's
+// state and m.
+func decimalRun(out []float64, b []byte, k uint, w uint64, n uint, pos int, m, stepFactor, factor int64) (int, uint64, uint, int, int64) {
+	k &= 63
+	sh := (63 - k) & 63
+	for i := range out {
+		if n < 56 {
+			if pos+8 > len(b) {
+				return i, w, n, pos, m
+			}
+			w |= binary.BigEndian.Uint64(b[pos:]) >> n
+			c := (63 - n) >> 3
+			pos += int(c)
+			n += c << 3
+		}
+		q := uint(bits.LeadingZeros64(^w))
+		l := q + 1 + k
+		if q >= riceEscape || l > n {
+			return i, w, n, pos, m
+		}
+		z := uint64(q)<<k | w<<(q&63)>>sh
+		w <<= l & 63
+		n -= l
+		m += stepFactor + (int64(z>>1)^-int64(z&1))*factor
+		out[i] = float64(m)
+	}
+	return len(out), w, n, pos, m
+}
+
+// decimalValues writes the values of samples [0, len(out)) of a decimal
+// value section to out: what the general path of appendFloats computes
+// (riceDecode, then the sums), in one loop while decimalRun can, the rest
+// as riceDecode goes on. scratch lends a buffer.
+func (c *decimalChunk) decimalValues(out []float64, scratch *[]int64) error {
+	m, step, factor := c.m0, c.center, c.factor
+	out[0] = float64(m)
+	if len(out) > 1 {
+		rest := out[1:]
+		i := 0
+		if len(c.valBits) > 0 && c.valBits[0] <= 62 {
+			var w uint64
+			var n uint
+			var pos int
+			k, b := uint(c.valBits[0]), c.valBits[1:]
+			i, w, n, pos, m = decimalRun(rest, b, k, 0, 0, 0, m, step*factor, factor)
+			if i < len(rest) {
+				rs := growInts((*scratch)[:0], len(rest)-i)
+				*scratch = rs
+				if !riceDecodeFrom(rs, b, k, w, n, pos) {
+					return c.fail("value bits")
+				}
+			}
+		} else {
+			// Not appendRice's (or no section): riceDecode's reader.
+			rs := growInts((*scratch)[:0], len(rest))
+			*scratch = rs
+			if !riceDecode(rs, c.valBits) {
+				return c.fail("value bits")
+			}
+		}
+		for j, r := range (*scratch)[:len(rest)-i] {
+			m += (step + r) * factor
+			rest[i+j] = float64(m)
+		}
+	}
+	if c.scale != 0 {
+		// float64(m) / 10^scale, as the general path: the same bits.
+		div := pow10[c.scale]
+		for i, v := range out {
+			out[i] = v / div
+		}
+	}
+	return nil
 }
 
 // appendFloats appends to ts and fs the samples of the chunk whose
@@ -252,6 +337,14 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 			out[i] = c.constant
 		}
 	case valDecimalRice:
+		if lo == 0 {
+			// From the chunk's first sample (every chunk of a range but
+			// its first): decoded and summed in one loop.
+			if err := c.decimalValues(out, scratch); err != nil {
+				return ts[:base], fs[:len(fs)-(hi-lo)], err
+			}
+			break
+		}
 		rs := growInts((*scratch)[:0], hi-1)
 		*scratch = rs
 		if !riceDecode(rs, c.valBits) {
