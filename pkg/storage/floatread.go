@@ -371,11 +371,11 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 			}
 		}
 	case valXOR:
-		var err error
-		if out, err = c.xorValues(out, lo); err != nil {
+		out, stale, err := c.xorValues(out, lo)
+		if err != nil {
 			return ts[:base], fs[:len(fs)-(hi-lo)], err
 		}
-		if dropStale {
+		if dropStale && stale {
 			keep := 0
 			tt := ts[base:]
 			for i, v := range out {
@@ -393,25 +393,41 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 }
 
 // xorValues decodes the values of samples [0, lo+len(out)) of an XOR
-// value section, keeping those from lo in out.
-func (c *decimalChunk) xorValues(out []float64, lo int) ([]float64, error) {
+// value section, keeping those from lo in out; stale tells whether one of
+// those is a staleness marker.
+func (c *decimalChunk) xorValues(out []float64, lo int) (_ []float64, stale bool, _ error) {
 	b := c.valBits
-	pos := 0
-	var prev uint64
-	for i := 0; i < lo+len(out); i++ {
+	// Those before lo, without a store; then those of out.
+	pos, prev, _, err := c.xorRun(nil, lo, b, 0, 0)
+	if err != nil {
+		return out, false, err
+	}
+	_, _, stale, err = c.xorRun(out, len(out), b, pos, prev)
+	return out, stale, err
+}
+
+// xorRun decodes n values of an XOR value section from pos, the value
+// before being prev, into out if not nil; it returns the position after
+// them, the last value's bits and whether out has a staleness marker.
+func (c *decimalChunk) xorRun(out []float64, n int, b []byte, pos int, prev uint64) (int, uint64, bool, error) {
+	if out != nil {
+		out = out[:n]
+	}
+	stale := false
+	for i := range n {
 		if pos >= len(b) {
-			return out, c.fail("xor bytes")
+			return pos, prev, stale, c.fail("xor bytes")
 		}
 		h := b[pos]
 		pos++
 		if h != 0xff {
 			lead, trail := int(h>>4), int(h&0x0f)
 			if lead+trail > 7 {
-				return out, c.fail("xor header")
+				return pos, prev, stale, c.fail("xor header")
 			}
 			nb := 8 - lead - trail
 			if pos+nb > len(b) {
-				return out, c.fail("xor bytes")
+				return pos, prev, stale, c.fail("xor bytes")
 			}
 			var x uint64
 			if pos+8 <= len(b) {
@@ -425,11 +441,14 @@ func (c *decimalChunk) xorValues(out []float64, lo int) ([]float64, error) {
 			pos += nb
 			prev ^= x << (8 * trail)
 		}
-		if i >= lo {
-			out[i-lo] = math.Float64frombits(prev)
+		if out != nil {
+			out[i] = math.Float64frombits(prev)
+			if prev == value.StaleNaN {
+				stale = true
+			}
 		}
 	}
-	return out, nil
+	return pos, prev, stale, nil
 }
 
 func (c *decimalChunk) fail(what string) error {
