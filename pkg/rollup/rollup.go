@@ -758,10 +758,18 @@ func (a *aggregation) group(key []byte, groupLabels func() labels.Labels) (*grou
 func (a *aggregation) add(g *group, out []float64, has []bool) {
 	accs := g.acc[:a.nsteps]
 	out, has = out[:len(accs)], has[:len(accs)]
-	if a.p.op == parser.SUM {
+	switch a.p.op {
+	case parser.SUM:
 		for k := range accs {
 			if has[k] {
 				accs[k].addSum(out[k])
+			}
+		}
+		return
+	case parser.AVG:
+		for k := range accs {
+			if has[k] {
+				accs[k].addAvg(out[k])
 			}
 		}
 		return
@@ -1162,7 +1170,7 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			return nil
 		}
 		groups := make([]*group, len(pl.keys))
-		sum := p.op == parser.SUM
+		sum, avg := p.op == parser.SUM, p.op == parser.AVG
 		var vals []float64
 		vb := 0
 		for si, gi := range pl.series {
@@ -1177,13 +1185,17 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			// The steps with a value, word by word: a set bit at a time.
 			accs := g.acc
 			for w, word := range pl.has[si*words : (si+1)*words] {
-				if sum {
+				if sum || avg {
 					if len(vals) == 0 && vb < len(pl.vals) {
 						vals = pl.vals[vb]
 						vb++
 					}
 					if bits.OnesCount64(word) <= len(vals) {
-						vals = sumWord(accs[w*64:], word, vals)
+						if sum {
+							vals = sumWord(accs[w*64:], word, vals)
+						} else {
+							vals = avgWord(accs[w*64:], word, vals)
+						}
 						continue
 					}
 				}
@@ -1584,6 +1596,37 @@ type acc struct {
 	seen    bool
 }
 
+// avgWord is sumWord for avg: add's direct mean written out while the
+// sum stays finite; add itself for a first value and once the mean is
+// incremental.
+func avgWord(accs []acc, word uint64, vals []float64) []float64 {
+	for ; word != 0; word &= word - 1 {
+		a := &accs[bits.TrailingZeros64(word)]
+		f := vals[0]
+		vals = vals[1:]
+		if !a.seen || a.inc {
+			a.add(parser.AVG, f)
+			continue
+		}
+		sum, c := float64(a.v), float64(a.c)
+		t := float64(sum + f)
+		switch {
+		case t > math.MaxFloat64 || t < -math.MaxFloat64:
+			// The switch to the incremental mean: add's, from the
+			// state before this value.
+			a.add(parser.AVG, f)
+			continue
+		case math.Abs(sum) >= math.Abs(f):
+			c += (sum - t) + f
+		default:
+			c += (f - t) + sum
+		}
+		a.n++
+		a.v, a.c = t, float64(c)
+	}
+	return vals
+}
+
 // addSum is add for sum (not inlined: kahansum.Inc's cost, see sumWord).
 func (a *acc) addSum(f float64) {
 	if !a.seen {
@@ -1591,6 +1634,22 @@ func (a *acc) addSum(f float64) {
 		return
 	}
 	a.v, a.c = kahanInc(f, a.v, a.c)
+}
+
+// addAvg is add for avg, the sum's Kahan step not through kahansum.Inc
+// while the sum stays finite.
+func (a *acc) addAvg(f float64) {
+	if !a.seen || a.inc {
+		a.add(parser.AVG, f)
+		return
+	}
+	t, c := kahanInc(f, a.v, a.c)
+	if t > math.MaxFloat64 || t < -math.MaxFloat64 {
+		a.add(parser.AVG, f)
+		return
+	}
+	a.n++
+	a.v, a.c = t, c
 }
 
 // first sets a to its first value f (not for group).
