@@ -204,43 +204,47 @@ func decimalRun(out []float64, b []byte, k uint, w uint64, n uint, pos int, m, s
 }
 
 // decimalValues writes the values of samples [0, len(out)) of a decimal
-// value section to out: what the general path of appendFloats computes
-// (riceDecode, then the sums), in one loop while decimalRun can, the rest
-// as riceDecode goes on. scratch lends a buffer.
-func (c *decimalChunk) decimalValues(out []float64, scratch *[]int64) error {
+// value section to out: decimalIterator's, bit for bit. The deltas are
+// decoded and summed in one loop (decimalRun) as riceDecode decodes them:
+// over the section while 8-byte loads fit, then over its last bytes
+// padded with zeros, then, for what is left (an escaped value, a stream
+// read past its end), value by value with riceReader, whose ok tells
+// whether the reads stayed in the section.
+func (c *decimalChunk) decimalValues(out []float64) error {
 	m, step, factor := c.m0, c.center, c.factor
 	out[0] = float64(m)
-	if len(out) > 1 {
-		rest := out[1:]
+	if rest := out[1:]; len(rest) > 0 {
+		if len(c.valBits) == 0 {
+			return c.fail("value bits")
+		}
+		k, b := uint(c.valBits[0]), c.valBits[1:]
+		r := riceReader{b: b}
 		i := 0
-		if len(c.valBits) > 0 && c.valBits[0] <= 62 {
+		if k <= 62 {
 			var w uint64
 			var n uint
 			var pos int
-			k, b := uint(c.valBits[0]), c.valBits[1:]
 			i, w, n, pos, m = decimalRun(rest, b, k, 0, 0, 0, m, step*factor, factor)
-			if i < len(rest) {
-				rs := growInts((*scratch)[:0], len(rest)-i)
-				*scratch = rs
-				if !riceDecodeFrom(rs, b, k, w, n, pos) {
-					return c.fail("value bits")
-				}
+			if i < len(rest) && pos+8 > len(b) {
+				var tail [32]byte
+				copy(tail[:], b[pos:])
+				var j, tpos int
+				j, w, n, tpos, m = decimalRun(rest[i:], tail[:], k, w, n, 0, m, step*factor, factor)
+				i += j
+				pos += tpos
 			}
-		} else {
-			// Not appendRice's (or no section): riceDecode's reader.
-			rs := growInts((*scratch)[:0], len(rest))
-			*scratch = rs
-			if !riceDecode(rs, c.valBits) {
-				return c.fail("value bits")
-			}
+			r = riceReader{b: b, pos: pos, w: w, n: n}
 		}
-		for j, r := range (*scratch)[:len(rest)-i] {
-			m += (step + r) * factor
-			rest[i+j] = float64(m)
+		for ; i < len(rest); i++ {
+			m += (step + r.rice(k)) * factor
+			rest[i] = float64(m)
+		}
+		if !r.ok() {
+			return c.fail("value bits")
 		}
 	}
 	if c.scale != 0 {
-		// float64(m) / 10^scale, as the general path: the same bits.
+		// float64(m) / 10^scale, as decimalIterator: the same bits.
 		div := pow10[c.scale]
 		for i, v := range out {
 			out[i] = v / div
@@ -253,14 +257,12 @@ func (c *decimalChunk) decimalValues(out []float64, scratch *[]int64) error {
 // timestamps are in [mint, maxt], leaving out staleness markers if
 // dropStale: what decimalIterator returns, in order, filtered so. A
 // corrupt chunk is an error naming what is wrong, as decimalIterator's.
-// scratch, if not nil, lends a buffer.
+// scratch is not used (the decoding needs no buffer of its own since the
+// deltas are summed as they are decoded; callers still pass one).
 func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool, scratch *[]int64) ([]int64, []float64, error) {
 	n := c.n
 	if maxt < c.minT || mint > maxt {
 		return ts, fs, nil
-	}
-	if scratch == nil {
-		scratch = new([]int64)
 	}
 	base := len(ts)
 	// Timestamps: the index lo of the first at or after mint, and hi
@@ -337,48 +339,39 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 			out[i] = c.constant
 		}
 	case valDecimalRice:
-		if lo == 0 {
-			// From the chunk's first sample (every chunk of a range but
-			// its first): decoded and summed in one loop.
-			if err := c.decimalValues(out, scratch); err != nil {
-				return ts[:base], fs[:len(fs)-(hi-lo)], err
-			}
-			break
+		// The values of samples [0, hi) — a delta section is read from
+		// its start —, then those from lo moved down.
+		vbase := len(fs) - (hi - lo)
+		fs = growFloats(fs[:vbase], hi)
+		all := fs[vbase:]
+		if err := c.decimalValues(all); err != nil {
+			return ts[:base], fs[:vbase], err
 		}
-		rs := growInts((*scratch)[:0], hi-1)
-		*scratch = rs
-		if !riceDecode(rs, c.valBits) {
-			return ts[:base], fs[:len(fs)-(hi-lo)], c.fail("value bits")
+		if lo > 0 {
+			copy(all, all[lo:])
 		}
-		m, step, factor := c.m0, c.center, c.factor
-		for _, r := range rs[:lo] {
-			m += (step + r) * factor
-		}
-		rs = rs[lo:]
-		if c.scale == 0 {
-			// float64(m) / 1 is float64(m), bit for bit.
-			out[0] = float64(m)
-			for i, r := range rs {
-				m += (step + r) * factor
-				out[i+1] = float64(m)
-			}
-		} else {
-			div := pow10[c.scale]
-			out[0] = float64(m) / div
-			for i, r := range rs {
-				m += (step + r) * factor
-				out[i+1] = float64(m) / div
-			}
-		}
+		fs = fs[:vbase+hi-lo]
 	case valXOR:
-		out, stale, err := c.xorValues(out, lo)
+		out, err := c.xorValues(out, lo)
 		if err != nil {
 			return ts[:base], fs[:len(fs)-(hi-lo)], err
 		}
-		if dropStale && stale {
-			keep := 0
-			tt := ts[base:]
+		// Staleness markers dropped: a look for the first, then a
+		// second pass from it only if there is one.
+		first := len(out)
+		if dropStale {
 			for i, v := range out {
+				if value.IsStaleNaN(v) {
+					first = i
+					break
+				}
+			}
+		}
+		if first < len(out) {
+			keep := first
+			tt := ts[base:]
+			for i, v := range out[first:] {
+				i += first
 				if value.IsStaleNaN(v) {
 					continue
 				}
@@ -393,41 +386,39 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 }
 
 // xorValues decodes the values of samples [0, lo+len(out)) of an XOR
-// value section, keeping those from lo in out; stale tells whether one of
-// those is a staleness marker.
-func (c *decimalChunk) xorValues(out []float64, lo int) (_ []float64, stale bool, _ error) {
+// value section, keeping those from lo in out.
+func (c *decimalChunk) xorValues(out []float64, lo int) ([]float64, error) {
 	b := c.valBits
 	// Those before lo, without a store; then those of out.
-	pos, prev, _, err := c.xorRun(nil, lo, b, 0, 0)
+	pos, prev, err := c.xorRun(nil, lo, b, 0, 0)
 	if err != nil {
-		return out, false, err
+		return out, err
 	}
-	_, _, stale, err = c.xorRun(out, len(out), b, pos, prev)
-	return out, stale, err
+	_, _, err = c.xorRun(out, len(out), b, pos, prev)
+	return out, err
 }
 
 // xorRun decodes n values of an XOR value section from pos, the value
 // before being prev, into out if not nil; it returns the position after
-// them, the last value's bits and whether out has a staleness marker.
-func (c *decimalChunk) xorRun(out []float64, n int, b []byte, pos int, prev uint64) (int, uint64, bool, error) {
+// them and the last value's bits.
+func (c *decimalChunk) xorRun(out []float64, n int, b []byte, pos int, prev uint64) (int, uint64, error) {
 	if out != nil {
 		out = out[:n]
 	}
-	stale := false
 	for i := range n {
 		if pos >= len(b) {
-			return pos, prev, stale, c.fail("xor bytes")
+			return pos, prev, c.fail("xor bytes")
 		}
 		h := b[pos]
 		pos++
 		if h != 0xff {
 			lead, trail := int(h>>4), int(h&0x0f)
 			if lead+trail > 7 {
-				return pos, prev, stale, c.fail("xor header")
+				return pos, prev, c.fail("xor header")
 			}
 			nb := 8 - lead - trail
 			if pos+nb > len(b) {
-				return pos, prev, stale, c.fail("xor bytes")
+				return pos, prev, c.fail("xor bytes")
 			}
 			var x uint64
 			if pos+8 <= len(b) {
@@ -443,12 +434,9 @@ func (c *decimalChunk) xorRun(out []float64, n int, b []byte, pos int, prev uint
 		}
 		if out != nil {
 			out[i] = math.Float64frombits(prev)
-			if prev == value.StaleNaN {
-				stale = true
-			}
 		}
 	}
-	return pos, prev, stale, nil
+	return pos, prev, nil
 }
 
 func (c *decimalChunk) fail(what string) error {
