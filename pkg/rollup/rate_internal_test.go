@@ -199,3 +199,56 @@ func TestFarFromZeroNeverSkipsTheClamp(t *testing.T) {
 		t.Fatalf("far from zero %d times of %d far above the bound", far, farWanted)
 	}
 }
+
+// TestWindowAsScan compares window's guesses with a scan from the start
+// for every step: regular grids (where the guesses hold), jitter, gaps,
+// runs of equal steps and windows shorter and longer than the step.
+func TestWindowAsScan(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 9))
+	guessed := 0
+	for round := range 500 {
+		var bt []int64
+		ts := rnd.Int64N(100_000)
+		for range rnd.IntN(300) {
+			bt = append(bt, ts)
+			d := int64(15_000)
+			switch round % 4 {
+			case 1:
+				d += rnd.Int64N(2_001) - 1000
+			case 2:
+				if rnd.IntN(20) == 0 {
+					d *= 1 + rnd.Int64N(30)
+				}
+			case 3:
+				d = 1 + rnd.Int64N(30_000)
+			}
+			ts += d
+		}
+		rng := []int64{60_000, 300_000, 10_000, 15_000}[rnd.IntN(4)]
+		step := []int64{60_000, 15_000, 7_000, 600_000}[rnd.IntN(4)]
+		var w, e window
+		lo, hi, ehi := 0, 0, 0
+		for end := rnd.Int64N(200_000); end < ts+2*rng; end += step {
+			wantLo, wantHi := 0, 0
+			for wantHi < len(bt) && bt[wantHi] <= end {
+				wantHi++
+			}
+			for wantLo < wantHi && bt[wantLo] <= end-rng {
+				wantLo++
+			}
+			dlo, dhi := w.dlo, w.dhi
+			if lo, hi = w.next(bt, lo, hi, end-rng, end); lo != wantLo || hi != wantHi {
+				t.Fatalf("round %d, window (%d, %d]: [%d, %d), want [%d, %d)", round, end-rng, end, lo, hi, wantLo, wantHi)
+			}
+			if ehi = e.nextEnd(bt, ehi, end); ehi != wantHi {
+				t.Fatalf("round %d, end %d: %d, want %d", round, end, ehi, wantHi)
+			}
+			if w.dlo == dlo && w.dhi == dhi && dlo > 0 {
+				guessed++
+			}
+		}
+	}
+	if guessed < 1000 {
+		t.Fatalf("%d windows guessed: the guesses are not tested", guessed)
+	}
+}

@@ -1354,14 +1354,13 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 	}
 	found := false
 	lo, hi := 0, 0
+	var w window
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
 		has[k] = false
-		// hi: the first sample after ts.
-		for hi < len(buf.t) && buf.t[hi] <= ts {
-			hi++
-		}
 		if p.fn == "" {
+			// hi: the first sample after ts.
+			hi = w.nextEnd(buf.t, hi, ts)
 			// The engine's vectorSelectorSingle: the last sample at or
 			// before ts, unless it is older than the lookback delta or a
 			// staleness marker.
@@ -1375,10 +1374,9 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 			out[k], has[k], found = f, true, true
 			continue
 		}
-		// lo: the first sample inside (ts - range, ts].
-		for lo < hi && buf.t[lo] <= ts-p.rng {
-			lo++
-		}
+		// lo: the first sample inside (ts - range, ts], hi the first
+		// after it.
+		lo, hi = w.next(buf.t, lo, hi, ts-p.rng, ts)
 		if lo >= hi {
 			continue
 		}
@@ -1402,15 +1400,11 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 	bt, bf := buf.t, buf.f[:len(buf.t)]
 	rngSeconds := p.rngDur.Seconds()
 	var shape rateTimes
+	var w window
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
 		has[k] = false
-		for hi < len(bt) && bt[hi] <= ts {
-			hi++
-		}
-		for lo < hi && bt[lo] <= ts-p.rng {
-			lo++
-		}
+		lo, hi = w.next(bt, lo, hi, ts-p.rng, ts)
 		if hi-lo < 2 {
 			// No sample, or a single one without a start timestamp: no
 			// result.
@@ -1444,6 +1438,45 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 		has[k], found = true, true
 	}
 	return found
+}
+
+// window finds the samples of each step's window, (start, end], as the
+// window slides forward: lo the first sample after start, hi the first
+// after end. On a regular grid of samples and steps each end moves by the
+// same number of samples every step; a guess that it moved as much as the
+// step before is checked with two comparisons (the times are sorted), and
+// the samples are stepped through one by one only when it is wrong.
+type window struct {
+	dlo, dhi int // how far lo and hi moved at the step before
+}
+
+// next returns lo and hi for the window (start, end], from those of the
+// window before (start and end do not decrease).
+func (w *window) next(bt []int64, lo, hi int, start, end int64) (int, int) {
+	hi = w.nextEnd(bt, hi, end)
+	if g := lo + w.dlo; w.dlo > 0 && g < hi && bt[g-1] <= start && bt[g] > start {
+		lo = g
+	} else {
+		l := lo
+		for lo < hi && bt[lo] <= start {
+			lo++
+		}
+		w.dlo = lo - l
+	}
+	return lo, hi
+}
+
+// nextEnd is next's hi alone.
+func (w *window) nextEnd(bt []int64, hi int, end int64) int {
+	if g := hi + w.dhi; w.dhi > 0 && g < len(bt) && bt[g-1] <= end && bt[g] > end {
+		return g
+	}
+	h := hi
+	for hi < len(bt) && bt[hi] <= end {
+		hi++
+	}
+	w.dhi = hi - h
+	return hi
 }
 
 // rateTimes is what Prometheus' extrapolatedRate (promql/functions.go)
