@@ -153,3 +153,102 @@ func TestComputeRateAsExtrapolatedRate(t *testing.T) {
 	}
 	t.Logf("%d windows, %d extrapolated to zero", checked, zeroClamped)
 }
+
+// TestFarFromZeroNeverSkipsTheClamp checks farFromZero's shortcut where it
+// is closest to wrong: counters whose durationToZero is near the bound it
+// tests (firstF / resultFloat within a few ulps of 4 * durationToStart /
+// sampledInterval) and near durationToStart itself, over random windows'
+// times and magnitudes. Whenever it says far, the division must give a
+// durationToZero that is not below durationToStart; and it must say far
+// for most counters far from zero, or it saves nothing.
+func TestFarFromZeroNeverSkipsTheClamp(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 11))
+	far, farWanted := 0, 0
+	for range 200_000 {
+		n := 2 + rnd.IntN(60)
+		sampled := 1 + rnd.Int64N(3_600_000)
+		toStart := rnd.Int64N(sampled/int64(n-1)*2 + 1)
+		var rt rateTimes
+		rt.set(toStart, 0, sampled, n, 300, true)
+		result := math.Ldexp(1+rnd.Float64(), rnd.IntN(200)-100)
+		var ratio float64
+		switch rnd.IntN(3) {
+		case 0: // at the shortcut's bound
+			ratio = rt.zeroRatio
+		case 1: // at durationToStart
+			ratio = rt.durationToStart / rt.sampledInterval
+		default: // far above
+			ratio = rt.zeroRatio * (1 + rnd.Float64()*1e6)
+			farWanted++
+		}
+		first := ratio * result
+		for range rnd.IntN(8) {
+			first = math.Nextafter(first, math.Inf(2*rnd.IntN(2)-1))
+		}
+		if first < 0 || math.IsInf(first, 0) {
+			continue
+		}
+		if rt.farFromZero(first, result) {
+			far++
+			if dz := rt.sampledInterval * (first / result); dz < rt.durationToStart {
+				t.Fatalf("far from zero, but durationToZero %v < durationToStart %v (first %v, result %v)", dz, rt.durationToStart, first, result)
+			}
+		}
+	}
+	if far < farWanted*9/10 {
+		t.Fatalf("far from zero %d times of %d far above the bound", far, farWanted)
+	}
+}
+
+// TestWindowAsScan compares window's guesses with a scan from the start
+// for every step: regular grids (where the guesses hold), jitter, gaps,
+// runs of equal steps and windows shorter and longer than the step.
+func TestWindowAsScan(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 9))
+	guessed := 0
+	for round := range 500 {
+		var bt []int64
+		ts := rnd.Int64N(100_000)
+		for range rnd.IntN(300) {
+			bt = append(bt, ts)
+			d := int64(15_000)
+			switch round % 4 {
+			case 1:
+				d += rnd.Int64N(2_001) - 1000
+			case 2:
+				if rnd.IntN(20) == 0 {
+					d *= 1 + rnd.Int64N(30)
+				}
+			case 3:
+				d = 1 + rnd.Int64N(30_000)
+			}
+			ts += d
+		}
+		rng := []int64{60_000, 300_000, 10_000, 15_000}[rnd.IntN(4)]
+		step := []int64{60_000, 15_000, 7_000, 600_000}[rnd.IntN(4)]
+		var w, e window
+		lo, hi, ehi := 0, 0, 0
+		for end := rnd.Int64N(200_000); end < ts+2*rng; end += step {
+			wantLo, wantHi := 0, 0
+			for wantHi < len(bt) && bt[wantHi] <= end {
+				wantHi++
+			}
+			for wantLo < wantHi && bt[wantLo] <= end-rng {
+				wantLo++
+			}
+			dlo, dhi := w.dlo, w.dhi
+			if lo, hi = w.next(bt, lo, hi, end-rng, end); lo != wantLo || hi != wantHi {
+				t.Fatalf("round %d, window (%d, %d]: [%d, %d), want [%d, %d)", round, end-rng, end, lo, hi, wantLo, wantHi)
+			}
+			if ehi = e.nextEnd(bt, ehi, end); ehi != wantHi {
+				t.Fatalf("round %d, end %d: %d, want %d", round, end, ehi, wantHi)
+			}
+			if w.dlo == dlo && w.dhi == dhi && dlo > 0 {
+				guessed++
+			}
+		}
+	}
+	if guessed < 1000 {
+		t.Fatalf("%d windows guessed: the guesses are not tested", guessed)
+	}
+}

@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -755,9 +756,27 @@ func (a *aggregation) group(key []byte, groupLabels func() labels.Labels) (*grou
 
 // add adds a series' values into its group.
 func (a *aggregation) add(g *group, out []float64, has []bool) {
-	for k := range a.nsteps {
+	accs := g.acc[:a.nsteps]
+	out, has = out[:len(accs)], has[:len(accs)]
+	switch a.p.op {
+	case parser.SUM:
+		for k := range accs {
+			if has[k] {
+				accs[k].addSum(out[k])
+			}
+		}
+		return
+	case parser.AVG:
+		for k := range accs {
+			if has[k] {
+				accs[k].addAvg(out[k])
+			}
+		}
+		return
+	}
+	for k := range accs {
 		if has[k] {
-			g.acc[k].add(a.p.op, out[k])
+			accs[k].add(a.p.op, out[k])
 		}
 	}
 }
@@ -964,6 +983,25 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		for range words {
 			pl.has = append(pl.has, 0)
 		}
+		if len(sr.has) <= valBlock {
+			// All the series' values in the last block (a new one if
+			// they may not fit): a tighter loop.
+			if len(pl.vals) == 0 || valBlock-len(pl.vals[len(pl.vals)-1]) < len(sr.has) {
+				pl.vals = append(pl.vals, getBlock())
+			}
+			last := &pl.vals[len(pl.vals)-1]
+			hw := pl.has[base : base+words]
+			vs := *last
+			out := sr.out[:len(sr.has)]
+			for k, h := range sr.has {
+				if h {
+					hw[k/64] |= 1 << (k % 64)
+					vs = append(vs, out[k])
+				}
+			}
+			*last = vs
+			return
+		}
 		for k, h := range sr.has {
 			if h {
 				pl.has[base+k/64] |= 1 << (k % 64)
@@ -1132,6 +1170,7 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			return nil
 		}
 		groups := make([]*group, len(pl.keys))
+		sum, avg := p.op == parser.SUM, p.op == parser.AVG
 		var vals []float64
 		vb := 0
 		for si, gi := range pl.series {
@@ -1143,14 +1182,34 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 				}
 				groups[gi] = g
 			}
-			bits := pl.has[si*words : (si+1)*words]
-			for k := range rd.nsteps {
-				if bits[k/64]&(1<<(k%64)) != 0 {
+			// The steps with a value, word by word: a set bit at a time.
+			accs := g.acc
+			for w, word := range pl.has[si*words : (si+1)*words] {
+				if sum || avg {
+					if len(vals) == 0 && vb < len(pl.vals) {
+						vals = pl.vals[vb]
+						vb++
+					}
+					if bits.OnesCount64(word) <= len(vals) {
+						if sum {
+							vals = sumWord(accs[w*64:], word, vals)
+						} else {
+							vals = avgWord(accs[w*64:], word, vals)
+						}
+						continue
+					}
+				}
+				for ; word != 0; word &= word - 1 {
 					if len(vals) == 0 {
 						vals = pl.vals[vb]
 						vb++
 					}
-					g.acc[k].add(p.op, vals[0])
+					k := w*64 + bits.TrailingZeros64(word)
+					if sum {
+						accs[k].addSum(vals[0])
+					} else {
+						accs[k].add(p.op, vals[0])
+					}
 					vals = vals[1:]
 				}
 			}
@@ -1295,14 +1354,13 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 	}
 	found := false
 	lo, hi := 0, 0
+	var w window
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
 		has[k] = false
-		// hi: the first sample after ts.
-		for hi < len(buf.t) && buf.t[hi] <= ts {
-			hi++
-		}
 		if p.fn == "" {
+			// hi: the first sample after ts.
+			hi = w.nextEnd(buf.t, hi, ts)
 			// The engine's vectorSelectorSingle: the last sample at or
 			// before ts, unless it is older than the lookback delta or a
 			// staleness marker.
@@ -1316,10 +1374,9 @@ func (p *Plan) compute(buf samples, r Range, out []float64, has []bool) bool {
 			out[k], has[k], found = f, true, true
 			continue
 		}
-		// lo: the first sample inside (ts - range, ts].
-		for lo < hi && buf.t[lo] <= ts-p.rng {
-			lo++
-		}
+		// lo: the first sample inside (ts - range, ts], hi the first
+		// after it.
+		lo, hi = w.next(buf.t, lo, hi, ts-p.rng, ts)
 		if lo >= hi {
 			continue
 		}
@@ -1343,15 +1400,11 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 	bt, bf := buf.t, buf.f[:len(buf.t)]
 	rngSeconds := p.rngDur.Seconds()
 	var shape rateTimes
+	var w window
 	for k := range out {
 		ts := r.Start + int64(k)*r.Interval
 		has[k] = false
-		for hi < len(bt) && bt[hi] <= ts {
-			hi++
-		}
-		for lo < hi && bt[lo] <= ts-p.rng {
-			lo++
-		}
+		lo, hi = w.next(bt, lo, hi, ts-p.rng, ts)
 		if hi-lo < 2 {
 			// No sample, or a single one without a start timestamp: no
 			// result.
@@ -1372,7 +1425,11 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 			}
 		}
 		factor := shape.factor
-		if isCounter && resultFloat > 0 && firstF >= 0 {
+		// A counter's extrapolation to zero can shorten the window's
+		// start only if firstF / resultFloat is below durationToStart /
+		// sampledInterval; farFromZero tells without a division when it is
+		// far above (most counters: a large count, a small increase).
+		if isCounter && resultFloat > 0 && firstF >= 0 && !shape.farFromZero(firstF, resultFloat) {
 			if durationToZero := shape.sampledInterval * (firstF / resultFloat); durationToZero < shape.durationToStart {
 				factor = shape.factorWith(durationToZero, rngSeconds, isRate)
 			}
@@ -1381,6 +1438,45 @@ func (p *Plan) computeRate(buf samples, r Range, out []float64, has []bool, isCo
 		has[k], found = true, true
 	}
 	return found
+}
+
+// window finds the samples of each step's window, (start, end], as the
+// window slides forward: lo the first sample after start, hi the first
+// after end. On a regular grid of samples and steps each end moves by the
+// same number of samples every step; a guess that it moved as much as the
+// step before is checked with two comparisons (the times are sorted), and
+// the samples are stepped through one by one only when it is wrong.
+type window struct {
+	dlo, dhi int // how far lo and hi moved at the step before
+}
+
+// next returns lo and hi for the window (start, end], from those of the
+// window before (start and end do not decrease).
+func (w *window) next(bt []int64, lo, hi int, start, end int64) (int, int) {
+	hi = w.nextEnd(bt, hi, end)
+	if g := lo + w.dlo; w.dlo > 0 && g < hi && bt[g-1] <= start && bt[g] > start {
+		lo = g
+	} else {
+		l := lo
+		for lo < hi && bt[lo] <= start {
+			lo++
+		}
+		w.dlo = lo - l
+	}
+	return lo, hi
+}
+
+// nextEnd is next's hi alone.
+func (w *window) nextEnd(bt []int64, hi int, end int64) int {
+	if g := hi + w.dhi; w.dhi > 0 && g < len(bt) && bt[g-1] <= end && bt[g] > end {
+		return g
+	}
+	h := hi
+	for hi < len(bt) && bt[hi] <= end {
+		hi++
+	}
+	w.dhi = hi - h
+	return hi
 }
 
 // rateTimes is what Prometheus' extrapolatedRate (promql/functions.go)
@@ -1396,6 +1492,21 @@ type rateTimes struct {
 	durationToStart         float64
 	durationToEnd           float64
 	factor                  float64
+	// zeroRatio is 4 * durationToStart / sampledInterval (farFromZero).
+	zeroRatio float64
+}
+
+// farFromZero reports whether sampledInterval * (firstF / resultFloat), a
+// counter's durationToZero, is certainly not below durationToStart, from
+// firstF > resultFloat * zeroRatio (both positive, the product normal):
+// then firstF / resultFloat exceeds 4 * durationToStart / sampledInterval
+// less a few roundings of at most 2^-53 each, and the rounded
+// durationToZero is above 3 * durationToStart, which is not negative. It
+// is false, and the caller divides, when it cannot tell (a NaN, an
+// infinity, a product near zero).
+func (rt *rateTimes) farFromZero(firstF, resultFloat float64) bool {
+	p := resultFloat * rt.zeroRatio
+	return p > 0x1p-1000 && firstF > p
 }
 
 func (rt *rateTimes) is(toStart, toEnd, sampled int64, n int) bool {
@@ -1416,6 +1527,10 @@ func (rt *rateTimes) set(toStart, toEnd, sampled int64, n int, rngSeconds float6
 		durationToEnd = averageDurationBetweenSamples / 2
 	}
 	rt.sampledInterval, rt.durationToStart, rt.durationToEnd = sampledInterval, durationToStart, durationToEnd
+	rt.zeroRatio = math.Inf(1) // no shortcut
+	if sampledInterval > 0 {
+		rt.zeroRatio = 4 * durationToStart / sampledInterval
+	}
 	rt.factor = rt.factorWith(durationToStart, rngSeconds, isRate)
 }
 
@@ -1512,6 +1627,110 @@ type acc struct {
 	mean    float64 // avg's incremental mean, once the sum would overflow
 	inc     bool
 	seen    bool
+}
+
+// avgWord is sumWord for avg: add's direct mean written out while the
+// sum stays finite; add itself for a first value and once the mean is
+// incremental.
+func avgWord(accs []acc, word uint64, vals []float64) []float64 {
+	for ; word != 0; word &= word - 1 {
+		a := &accs[bits.TrailingZeros64(word)]
+		f := vals[0]
+		vals = vals[1:]
+		if !a.seen || a.inc {
+			a.add(parser.AVG, f)
+			continue
+		}
+		sum, c := float64(a.v), float64(a.c)
+		t := float64(sum + f)
+		switch {
+		case t > math.MaxFloat64 || t < -math.MaxFloat64:
+			// The switch to the incremental mean: add's, from the
+			// state before this value.
+			a.add(parser.AVG, f)
+			continue
+		case math.Abs(sum) >= math.Abs(f):
+			c += (sum - t) + f
+		default:
+			c += (f - t) + sum
+		}
+		a.n++
+		a.v, a.c = t, float64(c)
+	}
+	return vals
+}
+
+// addSum is add for sum (not inlined: kahansum.Inc's cost, see sumWord).
+func (a *acc) addSum(f float64) {
+	if !a.seen {
+		a.first(f)
+		return
+	}
+	a.v, a.c = kahanInc(f, a.v, a.c)
+}
+
+// addAvg is add for avg, the sum's Kahan step not through kahansum.Inc
+// while the sum stays finite.
+func (a *acc) addAvg(f float64) {
+	if !a.seen || a.inc {
+		a.add(parser.AVG, f)
+		return
+	}
+	t, c := kahanInc(f, a.v, a.c)
+	if t > math.MaxFloat64 || t < -math.MaxFloat64 {
+		a.add(parser.AVG, f)
+		return
+	}
+	a.n++
+	a.v, a.c = t, c
+}
+
+// first sets a to its first value f (not for group).
+func (a *acc) first(f float64) { a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f }
+
+// kahanInc is kahansum.Inc, the same operations in the same order with
+// its explicit float64 conversions (which forbid fusing them with others):
+// the same bits.
+func kahanInc(inc, sum, c float64) (float64, float64) {
+	inc, sum, c = float64(inc), float64(sum), float64(c)
+	t := float64(sum + inc)
+	switch {
+	case t > math.MaxFloat64 || t < -math.MaxFloat64:
+		c = 0
+	case math.Abs(sum) >= math.Abs(inc):
+		c += (sum - t) + inc
+	default:
+		c += (inc - t) + sum
+	}
+	return t, float64(c)
+}
+
+// sumWord adds, for sum, the values vals (in order) at the steps of the
+// set bits of word into accs (the accumulators of the word's 64 steps), and
+// returns the values left; vals holds one value for each set bit at least.
+// The loop is add's and kahanInc's written out, without a call per value.
+func sumWord(accs []acc, word uint64, vals []float64) []float64 {
+	for ; word != 0; word &= word - 1 {
+		a := &accs[bits.TrailingZeros64(word)]
+		f := vals[0]
+		vals = vals[1:]
+		if !a.seen {
+			a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f
+			continue
+		}
+		sum, c := float64(a.v), float64(a.c)
+		t := float64(sum + f)
+		switch {
+		case t > math.MaxFloat64 || t < -math.MaxFloat64:
+			c = 0
+		case math.Abs(sum) >= math.Abs(f):
+			c += (sum - t) + f
+		default:
+			c += (f - t) + sum
+		}
+		a.v, a.c = t, float64(c)
+	}
+	return vals
 }
 
 func (a *acc) add(op parser.ItemType, f float64) {

@@ -111,7 +111,13 @@ func riceDecode(dst []int64, section []byte) bool {
 		}
 		return r.ok()
 	}
-	i, w, n, pos := riceRun(dst, b, k, 0, 0, 0)
+	return riceDecodeFrom(dst, b, k, 0, 0, 0)
+}
+
+// riceDecodeFrom is riceDecode of parameter k <= 62 going on from the
+// reader state w, n, pos over the section's bits b (as riceRun's).
+func riceDecodeFrom(dst []int64, b []byte, k uint, w uint64, n uint, pos int) bool {
+	i, w, n, pos := riceRun(dst, b, k, w, n, pos)
 	if i < len(dst) && pos+8 > len(b) {
 		var tail [32]byte
 		copy(tail[:], b[pos:])
@@ -164,18 +170,99 @@ func riceRun(dst []int64, b []byte, k uint, w uint64, n uint, pos int) (int, uin
 	return len(dst), w, n, pos
 }
 
+// decimalRun is riceRun for a decimal value section: each value's delta r
+// is added to m as (step + r) * factor — written stepFactor + r*factor,
+// the same in two's complement — and float64(m) is written to out in the
+// same loop: the decoding's dependency chain (the window's bits) leaves
+// the core room for the rest. It returns how many it wrote, the reader's
+// state and m.
+func decimalRun(out []float64, b []byte, k uint, w uint64, n uint, pos int, m, stepFactor, factor int64) (int, uint64, uint, int, int64) {
+	k &= 63
+	sh := (63 - k) & 63
+	for i := range out {
+		if n < 56 {
+			if pos+8 > len(b) {
+				return i, w, n, pos, m
+			}
+			w |= binary.BigEndian.Uint64(b[pos:]) >> n
+			c := (63 - n) >> 3
+			pos += int(c)
+			n += c << 3
+		}
+		q := uint(bits.LeadingZeros64(^w))
+		l := q + 1 + k
+		if q >= riceEscape || l > n {
+			return i, w, n, pos, m
+		}
+		z := uint64(q)<<k | w<<(q&63)>>sh
+		w <<= l & 63
+		n -= l
+		m += stepFactor + (int64(z>>1)^-int64(z&1))*factor
+		out[i] = float64(m)
+	}
+	return len(out), w, n, pos, m
+}
+
+// decimalValues writes the values of samples [0, len(out)) of a decimal
+// value section to out: decimalIterator's, bit for bit. The deltas are
+// decoded and summed in one loop (decimalRun) as riceDecode decodes them:
+// over the section while 8-byte loads fit, then over its last bytes
+// padded with zeros, then, for what is left (an escaped value, a stream
+// read past its end), value by value with riceReader, whose ok tells
+// whether the reads stayed in the section.
+func (c *decimalChunk) decimalValues(out []float64) error {
+	m, step, factor := c.m0, c.center, c.factor
+	out[0] = float64(m)
+	if rest := out[1:]; len(rest) > 0 {
+		if len(c.valBits) == 0 {
+			return c.fail("value bits")
+		}
+		k, b := uint(c.valBits[0]), c.valBits[1:]
+		r := riceReader{b: b}
+		i := 0
+		if k <= 62 {
+			var w uint64
+			var n uint
+			var pos int
+			i, w, n, pos, m = decimalRun(rest, b, k, 0, 0, 0, m, step*factor, factor)
+			if i < len(rest) && pos+8 > len(b) {
+				var tail [32]byte
+				copy(tail[:], b[pos:])
+				var j, tpos int
+				j, w, n, tpos, m = decimalRun(rest[i:], tail[:], k, w, n, 0, m, step*factor, factor)
+				i += j
+				pos += tpos
+			}
+			r = riceReader{b: b, pos: pos, w: w, n: n}
+		}
+		for ; i < len(rest); i++ {
+			m += (step + r.rice(k)) * factor
+			rest[i] = float64(m)
+		}
+		if !r.ok() {
+			return c.fail("value bits")
+		}
+	}
+	if c.scale != 0 {
+		// float64(m) / 10^scale, as decimalIterator: the same bits.
+		div := pow10[c.scale]
+		for i, v := range out {
+			out[i] = v / div
+		}
+	}
+	return nil
+}
+
 // appendFloats appends to ts and fs the samples of the chunk whose
 // timestamps are in [mint, maxt], leaving out staleness markers if
 // dropStale: what decimalIterator returns, in order, filtered so. A
 // corrupt chunk is an error naming what is wrong, as decimalIterator's.
-// scratch, if not nil, lends a buffer.
+// scratch is not used (the decoding needs no buffer of its own since the
+// deltas are summed as they are decoded; callers still pass one).
 func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool, scratch *[]int64) ([]int64, []float64, error) {
 	n := c.n
 	if maxt < c.minT || mint > maxt {
 		return ts, fs, nil
-	}
-	if scratch == nil {
-		scratch = new([]int64)
 	}
 	base := len(ts)
 	// Timestamps: the index lo of the first at or after mint, and hi
@@ -252,40 +339,39 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 			out[i] = c.constant
 		}
 	case valDecimalRice:
-		rs := growInts((*scratch)[:0], hi-1)
-		*scratch = rs
-		if !riceDecode(rs, c.valBits) {
-			return ts[:base], fs[:len(fs)-(hi-lo)], c.fail("value bits")
+		// The values of samples [0, hi) — a delta section is read from
+		// its start —, then those from lo moved down.
+		vbase := len(fs) - (hi - lo)
+		fs = growFloats(fs[:vbase], hi)
+		all := fs[vbase:]
+		if err := c.decimalValues(all); err != nil {
+			return ts[:base], fs[:vbase], err
 		}
-		m, step, factor := c.m0, c.center, c.factor
-		for _, r := range rs[:lo] {
-			m += (step + r) * factor
+		if lo > 0 {
+			copy(all, all[lo:])
 		}
-		rs = rs[lo:]
-		if c.scale == 0 {
-			// float64(m) / 1 is float64(m), bit for bit.
-			out[0] = float64(m)
-			for i, r := range rs {
-				m += (step + r) * factor
-				out[i+1] = float64(m)
-			}
-		} else {
-			div := pow10[c.scale]
-			out[0] = float64(m) / div
-			for i, r := range rs {
-				m += (step + r) * factor
-				out[i+1] = float64(m) / div
-			}
-		}
+		fs = fs[:vbase+hi-lo]
 	case valXOR:
-		var err error
-		if out, err = c.xorValues(out, lo); err != nil {
+		out, err := c.xorValues(out, lo)
+		if err != nil {
 			return ts[:base], fs[:len(fs)-(hi-lo)], err
 		}
+		// Staleness markers dropped: a look for the first, then a
+		// second pass from it only if there is one.
+		first := len(out)
 		if dropStale {
-			keep := 0
-			tt := ts[base:]
 			for i, v := range out {
+				if value.IsStaleNaN(v) {
+					first = i
+					break
+				}
+			}
+		}
+		if first < len(out) {
+			keep := first
+			tt := ts[base:]
+			for i, v := range out[first:] {
+				i += first
 				if value.IsStaleNaN(v) {
 					continue
 				}
@@ -303,22 +389,36 @@ func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, 
 // value section, keeping those from lo in out.
 func (c *decimalChunk) xorValues(out []float64, lo int) ([]float64, error) {
 	b := c.valBits
-	pos := 0
-	var prev uint64
-	for i := 0; i < lo+len(out); i++ {
+	// Those before lo, without a store; then those of out.
+	pos, prev, err := c.xorRun(nil, lo, b, 0, 0)
+	if err != nil {
+		return out, err
+	}
+	_, _, err = c.xorRun(out, len(out), b, pos, prev)
+	return out, err
+}
+
+// xorRun decodes n values of an XOR value section from pos, the value
+// before being prev, into out if not nil; it returns the position after
+// them and the last value's bits.
+func (c *decimalChunk) xorRun(out []float64, n int, b []byte, pos int, prev uint64) (int, uint64, error) {
+	if out != nil {
+		out = out[:n]
+	}
+	for i := range n {
 		if pos >= len(b) {
-			return out, c.fail("xor bytes")
+			return pos, prev, c.fail("xor bytes")
 		}
 		h := b[pos]
 		pos++
 		if h != 0xff {
 			lead, trail := int(h>>4), int(h&0x0f)
 			if lead+trail > 7 {
-				return out, c.fail("xor header")
+				return pos, prev, c.fail("xor header")
 			}
 			nb := 8 - lead - trail
 			if pos+nb > len(b) {
-				return out, c.fail("xor bytes")
+				return pos, prev, c.fail("xor bytes")
 			}
 			var x uint64
 			if pos+8 <= len(b) {
@@ -332,11 +432,11 @@ func (c *decimalChunk) xorValues(out []float64, lo int) ([]float64, error) {
 			pos += nb
 			prev ^= x << (8 * trail)
 		}
-		if i >= lo {
-			out[i-lo] = math.Float64frombits(prev)
+		if out != nil {
+			out[i] = math.Float64frombits(prev)
 		}
 	}
-	return out, nil
+	return pos, prev, nil
 }
 
 func (c *decimalChunk) fail(what string) error {
