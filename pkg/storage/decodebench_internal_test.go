@@ -46,11 +46,11 @@ func BenchmarkAppendFloats(b *testing.B) {
 				mint = c.minT + 100*15_000
 			}
 			b.Run(fmt.Sprintf("%s/part=%v", name, part), func(b *testing.B) {
-				var tbuf, scratch []int64
+				var tbuf []int64
 				var fbuf []float64
 				for b.Loop() {
 					var err error
-					tbuf, fbuf, err = c.appendFloats(tbuf[:0], fbuf[:0], mint, maxt, name != "gauge", &scratch)
+					tbuf, fbuf, err = c.appendFloats(tbuf[:0], fbuf[:0], mint, maxt, name != "gauge")
 					if err != nil {
 						b.Fatal(err)
 					}

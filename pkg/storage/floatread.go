@@ -257,9 +257,7 @@ func (c *decimalChunk) decimalValues(out []float64) error {
 // timestamps are in [mint, maxt], leaving out staleness markers if
 // dropStale: what decimalIterator returns, in order, filtered so. A
 // corrupt chunk is an error naming what is wrong, as decimalIterator's.
-// scratch is not used (the decoding needs no buffer of its own since the
-// deltas are summed as they are decoded; callers still pass one).
-func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool, scratch *[]int64) ([]int64, []float64, error) {
+func (c *decimalChunk) appendFloats(ts []int64, fs []float64, mint, maxt int64, dropStale bool) ([]int64, []float64, error) {
 	n := c.n
 	if maxt < c.minT || mint > maxt {
 		return ts, fs, nil
@@ -494,7 +492,6 @@ type floatSeriesSet struct {
 	slabs      int // slabs made: the first ones are small (a select of one series is common)
 	metas      []chunks.Meta
 	it         chunkenc.Iterator
-	scratch    []int64
 }
 
 func (s *floatSeriesSet) At() storage.Series {
@@ -629,7 +626,7 @@ func (s *floatSeries) AppendFloats(ts []int64, fs []float64, mint, maxt int64, d
 		if enc == encDecimal {
 			var c decimalChunk
 			if err = c.parse(data, m.MinTime); err == nil {
-				ts, fs, err = c.appendFloats(ts, fs, mint, cmaxt, dropStale, &set.scratch)
+				ts, fs, err = c.appendFloats(ts, fs, mint, cmaxt, dropStale)
 			}
 			if err != nil {
 				return ts, fs, false, fmt.Errorf("series %d chunk at %d: %w", sref, m.MinTime, err)
@@ -656,7 +653,7 @@ func (set *floatSeriesSet) appendChunk(chk chunkenc.Chunk, ts []int64, fs []floa
 		if !ok {
 			return ts, fs, false, nil
 		}
-		ts, fs, err := c.appendFloats(ts, fs, mint, maxt, dropStale, &set.scratch)
+		ts, fs, err := c.appendFloats(ts, fs, mint, maxt, dropStale)
 		return ts, fs, true, err
 	case chunkenc.EncXOR, chunkenc.EncXOR2:
 		set.it = chk.Iterator(set.it)

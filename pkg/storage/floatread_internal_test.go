@@ -135,7 +135,7 @@ func TestDecimalAppendFloats(t *testing.T) {
 							wantT, wantF, err := iterFloats(c, mint, maxt, drop)
 							require.NoError(t, err, what)
 							// Appended after samples already there.
-							gotT, gotF, err := c.appendFloats([]int64{1}, []float64{2}, mint, maxt, drop, nil)
+							gotT, gotF, err := c.appendFloats([]int64{1}, []float64{2}, mint, maxt, drop)
 							require.NoError(t, err, what)
 							require.Equal(t, int64(1), gotT[0], what)
 							requireSameFloats(t, what, wantT, wantF, gotT[1:], gotF[1:])
@@ -163,7 +163,7 @@ func TestDecimalAppendFloatsCorrupt(t *testing.T) {
 	// Cut short: the value section ends early.
 	var c decimalChunk
 	require.NoError(t, c.parse(good.b[:len(good.b)-5], ts[0]))
-	_, _, err := c.appendFloats(nil, nil, math.MinInt64, math.MaxInt64, false, nil)
+	_, _, err := c.appendFloats(nil, nil, math.MinInt64, math.MaxInt64, false)
 	require.ErrorIs(t, err, errCorruptValue)
 	require.ErrorContains(t, err, "decimal chunk: value bits")
 	_, _, iterErr := iterFloats(&c, math.MinInt64, math.MaxInt64, false)
@@ -179,7 +179,7 @@ func TestDecimalAppendFloatsCorrupt(t *testing.T) {
 			continue
 		}
 		wantT, wantF, wantErr := iterFloats(&c, math.MinInt64, math.MaxInt64, false)
-		gotT, gotF, err := c.appendFloats(nil, nil, math.MinInt64, math.MaxInt64, false, nil)
+		gotT, gotF, err := c.appendFloats(nil, nil, math.MinInt64, math.MaxInt64, false)
 		if wantErr != nil {
 			require.Error(t, err, "byte %d", i)
 			require.ErrorIs(t, err, errCorruptValue)
@@ -216,7 +216,7 @@ func FuzzDecimalAppendFloats(f *testing.F) {
 			return
 		}
 		wantT, wantF, wantErr := iterFloats(&c, math.MinInt64, math.MaxInt64, false)
-		gotT, gotF, err := c.appendFloats(nil, nil, math.MinInt64, math.MaxInt64, false, nil)
+		gotT, gotF, err := c.appendFloats(nil, nil, math.MinInt64, math.MaxInt64, false)
 		if wantErr != nil {
 			require.Error(t, err)
 			return
@@ -225,7 +225,7 @@ func FuzzDecimalAppendFloats(f *testing.F) {
 		requireSameFloats(t, "whole", wantT, wantF, gotT, gotF)
 		for _, drop := range []bool{false, true} {
 			wantT, wantF, _ := iterFloats(&c, mint, maxt, drop)
-			gotT, gotF, err := c.appendFloats(nil, nil, mint, maxt, drop, nil)
+			gotT, gotF, err := c.appendFloats(nil, nil, mint, maxt, drop)
 			require.NoError(t, err)
 			requireSameFloats(t, "range", wantT, wantF, gotT, gotF)
 		}
@@ -263,11 +263,11 @@ func BenchmarkDecimalRead(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ts)), "ns/sample")
 		})
 		b.Run(name+"/whole", func(b *testing.B) {
-			var tbuf, scratch []int64
+			var tbuf []int64
 			var fbuf []float64
 			for b.Loop() {
 				var err error
-				tbuf, fbuf, err = c.appendFloats(tbuf[:0], fbuf[:0], math.MinInt64, math.MaxInt64, true, &scratch)
+				tbuf, fbuf, err = c.appendFloats(tbuf[:0], fbuf[:0], math.MinInt64, math.MaxInt64, true)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -229,7 +229,7 @@ func (r *partRead) stored(enc chunkenc.Encoding, data []byte, minT, maxT int64) 
 		var c decimalChunk
 		err := c.parse(data, minT)
 		if err == nil {
-			r.ts, r.fs, err = c.appendFloats(r.ts, r.fs, r.mint, min(r.maxt, maxT), r.dropStale, &r.set.scratch)
+			r.ts, r.fs, err = c.appendFloats(r.ts, r.fs, r.mint, min(r.maxt, maxT), r.dropStale)
 		}
 		return err == nil, err
 	}
