@@ -88,7 +88,14 @@ func appendXOR2Floats(b []byte, ts []int64, fs []float64, mint, maxt int64, drop
 		ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
 	}
 
+	// sz is the previous window's width, 64 - leading - trailing in
+	// chunkenc's uint8 arithmetic: the new window's significant bits.
+	sz := uint(64)
+	if leading != 0 || trailing != 0 {
+		sz = uint(uint8(64 - int(leading) - int(trailing)))
+	}
 	for i := 2; i < n; i++ {
+		// w holds at least 57 bits from pos on.
 		w := xor2Peek(b, pos)
 		switch ctrl := bits.LeadingZeros64(^w); ctrl {
 		case 0: // 0: dod 0, value unchanged
@@ -98,28 +105,49 @@ func appendXOR2Floats(b []byte, ts []int64, fs []float64, mint, maxt int64, drop
 		case 1: // 10: dod 0, value changed (a window follows: 0 the previous one, 1 a new one)
 			t += int64(tDelta)
 			if w&(1<<61) == 0 {
-				sz := uint8(64 - int(leading) - int(trailing))
 				var x uint64
-				x, pos = xor2Read(b, pos+3, sz)
+				if sz <= 54 {
+					x = w << 3 >> (64 - sz)
+					pos += 3 + sz
+				} else {
+					x, pos = xor2Read(b, pos+3, uint8(sz))
+				}
 				baseline ^= x << trailing
 			} else {
 				baseline, leading, trailing, pos = xor2Window(b, pos+3, baseline)
+				sz = uint(uint8(64 - int(leading) - int(trailing)))
 			}
 			vb = baseline
-		case 2: // 110: a 13-bit dod
-			tDelta = uint64(int64(tDelta) + int64(w<<3)>>(64-13))
+		case 2, 3: // 110 / 1110: a 13- / 20-bit dod, then a value
+			if ctrl == 2 {
+				tDelta = uint64(int64(tDelta) + int64(w<<3)>>(64-13))
+				pos += 16
+				w <<= 16
+			} else {
+				tDelta = uint64(int64(tDelta) + int64(w<<4)>>(64-20))
+				pos += 24
+				w <<= 24
+			}
 			t += int64(tDelta)
-			vb, baseline, leading, trailing, pos = xor2Value(b, pos+16, baseline, leading, trailing)
-		case 3: // 1110: a 20-bit dod
-			tDelta = uint64(int64(tDelta) + int64(w<<4)>>(64-20))
-			t += int64(tDelta)
-			vb, baseline, leading, trailing, pos = xor2Value(b, pos+24, baseline, leading, trailing)
+			switch {
+			case w>>63 == 0: // the value unchanged
+				pos++
+				vb = baseline
+			case w>>62 == 0b10 && sz <= 57: // the previous window
+				baseline ^= xor2Peek(b, pos+2) >> (64 - sz) << trailing
+				pos += 2 + sz
+				vb = baseline
+			default:
+				vb, baseline, leading, trailing, pos = xor2Value(b, pos, baseline, leading, trailing)
+				sz = uint(uint8(64 - int(leading) - int(trailing)))
+			}
 		case 4: // 11110: a 64-bit dod
 			var dod uint64
 			dod, pos = xor2Read(b, pos+5, 64)
 			tDelta += dod
 			t += int64(tDelta)
 			vb, baseline, leading, trailing, pos = xor2Value(b, pos, baseline, leading, trailing)
+			sz = uint(uint8(64 - int(leading) - int(trailing)))
 		default: // 11111: dod 0, a stale marker
 			pos += 5
 			t += int64(tDelta)
@@ -215,6 +243,9 @@ func xor2Peek(b []byte, pos uint) uint64 {
 	return xor2PeekTail(b, pos)
 }
 
+// xor2PeekTail is xor2Peek within 8 bytes of the end.
+//
+//go:noinline
 func xor2PeekTail(b []byte, pos uint) uint64 {
 	var x uint64
 	for i := pos >> 3; i < pos>>3+8; i++ {
