@@ -113,6 +113,14 @@ func appendXOR2Floats(b []byte, ts []int64, fs []float64, mint, maxt int64, drop
 					x, pos = xor2Read(b, pos+3, uint8(sz))
 				}
 				baseline ^= x << trailing
+			} else if sig := uint(w << 8 >> 58); sig != 0 && sig <= 43 {
+				// A new window (5 bits of leading zeros, 6 of
+				// significant bits) and its bits, all in w.
+				leading = uint8(w << 3 >> 59)
+				trailing = 64 - leading - uint8(sig)
+				sz = sig
+				baseline ^= w << 14 >> (64 - sig) << trailing
+				pos += 14 + sig
 			} else {
 				baseline, leading, trailing, pos = xor2Window(b, pos+3, baseline)
 				sz = uint(uint8(64 - int(leading) - int(trailing)))

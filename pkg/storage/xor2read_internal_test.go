@@ -231,12 +231,13 @@ func FuzzAppendXOR2Floats(f *testing.F) {
 	})
 }
 
-// BenchmarkXOR2Read reads a 120-sample counter chunk (15 s steps, with
-// and without jitter) through chunkenc's iterator (appendIterFloats) and
+// BenchmarkXOR2Read reads a 120-sample chunk (15 s steps: a counter,
+// with and without jitter, and a gauge of random values) through chunkenc's iterator (appendIterFloats) and
 // in bulk (appendXOR2Floats).
 func BenchmarkXOR2Read(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
-	for _, jitter := range []bool{false, true} {
+	for _, kind := range []string{"counter", "counter-jitter", "gauge"} {
+		jitter := kind == "counter-jitter"
 		const n = 120
 		c := chunkenc.NewXOR2Chunk()
 		app, err := c.Appender()
@@ -248,19 +249,22 @@ func BenchmarkXOR2Read(b *testing.B) {
 				t += r.Int64N(200) - 100
 			}
 			v += float64(r.IntN(50))
+			if kind == "gauge" {
+				v = r.Float64()
+			}
 			app.Append(0, t, v)
 		}
 		ts := make([]int64, 0, n)
 		fs := make([]float64, 0, n)
 		var it chunkenc.Iterator
-		b.Run(fmt.Sprintf("jitter=%v/iterator", jitter), func(b *testing.B) {
+		b.Run(kind+"/iterator", func(b *testing.B) {
 			for b.Loop() {
 				it = c.Iterator(it)
 				ts, fs, _, _ = appendIterFloats(it, ts[:0], fs[:0], math.MinInt64, math.MaxInt64, true)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/sample")
 		})
-		b.Run(fmt.Sprintf("jitter=%v/bulk", jitter), func(b *testing.B) {
+		b.Run(kind+"/bulk", func(b *testing.B) {
 			for b.Loop() {
 				ts, fs, _, _ = appendXOR2Floats(c.Bytes(), ts[:0], fs[:0], math.MinInt64, math.MaxInt64, true)
 			}
