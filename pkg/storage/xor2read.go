@@ -63,11 +63,15 @@ func appendXOR2Floats(b []byte, ts []int64, fs []float64, mint, maxt int64, drop
 	if vb != value.StaleNaN {
 		baseline = vb
 	}
-	if t > maxt {
-		return ts, fs, true, nil
-	}
-	if t >= mint && !(dropStale && vb == value.StaleNaN) {
-		ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
+	// As appendIterFloats: before mint, then after maxt (an empty range
+	// reads on).
+	if t >= mint {
+		if t > maxt {
+			return ts, fs, true, nil
+		}
+		if !dropStale || vb != value.StaleNaN {
+			ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
+		}
 	}
 	if n == 1 {
 		return ts, fs, true, nil
@@ -81,11 +85,13 @@ func appendXOR2Floats(b []byte, ts []int64, fs []float64, mint, maxt int64, drop
 	if !ok || pos > end {
 		return ts, fs, true, errXOR2Short
 	}
-	if t > maxt {
-		return ts, fs, true, nil
-	}
-	if t >= mint && !(dropStale && vb == value.StaleNaN) {
-		ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
+	if t >= mint {
+		if t > maxt {
+			return ts, fs, true, nil
+		}
+		if !dropStale || vb != value.StaleNaN {
+			ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
+		}
 	}
 
 	// sz is the previous window's width, 64 - leading - trailing in
@@ -164,13 +170,15 @@ func appendXOR2Floats(b []byte, ts []int64, fs []float64, mint, maxt int64, drop
 		if pos > end {
 			return ts, fs, true, errXOR2Short
 		}
+		if t < mint {
+			continue
+		}
 		if t > maxt {
 			break
 		}
-		if t < mint || dropStale && vb == value.StaleNaN {
-			continue
+		if !dropStale || vb != value.StaleNaN {
+			ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
 		}
-		ts, fs = append(ts, t), append(fs, math.Float64frombits(vb))
 	}
 	return ts, fs, true, nil
 }
