@@ -655,7 +655,17 @@ func (set *floatSeriesSet) appendChunk(chk chunkenc.Chunk, ts []int64, fs []floa
 		}
 		ts, fs, err := c.appendFloats(ts, fs, mint, maxt, dropStale)
 		return ts, fs, true, err
-	case chunkenc.EncXOR, chunkenc.EncXOR2:
+	case chunkenc.EncXOR2:
+		// Decoded in bulk; read with the iterator as before if the chunk
+		// has start timestamps or its bits end early.
+		base := len(ts)
+		nts, nfs, ok, err := appendXOR2Floats(chk.Bytes(), ts, fs, mint, maxt, dropStale)
+		if ok && err == nil {
+			return nts, nfs, true, nil
+		}
+		ts, fs = nts[:base], nfs[:base]
+		fallthrough
+	case chunkenc.EncXOR:
 		set.it = chk.Iterator(set.it)
 		return appendIterFloats(set.it, ts, fs, mint, maxt, dropStale)
 	}
