@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -93,14 +92,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	} else {
 		logger.Info("Go memory limit", "limit_bytes", d.Limit, "cgroup_limit_bytes", d.CgroupLimit, "source", d.Source, "reason", d.Reason)
 	}
-	// The collector's target: 30 % unless GOGC is set (memlimit.DefaultGCPercent says why),
-	// more while the live heap is under 80 MiB.
+	// The collector's target: 30 % unless GOGC is set (memlimit.DefaultGCPercent says why).
 	gcPercent, why := memlimit.ApplyGCPercent(os.Getenv, nil)
-	if gcPercent > 0 {
-		logger.Info("Go GC percent", "percent", gcPercent, "reason", why, "min_headroom_bytes", memlimit.MinHeadroom)
-	} else {
-		logger.Info("Go GC percent", "percent", gcPercent, "reason", why)
-	}
+	logger.Info("Go GC percent", "percent", gcPercent, "reason", why)
 
 	// No spans are exported: the engine's and the API's spans are no-ops,
 	// as Prometheus makes them when tracing is not configured (its
@@ -119,11 +113,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	if gcPercent > 0 {
-		// Raised while the live heap is small, so that a cycle lets it grow
-		// by at least memlimit.MinHeadroom (memlimit.TuneGC says why).
-		go memlimit.TuneGC(ctx, time.Second, nil, nil)
-	}
 	s, err := server.New(opts)
 	if err != nil {
 		logger.Error("levitated could not start", "err", err)

@@ -2,8 +2,7 @@
 // cgroup, as GOMEMLIMIT would: in a Kubernetes pod with a memory limit the
 // garbage collector then works harder as the heap nears the limit, instead
 // of the kernel killing the process. It also sets the collector's target
-// percent (GOGC) to DefaultGCPercent unless GOGC is set, and raises it
-// while the live heap is small (TuneGC).
+// percent (GOGC) to DefaultGCPercent unless GOGC is set.
 package memlimit
 
 import (

@@ -1,12 +1,9 @@
 package memlimit
 
 import (
-	"context"
 	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -138,60 +135,4 @@ func TestApplyGCPercent(t *testing.T) {
 	require.Equal(t, -1, p)
 	require.Empty(t, got, "GOGC from the environment is left alone")
 	require.Equal(t, "GOGC=200 is set", why)
-}
-
-func TestFloorPercent(t *testing.T) {
-	for _, c := range []struct {
-		live uint64
-		want int
-	}{
-		{0, maxFloorPercent},
-		{1 << 20, maxFloorPercent},   // 24 MiB over 1 MiB: capped
-		{30 << 20, 80},               // 10k series: 24 MiB of growth
-		{80 << 20, DefaultGCPercent}, // where 30 % is 24 MiB
-		{1 << 30, DefaultGCPercent},  // large heaps keep 30
-		{(80 << 20) - 1, 31},         // just under: rounded up
-	} {
-		require.Equal(t, c.want, FloorPercent(c.live), "live %d", c.live)
-		if c.live > 0 && c.want < maxFloorPercent {
-			require.GreaterOrEqual(t, c.live*uint64(c.want)/100, uint64(MinHeadroom)-c.live/100, "live %d: the heap may grow by MinHeadroom", c.live)
-		}
-	}
-}
-
-func TestTuneGC(t *testing.T) {
-	lives := []uint64{15 << 20, 15<<20 + 1<<19, 50 << 20, 1 << 30, 0, 10 << 20}
-	var set []int
-	ctx, cancel := context.WithCancel(context.Background())
-	i := 0
-	read := func() uint64 {
-		if i == len(lives) {
-			cancel()
-			return 0
-		}
-		i++
-		return lives[i-1]
-	}
-	TuneGC(ctx, time.Millisecond, read, func(p int) int { set = append(set, p); return 0 })
-	// 15 MiB: 160; 15.5 MiB: 155, within a tenth, kept; 50 MiB: 48; 1 GiB: 30;
-	// 0 (unknown): nothing; 10 MiB: 240; then back to the default on return.
-	require.Equal(t, []int{160, 48, DefaultGCPercent, 240, DefaultGCPercent}, set)
-}
-
-func TestTuneGCReadsTheRuntime(t *testing.T) {
-	runtime.GC() // the live heap is known after a collection
-	ctx, cancel := context.WithCancel(context.Background())
-	var set []int
-	done := make(chan struct{})
-	go func() {
-		TuneGC(ctx, time.Hour, nil, func(p int) int { set = append(set, p); return 0 })
-		close(done)
-	}()
-	cancel()
-	<-done
-	// A test binary's live heap is a few MiB: the first read raises the
-	// percent (24 MiB over it), and the return puts the default back.
-	require.Len(t, set, 2)
-	require.Greater(t, set[0], DefaultGCPercent)
-	require.Equal(t, DefaultGCPercent, set[1])
 }
