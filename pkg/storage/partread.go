@@ -97,12 +97,8 @@ func (ps *partSeries) appendFloats(set *floatSeriesSet, ts []int64, fs []float64
 		if err != nil {
 			return r.ts, r.fs, false, err
 		}
-		start := int64(day) * dayMillis
-		if lo != math.MinInt64 {
-			start = max(alignDown(lo, chunkRange), start)
-		}
 		prefix := chunkSeriesPrefix(h.th.id, day, s.ref)
-		h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, s.ref, start, 0)
+		h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, s.ref, chunkScanStart(day, lo), 0)
 		for it.seekGE(h.keyBuf); it.Valid(); it.next() {
 			k := it.Key()
 			if !hasPrefix(k, prefix) {
@@ -128,12 +124,9 @@ func (ps *partSeries) appendFloats(set *floatSeriesSet, ts []int64, fs []float64
 			if kp.part != 0 {
 				return r.ts, r.fs, false, nil
 			}
-			if i := slices.IndexFunc(prefer, func(c storedCopy) bool { return c.minT == kp.minT }); i >= 0 {
-				if maxT != prefer[i].maxT {
-					// An older copy: memory's is read.
-					continue
-				}
-				prefer = slices.Delete(prefer, i, i+1)
+			var older bool
+			if prefer, older = takeStoredCopy(prefer, kp.minT, maxT); older {
+				continue
 			}
 			// Closed chunks in memory that come before this one.
 			for len(mem) > 0 && mem[0].minT < kp.minT {

@@ -577,12 +577,8 @@ func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chun
 		if err != nil {
 			return err
 		}
-		lo := max(alignDown(h.mint, chunkRange), int64(day)*dayMillis)
-		if h.mint == math.MinInt64 {
-			lo = int64(day) * dayMillis
-		}
 		prefix := chunkSeriesPrefix(h.th.id, day, s.ref)
-		h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, s.ref, lo, 0)
+		h.keyBuf = appendChunkKey(h.keyBuf[:0], h.th.id, s.ref, chunkScanStart(day, h.mint), 0)
 		for it.seekGE(h.keyBuf); it.Valid(); it.next() {
 			k := it.Key()
 			if !hasPrefix(k, prefix) {
@@ -602,13 +598,10 @@ func (r *rangeIndex) seriesChunks(s *memSeries, lset labels.Labels, chks *[]chun
 			if err != nil {
 				return fmt.Errorf("series %d: %w", s.ref, err)
 			}
-			if kp.part == 0 && len(prefer) > 0 {
-				if i := slices.IndexFunc(prefer, func(c storedCopy) bool { return c.minT == kp.minT }); i >= 0 {
-					if maxT != prefer[i].maxT {
-						// An older copy: memory's is read.
-						continue
-					}
-					prefer = slices.Delete(prefer, i, i+1)
+			if kp.part == 0 {
+				var older bool
+				if prefer, older = takeStoredCopy(prefer, kp.minT, maxT); older {
+					continue
 				}
 			}
 			if maxT < h.mint {
@@ -666,6 +659,34 @@ type storedCopy struct {
 	minT, maxT int64
 	closed     bool
 	chunk      chunkenc.Chunk
+}
+
+// takeStoredCopy matches the in-order chunk Pebble holds at minT, ending
+// at maxT, with the in-memory chunk of prefer that starts there, if any:
+// the match leaves prefer (Pebble's copy is read), unless Pebble's copy
+// ends before memory's — an older copy, written before the chunk's last
+// samples, which the caller skips (older) and reads memory's instead.
+func takeStoredCopy(prefer []storedCopy, minT, maxT int64) (rest []storedCopy, older bool) {
+	i := slices.IndexFunc(prefer, func(c storedCopy) bool { return c.minT == minT })
+	switch {
+	case i < 0:
+		return prefer, false
+	case maxT != prefer[i].maxT:
+		return prefer, true
+	}
+	return slices.Delete(prefer, i, i+1), false
+}
+
+// chunkScanStart is the time of the first chunk key of a day's partition
+// a read of samples from mint on must look at: the start of mint's
+// aligned chunk range (a chunk never crosses one), or the day's start
+// (from math.MinInt64, which alignDown would overflow).
+func chunkScanStart(day int32, mint int64) int64 {
+	start := int64(day) * dayMillis
+	if mint == math.MinInt64 {
+		return start
+	}
+	return max(alignDown(mint, chunkRange), start)
 }
 
 // meta is the chunk's meta when read from memory, as seriesChunks makes
