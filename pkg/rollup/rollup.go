@@ -1685,7 +1685,7 @@ func (a *acc) addAvg(f float64) {
 	a.v, a.c = t, c
 }
 
-// first sets a to its first value f (not for group).
+// first sets a to its first value f (group then sets v to 1).
 func (a *acc) first(f float64) { a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f }
 
 // kahanInc is kahansum.Inc, the same operations in the same order with
@@ -1715,7 +1715,7 @@ func sumWord(accs []acc, word uint64, vals []float64) []float64 {
 		f := vals[0]
 		vals = vals[1:]
 		if !a.seen {
-			a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f
+			a.first(f)
 			continue
 		}
 		sum, c := float64(a.v), float64(a.c)
@@ -1735,7 +1735,7 @@ func sumWord(accs []acc, word uint64, vals []float64) []float64 {
 
 func (a *acc) add(op parser.ItemType, f float64) {
 	if !a.seen {
-		a.seen, a.v, a.c, a.n, a.mean = true, f, 0, 1, f
+		a.first(f)
 		if op == parser.GROUP {
 			a.v = 1
 		}
