@@ -17,8 +17,10 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
+	"go.opentelemetry.io/otel"
 
 	"github.com/levitated/levitated/pkg/memlimit"
+	"github.com/levitated/levitated/pkg/notrace"
 	"github.com/levitated/levitated/pkg/server/servertest"
 )
 
@@ -44,6 +46,9 @@ import (
 // is the server's default, memlimit.DefaultGCPercent, for the run, as
 // cmd/levitated sets it).
 func BenchmarkRequestCost(b *testing.B) {
+	// As cmd/levitated: no spans are exported, and the global tracer
+	// would otherwise allocate a span per call.
+	otel.SetTracerProvider(notrace.TracerProvider{})
 	srv := servertest.Start(b)
 	end := time.Now().Truncate(time.Minute)
 	start := end.Add(-2 * time.Hour)

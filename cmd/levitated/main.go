@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/levitated/levitated/pkg/memlimit"
+	"github.com/levitated/levitated/pkg/notrace"
 	"github.com/levitated/levitated/pkg/server"
 )
 
@@ -100,8 +100,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	// as Prometheus makes them when tracing is not configured (its
 	// tracing.Manager). OpenTelemetry's default global provider looks the
 	// tracer up under a lock and allocates a span per call, waiting for a
-	// provider that is never set.
-	otel.SetTracerProvider(noop.NewTracerProvider())
+	// provider that is never set; its no-op provider still allocates a
+	// context per span (notrace says why that matters).
+	otel.SetTracerProvider(notrace.TracerProvider{})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -387,7 +387,7 @@ func queued(st *tenantState) int64 { return st.waiting.Load() }
 // when evaluation does, so without this deadline the time spent queueing
 // and parsing would come on top of --query.timeout.
 func (l *Limiter) StartQuery(ctx context.Context, ceiling time.Duration) (_ context.Context, done func(), err error) {
-	timeout, _ := l.QueryTimeout(ctx)
+	timeout := time.Duration(l.For(tenant.FromContext(ctx)).QueryTimeout)
 	if timeout <= 0 || timeout > ceiling {
 		timeout = ceiling
 	}
@@ -398,13 +398,6 @@ func (l *Limiter) StartQuery(ctx context.Context, ceiling time.Duration) (_ cont
 		return nil, nil, err
 	}
 	return ctx, func() { release(); cancel() }, nil
-}
-
-// QueryTimeout returns the query timeout of ctx's tenant (zero: the
-// engine's) and the setting that sets it.
-func (l *Limiter) QueryTimeout(ctx context.Context) (time.Duration, string) {
-	t := tenant.FromContext(ctx)
-	return time.Duration(l.For(t).QueryTimeout), l.setting(t, "query_timeout")
 }
 
 // MaxSamplesPerQuery returns the per-query sample limit of ctx's tenant
