@@ -57,7 +57,7 @@ func (e *Engine) LimitsQuery(ctx context.Context) bool {
 
 // queryLimits are the limits applied to one query.
 type queryLimits struct {
-	limiter                       *Limiter // names the settings in errors
+	settings                      *overrides // at the query's start: names the settings in errors
 	tenant                        string
 	samples                       int
 	timeout                       time.Duration
@@ -65,10 +65,12 @@ type queryLimits struct {
 }
 
 func (e *Engine) limit(ctx context.Context, opts promql.QueryOpts) (promql.QueryOpts, queryLimits) {
-	l := queryLimits{limiter: e.Limiter, tenant: tenant.FromContext(ctx)}
-	// The settings that set them are named only in an error (translate).
-	lim := e.Limiter.For(l.tenant)
+	l := queryLimits{tenant: tenant.FromContext(ctx)}
+	lim := e.Limiter.For(l.tenant) // reloads the overrides file if it changed
 	l.samples, l.timeout = lim.MaxSamplesPerQuery, time.Duration(lim.QueryTimeout)
+	// The settings that set them are named only in an error (translate),
+	// from the overrides For read.
+	l.settings = e.Limiter.overrides.Load()
 	if l.timeout >= e.Timeout {
 		l.timeout = 0 // cannot raise the engine's ceiling
 	}
@@ -101,11 +103,11 @@ func (l queryLimits) translate(err error) error {
 	}
 	var tooMany promql.ErrTooManySamplesRead
 	if l.samplesApplied && errors.As(err, &tooMany) {
-		return &queryLimitError{err: err, msg: fmt.Sprintf("tenant %q: samples per query limit of %d samples exceeded (%v); set by %s", l.tenant, l.samples, err, l.limiter.setting(l.tenant, "max_samples_per_query"))}
+		return &queryLimitError{err: err, msg: fmt.Sprintf("tenant %q: samples per query limit of %d samples exceeded (%v); set by %s", l.tenant, l.samples, err, l.settings.setting(l.tenant, "max_samples_per_query"))}
 	}
 	var timeout promql.ErrQueryTimeout
 	if l.timeoutLimits && errors.As(err, &timeout) {
-		return &queryLimitError{err: err, msg: fmt.Sprintf("tenant %q: query timeout limit of %s exceeded (%v); set by %s", l.tenant, l.timeout, err, l.limiter.setting(l.tenant, "query_timeout"))}
+		return &queryLimitError{err: err, msg: fmt.Sprintf("tenant %q: query timeout limit of %s exceeded (%v); set by %s", l.tenant, l.timeout, err, l.settings.setting(l.tenant, "query_timeout"))}
 	}
 	return err
 }
