@@ -74,6 +74,7 @@ type Engine struct {
 	rollups  *RollupOptions
 	rolledUp atomic.Int64
 	shared   atomic.Int64
+	tops     topCache
 }
 
 // Sharded returns how many queries ran sharded (or, as a whole, through a
@@ -149,6 +150,15 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	if e.shards < 2 && e.rollups == nil {
 		return delegate()
 	}
+	if e.rollups != nil && !instant {
+		if t, ok := e.tops.get(qs); ok {
+			e.sharded.Add(1)
+			return &shardedQuery{
+				engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
+				statement: t.statement, top: t.plan,
+			}, nil
+		}
+	}
 	expr, err := e.parser.ParseExpr(qs)
 	if err != nil {
 		return delegate() // the inner engine reports it as Prometheus does
@@ -180,6 +190,7 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	}
 	e.sharded.Add(1)
 	if top != nil {
+		e.tops.put(qs, topEntry{statement: statement, plan: top})
 		return sq, nil
 	}
 	for _, f := range found {
@@ -749,10 +760,14 @@ func (s *shardedQuery) execOuter(ctx context.Context, q storage.Queryable, qs st
 func (s *shardedQuery) execTop(ctx context.Context) *promql.Result {
 	if r, ok := s.rollupSetup(ctx); ok {
 		rctx := ctx
+		// The engine's timeout, unless the query's deadline (the
+		// tenant's, limits.StartQuery) comes first anyway.
 		if t := s.engine.rollups.Timeout; t > 0 {
-			var cancel context.CancelFunc
-			rctx, cancel = context.WithTimeout(ctx, t)
-			defer cancel()
+			if d, ok := ctx.Deadline(); !ok || d.After(time.Now().Add(t)) {
+				var cancel context.CancelFunc
+				rctx, cancel = context.WithTimeout(ctx, t)
+				defer cancel()
+			}
 		}
 		series, annos, err := s.top.EvalParallel(rctx, s.q, r, s.engine.rollups.MaxSamples, max(s.engine.shards, 1), storeParts{})
 		switch {

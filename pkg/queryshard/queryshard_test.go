@@ -2,19 +2,24 @@ package queryshard_test
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
 	promstorage "github.com/prometheus/prometheus/storage"
 
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/bench/redgen"
@@ -343,4 +348,97 @@ func redStore(t *testing.T, n int, steps int64) (db *lvstorage.DB, t0 int64) {
 		require.NoError(t, app.Commit())
 	}
 	return db, t0
+}
+
+// countingParser counts the texts the engine parses.
+type countingParser struct {
+	parser.Parser
+	n atomic.Int64
+}
+
+func (p *countingParser) ParseExpr(input string) (parser.Expr, error) {
+	p.n.Add(1)
+	return p.Parser.ParseExpr(input)
+}
+
+// TestTopPlansCachedByText: a range query that is a range function or a
+// selector alone is parsed once for its text, whatever its range and step;
+// the cached tree and plan, read by many queries at once (run with -race),
+// give every one the engine's answer. A query with an aggregation (its
+// tree is rewritten) and an instant one are parsed each time.
+func TestTopPlansCachedByText(t *testing.T) {
+	db, t0 := redStore(t, 300, 120)
+	ctx := context.Background()
+	opts := levpromql.DefaultOptions()
+	inner, err := levpromql.New(opts)
+	require.NoError(t, err)
+	defer inner.Close()
+	p := &countingParser{Parser: levpromql.NewParser()}
+	sharded := queryshard.New(inner, 2, p, levpromql.EventFunctions()...).
+		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+	queries := []string{
+		`rate(http_requests_total{service=~"checkout|cart"}[5m])`,
+		`process_resident_memory_bytes`,
+		`max_over_time(process_resident_memory_bytes[3m])`,
+	}
+	ranges := [][2]int64{{10, 29}, {12, 25}, {0, 29}}
+	run := func(e promql.QueryEngine, q string, r [2]int64) promql.Matrix {
+		qry, err := e.NewRangeQuery(ctx, db, nil, q, time.UnixMilli(t0+r[0]*60_000), time.UnixMilli(t0+r[1]*60_000), 30*time.Second)
+		require.NoError(t, err, q)
+		defer qry.Close()
+		res := qry.Exec(ctx)
+		require.NoError(t, res.Err, q)
+		m, ok := res.Value.(promql.Matrix)
+		require.True(t, ok, q)
+		out := make(promql.Matrix, len(m))
+		for i, s := range m {
+			out[i] = promql.Series{Metric: s.Metric, Floats: append([]promql.FPoint(nil), s.Floats...)}
+		}
+		return out
+	}
+	want := map[string]promql.Matrix{}
+	for _, q := range queries {
+		for _, r := range ranges {
+			want[q+fmt.Sprint(r)] = run(inner, q, r)
+			require.NotEmpty(t, want[q+fmt.Sprint(r)], q)
+		}
+	}
+	rolled := sharded.RolledUp()
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 12 {
+				q, r := queries[(g+i)%len(queries)], ranges[(g+2*i)%len(ranges)]
+				got := run(sharded, q, r)
+				if !assert.Equal(t, want[q+fmt.Sprint(r)], got, "%s %v", q, r) {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, rolled+72, sharded.RolledUp(), "every query was rolled up")
+	// A text the first time is parsed, and only the first time (two
+	// goroutines may both parse a text before either has cached it).
+	require.GreaterOrEqual(t, p.n.Load(), int64(len(queries)))
+	require.LessOrEqual(t, p.n.Load(), int64(len(queries)*6))
+	n := p.n.Load()
+	for _, q := range queries {
+		run(sharded, q, ranges[0])
+	}
+	require.Equal(t, n, p.n.Load(), "a cached text was parsed again")
+
+	// Rewritten and instant queries are parsed every time.
+	agg := `sum by (service) (rate(http_requests_total[5m]))`
+	run(sharded, agg, ranges[0])
+	n = p.n.Load()
+	run(sharded, agg, ranges[0])
+	require.Greater(t, p.n.Load(), n, "an aggregation's tree was reused")
+	n = p.n.Load()
+	qry, err := sharded.NewInstantQuery(ctx, db, nil, queries[0], time.UnixMilli(t0+20*60_000))
+	require.NoError(t, err)
+	qry.Close()
+	require.Greater(t, p.n.Load(), n, "an instant query's tree was reused")
 }
