@@ -19,7 +19,6 @@ import (
 
 	"github.com/prometheus/prometheus/promql/promqltest"
 	"github.com/prometheus/prometheus/storage"
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/levitated/levitated/bench/redgen"
@@ -404,21 +403,28 @@ func TestTopPlansCachedByText(t *testing.T) {
 		}
 	}
 	rolled := sharded.RolledUp()
+	type answer struct {
+		key string
+		got promql.Matrix
+	}
+	answers := make([][]answer, 6)
 	var wg sync.WaitGroup
-	for g := range 6 {
+	for g := range answers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range 12 {
 				q, r := queries[(g+i)%len(queries)], ranges[(g+2*i)%len(ranges)]
-				got := run(sharded, q, r)
-				if !assert.Equal(t, want[q+fmt.Sprint(r)], got, "%s %v", q, r) {
-					return
-				}
+				answers[g] = append(answers[g], answer{q + fmt.Sprint(r), run(sharded, q, r)})
 			}
 		}()
 	}
 	wg.Wait()
+	for _, as := range answers {
+		for _, a := range as {
+			require.Equal(t, want[a.key], a.got, a.key)
+		}
+	}
 	require.Equal(t, rolled+72, sharded.RolledUp(), "every query was rolled up")
 	// A text the first time is parsed, and only the first time (two
 	// goroutines may both parse a text before either has cached it).
