@@ -66,11 +66,11 @@ type queryLimits struct {
 
 func (e *Engine) limit(ctx context.Context, opts promql.QueryOpts) (promql.QueryOpts, queryLimits) {
 	l := queryLimits{tenant: tenant.FromContext(ctx)}
-	lim := e.Limiter.For(l.tenant) // reloads the overrides file if it changed
+	// The settings that set the limits are named only in an error
+	// (translate), from the overrides the limits were read from.
+	var lim Limits
+	lim, l.settings = e.Limiter.limitsOf(l.tenant)
 	l.samples, l.timeout = lim.MaxSamplesPerQuery, time.Duration(lim.QueryTimeout)
-	// The settings that set them are named only in an error (translate),
-	// from the overrides For read.
-	l.settings = e.Limiter.overrides.Load()
 	if l.timeout >= e.Timeout {
 		l.timeout = 0 // cannot raise the engine's ceiling
 	}

@@ -145,13 +145,21 @@ func (l *Limiter) maybeReload() {
 
 // For returns the limits of tenantID.
 func (l *Limiter) For(tenantID string) Limits {
+	lim, _ := l.limitsOf(tenantID)
+	return lim
+}
+
+// limitsOf is For, with the overrides it read them from (nil if none are
+// loaded), which name the settings that set them (overrides.setting).
+func (l *Limiter) limitsOf(tenantID string) (Limits, *overrides) {
 	l.maybeReload()
-	if o := l.overrides.Load(); o != nil {
+	o := l.overrides.Load()
+	if o != nil {
 		if t, ok := o.tenants[tenantID]; ok {
-			return t.limits
+			return t.limits, o
 		}
 	}
-	return l.opts.Defaults
+	return l.opts.Defaults, o
 }
 
 // state returns the enforcement state of tenantID, built on first use and
