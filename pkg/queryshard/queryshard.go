@@ -150,26 +150,34 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	if e.shards < 2 && e.rollups == nil {
 		return delegate()
 	}
-	if e.rollups != nil && !instant {
-		if t, ok := e.tops.get(qs); ok {
-			e.sharded.Add(1)
-			return &shardedQuery{
-				engine: e, q: q, opts: opts, qs: qs, start: start, end: end, interval: interval,
-				statement: t.statement, top: t.plan,
-			}, nil
+	// A range query that is a range function or a selector alone is
+	// evaluated by its top plan; its tree and plan are kept by text.
+	mayTop := e.rollups != nil && !instant
+	var (
+		expr   parser.Expr
+		top    *rollup.Plan
+		cached bool
+		err    error
+	)
+	if mayTop {
+		var t topEntry
+		t, cached = e.tops.get(qs)
+		expr, top = t.statement, t.plan
+	}
+	if !cached {
+		if expr, err = e.parser.ParseExpr(qs); err != nil {
+			return delegate() // the inner engine reports it as Prometheus does
 		}
-	}
-	expr, err := e.parser.ParseExpr(qs)
-	if err != nil {
-		return delegate() // the inner engine reports it as Prometheus does
-	}
-	var top *rollup.Plan
-	if e.rollups != nil && !instant {
-		switch n := unparen(expr).(type) {
-		case *parser.Call:
-			top = rollup.CompileSeries(n)
-		case *parser.VectorSelector:
-			top = rollup.CompileSelector(n)
+		if mayTop {
+			switch n := unparen(expr).(type) {
+			case *parser.Call:
+				top = rollup.CompileSeries(n)
+			case *parser.VectorSelector:
+				top = rollup.CompileSelector(n)
+			}
+			if top != nil {
+				e.tops.put(qs, topEntry{statement: expr, plan: top})
+			}
 		}
 	}
 	var found []foundNode
@@ -190,7 +198,6 @@ func (e *Engine) newQuery(ctx context.Context, q storage.Queryable, opts promql.
 	}
 	e.sharded.Add(1)
 	if top != nil {
-		e.tops.put(qs, topEntry{statement: statement, plan: top})
 		return sq, nil
 	}
 	for _, f := range found {
