@@ -197,12 +197,7 @@ func TestRollupKeepsTopkTies(t *testing.T) {
 		}
 	}
 	require.NoError(t, app.Commit())
-	opts := levpromql.DefaultOptions()
-	inner, err := levpromql.New(opts)
-	require.NoError(t, err)
-	defer inner.Close()
-	sharded := queryshard.New(inner, 3, levpromql.NewParser(), levpromql.EventFunctions()...).
-		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+	inner, sharded := rollupEngines(t, 3, levpromql.NewParser())
 	// Range queries: topk and bottomk over a rollup select at each step
 	// (queryshard's own heap), with ties and NaN, as the engine does.
 	for _, q := range []string{
@@ -273,12 +268,7 @@ func TestRollupKeepsTopkTies(t *testing.T) {
 func TestRollupPointsLiveUntilClose(t *testing.T) {
 	db, t0 := redStore(t, 600, 120)
 	ctx := context.Background()
-	opts := levpromql.DefaultOptions()
-	inner, err := levpromql.New(opts)
-	require.NoError(t, err)
-	defer inner.Close()
-	sharded := queryshard.New(inner, 2, levpromql.NewParser(), levpromql.EventFunctions()...).
-		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+	inner, sharded := rollupEngines(t, 2, levpromql.NewParser())
 	start, end := time.UnixMilli(t0+10*60_000), time.UnixMilli(t0+29*60_000)
 	queries := []string{
 		`rate(http_requests_total{service=~"checkout|cart"}[5m])`,
@@ -328,6 +318,19 @@ func TestRollupPointsLiveUntilClose(t *testing.T) {
 	}
 }
 
+// rollupEngines returns levitated's engine with its default options, closed
+// when t ends, and a queryshard engine over it with shards shards, parser p
+// and the engine's settings for rollups.
+func rollupEngines(t *testing.T, shards int, p parser.Parser) (*promql.Engine, *queryshard.Engine) {
+	t.Helper()
+	opts := levpromql.DefaultOptions()
+	inner, err := levpromql.New(opts)
+	require.NoError(t, err)
+	t.Cleanup(func() { inner.Close() })
+	return inner, queryshard.New(inner, shards, p, levpromql.EventFunctions()...).
+		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+}
+
 // redStore is a store holding redgen's n series, a sample each every 15 s
 // for steps steps from t0.
 func redStore(t *testing.T, n int, steps int64) (db *lvstorage.DB, t0 int64) {
@@ -368,13 +371,8 @@ func (p *countingParser) ParseExpr(input string) (parser.Expr, error) {
 func TestTopPlansCachedByText(t *testing.T) {
 	db, t0 := redStore(t, 300, 120)
 	ctx := context.Background()
-	opts := levpromql.DefaultOptions()
-	inner, err := levpromql.New(opts)
-	require.NoError(t, err)
-	defer inner.Close()
 	p := &countingParser{Parser: levpromql.NewParser()}
-	sharded := queryshard.New(inner, 2, p, levpromql.EventFunctions()...).
-		WithRollups(queryshard.RollupOptions{Timeout: opts.Timeout, LookbackDelta: opts.LookbackDelta, MaxSamples: opts.MaxSamples})
+	inner, sharded := rollupEngines(t, 2, p)
 	queries := []string{
 		`rate(http_requests_total{service=~"checkout|cart"}[5m])`,
 		`process_resident_memory_bytes`,
