@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,6 +138,7 @@ func BenchmarkRequestCost(b *testing.B) {
 			}
 			var ms0, ms1 runtime.MemStats
 			runtime.ReadMemStats(&ms0)
+			g0 := goroutinesCreated()
 			cpu0 := cpuNanos()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -148,6 +150,16 @@ func BenchmarkRequestCost(b *testing.B) {
 			runtime.ReadMemStats(&ms1)
 			b.ReportMetric(float64(cpu)/1e3/float64(b.N), "cpu-us/op")
 			b.ReportMetric(float64(ms1.NumGC-ms0.NumGC)*1000/float64(b.N), "gc/kop")
+			b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/op")
 		})
 	}
+}
+
+// goroutinesCreated is the number of goroutines the process has started.
+// Each one a request starts can wake an idle processor (a futex wake on
+// another core), which a sequential client waits for.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }

@@ -394,3 +394,52 @@ func CorruptDecimalChunks(t testing.TB, db *storage.DB) {
 	require.Positive(t, n)
 	require.NoError(t, b.Commit(pebble.Sync))
 }
+
+// TestPartListsByMatchers: a querier lists a select's series once for all
+// its parts, by its matchers; selects whose matchers differ only in their
+// type, or in where a name ends and its value begins, get lists of their
+// own.
+func TestPartListsByMatchers(t *testing.T) {
+	db, err := storage.Open(t.TempDir(), testOptions())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = db.Close() })
+	ctx := context.Background()
+	for _, ls := range []labels.Labels{
+		labels.FromStrings("__name__", "m", "a", "bc"),
+		labels.FromStrings("__name__", "m", "ab", "c"),
+		labels.FromStrings("__name__", "m", "a", "bcd"),
+	} {
+		appendFloats(t, ctx, db, ls, point{t: 1000, v: 1})
+	}
+	q, err := db.Querier(0, 2000)
+	require.NoError(t, err)
+	defer q.Close()
+	sel := func(ms ...*labels.Matcher) []string {
+		t.Helper()
+		ss := q.Select(storage.WithPart(ctx, &storage.Part{Index: 0, Size: 10}), false, nil, ms...)
+		var got []string
+		for ss.Next() {
+			got = append(got, ss.At().Labels().String())
+		}
+		require.NoError(t, ss.Err())
+		slices.Sort(got)
+		return got
+	}
+	for _, c := range []struct {
+		ms   []*labels.Matcher
+		want []string
+	}{
+		{[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "a", "bc")}, []string{`{__name__="m", a="bc"}`}},
+		{[]*labels.Matcher{labels.MustNewMatcher(labels.MatchEqual, "ab", "c")}, []string{`{__name__="m", ab="c"}`}},
+		{[]*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "a", "bc")}, []string{`{__name__="m", a="bc"}`}},
+		{[]*labels.Matcher{labels.MustNewMatcher(labels.MatchNotEqual, "a", "bc")}, []string{`{__name__="m", a="bcd"}`, `{__name__="m", ab="c"}`}},
+		{[]*labels.Matcher{labels.MustNewMatcher(labels.MatchRegexp, "a", "bc.*")}, []string{`{__name__="m", a="bc"}`, `{__name__="m", a="bcd"}`}},
+		{[]*labels.Matcher{metric("m"), labels.MustNewMatcher(labels.MatchEqual, "a", "bcd")}, []string{`{__name__="m", a="bcd"}`}},
+	} {
+		// Twice: the second select of the same matchers reads the list
+		// the first made.
+		for range 2 {
+			require.Equal(t, c.want, sel(c.ms...), "%v", c.ms)
+		}
+	}
+}

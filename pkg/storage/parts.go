@@ -2,6 +2,7 @@ package storage
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -85,11 +86,23 @@ type partList struct {
 func (q *querier) selectPart(ctx context.Context, tq *tenantQuerier, part *Part, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	spec, sharded := shardFrom(ctx)
 	var key strings.Builder
+	keyLen := 0
 	for _, m := range ms {
-		key.WriteString(m.String())
-		key.WriteByte(0)
+		keyLen += len(m.Name) + len(m.Value) + 2*binary.MaxVarintLen64 + 1
+	}
+	key.Grow(keyLen)
+	var lenBuf [binary.MaxVarintLen64]byte
+	for _, m := range ms {
+		// The matcher by its type and its lengths-prefixed name and
+		// value: one key per matcher list, without formatting each.
+		key.WriteByte(byte(m.Type))
+		key.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(m.Name))))
+		key.WriteString(m.Name)
+		key.Write(binary.AppendUvarint(lenBuf[:0], uint64(len(m.Value))))
+		key.WriteString(m.Value)
 	}
 	if sharded {
+		key.WriteByte(0xff) // not a matcher type
 		key.WriteString(shardKeyString(spec))
 	}
 	q.mu.Lock()

@@ -317,6 +317,17 @@ func (p *memPostings) PostingsForLabelMatching(ctx context.Context, name string,
 
 // Postings returns the ids of the series with one of the values of name.
 func (p *memPostings) Postings(ctx context.Context, name string, values ...string) index.Postings {
+	if len(values) == 1 {
+		// A matcher's one value (name="value"): its list alone, one
+		// allocation instead of Merge's slices.
+		p.mtx.RLock()
+		lp := p.m[name][values[0]]
+		p.mtx.RUnlock()
+		if lp == nil {
+			return index.EmptyPostings()
+		}
+		return &list32Postings{list: lp}
+	}
 	res := make([]*list32Postings, 0, len(values))
 	lps := make([]list32Postings, len(values))
 	p.mtx.RLock()

@@ -58,7 +58,16 @@ type querier struct {
 	partReaders []*tenantQuerier
 }
 
-func (q *querier) forTenant(ctx context.Context, chunked bool) (*tenantQuerier, error) {
+// What forTenant makes of the tenant's reader: the reader alone (a part's
+// select reads through a reader of its own), or with Prometheus' block
+// querier or chunk querier over it.
+const (
+	tenantReader = iota
+	tenantBlockQuerier
+	tenantChunkQuerier
+)
+
+func (q *querier) forTenant(ctx context.Context, want int) (*tenantQuerier, error) {
 	th := q.db.tenantFor(ctx)
 	if th == nil {
 		return nil, nil
@@ -68,35 +77,42 @@ func (q *querier) forTenant(ctx context.Context, chunked bool) (*tenantQuerier, 
 	tq := q.open[th]
 	if tq == nil {
 		tq = &tenantQuerier{rh: q.db.newRangeHead(th, q.mint, q.maxt)}
-		tq.rh.standardChunks = chunked
+		tq.rh.standardChunks = want == tenantChunkQuerier
 		q.open[th] = tq
 	}
 	var err error
-	if chunked && tq.cq == nil {
+	if want == tenantChunkQuerier && tq.cq == nil {
 		tq.cq, err = tsdb.NewBlockChunkQuerier(tq.rh, q.mint, q.maxt)
 	}
-	if !chunked && tq.q == nil {
+	if want == tenantBlockQuerier && tq.q == nil {
 		tq.q, err = tsdb.NewBlockQuerier(tq.rh, q.mint, q.maxt)
 	}
 	return tq, err
 }
 
 func (q *querier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
-	tq, err := q.forTenant(ctx, false)
+	p, inPart := partFrom(ctx)
+	seriesOnly := hints != nil && hints.Func == "series"
+	asPart := !seriesOnly && inPart && !sortSeries && (hints == nil || hints.Limit == 0)
+	want := tenantBlockQuerier
+	if seriesOnly || asPart {
+		want = tenantReader // Prometheus' block querier is not used
+	}
+	tq, err := q.forTenant(ctx, want)
 	if err != nil {
 		return storage.ErrSeriesSet(err)
 	}
 	if tq == nil {
-		if p, ok := partFrom(ctx); ok {
+		if inPart {
 			p.served.Store(true)
 			p.last.Store(true)
 		}
 		return storage.EmptySeriesSet()
 	}
-	if hints != nil && hints.Func == "series" {
+	if seriesOnly {
 		return tq.rh.selectSeriesOnly(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...)
 	}
-	if p, ok := partFrom(ctx); ok && !sortSeries && (hints == nil || hints.Limit == 0) {
+	if asPart {
 		return q.selectPart(ctx, tq, p, hints, ms...)
 	}
 	return q.floatSet(tq.q.Select(ctx, sortSeries, tq.rh.shardHints(ctx, hints), ms...), tq.rh, hints)
@@ -134,7 +150,7 @@ func (h *rangeHead) shardHints(ctx context.Context, hints *storage.SelectHints) 
 }
 
 func (q *querier) labelQuerier(ctx context.Context) (storage.LabelQuerier, error) {
-	tq, err := q.forTenant(ctx, false)
+	tq, err := q.forTenant(ctx, tenantBlockQuerier)
 	if err != nil || tq == nil {
 		return nil, err
 	}
@@ -188,7 +204,7 @@ func (q *querier) Close() error {
 type chunkQuerier struct{ querier }
 
 func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.ChunkSeriesSet {
-	tq, err := q.forTenant(ctx, true)
+	tq, err := q.forTenant(ctx, tenantChunkQuerier)
 	if err != nil {
 		return storage.ErrChunkSeriesSet(err)
 	}
@@ -199,7 +215,7 @@ func (q *chunkQuerier) Select(ctx context.Context, sortSeries bool, hints *stora
 }
 
 func (q *chunkQuerier) labelQuerier(ctx context.Context) (storage.LabelQuerier, error) {
-	tq, err := q.forTenant(ctx, true)
+	tq, err := q.forTenant(ctx, tenantChunkQuerier)
 	if err != nil || tq == nil {
 		return nil, err
 	}
@@ -266,7 +282,7 @@ type rangeHead struct {
 }
 
 func (db *DB) newRangeHead(th *tenantHead, mint, maxt int64) *rangeHead {
-	h := &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire(), iters: map[int32]*chunkIter{}}
+	h := &rangeHead{db: db, th: th, mint: mint, maxt: maxt, epoch: db.readers.acquire()}
 	if l, ok := lastBufs.Get().(*lastSeries); ok {
 		h.last = *l
 	}
@@ -780,6 +796,9 @@ func (h *rangeHead) dayIter(day int32) (*chunkIter, error) {
 		return nil, fmt.Errorf("read chunks: %w", err)
 	}
 	it := &chunkIter{it: pit}
+	if h.iters == nil {
+		h.iters = make(map[int32]*chunkIter, 1)
+	}
 	h.iters[day] = it
 	return it, nil
 }
