@@ -2,6 +2,8 @@ package promql
 
 import (
 	"context"
+	"errors"
+	"sync"
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
@@ -41,18 +43,16 @@ func NewQueryable(samples, events storage.Queryable, more ...storage.Queryable) 
 			}
 			queriers = append(queriers, qr)
 		}
-		merged := storage.NewMergeQuerier(queriers, nil, storage.ChainedSeriesMerge)
 		if len(more) == 0 {
-			merged = &eventsMerge{Querier: merged, samples: queriers[0], events: queriers[1]}
-		} else {
-			merged = partDecliner{merged}
+			return NarrowingQuerier(&eventsMerge{samples: queriers[0], events: queriers[1]}), nil
 		}
-		return NarrowingQuerier(merged), nil
+		merged := storage.NewMergeQuerier(queriers, nil, storage.ChainedSeriesMerge)
+		return NarrowingQuerier(partDecliner{merged}), nil
 	})
 }
 
 // eventsMerge is Prometheus' merge of the samples' and the events'
-// queriers (the embedded Querier: labels, sorted selects, Close), with
+// queriers (merge: labels, sorted selects), with
 // unsorted selects of its own: the event series (few, built in memory) are
 // selected first; without any, the select is the samples' alone, unsorted;
 // with some, the samples' series come unsorted, each merged with the event
@@ -60,16 +60,47 @@ func NewQueryable(samples, events storage.Queryable, more ...storage.Queryable) 
 // samples' series had. The series and their samples are the merge's; only
 // their order differs, which a caller of an unsorted select does not rely
 // on.
+//
+// Prometheus' merge querier itself (label names and values, sorted
+// selects) is made when first needed: a query's unsorted selects (all of
+// a range query's) never need it, and it took six allocations per query.
 type eventsMerge struct {
-	storage.Querier
 	samples, events storage.Querier
+
+	once   sync.Once
+	merged storage.Querier // nil until merge, or once closed without it
+}
+
+// merge is Prometheus' merge of the two queriers.
+func (q *eventsMerge) merge() storage.Querier {
+	q.once.Do(func() {
+		q.merged = storage.NewMergeQuerier([]storage.Querier{q.samples, q.events}, nil, storage.ChainedSeriesMerge)
+	})
+	return q.merged
+}
+
+func (q *eventsMerge) LabelValues(ctx context.Context, name string, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.merge().LabelValues(ctx, name, hints, ms...)
+}
+
+func (q *eventsMerge) LabelNames(ctx context.Context, hints *storage.LabelHints, ms ...*labels.Matcher) ([]string, annotations.Annotations, error) {
+	return q.merge().LabelNames(ctx, hints, ms...)
+}
+
+// Close closes both queriers, through the merge if it was made.
+func (q *eventsMerge) Close() error {
+	q.once.Do(func() {}) // no merge is made from now on
+	if q.merged != nil {
+		return q.merged.Close()
+	}
+	return errors.Join(q.samples.Close(), q.events.Close())
 }
 
 func (q *eventsMerge) Select(ctx context.Context, sortSeries bool, hints *storage.SelectHints, ms ...*labels.Matcher) storage.SeriesSet {
 	if sortSeries || (hints != nil && hints.Limit > 0) {
 		// A limited select keeps the merge's first series in label
 		// order.
-		return q.Querier.Select(ctx, sortSeries, hints, ms...)
+		return q.merge().Select(ctx, sortSeries, hints, ms...)
 	}
 	evSet := q.events.Select(ctx, true, hints, ms...)
 	var evs []storage.Series
