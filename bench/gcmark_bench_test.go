@@ -3,9 +3,9 @@ package bench
 import (
 	"context"
 	"log/slog"
+	"os"
 	"runtime"
 	"runtime/metrics"
-	"os"
 	"runtime/pprof"
 	"testing"
 
