@@ -163,7 +163,9 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 		if err := writable(); err != nil {
 			return err
 		}
-		if err := b.Commit(pebble.NoSync); err != nil {
+		err := b.Commit(pebble.NoSync)
+		db.iters.invalidate() // before any chunk it wrote can leave memory
+		if err != nil {
 			return fmt.Errorf("write chunks: %w", err)
 		}
 		b.Reset()
@@ -268,7 +270,9 @@ func (db *DB) writeChunks(ctx context.Context, closedOnly bool) (err error) {
 		if err := writable(); err != nil {
 			return err
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
+		err := b.Commit(pebble.Sync)
+		db.iters.invalidate() // before readers.advance
+		if err != nil {
 			err = fmt.Errorf("commit checkpoint: %w", err)
 			db.fail(err)
 			return err

@@ -22,6 +22,8 @@ type chunkIter struct {
 	fromIncl bool
 	// Seeks and steps, for tests.
 	seeks, steps int
+	// gen is the iterator's generation in the DB's pool (iterPool).
+	gen uint64
 }
 
 // maxSteps is how many Nexts seekGE tries before it seeks.

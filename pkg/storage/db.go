@@ -33,6 +33,8 @@ type DB struct {
 	opts   Options
 	logger *slog.Logger
 	cache  *pebble.Cache
+	// iters are the chunk iterators readers closed, for the next ones.
+	iters *iterPool
 
 	// applyMu orders the application of committed samples to memory with
 	// the sequence numbers of their write-ahead records.
@@ -152,13 +154,14 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 	const memTableSize = 16 << 20
 	const memTables = 2 // pebble's default MemTableStopWritesThreshold
 	cache := pebble.NewCache(opts.CacheSize + memTables*memTableSize)
+	iters := &iterPool{}
 	popts := &pebble.Options{
 		FS:                 &guardFS{FS: opts.FS, h: h},
 		Cache:              cache,
 		FormatMajorVersion: pebble.FormatNewest,
 		MemTableSize:       memTableSize,
 		Logger:             newPebbleLogger(opts.Logger, h),
-		EventListener:      eventListener(opts.Logger, h),
+		EventListener:      eventListener(opts.Logger, h, iters),
 		Cleaner:            deleteWithoutRecycling{},
 	}
 	popts.ApplyCompressionSettings(func() pebble.DBCompressionSettings { return pebble.DBCompressionGood })
@@ -192,6 +195,7 @@ func open(dir string, opts Options, h *health) (*DB, error) {
 		opts:         opts,
 		logger:       opts.Logger,
 		cache:        cache,
+		iters:        iters,
 		health:       h,
 		tenants:      map[string]*tenantHead{},
 		tenantsByID:  map[uint32]*tenantHead{},
@@ -558,6 +562,7 @@ func (db *DB) close() error {
 	if db.metrics != nil {
 		db.metrics.unregister()
 	}
+	db.iters.close()
 	if cerr := db.pdb.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close pebble: %w", cerr)
 	}

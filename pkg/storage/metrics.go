@@ -184,9 +184,13 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 // to health and the log, instead of Pebble's default of exiting through
 // Fatalf. The read that found the corruption gets an error naming the
 // file.
-func eventListener(logger *slog.Logger, h *health) *pebble.EventListener {
+func eventListener(logger *slog.Logger, h *health, iters *iterPool) *pebble.EventListener {
 	bg := &rateLimitedLog{logger: logger, interval: 10 * time.Second}
 	return &pebble.EventListener{
+		// The pooled chunk iterators pin the memtables and files a
+		// flush or a compaction replaced.
+		FlushEnd:      func(pebble.FlushInfo) { iters.stale() },
+		CompactionEnd: func(pebble.CompactionInfo) { iters.stale() },
 		BackgroundError: func(err error) {
 			// One line: Pebble's errors print their stacks on more.
 			msg, _, _ := strings.Cut(err.Error(), "\n")

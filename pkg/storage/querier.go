@@ -298,8 +298,8 @@ func (h *rangeHead) close() {
 		return
 	}
 	h.closed = true
-	for _, it := range h.iters {
-		_ = it.Close()
+	for day, it := range h.iters {
+		_ = h.db.iters.put(iterPoolKey{h.th.id, day}, it.it, it.gen)
 	}
 	h.iters = nil
 	h.merged = nil
@@ -790,12 +790,15 @@ func (h *rangeHead) dayIter(day int32) (*chunkIter, error) {
 	if it := h.iters[day]; it != nil {
 		return it, nil
 	}
-	p := chunkDayPrefix(h.th.id, day)
-	pit, err := h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)})
-	if err != nil {
-		return nil, fmt.Errorf("read chunks: %w", err)
+	pit, gen := h.db.iters.get(iterPoolKey{h.th.id, day})
+	if pit == nil {
+		p := chunkDayPrefix(h.th.id, day)
+		var err error
+		if pit, err = h.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: PrefixEnd(p)}); err != nil {
+			return nil, fmt.Errorf("read chunks: %w", err)
+		}
 	}
-	it := &chunkIter{it: pit}
+	it := &chunkIter{it: pit, gen: gen}
 	if h.iters == nil {
 		h.iters = make(map[int32]*chunkIter, 1)
 	}

@@ -60,7 +60,9 @@ func (db *DB) applyRetention(ctx context.Context) error {
 				}
 			}
 		}
-		if err := b.Commit(pebble.Sync); err != nil {
+		err := b.Commit(pebble.Sync)
+		db.iters.invalidate() // a pooled iterator would still see the expired chunks
+		if err != nil {
 			_ = b.Close()
 			return fmt.Errorf("commit retention: %w", err)
 		}
