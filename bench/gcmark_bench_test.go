@@ -2,17 +2,9 @@ package bench
 
 import (
 	"context"
-	"log/slog"
-	"os"
 	"runtime"
 	"runtime/metrics"
-	"runtime/pprof"
 	"testing"
-
-	promstorage "github.com/prometheus/prometheus/storage"
-
-	"github.com/levitated/levitated/bench/redgen"
-	"github.com/levitated/levitated/pkg/storage"
 )
 
 // BenchmarkHeadGCMark is what the store's in-memory head costs the Go
@@ -26,12 +18,7 @@ import (
 func BenchmarkHeadGCMark(b *testing.B) {
 	const n, samples, cycles = 100_000, 480, 20
 	for b.Loop() {
-		db, err := storage.Open(b.TempDir(), storage.Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		series := redgen.Build(n)
-		refs := make([]promstorage.SeriesRef, n)
+		db, series, refs := redStore(b, n)
 		gc0, obj0 := gcCycle(cycles)
 		for step := range int64(samples) {
 			appendRound(b, db, series, refs, step)
@@ -40,11 +27,6 @@ func BenchmarkHeadGCMark(b *testing.B) {
 			b.Fatal(err)
 		}
 		gc1, obj1 := gcCycle(cycles)
-		if f := os.Getenv("HEAPPROF"); f != "" {
-			w, _ := os.Create(f)
-			_ = pprof.Lookup("heap").WriteTo(w, 0)
-			_ = w.Close()
-		}
 		b.ReportMetric((gc1-gc0)*1e3, "gc-cpu-ms/cycle")
 		b.ReportMetric(obj1-obj0, "objects")
 		b.ReportMetric((obj1-obj0)/n, "objects/series")

@@ -21,12 +21,7 @@ import (
 func BenchmarkHeapPerSeries(b *testing.B) {
 	const n, samples = 1_000_000, 80
 	for b.Loop() {
-		db, err := storage.Open(b.TempDir(), storage.Options{Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		series := redgen.Build(n)
-		refs := make([]promstorage.SeriesRef, n)
+		db, series, refs := redStore(b, n)
 		heap := func() float64 {
 			runtime.GC()
 			var ms runtime.MemStats
@@ -50,4 +45,15 @@ func BenchmarkHeapPerSeries(b *testing.B) {
 		runtime.KeepAlive(series)
 		runtime.KeepAlive(refs)
 	}
+}
+
+// redStore opens an empty store with the series of redgen.Build(n) and
+// room for their references.
+func redStore(b *testing.B, n int) (*storage.DB, []*redgen.Series, []promstorage.SeriesRef) {
+	b.Helper()
+	db, err := storage.Open(b.TempDir(), storage.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return db, redgen.Build(n), make([]promstorage.SeriesRef, n)
 }
