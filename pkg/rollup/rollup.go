@@ -916,6 +916,35 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		size = 4096 // a part keeps a count per group and step
 	}
 	words := (rd.nsteps + 63) / 64
+	// Part 0 is selected here, before any worker starts: it tells whether
+	// the store serves parts (a select it does not serve is a whole
+	// select, of remote stores too), and if it is the only part (a query
+	// of fewer series than a part holds: a dashboard's one-series panel)
+	// it is read on this goroutine, without workers, their hand-offs and
+	// their set-up (inManyParts).
+	pctx, check := parts.Part(ctx, 0, size)
+	set0 := rd.querier.Select(pctx, false, rd.hints, rd.p.sel.LabelMatchers...)
+	served, last := check()
+	if !served {
+		return false, nil
+	}
+	if !last {
+		return rd.inManyParts(ctx, aggs, annos, workers, parts, set0, size, words)
+	}
+	pv := &partValues{served: true, last: true}
+	sr := rd.newSeriesReader()
+	rd.readPart(ctx, sr, pv, set0, nil, size, words, nil)
+	putSeriesReader(sr)
+	if err := rd.addPart(aggs, annos, pv, words); err != nil {
+		return true, err
+	}
+	return true, contextErr(ctx)
+}
+
+// inManyParts reads the parts after part 0 (set0, not the last) on workers
+// goroutines, a few parts ahead of the one being added, and adds them in
+// order.
+func (rd *reading) inManyParts(ctx context.Context, aggs []*aggregation, annos *annotations.Annotations, workers int, parts Parts, set0 storage.SeriesSet, size, words int) (bool, error) {
 	var (
 		mu      sync.Mutex
 		pending = map[int]*partValues{}
@@ -948,71 +977,6 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			}
 		}
 	}
-	// record adds the last series read by sr to pl, plan p's values of
-	// the part.
-	record := func(sr *seriesReader, p *Plan, pl *planValues) {
-		if p.perSeries {
-			pl.out = append(pl.out, sr.result())
-			pl.maxBuf = max(pl.maxBuf, sr.buf.len())
-			return
-		}
-		sr.keyOf(p)
-		gi, ok := pl.byKey[string(sr.key)]
-		if !ok {
-			gi = int32(len(pl.keys))
-			pl.byKey[string(sr.key)] = gi
-			pl.keys = append(pl.keys, string(sr.key))
-			pl.labels = append(pl.labels, sr.groupLabels(p))
-		}
-		if p.counting() {
-			// count and group: how many series of the group have a
-			// value at each step, which adds up exactly in any order.
-			if int(gi) == len(pl.counts) {
-				pl.counts = append(pl.counts, make([]float64, rd.nsteps))
-			}
-			c := pl.counts[gi]
-			for k, h := range sr.has {
-				if h {
-					c[k]++
-				}
-			}
-			return
-		}
-		pl.series = append(pl.series, gi)
-		base := len(pl.has)
-		for range words {
-			pl.has = append(pl.has, 0)
-		}
-		if len(sr.has) <= valBlock {
-			// All the series' values in the last block (a new one if
-			// they may not fit): a tighter loop.
-			if len(pl.vals) == 0 || valBlock-len(pl.vals[len(pl.vals)-1]) < len(sr.has) {
-				pl.vals = append(pl.vals, getBlock())
-			}
-			last := &pl.vals[len(pl.vals)-1]
-			hw := pl.has[base : base+words]
-			vs := *last
-			out := sr.out[:len(sr.has)]
-			for k, h := range sr.has {
-				if h {
-					hw[k/64] |= 1 << (k % 64)
-					vs = append(vs, out[k])
-				}
-			}
-			*last = vs
-			return
-		}
-		for k, h := range sr.has {
-			if h {
-				pl.has[base+k/64] |= 1 << (k % 64)
-				if len(pl.vals) == 0 || len(pl.vals[len(pl.vals)-1]) == valBlock {
-					pl.vals = append(pl.vals, getBlock())
-				}
-				last := &pl.vals[len(pl.vals)-1]
-				*last = append(*last, sr.out[k])
-			}
-		}
-	}
 	// selectPart selects part i, noting in pv whether the store served it
 	// and whether it is the last.
 	selectPart := func(pv *partValues) storage.SeriesSet {
@@ -1024,16 +988,8 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		}
 		return set
 	}
-	// Part 0 is selected here, before any worker starts: it tells whether
-	// the store serves parts (a select it does not serve is a whole
-	// select, of remote stores too), and if it is the only part (a query
-	// of fewer series than a part holds: a dashboard's one-series panel)
-	// it is read on this goroutine, without workers and their hand-offs.
 	pv0 := partOf(0)
-	set0 := selectPart(pv0)
-	if !pv0.served {
-		return false, nil
-	}
+	pv0.served = true
 	read := func(sr *seriesReader, pv *partValues) {
 		defer close(pv.done)
 		var set storage.SeriesSet
@@ -1054,66 +1010,10 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			reused = b.plans
 		default:
 		}
-		pv.plans = make([]planValues, len(rd.plans))
-		for i, p := range rd.plans {
-			pl := &pv.plans[i]
-			switch {
-			case i < len(reused) && reused[i].series != nil:
-				pl.series, pl.has = reused[i].series[:0], reused[i].has[:0]
-			case p.counting() || p.perSeries:
-			default:
-				// Sized for the part at once: grown by append, the
-				// buffers were copied over and over (a tenth of
-				// count_by_name's CPU); the values in blocks, as many as
-				// the part needs.
-				pl.series = make([]int32, 0, size)
-				pl.has = make([]uint64, 0, size*words)
-			}
-			pl.byKey = map[string]int32{}
-		}
-		n := 0
-		for set.Next() {
-			if n++; n%128 == 0 {
-				if pv.err = contextErr(ctx); pv.err != nil {
-					stop(pv.index)
-					return
-				}
-				select {
-				case <-quit:
-					return
-				default:
-				}
-			}
-			found, err := sr.series(set.At())
-			if err != nil {
-				pv.err = err
-				stop(pv.index)
-				return
-			}
-			if !found {
-				continue
-			}
-			for i, p := range rd.plans {
-				if matchAll(rd.filters[i], sr) {
-					sr.annotate(p, &pv.annos)
-					record(sr, p, &pv.plans[i])
-				}
-			}
-		}
-		if pv.err = set.Err(); pv.err != nil {
+		rd.readPart(ctx, sr, pv, set, reused, size, words, quit)
+		if pv.err != nil {
 			stop(pv.index)
-			return
 		}
-		pv.annos.Merge(set.Warnings())
-		for i := range pv.plans {
-			pv.plans[i].byKey = nil
-		}
-	}
-	if pv0.last {
-		sr := rd.newSeriesReader()
-		read(sr, pv0)
-		putSeriesReader(sr)
-		workers = 0
 	}
 	for range workers {
 		wg.Add(1)
@@ -1139,87 +1039,6 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		close(quit)
 		wg.Wait()
 	}()
-	// add adds plan p's values of a part into agg.
-	add := func(p *Plan, agg *aggregation, pl *planValues) error {
-		if p.perSeries {
-			for _, s := range pl.out {
-				if err := agg.addSeries(s, pl.maxBuf); err != nil {
-					return err
-				}
-			}
-			pl.out = nil
-			return nil
-		}
-		if p.counting() {
-			for gi, c := range pl.counts {
-				g, err := agg.group([]byte(pl.keys[gi]), func() labels.Labels { return pl.labels[gi] })
-				if err != nil {
-					return err
-				}
-				for k, n := range c {
-					if n == 0 {
-						continue
-					}
-					a := &g.acc[k]
-					if !a.seen {
-						a.seen, a.v, a.n = true, 1, 0
-					}
-					a.n += n
-				}
-			}
-			return nil
-		}
-		groups := make([]*group, len(pl.keys))
-		sum, avg := p.op == parser.SUM, p.op == parser.AVG
-		var vals []float64
-		vb := 0
-		for si, gi := range pl.series {
-			g := groups[gi]
-			if g == nil {
-				var err error
-				if g, err = agg.group([]byte(pl.keys[gi]), func() labels.Labels { return pl.labels[gi] }); err != nil {
-					return err
-				}
-				groups[gi] = g
-			}
-			// The steps with a value, word by word: a set bit at a time.
-			accs := g.acc
-			for w, word := range pl.has[si*words : (si+1)*words] {
-				if sum || avg {
-					if len(vals) == 0 && vb < len(pl.vals) {
-						vals = pl.vals[vb]
-						vb++
-					}
-					if bits.OnesCount64(word) <= len(vals) {
-						if sum {
-							vals = sumWord(accs[w*64:], word, vals)
-						} else {
-							vals = avgWord(accs[w*64:], word, vals)
-						}
-						continue
-					}
-				}
-				for ; word != 0; word &= word - 1 {
-					if len(vals) == 0 {
-						vals = pl.vals[vb]
-						vb++
-					}
-					k := w*64 + bits.TrailingZeros64(word)
-					if sum {
-						accs[k].addSum(vals[0])
-					} else {
-						accs[k].add(p.op, vals[0])
-					}
-					vals = vals[1:]
-				}
-			}
-		}
-		for _, blk := range pl.vals {
-			putBlock(blk)
-		}
-		pl.vals = nil
-		return nil
-	}
 	for i := 0; ; i++ {
 		pv := partOf(i)
 		select {
@@ -1236,14 +1055,8 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 			// mid-query) cannot be added to the earlier ones either.
 			return false, nil
 		}
-		if pv.err != nil {
-			return true, pv.err
-		}
-		annos.Merge(pv.annos)
-		for j, p := range rd.plans {
-			if err := add(p, aggs[j], &pv.plans[j]); err != nil {
-				return true, err
-			}
+		if err := rd.addPart(aggs, annos, pv, words); err != nil {
+			return true, err
 		}
 		if pv.last {
 			return true, contextErr(ctx)
@@ -1254,6 +1067,227 @@ func (rd *reading) inParts(ctx context.Context, aggs []*aggregation, annos *anno
 		}
 		tokens <- struct{}{}
 	}
+}
+
+// readPart reads the series of set, a part of the select, into pv: each
+// plan's values, the annotations, and the error that ended it early.
+// reused are an added part's buffers; quit, when closed, stops it
+// without an error (nil: never).
+func (rd *reading) readPart(ctx context.Context, sr *seriesReader, pv *partValues, set storage.SeriesSet, reused []planValues, size, words int, quit <-chan struct{}) {
+	pv.plans = make([]planValues, len(rd.plans))
+	for i, p := range rd.plans {
+		pl := &pv.plans[i]
+		switch {
+		case i < len(reused) && reused[i].series != nil:
+			pl.series, pl.has = reused[i].series[:0], reused[i].has[:0]
+		case p.counting() || p.perSeries:
+		default:
+			// Sized for the part at once: grown by append, the
+			// buffers were copied over and over (a tenth of
+			// count_by_name's CPU); the values in blocks, as many as
+			// the part needs.
+			pl.series = make([]int32, 0, size)
+			pl.has = make([]uint64, 0, size*words)
+		}
+		pl.byKey = map[string]int32{}
+	}
+	n := 0
+	for set.Next() {
+		if n++; n%128 == 0 {
+			if pv.err = contextErr(ctx); pv.err != nil {
+				return
+			}
+			select {
+			case <-quit:
+				return
+			default:
+			}
+		}
+		found, err := sr.series(set.At())
+		if err != nil {
+			pv.err = err
+			return
+		}
+		if !found {
+			continue
+		}
+		for i, p := range rd.plans {
+			if matchAll(rd.filters[i], sr) {
+				sr.annotate(p, &pv.annos)
+				rd.record(sr, p, &pv.plans[i], words)
+			}
+		}
+	}
+	if pv.err = set.Err(); pv.err != nil {
+		return
+	}
+	pv.annos.Merge(set.Warnings())
+	for i := range pv.plans {
+		pv.plans[i].byKey = nil
+	}
+}
+
+// addPart adds the values of a part read into aggs (one per plan), and
+// its annotations into annos; or returns the error that ended its read.
+func (rd *reading) addPart(aggs []*aggregation, annos *annotations.Annotations, pv *partValues, words int) error {
+	if pv.err != nil {
+		return pv.err
+	}
+	annos.Merge(pv.annos)
+	for j, p := range rd.plans {
+		if err := addValues(p, aggs[j], &pv.plans[j], words); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// record adds the last series read by sr to pl, plan p's values of
+// the part (of words words per series).
+func (rd *reading) record(sr *seriesReader, p *Plan, pl *planValues, words int) {
+	if p.perSeries {
+		pl.out = append(pl.out, sr.result())
+		pl.maxBuf = max(pl.maxBuf, sr.buf.len())
+		return
+	}
+	sr.keyOf(p)
+	gi, ok := pl.byKey[string(sr.key)]
+	if !ok {
+		gi = int32(len(pl.keys))
+		pl.byKey[string(sr.key)] = gi
+		pl.keys = append(pl.keys, string(sr.key))
+		pl.labels = append(pl.labels, sr.groupLabels(p))
+	}
+	if p.counting() {
+		// count and group: how many series of the group have a
+		// value at each step, which adds up exactly in any order.
+		if int(gi) == len(pl.counts) {
+			pl.counts = append(pl.counts, make([]float64, rd.nsteps))
+		}
+		c := pl.counts[gi]
+		for k, h := range sr.has {
+			if h {
+				c[k]++
+			}
+		}
+		return
+	}
+	pl.series = append(pl.series, gi)
+	base := len(pl.has)
+	for range words {
+		pl.has = append(pl.has, 0)
+	}
+	if len(sr.has) <= valBlock {
+		// All the series' values in the last block (a new one if
+		// they may not fit): a tighter loop.
+		if len(pl.vals) == 0 || valBlock-len(pl.vals[len(pl.vals)-1]) < len(sr.has) {
+			pl.vals = append(pl.vals, getBlock())
+		}
+		last := &pl.vals[len(pl.vals)-1]
+		hw := pl.has[base : base+words]
+		vs := *last
+		out := sr.out[:len(sr.has)]
+		for k, h := range sr.has {
+			if h {
+				hw[k/64] |= 1 << (k % 64)
+				vs = append(vs, out[k])
+			}
+		}
+		*last = vs
+		return
+	}
+	for k, h := range sr.has {
+		if h {
+			pl.has[base+k/64] |= 1 << (k % 64)
+			if len(pl.vals) == 0 || len(pl.vals[len(pl.vals)-1]) == valBlock {
+				pl.vals = append(pl.vals, getBlock())
+			}
+			last := &pl.vals[len(pl.vals)-1]
+			*last = append(*last, sr.out[k])
+		}
+	}
+}
+
+// addValues adds plan p's values of a part into agg.
+func addValues(p *Plan, agg *aggregation, pl *planValues, words int) error {
+	if p.perSeries {
+		for _, s := range pl.out {
+			if err := agg.addSeries(s, pl.maxBuf); err != nil {
+				return err
+			}
+		}
+		pl.out = nil
+		return nil
+	}
+	if p.counting() {
+		for gi, c := range pl.counts {
+			g, err := agg.group([]byte(pl.keys[gi]), func() labels.Labels { return pl.labels[gi] })
+			if err != nil {
+				return err
+			}
+			for k, n := range c {
+				if n == 0 {
+					continue
+				}
+				a := &g.acc[k]
+				if !a.seen {
+					a.seen, a.v, a.n = true, 1, 0
+				}
+				a.n += n
+			}
+		}
+		return nil
+	}
+	groups := make([]*group, len(pl.keys))
+	sum, avg := p.op == parser.SUM, p.op == parser.AVG
+	var vals []float64
+	vb := 0
+	for si, gi := range pl.series {
+		g := groups[gi]
+		if g == nil {
+			var err error
+			if g, err = agg.group([]byte(pl.keys[gi]), func() labels.Labels { return pl.labels[gi] }); err != nil {
+				return err
+			}
+			groups[gi] = g
+		}
+		// The steps with a value, word by word: a set bit at a time.
+		accs := g.acc
+		for w, word := range pl.has[si*words : (si+1)*words] {
+			if sum || avg {
+				if len(vals) == 0 && vb < len(pl.vals) {
+					vals = pl.vals[vb]
+					vb++
+				}
+				if bits.OnesCount64(word) <= len(vals) {
+					if sum {
+						vals = sumWord(accs[w*64:], word, vals)
+					} else {
+						vals = avgWord(accs[w*64:], word, vals)
+					}
+					continue
+				}
+			}
+			for ; word != 0; word &= word - 1 {
+				if len(vals) == 0 {
+					vals = pl.vals[vb]
+					vb++
+				}
+				k := w*64 + bits.TrailingZeros64(word)
+				if sum {
+					accs[k].addSum(vals[0])
+				} else {
+					accs[k].add(p.op, vals[0])
+				}
+				vals = vals[1:]
+			}
+		}
+	}
+	for _, blk := range pl.vals {
+		putBlock(blk)
+	}
+	pl.vals = nil
+	return nil
 }
 
 // samples are a series' samples: their timestamps and values.
