@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/model/labels"
 	promstorage "github.com/prometheus/prometheus/storage"
 	"github.com/stretchr/testify/require"
@@ -19,7 +20,8 @@ import (
 // leaves none open.
 func TestChunkIterPool(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(t.TempDir(), Options{Logger: slog.New(slog.DiscardHandler), Retention: 365 * 24 * time.Hour})
+	reg := prometheus.NewRegistry()
+	db, err := Open(t.TempDir(), Options{Logger: slog.New(slog.DiscardHandler), Retention: 365 * 24 * time.Hour, Registerer: reg})
 	require.NoError(t, err)
 	closed := false
 	defer func() {
@@ -51,6 +53,25 @@ func TestChunkIterPool(t *testing.T) {
 	require.Equal(t, 300, read())
 	require.Equal(t, m0, made(), "the second read takes the first one's iterator")
 	require.Positive(t, reused())
+	exposed := func(iterator string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != "levitated_storage_chunk_iterators_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == iterator {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+		t.Fatalf("levitated_storage_chunk_iterators_total{iterator=%q} not exposed", iterator)
+		return 0
+	}
+	require.Equal(t, float64(made()), exposed("made"))
+	require.Equal(t, float64(reused()), exposed("reused"))
 
 	// New chunks, written and then dropped from memory: only Pebble has
 	// them, and only an iterator made after they were written sees them.

@@ -58,6 +58,16 @@ func newDBMetrics(db *DB, reg prometheus.Registerer) *dbMetrics {
 			}
 			return float64(n)
 		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "levitated_storage_chunk_iterators_total",
+			Help:        "Pebble iterators over a partition's chunks that readers used: made for them, or reused from the last reader of the partition (none written since).",
+			ConstLabels: prometheus.Labels{"iterator": "made"},
+		}, func() float64 { return float64(db.iters.made.Load()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "levitated_storage_chunk_iterators_total",
+			Help:        "Pebble iterators over a partition's chunks that readers used: made for them, or reused from the last reader of the partition (none written since).",
+			ConstLabels: prometheus.Labels{"iterator": "reused"},
+		}, func() float64 { return float64(db.iters.reused.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "levitated_storage_wal_bytes",
 			Help: "Bytes of write-ahead records not yet covered by a checkpoint.",
