@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -58,16 +59,8 @@ func newDBMetrics(db *DB, reg prometheus.Registerer) *dbMetrics {
 			}
 			return float64(n)
 		}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "levitated_storage_chunk_iterators_total",
-			Help:        "Pebble iterators over a partition's chunks that readers used: made for them, or reused from the last reader of the partition (none written since).",
-			ConstLabels: prometheus.Labels{"iterator": "made"},
-		}, func() float64 { return float64(db.iters.made.Load()) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "levitated_storage_chunk_iterators_total",
-			Help:        "Pebble iterators over a partition's chunks that readers used: made for them, or reused from the last reader of the partition (none written since).",
-			ConstLabels: prometheus.Labels{"iterator": "reused"},
-		}, func() float64 { return float64(db.iters.reused.Load()) }),
+		chunkIterators("made", &db.iters.made),
+		chunkIterators("reused", &db.iters.reused),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "levitated_storage_wal_bytes",
 			Help: "Bytes of write-ahead records not yet covered by a checkpoint.",
@@ -82,6 +75,16 @@ func newDBMetrics(db *DB, reg prometheus.Registerer) *dbMetrics {
 		}
 	}
 	return m
+}
+
+// chunkIterators is levitated_storage_chunk_iterators_total of one kind
+// (iterator="made" or "reused"), counted by n.
+func chunkIterators(kind string, n *atomic.Int64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "levitated_storage_chunk_iterators_total",
+		Help:        "Pebble iterators over a partition's chunks that readers used: made for them, or reused from the last reader of the partition (none written since).",
+		ConstLabels: prometheus.Labels{"iterator": kind},
+	}, func() float64 { return float64(n.Load()) })
 }
 
 func (m *dbMetrics) unregister() {
