@@ -45,7 +45,8 @@ import (
 // range queries: gzip inside, decompressed by the page) is sent as it is,
 // without Content-Encoding: compressing its 0.1 MB again cost the server
 // and the browser's network process CPU, next to the page it competes
-// with, for no bytes saved.
+// with, for no bytes saved. An answer of those two routes shorter than
+// minGzipBytes in all is sent uncompressed, as gzip was not asked for.
 func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ae, ok := r.Header["Accept-Encoding"]
@@ -74,6 +75,15 @@ func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...
 	})
 }
 
+// minGzipBytes is the least answer of the query routes that is gzipped:
+// klauspost's gzhttp.DefaultMinSize, which VictoriaMetrics' server uses
+// (lib/httpserver: gzhttp.NewWrapper at level 1, the default minimum).
+// Below it the compressed answer fits in the same packet as the plain one
+// and costs more CPU than the rest of a small query: 12 % of levitated's
+// CPU on a one-series range query of 20 points at 1M series
+// (bench/RESULTS.md, "Small answers uncompressed").
+const minGzipBytes = 1024
+
 var (
 	gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
 	zlibWriters = sync.Pool{New: func() any { return zlib.NewWriter(nil) }}
@@ -99,13 +109,18 @@ func pickedEncoding(raw string) string {
 // gzipResponseWriter is httputil's compressedResponseWriter with a gzip
 // writer, Prometheus' (gz) or the fast one (pg), or Prometheus' zlib writer
 // (zl, for deflate), chosen when the answer's header is written (start):
-// an answer compressed already is passed through (asIs).
+// an answer compressed already is passed through (asIs). The fast gzip
+// holds the status and the first bytes back (holding) until the answer
+// reaches minGzipBytes, and sends them uncompressed if it ends before.
 type gzipResponseWriter struct {
 	http.ResponseWriter
 	encoding string
 	fast     bool
 	started  bool
 	asIs     bool
+	holding  bool
+	status   int    // held while holding, 0 if none was written
+	held     []byte // the answer so far while holding
 	gz       *gzip.Writer
 	pg       *pgzip.Writer
 	zl       *zlib.Writer
@@ -121,6 +136,15 @@ func (g *gzipResponseWriter) start() {
 		g.asIs = true
 		return
 	}
+	if g.fast && g.encoding == "gzip" {
+		g.holding = true
+		return
+	}
+	g.compress()
+}
+
+// compress sets Content-Encoding and takes the answer's writer.
+func (g *gzipResponseWriter) compress() {
 	g.Header().Set("Content-Encoding", g.encoding)
 	switch {
 	case g.encoding == "deflate":
@@ -134,10 +158,38 @@ func (g *gzipResponseWriter) start() {
 	}
 }
 
+// release ends holding: the held status is written, and the held bytes
+// are returned for the caller to write.
+func (g *gzipResponseWriter) release(compressed bool) []byte {
+	g.holding = false
+	if compressed {
+		g.Header().Del("Content-Length")
+		g.compress()
+	}
+	if g.status != 0 {
+		g.ResponseWriter.WriteHeader(g.status)
+	}
+	held := g.held
+	g.held = nil
+	return held
+}
+
 func (g *gzipResponseWriter) Write(p []byte) (int, error) {
 	g.start()
 	if g.asIs {
 		return g.ResponseWriter.Write(p)
+	}
+	if g.holding {
+		if len(g.held)+len(p) < minGzipBytes {
+			g.held = append(g.held, p...)
+			matrixcodec.Recycle(p)
+			return len(p), nil
+		}
+		if held := g.release(true); len(held) > 0 {
+			if _, err := g.pg.Write(held); err != nil {
+				return 0, err
+			}
+		}
 	}
 	g.Header().Del("Content-Length")
 	var (
@@ -170,6 +222,12 @@ func (w recyclingWriter) Write(p []byte) (int, error) {
 
 func (g *gzipResponseWriter) WriteHeader(statusCode int) {
 	g.start()
+	if g.holding {
+		if g.status == 0 {
+			g.status = statusCode
+		}
+		return
+	}
 	if !g.asIs {
 		g.Header().Del("Content-Length")
 	}
@@ -177,10 +235,17 @@ func (g *gzipResponseWriter) WriteHeader(statusCode int) {
 }
 
 // close flushes and closes the stream as httputil's Close does, and
-// returns the writer to its pool.
+// returns the writer to its pool; an answer still held is written as it
+// is.
 func (g *gzipResponseWriter) close() {
 	g.start()
 	if g.asIs {
+		return
+	}
+	if g.holding {
+		if held := g.release(false); len(held) > 0 {
+			_, _ = g.ResponseWriter.Write(held)
+		}
 		return
 	}
 	g.Header().Del("Content-Length")

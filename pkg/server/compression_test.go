@@ -93,16 +93,21 @@ func TestQueryGzipAsPrometheus(t *testing.T) {
 				for range 3 {
 					resp, body := send(r.method, r.path, r.form, "br, gzip")
 					same := bytes.Equal(body, want)
+					encoding := "gzip"
 					if r.path == "/api/v1/query" || r.path == "/api/v1/query_range" {
 						// At best speed (withPooledGzip's fast): the same
-						// answer, not the same bytes.
+						// answer, not the same bytes; under 1 KiB, the
+						// answer as it is (gzhttp's minimum).
 						same = bytes.Equal(gunzip(body), identity)
+						if len(identity) < 1024 {
+							encoding, same = "", bytes.Equal(body, identity)
+						}
 					}
-					if resp.StatusCode != plain.StatusCode || resp.Header.Get("Content-Encoding") != "gzip" ||
+					if resp.StatusCode != plain.StatusCode || resp.Header.Get("Content-Encoding") != encoding ||
 						!contains(resp.Header.Values("Vary"), "Accept-Encoding") || !same {
-						t.Errorf("%s %s: status %d, Content-Encoding %q, Vary %q, %d bytes; want %d, gzip, Accept-Encoding, %d bytes (equal: %v)",
+						t.Errorf("%s %s: status %d, Content-Encoding %q, Vary %q, %d bytes; want %d, %q, Accept-Encoding, %d bytes (equal: %v)",
 							r.method, r.path, resp.StatusCode, resp.Header.Get("Content-Encoding"), resp.Header.Values("Vary"),
-							len(body), plain.StatusCode, len(want), same)
+							len(body), plain.StatusCode, encoding, len(want), same)
 					}
 				}
 			}()

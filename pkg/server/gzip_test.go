@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -24,13 +25,15 @@ import (
 // decompress to the bytes of the uncompressed answer; deflate, chosen as
 // Prometheus chooses it, is still Prometheus' (its bytes are those of
 // klauspost's zlib at the default level, flushed and closed, as
-// httputil's); errors are compressed too.
+// httputil's); errors are compressed too, and an answer under 1 KiB
+// (gzhttp's minimum, VictoriaMetrics') is sent as it is.
 func TestQueryGzip(t *testing.T) {
 	defer func(n int) { pgzip.ParallelBytes = n }(pgzip.ParallelBytes)
 	pgzip.ParallelBytes = 1024 // the answers below are 3 and 60 kB
 	srv := servertest.Start(t)
 	now := writeCounters(t, srv.URL, 40, 120)
 	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	seen := map[bool]bool{} // answers under 1 KiB and not
 	fetch := func(path string, params url.Values, accept string) (*http.Response, []byte) {
 		req, err := http.NewRequest(http.MethodGet, srv.URL+path+"?"+params.Encode(), nil)
 		require.NoError(t, err)
@@ -52,6 +55,8 @@ func TestQueryGzip(t *testing.T) {
 		{"/api/v1/query_range", url.Values{"query": {"rate(req_total[1m])"}, "start": {unixString(now.Add(-30 * time.Minute))}, "end": {unixString(now)}, "step": {"15"}}, 200},
 		{"/api/v1/query", url.Values{"query": {"req_total"}, "time": {unixString(now)}}, 200},
 		{"/api/v1/query_range", url.Values{"query": {"rate(req_total[1m]"}, "start": {"1"}, "end": {"2"}, "step": {"15"}}, 400},
+		// A 400 whose message (it quotes the step) is over 1 KiB.
+		{"/api/v1/query_range", url.Values{"query": {"req_total"}, "start": {"1"}, "end": {"2"}, "step": {strings.Repeat("x", 1100)}}, 400},
 	} {
 		plain, want := fetch(c.path, c.params, "")
 		require.Equal(t, c.code, plain.StatusCode, string(want))
@@ -59,9 +64,14 @@ func TestQueryGzip(t *testing.T) {
 		for _, accept := range []string{"gzip", "br, gzip", "gzip, deflate"} {
 			resp, body := fetch(c.path, c.params, accept)
 			require.Equal(t, c.code, resp.StatusCode)
-			require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), accept)
 			require.Equal(t, plain.Header.Values("Vary"), resp.Header.Values("Vary"))
 			require.Equal(t, plain.Header.Get("Content-Type"), resp.Header.Get("Content-Type"))
+			if len(want) < 1024 {
+				require.Empty(t, resp.Header.Get("Content-Encoding"), "%s %s: %d bytes", c.path, accept, len(want))
+				require.Equal(t, string(want), string(body))
+				continue
+			}
+			require.Equal(t, "gzip", resp.Header.Get("Content-Encoding"), accept)
 			zr, err := gzip.NewReader(bytes.NewReader(body))
 			require.NoError(t, err)
 			zr.Multistream(false)
@@ -86,7 +96,9 @@ func TestQueryGzip(t *testing.T) {
 		if c.code == 200 {
 			require.Greater(t, len(want), pgzip.ParallelBytes, "the answer is compressed in blocks")
 		}
+		seen[len(want) < 1024] = true
 	}
+	require.Equal(t, map[bool]bool{false: true, true: true}, seen, "answers under 1 KiB and over it")
 }
 
 // TestQueryAnswersReused: large answers, whose buffers the JSON codec gets
