@@ -81,7 +81,7 @@ func withPooledGzip(next http.Handler, ready func() bool, fast bool, methods ...
 // Below it the compressed answer fits in the same packet as the plain one
 // and costs more CPU than the rest of a small query: 12 % of levitated's
 // CPU on a one-series range query of 20 points at 1M series
-// (bench/RESULTS.md, "Small answers uncompressed").
+// (bench/RESULTS.md, "Small answers sent uncompressed").
 const minGzipBytes = 1024
 
 var (
