@@ -51,6 +51,12 @@ func TestChangesListAndChangePage(t *testing.T) {
 	if !strings.EqualFold(mark, verdict) {
 		t.Errorf("the 40 %% stage's row shows verdict %q, the impact API %q", mark, verdict)
 	}
+	// The live status is the events tail's own: live once the server has
+	// subscribed it (its answer's header), not after a guess.
+	do(t, ctx, visible(`[data-testid=changes-live][data-state=live]`))
+	if got := eval[string](t, ctx, `document.querySelector('[data-testid=changes-live]').textContent`); got != "● live" {
+		t.Errorf("the Changes page's status reads %q, want ● live", got)
+	}
 	shot(t, ctx, "changes")
 
 	// The filter narrows the list (and lands in the URL).

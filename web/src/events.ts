@@ -93,12 +93,20 @@ export function splitMatchers(s: string): string[] {
  * tailEvents follows new events until signal aborts; onEvent gets each.
  * It resolves when the stream ends and rejects on an HTTP error.
  */
-export async function tailEvents(p: { name?: string; match?: string[] }, onEvent: (e: ChangeEvent) => void, signal: AbortSignal): Promise<void> {
+export async function tailEvents(
+  p: { name?: string; match?: string[] },
+  onEvent: (e: ChangeEvent) => void,
+  signal: AbortSignal,
+  onOpen?: () => void,
+): Promise<void> {
   const q = new URLSearchParams();
   if (p.name) q.set('name', p.name);
   for (const m of p.match ?? []) q.append('match', m);
   const res = await fetch(`/api/v1/events:tail?${q}`, { headers: authHeaders(), signal });
   if (!res.ok || !res.body) throw new ApiError(res.status, (await res.text()).trim() || res.statusText);
+  // The server answers once the tail is subscribed (its header is
+  // flushed then): from here on no new event is missed.
+  onOpen?.();
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = '';
   for (;;) {

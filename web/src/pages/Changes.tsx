@@ -36,23 +36,24 @@ export function ChangesPage({ search }: { search: string }) {
 
   // Live: any new matching event re-reads the list (a stop changes its window).
   const pending = useRef<number>();
+  // The status is the tail's own: live once the server has subscribed it,
+  // not live once it fails or ends.
   useEffect(() => {
     const ac = new AbortController();
     setLive('connecting');
     tailEvents(
       { name: name || undefined, match: splitMatchers(match) },
       () => {
-        setLive('live');
         clearTimeout(pending.current);
         pending.current = window.setTimeout(() => setTick((t) => t + 1), 250);
       },
       ac.signal,
-    ).catch(() => !ac.signal.aborted && setLive('off'));
-    const t = setTimeout(() => setLive((l) => (l === 'connecting' ? 'live' : l)), 500);
-    return () => {
-      ac.abort();
-      clearTimeout(t);
-    };
+      () => setLive('live'),
+    ).then(
+      () => !ac.signal.aborted && setLive('off'),
+      () => !ac.signal.aborted && setLive('off'),
+    );
+    return () => ac.abort();
   }, [name, match]);
 
   // change_impact events are shown as the verdict of the change they judge.
@@ -63,7 +64,7 @@ export function ChangesPage({ search }: { search: string }) {
     <section class="page" aria-labelledby="changes-h">
       <div class="page-head">
         <h1 id="changes-h">Changes</h1>
-        <span class={`live ${live}`} role="status">
+        <span class={`live ${live}`} role="status" data-testid="changes-live" data-state={live}>
           {live === 'live' ? '● live' : live === 'connecting' ? '○ connecting' : '○ not live'}
         </span>
       </div>
