@@ -36,16 +36,33 @@ func TestChangesListAndChangePage(t *testing.T) {
 	rows := eval[[]string](t, ctx, `[...document.querySelectorAll('[data-testid=changes] tbody tr')].map(r => r.dataset.id)`)
 	// A change is a window (its start) or a point event (a stop that
 	// closed no window: the demo's canary-verdict events); levitated's
-	// change_impact events are shown as the verdict of the change they
-	// judge.
+	// judgements — change_impact events (automatic) and change_analysis
+	// events (the analyses the demo asks for, as Argo Rollouts would) — are
+	// shown on the change they judge, not as changes.
 	changes := 0
+	analyses := map[string]apiEvent{} // the newest analysis of each change
 	for _, e := range listEvents(t) {
-		if e.Name != "change_impact" && (e.State == "start" || e.Window == nil) {
+		if isJudgement(e) {
+			if id := e.Attributes["change_id"]; e.Name == "change_analysis" && id != "" && !analyses[id].Timestamp.After(e.Timestamp) {
+				analyses[id] = e
+			}
+			continue
+		}
+		if e.State == "start" || e.Window == nil {
 			changes++
 		}
 	}
 	if len(rows) != changes {
 		t.Errorf("the page lists %d changes, the API has %d windows and point events", len(rows), changes)
+	}
+	if len(analyses) == 0 {
+		t.Fatal("the demo's analyses recorded no change_analysis event of a change")
+	}
+	for id, a := range analyses {
+		got := eval[string](t, ctx, `(() => { const m = document.querySelector('[data-testid=changes] tbody tr[data-id="`+id+`"] [data-testid=analysis-mark] .badge'); return m ? m.textContent : ''; })()`)
+		if !strings.EqualFold(got, a.Attributes["verdict"]) {
+			t.Errorf("change %s shows analysis verdict %q, its newest change_analysis event %q", id, got, a.Attributes["verdict"])
+		}
 	}
 	mark := eval[string](t, ctx, `(() => { const m = document.querySelector('[data-testid=changes] tbody tr[data-id="`+stage.ID+`"] [data-testid=impact-mark]'); return m ? m.textContent : ''; })()`)
 	if !strings.EqualFold(mark, verdict) {
@@ -69,7 +86,7 @@ func TestChangesListAndChangePage(t *testing.T) {
 	loc := location(t, ctx)
 	want := 0
 	for _, e := range listEvents(t, `weight="40"`) {
-		if e.Name != "change_impact" && (e.State == "start" || e.Window == nil) {
+		if !isJudgement(e) && (e.State == "start" || e.Window == nil) {
 			want++
 		}
 	}
@@ -150,3 +167,8 @@ func TestChangesListAndChangePage(t *testing.T) {
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+
+// isJudgement reports whether e is one of levitated's judgements of a
+// change (an automatic impact verdict or an analysis), which the console
+// shows on the change, not as one.
+func isJudgement(e apiEvent) bool { return e.Name == "change_impact" || e.Name == "change_analysis" }

@@ -223,9 +223,44 @@ export function impactMarks(evs: ChangeEvent[]): Map<string, ImpactMark> {
   return out;
 }
 
-/** withoutImpact drops change_impact events unless name asks for them. */
+/**
+ * The event levitated records for each analysis someone asked for: an
+ * Argo Rollouts or Kayenta canary execution, a Flagger webhook, a native
+ * analysis (docs/analysis.md). A judgement, not a change: lists and graphs
+ * show it on the change it judged, if any, unless asked for it by name;
+ * the Analyses page lists the executions.
+ */
+export const analysisEventName = 'change_analysis';
+
+/** AnalysisMark is a change's newest analysis, from its change_analysis events. */
+export interface AnalysisMark {
+  verdict: string;
+  score?: string;
+  source?: string;
+  failing?: string;
+  at: number; // Unix seconds
+}
+
+/** analysisMarks maps a judged change's id to its newest analysis. */
+export function analysisMarks(evs: ChangeEvent[]): Map<string, AnalysisMark> {
+  const out = new Map<string, AnalysisMark>();
+  for (const e of evs) {
+    const a = e.attributes ?? {};
+    if (e.name !== analysisEventName || !a.change_id || !a.verdict) continue;
+    const at = Date.parse(e.timestamp) / 1000;
+    const had = out.get(a.change_id);
+    if (had && had.at > at) continue;
+    out.set(a.change_id, { verdict: a.verdict, score: a.score, source: a.source, failing: a.failing_signals, at });
+  }
+  return out;
+}
+
+/**
+ * withoutImpact drops the judgements (change_impact and change_analysis
+ * events) unless name asks for them.
+ */
 export function withoutImpact(evs: ChangeEvent[], name?: string): ChangeEvent[] {
-  return name === impactEventName ? evs : evs.filter((e) => e.name !== impactEventName);
+  return evs.filter((e) => (e.name !== impactEventName && e.name !== analysisEventName) || e.name === name);
 }
 
 /** describe writes an event's attributes as `k=v, …`. */
