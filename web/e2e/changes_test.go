@@ -106,6 +106,30 @@ func TestChangesListAndChangePage(t *testing.T) {
 	if !strings.HasSuffix(loc, "/changes/"+stage.ID) {
 		t.Fatalf("opened %s, want the change page of %s", loc, stage.ID)
 	}
+	// Its judgements list the analyses recorded of it, newest first.
+	var recorded []apiEvent
+	for _, e := range listEvents(t, `change_id="`+stage.ID+`"`) {
+		if e.Name == "change_analysis" {
+			recorded = append(recorded, e)
+		}
+	}
+	if len(recorded) == 0 {
+		t.Fatal("the demo recorded no analysis of the 40 % stage")
+	}
+	do(t, ctx, visible(`[data-testid=recorded-analyses] li`))
+	shown := eval[[]struct{ ID, Verdict string }](t, ctx, `[...document.querySelectorAll('[data-testid=recorded-analyses] li')].map(li => ({id: li.dataset.id, verdict: li.querySelector('.badge').textContent}))`)
+	if len(shown) != len(recorded) {
+		t.Errorf("the change page lists %d recorded analyses, the API has %d", len(shown), len(recorded))
+	}
+	for _, a := range recorded {
+		found := false
+		for _, s := range shown {
+			found = found || (s.ID == a.ID && strings.EqualFold(s.Verdict, a.Attributes["verdict"]))
+		}
+		if !found {
+			t.Errorf("recorded analysis %s (%s) is not listed with its verdict: %+v", a.ID, a.Attributes["verdict"], shown)
+		}
+	}
 	fig := eval[struct {
 		From, To, Step float64
 		Rows           map[string]map[string]string

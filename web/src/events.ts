@@ -241,6 +241,20 @@ export interface AnalysisMark {
   at: number; // Unix seconds
 }
 
+/** analysisSourceTitle names the source of a recorded analysis (its source attribute). */
+export function analysisSourceTitle(source?: string): string {
+  switch (source) {
+    case 'analysis':
+      return 'native analysis';
+    case 'kayenta':
+      return 'Kayenta execution';
+    case 'flagger':
+      return 'Flagger webhook';
+    default:
+      return `analysis (${source ?? 'unknown source'})`;
+  }
+}
+
 /** analysisMarks maps a judged change's id to its newest analysis. */
 export function analysisMarks(evs: ChangeEvent[]): Map<string, AnalysisMark> {
   const out = new Map<string, AnalysisMark>();

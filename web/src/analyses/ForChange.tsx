@@ -2,7 +2,8 @@
 // canary scope overlaps the change window, and (for tokens with the
 // analysis scope) a native analysis of the window on demand.
 import { useEffect, useState } from 'preact/hooks';
-import type { ChangeEvent } from '../events';
+import { listEvents, analysisEventName, analysisSourceTitle, type ChangeEvent } from '../events';
+import { formatTime } from '../time';
 import { kayentaExecutions, fromKayenta, type Judgement } from './model';
 import { VerdictBadge } from './JudgementView';
 import { NativeForm } from './NativeForm';
@@ -13,7 +14,19 @@ export function KayentaForChange({ ev, start, end }: { ev: ChangeEvent; start: n
   const who = useSession();
   const allowed = can(who, 'analysis');
   const [list, setList] = useState<Judgement[] | null>(null);
+  const [recorded, setRecorded] = useState<ChangeEvent[] | null>(null);
   const [err, setErr] = useState('');
+  // The analyses recorded of this change (change_analysis events naming
+  // it: native analyses, Flagger webhooks, Kayenta executions), newest
+  // first; recorded once they end, so not before the change began.
+  useEffect(() => {
+    const ac = new AbortController();
+    setRecorded(null);
+    listEvents({ start: start - 60, name: analysisEventName, match: [`change_id="${ev.id}"`] }, 200, ac.signal)
+      .then((xs) => setRecorded(xs.sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp))))
+      .catch((e) => !ac.signal.aborted && setErr(e instanceof ApiError ? e.explain() : String(e)));
+    return () => ac.abort();
+  }, [ev.id, start]);
   useEffect(() => {
     if (!allowed) return;
     kayentaExecutions(200)
@@ -31,8 +44,19 @@ export function KayentaForChange({ ev, start, end }: { ev: ChangeEvent; start: n
   return (
     <>
       <h2>Judgements</h2>
-      {!allowed && <p class="muted">This token has no analysis scope: judgements of this change are not shown.</p>}
+      {!allowed && <p class="muted">This token has no analysis scope: Kayenta executions covering this change are not shown.</p>}
       {err && <div class="alert error">{err}</div>}
+      {recorded && recorded.length > 0 && (
+        <ul class="plain" data-testid="recorded-analyses">
+          {recorded.map((a) => (
+            <li key={a.id} data-id={a.id}>
+              <VerdictBadge v={a.attributes?.verdict} /> {analysisSourceTitle(a.attributes?.source)}, score {a.attributes?.score ?? '—'}
+              {a.attributes?.failing_signals && <span class="small"> · failing: {a.attributes.failing_signals.split(',').join(', ')}</span>}{' '}
+              <span class="muted small">· recorded {formatTime(Date.parse(a.timestamp) / 1000)}</span>
+            </li>
+          ))}
+        </ul>
+      )}
       {list && list.length === 0 && <p class="muted">No Kayenta execution covers this change.</p>}
       {list && list.length > 0 && (
         <ul class="plain">
@@ -52,3 +76,4 @@ export function KayentaForChange({ ev, start, end }: { ev: ChangeEvent; start: n
     </>
   );
 }
+

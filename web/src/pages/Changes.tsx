@@ -1,7 +1,7 @@
 // Changes.tsx: the change events and windows of a time range, searchable by
 // name, attribute matchers and open-only, kept live by the events tail.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, impactMarks, analysisMarks, withoutImpact, type ChangeEvent } from '../events';
+import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, impactMarks, analysisMarks, analysisSourceTitle, withoutImpact, type ChangeEvent } from '../events';
 import { VerdictBadge } from '../analyses/JudgementView';
 import { decodeChanges, encodeChanges, type ChangesState } from '../url';
 import { replace } from '../router';
@@ -109,7 +109,7 @@ export function ChangesPage({ search }: { search: string }) {
                   {analyses.has(s.id) && (
                     <span
                       data-testid="analysis-mark"
-                      title={`analysis (${analyses.get(s.id)!.source ?? '?'}), score ${analyses.get(s.id)!.score ?? '—'}${analyses.get(s.id)!.failing ? `; failing: ${analyses.get(s.id)!.failing}` : ''}`}
+                      title={`${analysisSourceTitle(analyses.get(s.id)!.source)}, score ${analyses.get(s.id)!.score ?? '—'}${analyses.get(s.id)!.failing ? `; failing: ${analyses.get(s.id)!.failing}` : ''}`}
                     >
                       {' '}
                       <span class="muted small">analysis</span> <VerdictBadge v={analyses.get(s.id)!.verdict} />
