@@ -307,8 +307,7 @@ func (j *Judge) Judge(ctx context.Context, cfg *Config, c Change, only []string,
 		for _, m := range first.GetMetrics() {
 			if !enough[m.GetName()] {
 				r := signalResult(m, false)
-				r.Explanation = fmt.Sprintf("Not judged: %d baseline and %d canary points, fewer than the %d needed. %s",
-					r.BaselineCount, r.CanaryCount, minSamples[m.GetName()], r.Explanation)
+				r.Explanation = notJudged(r.BaselineCount, r.CanaryCount, minSamples[m.GetName()])
 				out.Signals = append(out.Signals, r)
 			}
 		}
@@ -453,6 +452,18 @@ func (j *Judge) enoughTraffic(ctx context.Context, req *levitatedv1.AnalyzeReque
 	return false, fmt.Sprintf("about %.0f requests on the canary's side and %.0f on the baseline's, fewer than the %g needed on each (traffic.min_requests).", canary, base, minRequests), warnings, nil
 }
 
+// notJudged explains a signal left out of a comparison for too few points.
+// The analysis' own sentence for it is not kept: it says what the
+// signal's classification does to the canary (a critical signal without
+// data fails it), which a signal left out does not do.
+func notJudged(baseline, canary, need int) string {
+	s := fmt.Sprintf("Not judged: %d baseline and %d canary points, fewer than the %d needed", baseline, canary, need)
+	if baseline == 0 && canary == 0 {
+		s += " (neither query returned a sample)"
+	}
+	return s + "; left out of this comparison."
+}
+
 func signalResult(m *levitatedv1.MetricResult, judged bool) SignalResult {
 	r := SignalResult{
 		Signal: m.GetName(), Labels: m.GetLabels(), Classification: m.GetClassification(), Judged: judged,
@@ -468,7 +479,8 @@ func signalResult(m *levitatedv1.MetricResult, judged bool) SignalResult {
 		r.CanaryMean = finite(m.GetCanary().GetMean())
 	}
 	if !judged {
-		r.Classification = "Nodata"
+		// Left out: neither classified nor a critical failure.
+		r.Classification, r.Critical = "Nodata", false
 	}
 	return r
 }

@@ -136,6 +136,7 @@ type impactAnswer struct {
 			Signal         string   `json:"signal"`
 			Classification string   `json:"classification"`
 			Judged         bool     `json:"judged"`
+			Critical       bool     `json:"critical"`
 			Explanation    string   `json:"explanation"`
 			Ratio          *float64 `json:"ratio"`
 			ShiftLower     *float64 `json:"shift_lower"`
@@ -295,6 +296,10 @@ split:
 			require.Greater(t, *s.ShiftLower, 0.0)
 		case "otel-error-ratio", "otel-latency-p99":
 			require.False(t, s.Judged, "web emits no OpenTelemetry metrics")
+			// Left out: not a critical failure, and not said to fail the
+			// canary (otel-error-ratio is critical in the configuration).
+			require.False(t, s.Critical, s.Signal)
+			require.Equal(t, "Not judged: 0 baseline and 0 canary points, fewer than the 10 needed (neither query returned a sample); left out of this comparison.", s.Explanation)
 		}
 	}
 	require.True(t, found)
