@@ -84,14 +84,19 @@ export function StatusPage() {
         <figure class="card">
           <figcaption>Build and runtime</figcaption>
           <ErrorAlert err={bErr ?? rErr} />
-          {build && <KV data={{ levitated: who?.version || build.revision, 'Prometheus API': build.version, go: build.goVersion }} />}
-          {rt && (
+          {(build || rt) && (
+            // One list, so that both halves share their columns.
             <KV
               data={{
-                started: formatTime(Date.parse(rt.startTime) / 1000) + ' UTC',
-                'storage retention': rt.storageRetention,
-                goroutines: rt.goroutineCount,
-                GOMAXPROCS: rt.GOMAXPROCS,
+                ...(build ? { levitated: who?.version || build.revision, 'Prometheus API': build.version, go: build.goVersion } : {}),
+                ...(rt
+                  ? {
+                      started: formatTime(Date.parse(rt.startTime) / 1000) + ' UTC',
+                      'storage retention': rt.storageRetention,
+                      goroutines: rt.goroutineCount,
+                      GOMAXPROCS: rt.GOMAXPROCS,
+                    }
+                  : {}),
               }}
             />
           )}
