@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
@@ -19,6 +20,33 @@ func TestAnalysesShowsPerMetricVerdicts(t *testing.T) {
 	ids := eval[[]string](t, ctx, `[...document.querySelectorAll('[data-testid=analyses] tbody tr')].map(r => r.dataset.id)`)
 	if len(ids) != 1 || ids[0] != env.execution {
 		t.Fatalf("analyses listed %q, want the execution %s", ids, env.execution)
+	}
+	// The other analyses recorded (the demo's native ones, as Argo
+	// Rollouts' stage judge asks for them) are listed from their
+	// change_analysis events, each with its verdict and the change it judged.
+	var recorded []apiEvent
+	for _, e := range listEvents(t) {
+		if e.Name == "change_analysis" && e.Attributes["source"] != "kayenta" {
+			recorded = append(recorded, e)
+		}
+	}
+	if len(recorded) == 0 {
+		t.Fatal("the demo recorded no native analysis")
+	}
+	do(t, ctx, visible(`[data-testid=recorded-analyses] tbody tr`))
+	rows := eval[[]struct{ ID, Verdict, Change string }](t, ctx, `[...document.querySelectorAll('[data-testid=recorded-analyses] tbody tr')].map(r => ({
+		id: r.dataset.id, verdict: r.querySelector('.badge').textContent, change: (r.querySelector('a[href^="/changes/"]') || {}).pathname || ''}))`)
+	if len(rows) != len(recorded) {
+		t.Errorf("the page lists %d other analyses, the events API %d", len(rows), len(recorded))
+	}
+	for _, e := range recorded {
+		found := false
+		for _, r := range rows {
+			found = found || (r.ID == e.ID && strings.EqualFold(r.Verdict, e.Attributes["verdict"]) && r.Change == "/changes/"+e.Attributes["change_id"])
+		}
+		if !found {
+			t.Errorf("analysis %s (%s of change %s) is not listed as the API has it: %+v", e.ID, e.Attributes["verdict"], e.Attributes["change_id"], rows)
+		}
 	}
 	shot(t, ctx, "analyses")
 

@@ -7,12 +7,24 @@ import { NativeForm } from '../analyses/NativeForm';
 import { useSession, can } from '../session';
 import { ErrorAlert } from '../ui/Alert';
 import { formatTime } from '../time';
+import { listEvents, analysisEventName, analysisSourceTitle, type ChangeEvent } from '../events';
 
 export function AnalysesPage() {
   const who = useSession();
   const allowed = can(who, 'analysis');
   const [list, setList] = useState<Judgement[] | null>(null);
   const [err, setErr] = useState<unknown>(null);
+  // The other analyses recorded (native, Flagger webhooks; Kayenta's are
+  // the executions above): their change_analysis events of the last week.
+  const [recorded, setRecorded] = useState<ChangeEvent[] | null>(null);
+  const [recErr, setRecErr] = useState<unknown>(null);
+  useEffect(() => {
+    const ac = new AbortController();
+    listEvents({ start: Date.now() / 1000 - 7 * 86400, name: analysisEventName, match: ['source!="kayenta"'] }, 200, ac.signal)
+      .then((xs) => setRecorded(xs.sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp)).slice(0, 100)))
+      .catch((e) => !ac.signal.aborted && setRecErr(e));
+    return () => ac.abort();
+  }, []);
   useEffect(() => {
     if (!allowed) return;
     kayentaExecutions(100)
@@ -65,6 +77,50 @@ export function AnalysesPage() {
         </table>
       )}
       {list && list.length === 0 && <p class="muted">No Kayenta executions yet.</p>}
+      <h2>Other analyses recorded</h2>
+      <p class="muted small">Native analyses and Flagger webhooks of the last 7 days, newest first, as their change_analysis events record them.</p>
+      <ErrorAlert err={recErr} />
+      {recorded && recorded.length === 0 && <p class="muted">None.</p>}
+      {recorded && recorded.length > 0 && (
+        <table class="table" data-testid="recorded-analyses">
+          <caption class="sr-only">Native analyses and Flagger webhooks</caption>
+          <thead>
+            <tr>
+              <th scope="col">Analysis</th>
+              <th scope="col">Verdict</th>
+              <th scope="col" class="num">
+                Score
+              </th>
+              <th scope="col">Failing</th>
+              <th scope="col">Change judged</th>
+              <th scope="col">Recorded (UTC)</th>
+            </tr>
+          </thead>
+          <tbody>
+            {recorded.map((e) => {
+              const a = e.attributes ?? {};
+              return (
+                <tr key={e.id} data-id={e.id}>
+                  <td>
+                    {analysisSourceTitle(a.source)}
+                    <div class="mono small muted">{a.analysis_id ?? e.id}</div>
+                  </td>
+                  <td>
+                    <VerdictBadge v={a.verdict} />
+                  </td>
+                  <td class="num">{a.score ?? '—'}</td>
+                  <td class="small">{a.failing_signals ? a.failing_signals.split(',').join(', ') : '—'}</td>
+                  <td class="small">
+                    {a.change_id ? <a href={`/changes/${a.change_id}`}>{[a.change_name, a.change_service].filter(Boolean).join(' · ') || a.change_id}</a> : '—'}
+                    {a.change_start && <div class="muted">from {formatTime(Number(a.change_start))}</div>}
+                  </td>
+                  <td class="small">{formatTime(Date.parse(e.timestamp) / 1000)}</td>
+                </tr>
+              );
+            })}
+          </tbody>
+        </table>
+      )}
       {allowed && (
         <details>
           <summary>Run a native analysis</summary>
