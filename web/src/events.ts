@@ -196,7 +196,7 @@ export async function spansIn(
   const [inRange, open, after] = await Promise.all(spanReads(p, from, to, now).map((r) => (r ? listEvents(r.params, r.max, signal) : Promise.resolve([] as ChangeEvent[]))));
   const before = (e: ChangeEvent) => !!e.window?.start && Date.parse(e.window.start) / 1000 < from;
   const spanning = after.filter((e) => e.state === 'stop' && before(e));
-  return spans(withoutImpact([...open, ...inRange, ...spanning], p.name), now);
+  return spans(withoutJudgements([...open, ...inRange, ...spanning], p.name), now);
 }
 
 /**
@@ -269,11 +269,21 @@ export function analysisMarks(evs: ChangeEvent[]): Map<string, AnalysisMark> {
   return out;
 }
 
+/** newestFirst sorts events by their time, newest first, in place. */
+export function newestFirst(evs: ChangeEvent[]): ChangeEvent[] {
+  return evs.sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp));
+}
+
+/** signalList writes a failing_signals attribute (comma-separated) for reading. */
+export function signalList(csv: string): string {
+  return csv.split(',').join(', ');
+}
+
 /**
- * withoutImpact drops the judgements (change_impact and change_analysis
+ * withoutJudgements drops the judgements (change_impact and change_analysis
  * events) unless name asks for them.
  */
-export function withoutImpact(evs: ChangeEvent[], name?: string): ChangeEvent[] {
+export function withoutJudgements(evs: ChangeEvent[], name?: string): ChangeEvent[] {
   return evs.filter((e) => (e.name !== impactEventName && e.name !== analysisEventName) || e.name === name);
 }
 

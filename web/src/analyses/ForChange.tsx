@@ -2,7 +2,7 @@
 // canary scope overlaps the change window, and (for tokens with the
 // analysis scope) a native analysis of the window on demand.
 import { useEffect, useState } from 'preact/hooks';
-import { listEvents, analysisEventName, analysisSourceTitle, type ChangeEvent } from '../events';
+import { listEvents, analysisEventName, analysisSourceTitle, newestFirst, signalList, type ChangeEvent } from '../events';
 import { formatTime } from '../time';
 import { kayentaExecutions, fromKayenta, type Judgement } from './model';
 import { VerdictBadge } from './JudgementView';
@@ -23,7 +23,7 @@ export function KayentaForChange({ ev, start, end }: { ev: ChangeEvent; start: n
     const ac = new AbortController();
     setRecorded(null);
     listEvents({ start: start - 60, name: analysisEventName, match: [`change_id="${ev.id}"`] }, 200, ac.signal)
-      .then((xs) => setRecorded(xs.sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp))))
+      .then((xs) => setRecorded(newestFirst(xs)))
       .catch((e) => !ac.signal.aborted && setErr(e instanceof ApiError ? e.explain() : String(e)));
     return () => ac.abort();
   }, [ev.id, start]);
@@ -51,7 +51,7 @@ export function KayentaForChange({ ev, start, end }: { ev: ChangeEvent; start: n
           {recorded.map((a) => (
             <li key={a.id} data-id={a.id}>
               <VerdictBadge v={a.attributes?.verdict} /> {analysisSourceTitle(a.attributes?.source)}, score {a.attributes?.score ?? '—'}
-              {a.attributes?.failing_signals && <span class="small"> · failing: {a.attributes.failing_signals.split(',').join(', ')}</span>}{' '}
+              {a.attributes?.failing_signals && <span class="small"> · failing: {signalList(a.attributes.failing_signals)}</span>}{' '}
               <span class="muted small">· recorded {formatTime(Date.parse(a.timestamp) / 1000)}</span>
             </li>
           ))}
@@ -76,4 +76,3 @@ export function KayentaForChange({ ev, start, end }: { ev: ChangeEvent; start: n
     </>
   );
 }
-

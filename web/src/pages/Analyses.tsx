@@ -7,7 +7,7 @@ import { NativeForm } from '../analyses/NativeForm';
 import { useSession, can } from '../session';
 import { ErrorAlert } from '../ui/Alert';
 import { formatTime } from '../time';
-import { listEvents, analysisEventName, analysisSourceTitle, type ChangeEvent } from '../events';
+import { listEvents, analysisEventName, analysisSourceTitle, newestFirst, signalList, type ChangeEvent } from '../events';
 
 export function AnalysesPage() {
   const who = useSession();
@@ -21,7 +21,7 @@ export function AnalysesPage() {
   useEffect(() => {
     const ac = new AbortController();
     listEvents({ start: Date.now() / 1000 - 7 * 86400, name: analysisEventName, match: ['source!="kayenta"'] }, 200, ac.signal)
-      .then((xs) => setRecorded(xs.sort((a, b) => Date.parse(b.timestamp) - Date.parse(a.timestamp)).slice(0, 100)))
+      .then((xs) => setRecorded(newestFirst(xs).slice(0, 100)))
       .catch((e) => !ac.signal.aborted && setRecErr(e));
     return () => ac.abort();
   }, []);
@@ -109,7 +109,7 @@ export function AnalysesPage() {
                     <VerdictBadge v={a.verdict} />
                   </td>
                   <td class="num">{a.score ?? '—'}</td>
-                  <td class="small">{a.failing_signals ? a.failing_signals.split(',').join(', ') : '—'}</td>
+                  <td class="small">{a.failing_signals ? signalList(a.failing_signals) : '—'}</td>
                   <td class="small">
                     {a.change_id ? <a href={`/changes/${a.change_id}`}>{[a.change_name, a.change_service].filter(Boolean).join(' · ') || a.change_id}</a> : '—'}
                     {a.change_start && <div class="muted">from {formatTime(Number(a.change_start))}</div>}

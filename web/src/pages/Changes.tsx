@@ -1,7 +1,7 @@
 // Changes.tsx: the change events and windows of a time range, searchable by
 // name, attribute matchers and open-only, kept live by the events tail.
 import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
-import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, impactMarks, analysisMarks, analysisSourceTitle, withoutImpact, type ChangeEvent } from '../events';
+import { listEvents, tailEvents, spans as toSpans, splitMatchers, describe, impactMarks, analysisMarks, analysisSourceTitle, withoutJudgements, type ChangeEvent } from '../events';
 import { VerdictBadge } from '../analyses/JudgementView';
 import { decodeChanges, encodeChanges, type ChangesState } from '../url';
 import { replace } from '../router';
@@ -58,7 +58,7 @@ export function ChangesPage({ search }: { search: string }) {
 
   // Judgements (change_impact, change_analysis) are shown on the change
   // they judge, not as changes of their own.
-  const spans = useMemo(() => toSpans(withoutImpact(evs ?? [], name)).sort((a, b) => b.start - a.start), [evs, name]);
+  const spans = useMemo(() => toSpans(withoutJudgements(evs ?? [], name)).sort((a, b) => b.start - a.start), [evs, name]);
   const marks = useMemo(() => impactMarks(evs ?? []), [evs]);
   const analyses = useMemo(() => analysisMarks(evs ?? []), [evs]);
 
@@ -100,11 +100,13 @@ export function ChangesPage({ search }: { search: string }) {
                   <span class="swatch" style={{ background: eventColor(s.name) }} />
                   <a href={`/changes/${s.id}`}>{s.name}</a> {s.open && <span class="badge open">open</span>}
                   {s.end === undefined && <span class="badge">point</span>}
-                  {marks.has(s.id) && <span class="muted small">impact </span>}
                   {marks.has(s.id) && (
-                    <span data-testid="impact-mark" title={`automatic impact verdict, score ${marks.get(s.id)!.score ?? '—'}${marks.get(s.id)!.failing ? `; failing: ${marks.get(s.id)!.failing}` : ''}`}>
-                      <VerdictBadge v={marks.get(s.id)!.verdict} />
-                    </span>
+                    <>
+                      <span class="muted small">impact </span>
+                      <span data-testid="impact-mark" title={`automatic impact verdict, score ${marks.get(s.id)!.score ?? '—'}${marks.get(s.id)!.failing ? `; failing: ${marks.get(s.id)!.failing}` : ''}`}>
+                        <VerdictBadge v={marks.get(s.id)!.verdict} />
+                      </span>
+                    </>
                   )}
                   {analyses.has(s.id) && (
                     <span
